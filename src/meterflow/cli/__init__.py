@@ -1,0 +1,31 @@
+"""The `meterflow` command. Each subcommand lives in its own module and is imported on use,
+so `meterflow cost` starts fast and never loads Kafka or database clients."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute"; add a line here when adding a subcommand module.
+COMMANDS: dict[str, str] = {}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(package_name="meterflow")
+def main() -> None:
+    """meterflow: price energy meter records as a stream."""

@@ -1,0 +1,76 @@
+"""Shared model plumbing: exact JSON decoding and the conventions every document follows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+import simplejson
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON with every non-integer number as `Decimal`.
+
+    pydantic reads JSON numbers as binary floats before turning them into `Decimal`, which loses
+    digits; money must never pass through a float, so documents are decoded here first.
+    """
+    return simplejson.loads(data, use_decimal=True)
+
+
+def _default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python", by_alias=True, exclude_none=False)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def dumps(value: BaseModel | Any) -> bytes:
+    """Encode a document as compact UTF-8 JSON, writing `Decimal` as an exact JSON number.
+
+    pydantic writes `Decimal` as a string; Flatpeak clients expect numbers, so encoding goes
+    through simplejson, which prints the decimal's own digits.
+    """
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="python", by_alias=True)
+    text: str = simplejson.dumps(
+        value, use_decimal=True, default=_default, separators=(",", ":"), ensure_ascii=False
+    )
+    return text.encode()
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a UTC offset or Z (RFC 3339)")
+    return value
+
+
+_DECIMAL_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string", "pattern": r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"},
+    ]
+}
+
+Money = Annotated[Decimal, AfterValidator(_finite), WithJsonSchema(_DECIMAL_SCHEMA)]
+"""A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float."""
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+"""An instant with an explicit offset; a naive timestamp is invalid input, not local time."""
+
+
+class Document(BaseModel):
+    """Base of the contract's documents: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
