@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A local PostgreSQL for meterflow from Debian's packages, bound to 127.0.0.1 only: installs the
+# server if it is missing, creates a cluster under the state dir, the role and the database
+# (idempotent), and stops exactly the server it started.
+#
+#   deploy/local/postgres.sh install|start|stop|status|psql|reset
+#
+# Environment (all optional):
+#   MF_STATE_DIR      data, logs and socket            (default <repo>/.local)
+#   MF_PG_PORT        port                             (default 5432)
+#   MF_PG_USER / MF_PG_PASSWORD / MF_PG_DB             (default meterflow / meterflow / meterflow)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+state="${MF_STATE_DIR:-$repo/.local}/postgres"
+port="${MF_PG_PORT:-5432}"
+user="${MF_PG_USER:-meterflow}"
+password="${MF_PG_PASSWORD:-meterflow}"
+db="${MF_PG_DB:-meterflow}"
+data="$state/data"
+
+log() { printf 'postgres: %s\n' "$*" >&2; }
+
+bindir() {
+  local dir
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  [[ -n "$dir" && -x "$dir/initdb" ]] && echo "$dir"
+}
+
+install() {
+  if bindir >/dev/null; then return; fi
+  log "installing PostgreSQL from Debian's packages"
+  local sudo=""; [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+  # Debian starts a default cluster on 5432; ours uses its own data dir, so stop that one.
+  if command -v pg_lsclusters >/dev/null; then
+    pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
+      $sudo pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
+    done
+  fi
+}
+
+# The server refuses to run as root: run its tools as the `postgres` system user when we are root.
+as_owner() {
+  if [[ "$(id -u)" -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+running() { as_owner "$(bindir)/pg_ctl" -D "$data" status >/dev/null 2>&1; }
+
+start() {
+  install
+  local bin; bin="$(bindir)"
+  mkdir -p "$state"
+  if [[ "$(id -u)" -eq 0 ]]; then chown postgres:postgres "$state"; fi
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    as_owner "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+      --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    cat >>"$data/postgresql.conf" <<CONF
+# meterflow local settings
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$state'
+max_connections = 200
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+CONF
+  fi
+  if running; then
+    log "already running on 127.0.0.1:$port"
+  else
+    as_owner "$bin/pg_ctl" -D "$data" -l "$state/server.log" -o "-p $port" -w -t 60 start >/dev/null \
+      || { tail -20 "$state/server.log" >&2; exit 1; }
+  fi
+  local q="$bin/psql -v ON_ERROR_STOP=1 -qAt -h $state -p $port -U postgres -d postgres"
+  if [[ "$(as_owner $q -c "select 1 from pg_roles where rolname='$user'")" != "1" ]]; then
+    as_owner $q -c "create role \"$user\" login createdb password '$password'"
+  fi
+  if [[ "$(as_owner $q -c "select 1 from pg_database where datname='$db'")" != "1" ]]; then
+    as_owner $q -c "create database \"$db\" owner \"$user\""
+  fi
+  log "running on 127.0.0.1:$port, database $db (postgresql://$user:***@127.0.0.1:$port/$db)"
+}
+
+stop() {
+  local bin; bin="$(bindir)" || { log "not installed"; return; }
+  if [[ -f "$data/PG_VERSION" ]] && running; then
+    as_owner "$bin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null
+    log "stopped"
+  else
+    log "not running"
+  fi
+}
+
+status() {
+  if bindir >/dev/null && [[ -f "$data/PG_VERSION" ]] && running; then
+    echo "postgres: running on 127.0.0.1:$port"
+  else
+    echo "postgres: stopped"; return 1
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  psql) shift; PGPASSWORD="$password" "$(bindir)/psql" -h 127.0.0.1 -p "$port" -U "$user" -d "$db" "$@" ;;
+  reset) stop; rm -rf "$state"; log "removed $state" ;;
+  *) echo "usage: $0 install|start|stop|status|psql|reset" >&2; exit 2 ;;
+esac
