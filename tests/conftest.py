@@ -1,21 +1,39 @@
 """Where the tests find the real services (Kafka, PostgreSQL).
 
-Order: MF_KAFKA_BOOTSTRAP / MF_DATABASE_URL when set; else the local services that
-`make up` / `.ci/run` started on the default ports. A service that cannot be reached fails the
-test (never skips): in CI a missing service is a failure.
+For each service, in order:
+1. `MF_KAFKA_BOOTSTRAP` / `MF_DATABASE_URL` when set (must answer, else the run fails);
+2. whatever answers on the default local ports (what `make up` / `.ci/run` started);
+3. when `CI` is set: fail with a clear message (CI starts its services itself);
+4. a Docker engine answering: testcontainers (`apache/kafka` in KRaft mode, `postgres:16`);
+5. otherwise the session starts the local services with `deploy/local/*.sh` and stops, at the end,
+   only what it started itself.
+Tests never skip for a missing service.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import subprocess
+import time
 import uuid
-from urllib.parse import urlparse
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
 
+import asyncpg
 import pytest
+import pytest_asyncio
 
+REPO = Path(__file__).resolve().parent.parent
+LOCAL = REPO / "deploy" / "local"
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql://meterflow:meterflow@127.0.0.1:5432/meterflow"
+KAFKA_IMAGE = "apache/kafka:4.4.0"
+PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+POSTGRES_IMAGE = "postgres:16"
 
 
 def _reachable(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -26,30 +44,196 @@ def _reachable(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    bootstrap = os.environ.get("MF_KAFKA_BOOTSTRAP", DEFAULT_KAFKA)
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    if not _reachable(host, int(port)):
+def _wait_reachable(host: str, port: int, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _reachable(host, port, timeout=1.0):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer on {host}:{port} in {timeout:.0f}s", pytrace=False)
+        time.sleep(0.5)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # testcontainers' client
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.split(",")[0].rpartition(":")
+    return host, int(port)
+
+
+def _local_script(name: str, action: str) -> None:
+    result = subprocess.run(
+        [str(LOCAL / f"{name}.sh"), action], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
         pytest.fail(
-            f"Kafka is not reachable at {bootstrap}: start it with `make up` "
-            "(deploy/local/kafka.sh start) or set MF_KAFKA_BOOTSTRAP",
+            f"deploy/local/{name}.sh {action} failed (exit {result.returncode}):\n{result.stderr}",
             pytrace=False,
         )
-    return bootstrap
 
 
-@pytest.fixture(scope="session")
-def database_url() -> str:
-    url = os.environ.get("MF_DATABASE_URL", DEFAULT_DATABASE_URL)
+class _Provider:
+    """Resolves one service to an address, starting it only when nothing else provides it."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        env_var: str,
+        default: str,
+        address_of: Callable[[str], tuple[str, int]],
+        from_docker: Callable[[list[Any]], str],
+        local_script: str,
+        hint: str,
+    ) -> None:
+        self.label, self.env_var, self.default = label, env_var, default
+        self.address_of, self.from_docker = address_of, from_docker
+        self.local_script, self.hint = local_script, hint
+
+    def resolve(self, stops: list[Callable[[], None]]) -> str:
+        configured = os.environ.get(self.env_var)
+        if configured:
+            host, port = self.address_of(configured)
+            if not _reachable(host, port):
+                pytest.fail(
+                    f"{self.label} is not reachable at {host}:{port} ({self.env_var}={configured})",
+                    pytrace=False,
+                )
+            return configured
+        if _reachable(*self.address_of(self.default)):
+            return self.default
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"CI: {self.label} is not reachable at {self.default} and {self.env_var} is unset; "
+                f"CI must start it first ({self.hint})",
+                pytrace=False,
+            )
+        if _docker_answers():
+            containers: list[Any] = []
+            stops.append(lambda: [c.stop() for c in containers])
+            return self.from_docker(containers)
+        _local_script(self.local_script, "start")
+        stops.append(lambda: _local_script(self.local_script, "stop"))
+        _wait_reachable(*self.address_of(self.default), self.label)
+        return self.default
+
+
+def _kafka_container(containers: list[Any]) -> str:
+    from testcontainers.core.container import DockerContainer
+
+    # The broker must advertise the address the host sees, so the host port is chosen up front.
+    port = _free_port()
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_bind_ports(9092, port)
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
+        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", PROTOCOL_MAP)
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+    )
+    container.start()
+    containers.append(container)
+    _wait_reachable("127.0.0.1", port, "Kafka (testcontainers)")
+    return f"127.0.0.1:{port}"
+
+
+def _postgres_container(containers: list[Any]) -> str:
+    from testcontainers.core.container import DockerContainer
+
+    port = _free_port()
+    container = (
+        DockerContainer(POSTGRES_IMAGE)
+        .with_bind_ports(5432, port)
+        .with_env("POSTGRES_USER", "meterflow")
+        .with_env("POSTGRES_PASSWORD", "meterflow")
+        .with_env("POSTGRES_DB", "meterflow")
+    )
+    container.start()
+    containers.append(container)
+    _wait_reachable("127.0.0.1", port, "PostgreSQL (testcontainers)")
+    return f"postgresql://meterflow:meterflow@127.0.0.1:{port}/meterflow"
+
+
+def _database_address(url: str) -> tuple[str, int]:
     parsed = urlparse(url)
-    if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 5432):
-        pytest.fail(
-            f"PostgreSQL is not reachable at {parsed.hostname}:{parsed.port}: start it with "
-            "`make up` (deploy/local/postgres.sh start) or set MF_DATABASE_URL",
-            pytrace=False,
-        )
-    return url
+    return parsed.hostname or "127.0.0.1", parsed.port or 5432
+
+
+KAFKA = _Provider(
+    label="Kafka",
+    env_var="MF_KAFKA_BOOTSTRAP",
+    default=DEFAULT_KAFKA,
+    address_of=_host_port,
+    from_docker=_kafka_container,
+    local_script="kafka",
+    hint="`make up` or deploy/local/kafka.sh start, or set MF_KAFKA_BOOTSTRAP",
+)
+POSTGRES = _Provider(
+    label="PostgreSQL",
+    env_var="MF_DATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    address_of=_database_address,
+    from_docker=_postgres_container,
+    local_script="postgres",
+    hint="`make up` or deploy/local/postgres.sh start, or set MF_DATABASE_URL",
+)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    stops: list[Callable[[], None]] = []
+    try:
+        yield KAFKA.resolve(stops)
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    stops: list[Callable[[], None]] = []
+    try:
+        yield POSTGRES.resolve(stops)
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def fresh_database(database_url: str) -> AsyncIterator[str]:
+    """A new empty database `mf_test_<random>` owned by the test role, dropped after the session."""
+    name = f"mf_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

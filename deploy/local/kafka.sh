@@ -99,6 +99,10 @@ start() {
     log "port $port is taken by another process; set MF_KAFKA_PORT or stop it"
     exit 1
   fi
+  if port_open "$cport"; then
+    log "port $cport is taken by another process; set MF_KAFKA_CONTROLLER_PORT or stop it"
+    exit 1
+  fi
   fetch
   command -v java >/dev/null || { log "Java 17+ is required"; exit 1; }
   write_config

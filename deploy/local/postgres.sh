@@ -69,6 +69,9 @@ CONF
   fi
   if running; then
     log "already running on 127.0.0.1:$port"
+  elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "port $port is taken by another process; set MF_PG_PORT or stop it"
+    exit 1
   else
     as_owner "$bin/pg_ctl" -D "$data" -l "$state/server.log" -o "-p $port" -w -t 60 start >/dev/null \
       || { tail -20 "$state/server.log" >&2; exit 1; }
@@ -95,7 +98,7 @@ stop() {
 
 status() {
   if bindir >/dev/null && [[ -f "$data/PG_VERSION" ]] && running; then
-    echo "postgres: running on 127.0.0.1:$port"
+    echo "postgres: running on 127.0.0.1:$port (postgresql://$user:$password@127.0.0.1:$port/$db)"
   else
     echo "postgres: stopped"; return 1
   fi
