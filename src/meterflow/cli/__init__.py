@@ -8,7 +8,9 @@ import importlib
 import click
 
 # name -> "module:attribute"; add a line here when adding a subcommand module.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "db": "meterflow.cli.db:db",
+}
 
 
 class _LazyGroup(click.Group):

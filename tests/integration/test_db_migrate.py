@@ -1,0 +1,154 @@
+"""`meterflow db migrate` on a real, fresh database: the schema, idempotence, concurrent runners."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from meterflow.db import MigrationError, available_migrations, migrate
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture
+async def empty_database(database_url: str) -> AsyncIterator[str]:
+    name = f"mf_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _columns(url: str, table: str) -> dict[str, tuple[str, bool]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_name = $1",
+            table,
+        )
+    finally:
+        await conn.close()
+    return {r["column_name"]: (r["data_type"], r["is_nullable"] == "YES") for r in rows}
+
+
+async def test_schema_has_the_contract_tables_and_types(empty_database: str) -> None:
+    applied = await migrate(empty_database)
+    assert [m.version for m in applied] == [m.version for m in available_migrations()]
+
+    costs = await _columns(empty_database, "energy_costs")
+    assert costs["id"] == ("text", False)
+    assert costs["cost"] == ("numeric", False)
+    assert costs["energy_kwh"] == ("numeric", False)
+    assert costs["confidence"] == ("numeric", False)
+    assert costs["start_time"] == ("timestamp with time zone", False)
+    assert costs["request"] == ("jsonb", False)
+    assert costs["device_id"] == ("text", True)
+    assert costs["source_offset"] == ("bigint", True)
+    for name in (
+        "account_id",
+        "live_mode",
+        "meter_record_id",
+        "currency_code",
+        "location_timezone",
+    ):
+        assert costs[name][1] is False, name
+    breakdown = await _columns(empty_database, "energy_cost_breakdown")
+    assert breakdown["rate"] == ("numeric", False)
+    locations = await _columns(empty_database, "locations")
+    assert locations["profile"] == ("jsonb", False)
+    assert locations["deleted"] == ("boolean", False)
+    keys = await _columns(empty_database, "api_keys")
+    assert {"key_hash", "key_prefix", "revoked_at", "account_id", "live_mode"} <= set(keys)
+
+    conn = await asyncpg.connect(empty_database)
+    try:
+        indexes = {
+            r["indexdef"].split(" USING btree ")[1]
+            for r in await conn.fetch(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = $1", "energy_costs"
+            )
+        }
+    finally:
+        await conn.close()
+    assert "(account_id, location_id, start_time)" in indexes
+    assert "(account_id, device_id, start_time)" in indexes
+    assert "(account_id, session_reference_id)" in indexes
+
+
+async def test_second_run_is_a_no_op(empty_database: str) -> None:
+    assert await migrate(empty_database)
+    assert await migrate(empty_database) == []
+    conn = await asyncpg.connect(empty_database)
+    try:
+        rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+    finally:
+        await conn.close()
+    assert [(r["version"], r["name"]) for r in rows] == [
+        (m.version, m.name) for m in available_migrations()
+    ]
+
+
+async def test_concurrent_runners_apply_each_migration_once(empty_database: str) -> None:
+    results = await asyncio.gather(*(migrate(empty_database) for _ in range(4)))
+    applied = [m.version for result in results for m in result]
+    assert sorted(applied) == [m.version for m in available_migrations()]
+
+
+async def test_changed_applied_migration_is_refused(empty_database: str) -> None:
+    await migrate(empty_database)
+    first, *rest = available_migrations()
+    edited = replace(first, sql=first.sql + "\n-- edited\n")
+    with pytest.raises(MigrationError, match="forward-only"):
+        await migrate(empty_database, [edited, *rest])
+
+
+async def test_failed_migration_leaves_no_trace(empty_database: str) -> None:
+    await migrate(empty_database)
+    broken = replace(
+        available_migrations()[-1],
+        version=9999,
+        name="broken",
+        sql="CREATE TABLE half_done (x int); SELECT no_such_function();",
+    )
+    with pytest.raises(asyncpg.PostgresError):
+        await migrate(empty_database, [*available_migrations(), broken])
+    conn = await asyncpg.connect(empty_database)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('half_done')") is None
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") != 9999
+    finally:
+        await conn.close()
+
+
+async def _run_cli(*args: str, env: dict[str, str]) -> str:
+    meterflow = str(Path(sys.executable).with_name("meterflow"))
+    proc = await asyncio.create_subprocess_exec(
+        meterflow, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_cli_migrate_twice(empty_database: str) -> None:
+    env = {**os.environ, "MF_DATABASE_URL": empty_database, "MF_LOG_FORMAT": "text"}
+    assert "applied" in await _run_cli("db", "migrate", env=env)
+    assert "up to date" in await _run_cli("db", "migrate", env=env)
