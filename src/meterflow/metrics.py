@@ -1,0 +1,364 @@
+"""Prometheus metrics of every meterflow process, and the ways to expose them.
+
+All metric objects live here so names, labels and buckets are decided once (design §7:
+`meterflow_` prefix, base units, counters end in `_total`). Adapters call the small helpers
+below, one line per event, and never touch a metric object directly. Label values are bounded
+(topic, partition, error code, route template, status): never a record, location or device id.
+
+"Accepted" for the end-to-end latency is the Kafka record's timestamp (CreateTime, set by the
+producer or by the HTTP API when it submits the record); "emitted" is when the worker hands the
+EnergyCost to its producer. So the latency covers queueing in Kafka, the worker and pricing.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+
+from meterflow import __version__
+from meterflow.models import ErrorCode
+
+__all__ = [
+    "add_metrics_route",
+    "cost_emitted",
+    "database_error",
+    "http_metrics_middleware",
+    "metrics_handler",
+    "observe_http_request",
+    "record_consumed",
+    "record_dead_lettered",
+    "set_consumer_lag",
+    "set_sink_healthy",
+    "set_table_entries",
+    "sink_batch_written",
+    "start_metrics_server",
+    "time_pricing",
+    "time_sink_write",
+    "update_consumer_lag",
+]
+
+# Pricing one record is pure CPU work: tens of microseconds to a few milliseconds.
+PRICING_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+# Record accepted -> cost emitted: milliseconds when idle, minutes when the worker lags behind.
+END_TO_END_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+)
+# One sink batch (COPY/INSERT of up to a few thousand rows + commit).
+SINK_WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SINK_BATCH_ROWS_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# HTTP requests: a priced record in a millisecond, a 10,000-record batch in seconds.
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+UNMATCHED_ROUTE = "unmatched"
+
+# No `*_created` series next to every counter and histogram: they double the series count and
+# nothing here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# --- stream worker ---------------------------------------------------------------------------
+RECORDS_CONSUMED = Counter(
+    "meterflow_records_consumed_total",
+    "Records taken from a topic by a meterflow consumer (cost agent: meter records; sink: costs).",
+    ["topic"],
+)
+RECORDS_PRICED = Counter(
+    "meterflow_records_priced_total",
+    "Meter records priced into an EnergyCost and emitted.",
+)
+RECORDS_DEAD_LETTERED = Counter(
+    "meterflow_records_dead_lettered_total",
+    "Meter records that could not be priced and went to the dead-letter topic, by error code.",
+    ["code"],
+)
+PRICING_DURATION = Histogram(
+    "meterflow_pricing_duration_seconds",
+    "Time to turn one meter record's bytes into an EnergyCost or a dead letter.",
+    buckets=PRICING_BUCKETS,
+)
+END_TO_END_LATENCY = Histogram(
+    "meterflow_end_to_end_latency_seconds",
+    "From the record's Kafka timestamp (accepted) to its EnergyCost being emitted.",
+    buckets=END_TO_END_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "meterflow_consumer_lag_records",
+    "Records not yet read by this process: partition highwater minus consumer position.",
+    ["topic", "partition"],
+)
+TABLE_ENTRIES = Gauge(
+    "meterflow_table_entries",
+    "Entries held in a worker table (profiles: locations; market_prices: series-days).",
+    ["table"],
+)
+
+# --- sink ------------------------------------------------------------------------------------
+SINK_ROWS_WRITTEN = Counter(
+    "meterflow_sink_rows_written_total",
+    "EnergyCost rows written to PostgreSQL (duplicates skipped by ON CONFLICT not included).",
+)
+SINK_ROWS_DUPLICATE = Counter(
+    "meterflow_sink_rows_duplicate_total",
+    "EnergyCost rows already in PostgreSQL (a redelivery), skipped by ON CONFLICT DO NOTHING.",
+)
+SINK_BATCHES_WRITTEN = Counter(
+    "meterflow_sink_batches_written_total",
+    "Batches committed to PostgreSQL (and then their offsets to Kafka).",
+)
+SINK_BATCH_ROWS = Histogram(
+    "meterflow_sink_batch_rows",
+    "Rows per committed sink batch.",
+    buckets=SINK_BATCH_ROWS_BUCKETS,
+)
+SINK_WRITE_DURATION = Histogram(
+    "meterflow_sink_write_duration_seconds",
+    "Time to write and commit one sink batch to PostgreSQL.",
+    buckets=SINK_WRITE_BUCKETS,
+)
+# Registered on first use: a worker or API process must not expose a "sink unhealthy" 0.
+SINK_HEALTHY = Gauge(
+    "meterflow_sink_healthy",
+    "1 while the sink can reach PostgreSQL and Kafka and is making progress, else 0.",
+    registry=None,
+)
+DATABASE_ERRORS = Counter(
+    "meterflow_database_errors_total",
+    "Failed database operations (each retry that fails counts once).",
+    ["operation"],
+)
+
+# --- HTTP API --------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "meterflow_http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "meterflow_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=HTTP_BUCKETS,
+)
+
+BUILD_INFO = Info("meterflow_build", "meterflow version and runtime (value is always 1).")
+BUILD_INFO.info(
+    {
+        "version": __version__,
+        "python_version": platform.python_version(),
+        "implementation": sys.implementation.name,
+    }
+)
+
+# Series that exist from the start, so rate() and the alert rules see zeros instead of nothing.
+for _code in ErrorCode:
+    RECORDS_DEAD_LETTERED.labels(code=_code.value)
+
+
+# --- helpers for the cost agent --------------------------------------------------------------
+def record_consumed(topic: str, count: int = 1) -> None:
+    """A consumer took `count` records from `topic` (before decoding them)."""
+    RECORDS_CONSUMED.labels(topic=topic).inc(count)
+
+
+@contextmanager
+def time_pricing() -> Iterator[None]:
+    """`with time_pricing(): result = price_payload(...)`: observes the pricing duration."""
+    with PRICING_DURATION.time():
+        yield
+
+
+def cost_emitted(accepted_at: float | None, now: float | None = None) -> None:
+    """An EnergyCost was handed to the producer. `accepted_at`: the source record's Kafka
+    timestamp in seconds since the epoch (None when unknown: only the priced count moves)."""
+    RECORDS_PRICED.inc()
+    if accepted_at is None or accepted_at <= 0:
+        return
+    emitted_at = time.time() if now is None else now
+    # A producer's clock may run ahead of ours: never observe a negative latency.
+    END_TO_END_LATENCY.observe(max(0.0, emitted_at - accepted_at))
+
+
+def record_dead_lettered(code: str | ErrorCode) -> None:
+    RECORDS_DEAD_LETTERED.labels(code=str(code)).inc()
+
+
+def set_table_entries(table: str, entries: int) -> None:
+    TABLE_ENTRIES.labels(table=table).set(entries)
+
+
+# --- consumer lag ----------------------------------------------------------------------------
+_lag_series: set[tuple[str, str]] = set()
+
+
+def set_consumer_lag(lags: Mapping[tuple[str, int], int]) -> None:
+    """Replace the lag gauge with `{(topic, partition): records behind}`; partitions no longer
+    assigned to this process (after a rebalance) are removed so they do not report stale lag."""
+    current = {(topic, str(partition)): max(0, lag) for (topic, partition), lag in lags.items()}
+    for stale in _lag_series - current.keys():
+        CONSUMER_LAG.remove(*stale)
+    for (topic, partition), lag in current.items():
+        CONSUMER_LAG.labels(topic=topic, partition=partition).set(lag)
+    _lag_series.clear()
+    _lag_series.update(current)
+
+
+class LagSource(Protocol):
+    """What both a Faust consumer (`app.consumer`) and an aiokafka consumer offer."""
+
+    def assignment(self) -> Iterable[Any]: ...
+
+    def highwater(self, tp: Any) -> int | None: ...
+
+    def position(self, tp: Any) -> Awaitable[int | None]: ...
+
+
+async def update_consumer_lag(
+    consumer: LagSource, include: Callable[[str], bool] | None = None
+) -> dict[tuple[str, int], int]:
+    """Compute lag = highwater - position for every assigned partition (optionally only topics
+    for which `include(topic)` is true), publish it, and return it. Partitions whose highwater or
+    position is not known yet (no fetch so far) are left out rather than reported as zero."""
+    lags: dict[tuple[str, int], int] = {}
+    for tp in list(consumer.assignment()):
+        topic, partition = tp.topic, tp.partition
+        if include is not None and not include(topic):
+            continue
+        highwater = consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if highwater is None or position is None:
+            continue
+        lags[(topic, partition)] = max(0, highwater - position)
+    set_consumer_lag(lags)
+    return lags
+
+
+# --- helpers for the sink --------------------------------------------------------------------
+_sink_healthy_registered = False
+
+
+@contextmanager
+def time_sink_write() -> Iterator[None]:
+    with SINK_WRITE_DURATION.time():
+        yield
+
+
+def sink_batch_written(rows: int, duplicates: int = 0) -> None:
+    """A batch was committed: `rows` newly inserted, `duplicates` skipped by ON CONFLICT."""
+    SINK_BATCHES_WRITTEN.inc()
+    SINK_ROWS_WRITTEN.inc(rows)
+    SINK_ROWS_DUPLICATE.inc(duplicates)
+    SINK_BATCH_ROWS.observe(rows + duplicates)
+
+
+def set_sink_healthy(healthy: bool) -> None:
+    global _sink_healthy_registered
+    if not _sink_healthy_registered:
+        REGISTRY.register(SINK_HEALTHY)
+        _sink_healthy_registered = True
+    SINK_HEALTHY.set(1 if healthy else 0)
+
+
+def database_error(operation: str) -> None:
+    """A database call failed (`operation`: a short fixed name such as "insert" or "connect")."""
+    DATABASE_ERRORS.labels(operation=operation).inc()
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+def observe_http_request(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+    HTTP_REQUEST_DURATION.labels(method=method, route=route).observe(seconds)
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (`/locations/{location_id}`), never the raw path, so a label
+    cannot grow with ids; requests that matched no route share one value."""
+    resource = request.match_info.route.resource
+    if resource is None:  # 404/405: aiohttp's system route
+        return UNMATCHED_ROUTE
+    return resource.canonical
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def http_metrics_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """aiohttp middleware counting every request by route template and status, with duration.
+    Put it first in `middlewares=[...]` so it also sees the answers of the other middlewares."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        observe_http_request(
+            request.method, route_template(request), status, time.perf_counter() - started
+        )
+
+
+# --- exposition ------------------------------------------------------------------------------
+async def metrics_handler(request: web.Request) -> web.Response:
+    """`GET /metrics` for an aiohttp app, in the Prometheus text format."""
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_metrics_route(app: web.Application, path: str = "/metrics") -> None:
+    app.router.add_get(path, metrics_handler, name="metrics")
+
+
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
+    """Serve `/metrics` from a background thread, for processes without a web server (the sink).
+    Port 0 means "no metrics server"."""
+    if port:
+        start_http_server(port, addr=host)

@@ -1,0 +1,240 @@
+"""The metric helpers move exactly the series they promise, with bounded labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from meterflow import metrics
+from meterflow.models import ErrorCode
+
+
+def value(name: str, **labels: str) -> float:
+    sample = REGISTRY.get_sample_value(name, labels)
+    return 0.0 if sample is None else sample
+
+
+def test_record_consumed_counts_per_topic() -> None:
+    before = value("meterflow_records_consumed_total", topic="x-meter-records")
+    metrics.record_consumed("x-meter-records")
+    metrics.record_consumed("x-meter-records", 4)
+    assert value("meterflow_records_consumed_total", topic="x-meter-records") == before + 5
+
+
+def test_cost_emitted_counts_and_observes_latency_from_the_record_timestamp() -> None:
+    priced = value("meterflow_records_priced_total")
+    count = value("meterflow_end_to_end_latency_seconds_count")
+    total = value("meterflow_end_to_end_latency_seconds_sum")
+    le_1s = value("meterflow_end_to_end_latency_seconds_bucket", le="1.0")
+
+    metrics.cost_emitted(accepted_at=1_000.0, now=1_000.75)
+
+    assert value("meterflow_records_priced_total") == priced + 1
+    assert value("meterflow_end_to_end_latency_seconds_count") == count + 1
+    assert value("meterflow_end_to_end_latency_seconds_sum") == pytest.approx(total + 0.75)
+    assert value("meterflow_end_to_end_latency_seconds_bucket", le="1.0") == le_1s + 1
+
+
+def test_cost_emitted_without_timestamp_counts_but_observes_nothing() -> None:
+    priced = value("meterflow_records_priced_total")
+    count = value("meterflow_end_to_end_latency_seconds_count")
+    metrics.cost_emitted(accepted_at=None)
+    metrics.cost_emitted(accepted_at=-1.0)  # Kafka's "no timestamp"
+    assert value("meterflow_records_priced_total") == priced + 2
+    assert value("meterflow_end_to_end_latency_seconds_count") == count
+
+
+def test_clock_skew_never_gives_a_negative_latency() -> None:
+    total = value("meterflow_end_to_end_latency_seconds_sum")
+    metrics.cost_emitted(accepted_at=2_000.0, now=1_999.0)
+    assert value("meterflow_end_to_end_latency_seconds_sum") == pytest.approx(total)
+
+
+def test_every_dead_letter_code_exists_from_the_start() -> None:
+    for code in ErrorCode:
+        assert (
+            REGISTRY.get_sample_value("meterflow_records_dead_lettered_total", {"code": code.value})
+            is not None
+        )
+
+
+def test_record_dead_lettered_by_code() -> None:
+    before = value("meterflow_records_dead_lettered_total", code="unknown_location")
+    metrics.record_dead_lettered(ErrorCode.UNKNOWN_LOCATION)
+    metrics.record_dead_lettered("unknown_location")
+    assert value("meterflow_records_dead_lettered_total", code="unknown_location") == before + 2
+
+
+def test_time_pricing_observes_one_duration() -> None:
+    count = value("meterflow_pricing_duration_seconds_count")
+    with metrics.time_pricing():
+        pass
+    assert value("meterflow_pricing_duration_seconds_count") == count + 1
+
+
+def test_sink_helpers() -> None:
+    rows = value("meterflow_sink_rows_written_total")
+    dups = value("meterflow_sink_rows_duplicate_total")
+    batches = value("meterflow_sink_batches_written_total")
+    writes = value("meterflow_sink_write_duration_seconds_count")
+    errors = value("meterflow_database_errors_total", operation="insert")
+
+    with metrics.time_sink_write():
+        metrics.sink_batch_written(rows=7, duplicates=2)
+    metrics.database_error("insert")
+    metrics.set_sink_healthy(False)
+    assert value("meterflow_sink_healthy") == 0
+    metrics.set_sink_healthy(True)
+
+    assert value("meterflow_sink_rows_written_total") == rows + 7
+    assert value("meterflow_sink_rows_duplicate_total") == dups + 2
+    assert value("meterflow_sink_batches_written_total") == batches + 1
+    assert value("meterflow_sink_write_duration_seconds_count") == writes + 1
+    assert value("meterflow_database_errors_total", operation="insert") == errors + 1
+    assert value("meterflow_sink_healthy") == 1
+
+
+def test_table_entries() -> None:
+    metrics.set_table_entries("profiles", 12)
+    assert value("meterflow_table_entries", table="profiles") == 12
+
+
+@dataclass(frozen=True)
+class TP:
+    topic: str
+    partition: int
+
+
+class FakeConsumer:
+    def __init__(self, highwaters: dict[TP, int | None], positions: dict[TP, int | None]) -> None:
+        self.highwaters = highwaters
+        self.positions = positions
+
+    def assignment(self) -> set[TP]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.highwaters[tp]
+
+    async def position(self, tp: TP) -> int | None:
+        return self.positions[tp]
+
+
+async def test_update_consumer_lag_publishes_highwater_minus_position() -> None:
+    a0, a1, b0, c0 = TP("lag-a", 0), TP("lag-a", 1), TP("lag-b", 0), TP("lag-c", 0)
+    consumer = FakeConsumer(
+        highwaters={a0: 100, a1: 5, b0: 9, c0: None},
+        positions={a0: 40, a1: 5, b0: 1, c0: 3},
+    )
+    lags = await metrics.update_consumer_lag(consumer, include=lambda t: t != "lag-b")
+
+    assert lags == {("lag-a", 0): 60, ("lag-a", 1): 0}  # lag-b excluded, lag-c not known yet
+    assert value("meterflow_consumer_lag_records", topic="lag-a", partition="0") == 60
+    assert value("meterflow_consumer_lag_records", topic="lag-a", partition="1") == 0
+    assert (
+        REGISTRY.get_sample_value(
+            "meterflow_consumer_lag_records", {"topic": "lag-b", "partition": "0"}
+        )
+        is None
+    )
+
+    # After a rebalance partition 1 belongs to another worker: its series disappears.
+    consumer.highwaters.pop(a1)
+    consumer.highwaters[a0] = 120
+    await metrics.update_consumer_lag(consumer, include=lambda t: t == "lag-a")
+    assert value("meterflow_consumer_lag_records", topic="lag-a", partition="0") == 80
+    assert (
+        REGISTRY.get_sample_value(
+            "meterflow_consumer_lag_records", {"topic": "lag-a", "partition": "1"}
+        )
+        is None
+    )
+
+
+async def test_http_middleware_labels_by_route_template_and_status() -> None:
+    async def get_location(request: web.Request) -> web.Response:
+        if request.match_info["location_id"] == "missing":
+            raise web.HTTPNotFound()
+        return web.json_response({"ok": True})
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("bug")
+
+    app = web.Application(middlewares=[metrics.http_metrics_middleware])
+    app.router.add_get("/mx/locations/{location_id}", get_location)
+    app.router.add_get("/mx/boom", boom)
+    metrics.add_metrics_route(app)
+
+    route = "/mx/locations/{location_id}"
+    ok = value("meterflow_http_requests_total", method="GET", route=route, status="200")
+    nf = value("meterflow_http_requests_total", method="GET", route=route, status="404")
+    err = value("meterflow_http_requests_total", method="GET", route="/mx/boom", status="500")
+    unmatched = value(
+        "meterflow_http_requests_total", method="GET", route="unmatched", status="404"
+    )
+    durations = value("meterflow_http_request_duration_seconds_count", method="GET", route=route)
+
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/mx/locations/loc_1")).status == 200
+        assert (await client.get("/mx/locations/loc_2")).status == 200
+        assert (await client.get("/mx/locations/missing")).status == 404
+        assert (await client.get("/mx/boom")).status == 500
+        assert (await client.get("/mx/nowhere/at/all")).status == 404
+        response = await client.get("/metrics")
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        body = await response.text()
+
+    assert value("meterflow_http_requests_total", method="GET", route=route, status="200") == ok + 2
+    assert value("meterflow_http_requests_total", method="GET", route=route, status="404") == nf + 1
+    assert (
+        value("meterflow_http_requests_total", method="GET", route="/mx/boom", status="500")
+        == err + 1
+    )
+    assert (
+        value("meterflow_http_requests_total", method="GET", route="unmatched", status="404")
+        == unmatched + 1
+    )
+    assert (
+        value("meterflow_http_request_duration_seconds_count", method="GET", route=route)
+        == durations + 3
+    )
+    assert "loc_1" not in body  # ids never become label values
+    assert "meterflow_build_info{" in body
+
+
+def test_exposition_follows_the_naming_conventions() -> None:
+    text = metrics.generate_latest(REGISTRY).decode()
+    families = {
+        f.name: f for f in text_string_to_metric_families(text) if f.name.startswith("meterflow")
+    }
+    expected = {
+        "meterflow_records_consumed": "counter",
+        "meterflow_records_priced": "counter",
+        "meterflow_records_dead_lettered": "counter",
+        "meterflow_pricing_duration_seconds": "histogram",
+        "meterflow_end_to_end_latency_seconds": "histogram",
+        "meterflow_consumer_lag_records": "gauge",
+        "meterflow_table_entries": "gauge",
+        "meterflow_sink_rows_written": "counter",
+        "meterflow_sink_batches_written": "counter",
+        "meterflow_sink_write_duration_seconds": "histogram",
+        "meterflow_sink_healthy": "gauge",
+        "meterflow_database_errors": "counter",
+        "meterflow_http_requests": "counter",
+        "meterflow_http_request_duration_seconds": "histogram",
+        "meterflow_build_info": "gauge",
+    }
+    for name, kind in expected.items():
+        assert name in families, name
+        assert families[name].type == kind, name
+    for family in families.values():
+        if family.type == "counter":
+            assert all(s.name.endswith("_total") for s in family.samples)
+        for sample in family.samples:
+            assert not {"location_id", "device_id", "id"} & set(sample.labels)
