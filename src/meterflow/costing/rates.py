@@ -1,0 +1,277 @@
+"""Where the rate in force changes: a record's interval cut into parts of constant rate.
+
+A profile is compiled once (cached by object identity) into versions sorted by start, each with
+what it needs to answer "which rate, and until when": a FIXED rate, a TIME_OF_USE table walked
+in local wall time, or sorted dynamic prices. Walking costs one step per rate change, DST
+change or local midnight inside the record, never one step per minute.
+"""
+
+from __future__ import annotations
+
+import itertools
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from meterflow.costing.timeline import (
+    US_PER_DAY,
+    US_PER_MINUTE,
+    ZoneOffsets,
+    day_info,
+    from_us,
+    to_us,
+    zone_offsets,
+)
+from meterflow.models import (
+    DynamicTariff,
+    ErrorCode,
+    FixedTariff,
+    LocationProfile,
+    MarketPrices,
+    PricingError,
+    TariffDirection,
+    TimeOfUseTariff,
+)
+from meterflow.tariffs import ProfileError, TimeOfUseTable, describe_version
+
+MarketPricesLookup = Callable[[str, date], MarketPrices | None]
+Part = tuple[int, int, Decimal]
+"""`[start_us, end_us)` priced at one rate (per kWh)."""
+
+_OPEN_END = 1 << 62
+
+
+@dataclass(slots=True)
+class _Prices:
+    """Non-overlapping prices sorted by start, surcharge already added."""
+
+    starts: list[int]
+    ends: list[int]
+    rates: list[Decimal]
+
+
+@dataclass(slots=True)
+class CompiledVersion:
+    start: int
+    end: int
+    label: str
+    fixed: Decimal | None = None
+    table: TimeOfUseTable | None = None
+    prices: _Prices | None = None
+    series_id: str | None = None
+    surcharge: Decimal = Decimal(0)
+
+
+@dataclass(slots=True)
+class CompiledProfile:
+    zone: ZoneOffsets
+    currency_code: str
+    directions: dict[TariffDirection, tuple[list[int], list[CompiledVersion]]]
+
+
+def _compile_prices(
+    points: list[tuple[int, int, Decimal]], surcharge: Decimal, what: str
+) -> _Prices:
+    points = sorted(set(points))
+    for (_, end, _), (start, _, _) in itertools.pairwise(points):
+        if start < end:
+            raise PricingError(
+                ErrorCode.TARIFF_NOT_AVAILABLE, f"{what}: overlapping prices at {from_us(start)}"
+            )
+    if surcharge:
+        return _Prices(
+            [p[0] for p in points], [p[1] for p in points], [p[2] + surcharge for p in points]
+        )
+    return _Prices([p[0] for p in points], [p[1] for p in points], [p[2] for p in points])
+
+
+def _compile_version(
+    direction: str, version: FixedTariff | TimeOfUseTariff | DynamicTariff
+) -> CompiledVersion:
+    label = describe_version(direction, version)
+    compiled = CompiledVersion(
+        start=to_us(version.effective_from),
+        end=_OPEN_END if version.effective_to is None else to_us(version.effective_to),
+        label=label,
+    )
+    if isinstance(version, FixedTariff):
+        compiled.fixed = version.rate
+    elif isinstance(version, TimeOfUseTariff):
+        compiled.table = TimeOfUseTable(version.rules, label)
+    else:
+        compiled.surcharge = version.surcharge_fixed or Decimal(0)
+        if version.prices is not None:
+            points = [(to_us(p.valid_from), to_us(p.valid_to), p.rate) for p in version.prices]
+            compiled.prices = _compile_prices(points, compiled.surcharge, label)
+        else:
+            compiled.series_id = version.series_id
+    return compiled
+
+
+def compile_profile(profile: LocationProfile) -> CompiledProfile:
+    directions: dict[TariffDirection, tuple[list[int], list[CompiledVersion]]] = {}
+    for direction, versions in profile.tariffs.items():
+        compiled = sorted(
+            (_compile_version(direction.value, v) for v in versions), key=lambda c: c.start
+        )
+        directions[direction] = ([c.start for c in compiled], compiled)
+    return CompiledProfile(zone_offsets(profile.timezone), profile.currency_code, directions)
+
+
+_CACHE_LIMIT = 4096
+_cache: dict[int, tuple[LocationProfile, CompiledProfile]] = {}
+
+
+def compiled(profile: LocationProfile) -> CompiledProfile:
+    """The compiled form of a profile, cached while the same (frozen) object is in use."""
+    hit = _cache.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    result = compile_profile(profile)
+    if len(_cache) >= _CACHE_LIMIT:
+        _cache.clear()
+    _cache[id(profile)] = (profile, result)  # holding the profile keeps its id unique
+    return result
+
+
+_market_cache: dict[int, tuple[MarketPrices, list[tuple[int, int, Decimal]]]] = {}
+
+
+def _market_points(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
+    hit = _market_cache.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    points = [(to_us(p.valid_from), to_us(p.valid_to), p.rate) for p in doc.prices]
+    if len(_market_cache) >= _CACHE_LIMIT:
+        _market_cache.clear()
+    _market_cache[id(doc)] = (doc, points)
+    return points
+
+
+def _no_rate(direction: TariffDirection, at_us: int, why: str = "") -> PricingError:
+    return PricingError(
+        ErrorCode.TARIFF_NOT_AVAILABLE,
+        f"no {direction.value} rate in force at {from_us(at_us).isoformat()}{why}",
+    )
+
+
+def _add(parts: list[Part], start: int, end: int, rate: Decimal) -> None:
+    """Append a part, extending the last one when it continues at the same rate."""
+    if parts:
+        last = parts[-1]
+        if last[2] == rate and last[1] == start:
+            parts[-1] = (last[0], end, last[2])
+            return
+    parts.append((start, end, rate))
+
+
+def _walk_time_of_use(
+    parts: list[Part], table: TimeOfUseTable, zone: ZoneOffsets, start: int, end: int
+) -> None:
+    """Rate by local wall time: within one UTC offset, wall time is the instant plus the offset.
+
+    At a DST change the walk restarts with the new offset, so at fall-back the repeated local
+    hour is priced (twice) by its rule and at spring-forward the skipped hour never occurs.
+    """
+    t = start
+    while t < end:
+        offset, offset_until = zone.offset_at(t)
+        day, in_day = divmod(t + offset, US_PER_DAY)
+        month, weekday = day_info(day)
+        schedule = table.schedule(month, weekday)
+        index = bisect_right(schedule.ends, in_day // US_PER_MINUTE)
+        rule_end = day * US_PER_DAY + schedule.ends[index] * US_PER_MINUTE - offset
+        stop = min(rule_end, offset_until, end)
+        _add(parts, t, stop, schedule.rates[index])
+        t = stop
+
+
+def _walk_prices(
+    parts: list[Part], prices: _Prices, direction: TariffDirection, start: int, end: int
+) -> None:
+    index = bisect_right(prices.starts, start) - 1
+    if index < 0:
+        index = 0
+    t = start
+    count = len(prices.starts)
+    while t < end:
+        if index >= count or prices.starts[index] > t or prices.ends[index] <= t:
+            raise _no_rate(direction, t, " (gap between dynamic prices)")
+        stop = min(prices.ends[index], end)
+        _add(parts, t, stop, prices.rates[index])
+        t = stop
+        index += 1
+
+
+def _series_prices(
+    version: CompiledVersion,
+    currency_code: str,
+    lookup: MarketPricesLookup,
+    start: int,
+    end: int,
+) -> _Prices:
+    series_id = version.series_id
+    assert series_id is not None
+    first = from_us(start).date()
+    last = from_us(end - 1).date()
+    points: list[tuple[int, int, Decimal]] = []
+    day = first
+    while day <= last:
+        doc = lookup(series_id, day)
+        if doc is None:
+            raise PricingError(
+                ErrorCode.TARIFF_NOT_AVAILABLE,
+                f"{version.label}: no market prices for series {series_id!r} on {day.isoformat()}",
+            )
+        if doc.currency_code is not None and doc.currency_code != currency_code:
+            raise PricingError(
+                ErrorCode.TARIFF_NOT_AVAILABLE,
+                f"{version.label}: series {series_id!r} is in {doc.currency_code}, "
+                f"the location in {currency_code}",
+            )
+        points.extend(_market_points(doc))
+        day += timedelta(days=1)
+    return _compile_prices(points, version.surcharge, f"{version.label}: series {series_id!r}")
+
+
+def rate_parts(
+    profile: CompiledProfile,
+    direction: TariffDirection,
+    start: int,
+    end: int,
+    market_prices: MarketPricesLookup,
+) -> list[Part]:
+    """Cut `[start, end)` into maximal parts of constant rate; PricingError if any has none."""
+    found = profile.directions.get(direction)
+    if found is None:
+        raise PricingError(
+            ErrorCode.TARIFF_NOT_AVAILABLE, f"the location has no {direction.value} tariff"
+        )
+    starts, versions = found
+    parts: list[Part] = []
+    t = start
+    index = max(bisect_right(starts, t) - 1, 0)
+    try:
+        while t < end:
+            if index >= len(versions) or versions[index].start > t:
+                raise _no_rate(direction, t, " (no tariff version)")
+            version = versions[index]
+            index += 1
+            if version.end <= t:
+                continue
+            stop = min(version.end, end)
+            if version.fixed is not None:
+                _add(parts, t, stop, version.fixed)
+            elif version.table is not None:
+                _walk_time_of_use(parts, version.table, profile.zone, t, stop)
+            else:
+                prices = version.prices
+                if prices is None:
+                    prices = _series_prices(version, profile.currency_code, market_prices, t, stop)
+                _walk_prices(parts, prices, direction, t, stop)
+            t = stop
+    except ProfileError as error:
+        raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
+    return parts

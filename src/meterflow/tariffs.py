@@ -1,0 +1,184 @@
+"""Whole-profile validation and the compact rate tables the cost engine walks.
+
+The models check the shape of one tariff at a time; the rules that span a whole profile live
+here: TIME_OF_USE rules must cover every local minute of every month and weekday exactly once,
+versions of one direction must not overlap, inline dynamic prices must not overlap. Errors name
+the version and the gap or overlap precisely, because a silent default would misprice records.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from meterflow.models import (
+    DynamicTariff,
+    FixedTariff,
+    LocationProfile,
+    PricePoint,
+    TimeOfUseRule,
+    TimeOfUseTariff,
+)
+from meterflow.models.profiles import minutes_of
+
+__all__ = [
+    "DAY_NAMES",
+    "MINUTES_PER_DAY",
+    "MONTH_NAMES",
+    "DaySchedule",
+    "ProfileError",
+    "TimeOfUseTable",
+    "describe_version",
+    "validate_profile",
+]
+
+MINUTES_PER_DAY = 1440
+DAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+Version = FixedTariff | TimeOfUseTariff | DynamicTariff
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be accepted; the message names the version and the problem."""
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def describe_version(direction: str, version: Version) -> str:
+    """ "IMPORT version from 2024-01-01" (the full instant when it does not start at midnight)."""
+    start = version.effective_from
+    at_midnight = (start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0)
+    when = start.date().isoformat() if at_midnight else start.isoformat()
+    return f"{direction} version from {when}"
+
+
+@dataclass(frozen=True, slots=True)
+class DaySchedule:
+    """The rates of one (month, weekday): segment `i` covers minutes `[ends[i-1], ends[i])`.
+
+    Adjacent rules with the same rate are merged, so each segment end is a real rate change
+    (or midnight).
+    """
+
+    ends: tuple[int, ...]
+    rates: tuple[Decimal, ...]
+
+
+def _schedule_problem(
+    rules: Sequence[TimeOfUseRule], month: int, weekday: int
+) -> tuple[DaySchedule | None, str | None]:
+    """Build the schedule of one (month, weekday) or describe its first gap or overlap."""
+    day = DAY_NAMES[weekday]
+    spans: list[tuple[int, int, int]] = []
+    for index, rule in enumerate(rules):
+        if rule.months is not None and month not in rule.months:
+            continue
+        if rule.days is not None and all(d.value != day for d in rule.days):
+            continue
+        spans.append((minutes_of(rule.from_), minutes_of(rule.to), index))
+    spans.sort()
+    where = f"{day} {{}} in {MONTH_NAMES[month - 1]}"
+    ends: list[int] = []
+    rates: list[Decimal] = []
+    covered = 0
+    previous = -1
+    for start, end, index in spans:
+        if start < covered:
+            overlap = f"{_hhmm(start)}–{_hhmm(min(covered, end))}"
+            return None, (
+                f"rules {previous + 1} and {index + 1} overlap on " + where.format(overlap)
+            )
+        if start > covered:
+            return None, "no rule covers " + where.format(f"{_hhmm(covered)}–{_hhmm(start)}")
+        rate = rules[index].rate
+        if rates and rates[-1] == rate:
+            ends[-1] = end
+        else:
+            ends.append(end)
+            rates.append(rate)
+        covered = end
+        previous = index
+    if covered < MINUTES_PER_DAY:
+        gap = f"{_hhmm(covered)}–24:00"
+        return None, "no rule covers " + where.format(gap)
+    return DaySchedule(tuple(ends), tuple(rates)), None
+
+
+@dataclass(slots=True)
+class TimeOfUseTable:
+    """Per (month, weekday) schedules of one TIME_OF_USE version, built on first use.
+
+    Building lazily keeps a cold profile cheap: a half-hour record needs one or two of the 84
+    schedules, not all of them.
+    """
+
+    rules: Sequence[TimeOfUseRule]
+    label: str
+    _days: dict[int, DaySchedule] = field(default_factory=dict)
+
+    def schedule(self, month: int, weekday: int) -> DaySchedule:
+        """The schedule for a month (1..12) and weekday (0 = Monday); ProfileError if broken."""
+        key = month * 8 + weekday
+        found = self._days.get(key)
+        if found is None:
+            found, problem = _schedule_problem(self.rules, month, weekday)
+            if found is None:
+                raise ProfileError(f"{self.label}: {problem}")
+            self._days[key] = found
+        return found
+
+
+def _validate_time_of_use(label: str, version: TimeOfUseTariff) -> None:
+    for month in range(1, 13):
+        for weekday in range(7):
+            _, problem = _schedule_problem(version.rules, month, weekday)
+            if problem is not None:
+                raise ProfileError(f"{label}: {problem}")
+
+
+def _validate_prices(label: str, prices: Sequence[PricePoint]) -> None:
+    ordered = sorted(prices, key=lambda p: p.valid_from)
+    for before, after in itertools.pairwise(ordered):
+        if after.valid_from < before.valid_to:
+            raise ProfileError(
+                f"{label}: dynamic prices [{before.valid_from.isoformat()}, "
+                f"{before.valid_to.isoformat()}) and [{after.valid_from.isoformat()}, "
+                f"{after.valid_to.isoformat()}) overlap"
+            )
+
+
+def _validate_versions(direction: str, versions: Sequence[Version]) -> None:
+    ordered = sorted(versions, key=lambda v: v.effective_from)
+    for before, after in itertools.pairwise(ordered):
+        if before.effective_to is None or after.effective_from < before.effective_to:
+            ends = (
+                "open-ended"
+                if before.effective_to is None
+                else (f"to {before.effective_to.isoformat()}")
+            )
+            raise ProfileError(
+                f"{describe_version(direction, before)} ({ends}) overlaps "
+                f"{describe_version(direction, after)}"
+            )
+
+
+def validate_profile(profile: LocationProfile) -> None:
+    """Check the rules that span a whole profile; raise ProfileError naming the first problem.
+
+    Gaps *between* versions are allowed (records there are `tariff_not_available`); gaps or
+    overlaps *inside* a TIME_OF_USE version, and overlapping versions or prices, are not.
+    """
+    for direction, versions in profile.tariffs.items():
+        name = direction.value
+        _validate_versions(name, versions)
+        for version in versions:
+            label = describe_version(name, version)
+            if isinstance(version, TimeOfUseTariff):
+                _validate_time_of_use(label, version)
+            elif isinstance(version, DynamicTariff) and version.prices is not None:
+                _validate_prices(label, version.prices)
