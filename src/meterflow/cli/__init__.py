@@ -9,7 +9,10 @@ import click
 
 # name -> "module:attribute"; add a line here when adding a subcommand module.
 COMMANDS: dict[str, str] = {
+    "cost": "meterflow.cli.cost:cost",
+    "schemas": "meterflow.cli.schemas:schemas",
     "db": "meterflow.cli.db:db",
+    "worker": "meterflow.cli.worker:worker",
 }
 
 
