@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
 
 import simplejson
-from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 
 def loads(data: bytes | str) -> Any:
@@ -50,6 +51,20 @@ def _finite(value: Decimal) -> Decimal:
     return value
 
 
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _rfc3339(value: object) -> object:
+    """Only RFC 3339 text (or a datetime built in code): no epoch numbers, no partial times."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339.match(value):
+        return value
+    raise ValueError("must be an RFC 3339 timestamp with Z or an offset")
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must carry a UTC offset or Z (RFC 3339)")
@@ -66,7 +81,7 @@ _DECIMAL_SCHEMA = {
 Money = Annotated[Decimal, AfterValidator(_finite), WithJsonSchema(_DECIMAL_SCHEMA)]
 """A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float."""
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+AwareDatetime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
 """An instant with an explicit offset; a naive timestamp is invalid input, not local time."""
 
 

@@ -1,0 +1,152 @@
+"""`meterflow cost`: price meter records offline, JSON Lines in, JSON Lines out, no Kafka.
+
+Each input line goes through `costing.price_payload`, the same path as the stream and the API,
+so offline simulations and the checks run from outside see exactly what production computes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO
+
+import click
+from pydantic import ValidationError
+
+from meterflow.costing import price_payload
+from meterflow.models import (
+    DeadLetter,
+    LocationProfile,
+    MarketPrices,
+    SourceRef,
+    dumps,
+    loads,
+)
+from meterflow.tariffs import ProfileError, validate_profile
+
+STDIN_TOPIC = "stdin"
+"""A record without `id` gets `ids.meter_record_id_for_offset("stdin", 0, <line number>)`."""
+
+
+def _fail(message: str) -> None:
+    click.echo(f"meterflow cost: {message}", err=True)
+    sys.exit(2)
+
+
+def _load_profile(path: Path) -> LocationProfile:
+    try:
+        profile = LocationProfile.model_validate(loads(path.read_bytes()))
+        validate_profile(profile)
+    except OSError as error:
+        _fail(f"cannot read profile {path}: {error.strerror}")
+    except ValueError as error:  # JSON, ValidationError and ProfileError are ValueErrors
+        detail = str(error) if not isinstance(error, ValidationError) else _summary(error)
+        kind = "profile problem" if isinstance(error, ProfileError) else "invalid profile"
+        _fail(f"{kind} in {path}: {detail}")
+    return profile
+
+
+def _summary(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in item['loc']) or 'profile'}: {item['msg']}"
+        for item in error.errors(include_url=False, include_input=False)[:5]
+    )
+
+
+def _load_market_prices(path: Path | None) -> Callable[[str, date], MarketPrices | None]:
+    days: dict[tuple[str, date], MarketPrices] = {}
+    if path is not None:
+        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = MarketPrices.model_validate(loads(line))
+            except ValueError as error:
+                _fail(f"invalid market prices on line {number} of {path}: {error}")
+            days[(doc.series_id, doc.day)] = doc
+    return lambda series_id, day: days.get((series_id, day))
+
+
+def price_lines(
+    lines: IO[bytes],
+    out: IO[bytes],
+    profile: LocationProfile,
+    market_prices: Callable[[str, date], MarketPrices | None],
+    now: datetime,
+    max_record_hours: int,
+) -> tuple[int, int]:
+    """Price every non-blank line; write one result line each; return (priced, failed)."""
+    priced = failed = 0
+
+    def profiles(location_id: str) -> LocationProfile | None:
+        return profile if location_id == profile.location_id else None
+
+    for number, line in enumerate(lines, start=1):
+        payload = line.rstrip(b"\r\n")
+        if not payload.strip():
+            continue
+        result = price_payload(
+            payload,
+            profiles=profiles,
+            market_prices=market_prices,
+            now=now,
+            source=SourceRef.model_construct(topic=STDIN_TOPIC, partition=0, offset=number),
+            max_record_hours=max_record_hours,
+        )
+        if isinstance(result, DeadLetter):
+            failed += 1
+            out.write(dumps({"error": result.error}) + b"\n")
+        else:
+            priced += 1
+            out.write(dumps(result) + b"\n")
+    return priced, failed
+
+
+@click.command()
+@click.option(
+    "--profile",
+    "profile_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="LocationProfile JSON file (validated first; a bad profile exits with status 2).",
+)
+@click.option(
+    "--market-prices",
+    "market_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="JSON Lines of MarketPrices documents, for DYNAMIC tariffs with a series_id.",
+)
+@click.option(
+    "--max-record-hours",
+    type=click.IntRange(min=1),
+    envvar="MF_MAX_RECORD_HOURS",
+    default=744,
+    show_default=True,
+)
+@click.option(
+    "--now",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z"]),
+    default=None,
+    help="time_created of the results (default: the current time), for reproducible output.",
+)
+def cost(
+    profile_path: Path, market_path: Path | None, max_record_hours: int, now: datetime | None
+) -> None:
+    """Price meter records (JSON Lines on stdin) against one location profile.
+
+    Writes one line per record, in order: the EnergyCost, or {"error": {"code", "message"}}.
+    A bad record never stops the others. Records without `id` get an id derived from their
+    line number.
+    """
+    profile = _load_profile(profile_path)
+    market_prices = _load_market_prices(market_path)
+    when = now.astimezone(UTC) if now is not None else datetime.now(UTC)
+    stdout = sys.stdout.buffer
+    priced, failed = price_lines(
+        sys.stdin.buffer, stdout, profile, market_prices, when, max_record_hours
+    )
+    stdout.flush()
+    click.echo(f"priced {priced} record(s), {failed} failed", err=True)
