@@ -2,7 +2,8 @@
 
 For each service, in order:
 1. `MF_KAFKA_BOOTSTRAP` / `MF_DATABASE_URL` when set (must answer, else the run fails);
-2. whatever answers on the default local ports (what `make up` / `.ci/run` started);
+2. whatever answers on the local ports (what `make up` / `.ci/run` started; `MF_KAFKA_PORT` and
+   `MF_PG_PORT` move them, as in deploy/local/env.sh);
 3. when `CI` is set: fail with a clear message (CI starts its services itself);
 4. a Docker engine answering: testcontainers (`apache/kafka` in KRaft mode, `postgres:16`);
 5. otherwise the session starts the local services with `deploy/local/*.sh` and stops, at the end,
@@ -29,8 +30,11 @@ import pytest_asyncio
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / "deploy" / "local"
-DEFAULT_KAFKA = "127.0.0.1:9092"
-DEFAULT_DATABASE_URL = "postgresql://meterflow:meterflow@127.0.0.1:5432/meterflow"
+# The local services' ports follow deploy/local/env.sh, so `MF_KAFKA_PORT=… make up test` agrees.
+DEFAULT_KAFKA = f"127.0.0.1:{os.environ.get('MF_KAFKA_PORT', '9092')}"
+DEFAULT_DATABASE_URL = (
+    f"postgresql://meterflow:meterflow@127.0.0.1:{os.environ.get('MF_PG_PORT', '5432')}/meterflow"
+)
 KAFKA_IMAGE = "apache/kafka:4.4.0"
 PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
 POSTGRES_IMAGE = "postgres:16"
