@@ -18,6 +18,6 @@ case "${1:-}" in
       echo "migrate: \`meterflow db migrate\` not available yet; skipped" >&2
     fi ;;
   stop) ;;
-  status) if has_migrate; then echo "migrate: \`meterflow db migrate\` applied on up"; else echo "migrate: not available yet"; fi ;;
+  status) if has_migrate; then echo "migrate: \`make up\` runs \`meterflow db migrate\`"; else echo "migrate: \`meterflow db migrate\` not available yet"; fi ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
