@@ -95,7 +95,8 @@ def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
     for rule in alert_rules():
         annotations = rule["annotations"]
         assert isinstance(annotations, dict)
-        assert annotations.get("summary") and annotations.get("description"), rule["alert"]
+        assert annotations.get("summary"), rule["alert"]
+        assert annotations.get("description"), rule["alert"]
         runbook = str(annotations["runbook_url"])
         path, _, anchor = runbook.partition("#")
         assert path == "docs/operations.md", runbook
