@@ -18,7 +18,19 @@ port="${MF_PG_PORT:-5432}"
 user="${MF_PG_USER:-meterflow}"
 password="${MF_PG_PASSWORD:-meterflow}"
 db="${MF_PG_DB:-meterflow}"
-data="$state/data"
+# The server runs as the `postgres` system user when we are root; if that user cannot reach the
+# checkout (e.g. a clone under /root, mode 700), keep the cluster in a per-checkout dir it can reach.
+pick_state() {
+  if [[ "$(id -u)" -eq 0 ]] && id postgres >/dev/null 2>&1; then
+    local probe="$state"
+    while [[ ! -e "$probe" ]]; do probe="$(dirname "$probe")"; done
+    if ! runuser -u postgres -- test -x "$probe"; then
+      state="/var/tmp/meterflow-postgres-$(printf '%s' "$state" | sha1sum | cut -c1-12)"
+    fi
+  fi
+  data="$state/data"
+}
+pick_state
 
 log() { printf 'postgres: %s\n' "$*" >&2; }
 
@@ -44,13 +56,14 @@ install() {
 
 # The server refuses to run as root: run its tools as the `postgres` system user when we are root.
 as_owner() {
-  if [[ "$(id -u)" -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ "$(id -u)" -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 running() { as_owner "$(bindir)/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 
 start() {
   install
+  pick_state  # again: installing the package creates the postgres user
   local bin; bin="$(bindir)"
   mkdir -p "$state"
   if [[ "$(id -u)" -eq 0 ]]; then chown postgres:postgres "$state"; fi
