@@ -25,6 +25,16 @@ class Settings(BaseSettings):
     data_dir: str = ".local/worker"
     max_record_hours: int = Field(default=744, ge=1)
 
+    # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
+    # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.
+    api_token_secret: str = "meterflow-local-dev-token-secret"
+    api_token_ttl_seconds: int = Field(default=3600, ge=60)
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
+    api_rate_limit_per_second: float = Field(default=100.0, gt=0)
+    api_rate_limit_burst: int = Field(default=200, ge=1)
+    api_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    api_max_batch_records: int = Field(default=10_000, ge=1)
+
     log_level: str = "INFO"
     log_format: str = "json"
 

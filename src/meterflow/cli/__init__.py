@@ -13,6 +13,8 @@ COMMANDS: dict[str, str] = {
     "schemas": "meterflow.cli.schemas:schemas",
     "db": "meterflow.cli.db:db",
     "worker": "meterflow.cli.worker:worker",
+    "api": "meterflow.cli.api:api",
+    "keys": "meterflow.cli.keys:keys",
 }
 
 

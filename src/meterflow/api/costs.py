@@ -1,0 +1,275 @@
+"""Cost endpoints: instant cost and batch submission (Kafka), cost reports (Postgres)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from meterflow import ids
+from meterflow.api import repository
+from meterflow.api.context import CONTEXT, ApiContext
+from meterflow.api.credentials import Principal
+from meterflow.api.errors import ApiError, not_found
+from meterflow.api.http import answer, describe, principal_of, query_bool, read_json
+from meterflow.api.schemas import (
+    Aggregation,
+    CostReport,
+    FailedRecord,
+    MeterBatch,
+    ReportBody,
+    ReportRow,
+    SessionBody,
+)
+from meterflow.costing import price_payload
+from meterflow.models import (
+    CostValue,
+    DeadLetter,
+    EnergyValue,
+    LocationProfile,
+    MeterRecord,
+    TariffDirection,
+    dumps,
+)
+from meterflow.stream.topics import ENERGY_COSTS, METER_RECORDS
+
+
+def visible_profiles(ctx: ApiContext, principal: Principal) -> Any:
+    """The engine's profile lookup, restricted to the caller's account and mode: another
+    account's location is, to this caller, an unknown location (same answer, nothing leaks)."""
+
+    def lookup(location_id: str) -> LocationProfile | None:
+        profile = ctx.view.profile(location_id)
+        if profile is None or profile.account_id != principal.account_id:
+            return None
+        return profile if profile.live_mode == principal.live_mode else None
+
+    return lookup
+
+
+async def instant_cost(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    principal = principal_of(request)
+    non_persistent = query_bool(request, "non_persistent")
+    document = await read_json(request, code="invalid_record")
+    if isinstance(document, dict):
+        document["id"] = ids.new_meter_record_id()
+        if non_persistent is not None:
+            document["non_persistent"] = non_persistent
+    result = price_payload(
+        dumps(document),
+        profiles=visible_profiles(ctx, principal),
+        market_prices=ctx.view.prices,
+        now=ctx.clock(),
+        max_record_hours=ctx.settings.max_record_hours,
+    )
+    if isinstance(result, DeadLetter):
+        raise ApiError(422, result.error.code.value, result.error.message)
+    await ctx.kafka().send(ENERGY_COSTS, result.location_id, dumps(result))
+    return answer(result)
+
+
+def _check_record(
+    ctx: ApiContext, principal: Principal, document: Any
+) -> tuple[str, str | None, str | None]:
+    """(location_id or "", record_reference_id, error): what the batch says about one record."""
+    if not isinstance(document, dict):
+        return "", None, "invalid_record: a meter record must be a JSON object"
+    reference = document.get("record_reference_id")
+    reference = reference if isinstance(reference, str) else None
+    try:
+        record = MeterRecord.model_validate(document)
+    except ValidationError as exc:
+        return "", reference, f"invalid_record: {describe(exc)}"
+    if record.end_time <= record.start_time:
+        return "", reference, "invalid_time_range: end_time must be after start_time"
+    hours = ctx.settings.max_record_hours
+    if record.end_time - record.start_time > timedelta(hours=hours):
+        return "", reference, f"invalid_time_range: a record may span at most {hours} hours"
+
+    if visible_profiles(ctx, principal)(record.location_id) is None:
+        return "", reference, f"unknown_location: no location {record.location_id!r}"
+    return record.location_id, reference, None
+
+
+async def submit_interval(request: web.Request) -> web.Response:
+    """`PUT /meters/interval`: check each record, publish the good ones, report the rest.
+
+    Records are checked for shape, time range and ownership here; pricing happens in the stream,
+    where a record that cannot be priced becomes a dead letter.
+    """
+    ctx = request.app[CONTEXT]
+    principal = principal_of(request)
+    documents = await read_json(request)
+    limit = ctx.settings.api_max_batch_records
+    if not isinstance(documents, list):
+        raise ApiError(400, "invalid_request", "the body must be a JSON array of meter records")
+    if len(documents) > limit:
+        raise ApiError(
+            400, "too_many_records", f"at most {limit} records per call, got {len(documents)}"
+        )
+    accepted: list[tuple[str, bytes]] = []
+    failed: list[FailedRecord] = []
+    for number, document in enumerate(documents):
+        if isinstance(document, dict):
+            document["id"] = ids.new_meter_record_id()
+        location_id, reference, error = _check_record(ctx, principal, document)
+        if error is None:
+            accepted.append((location_id, dumps(document)))
+        else:
+            failed.append(
+                FailedRecord(record_num=number, record_reference_id=reference, error=error)
+            )
+    if accepted:
+        await ctx.kafka().send_many(METER_RECORDS, accepted)
+    batch = MeterBatch(
+        id=f"bat_{secrets.token_hex(12)}",
+        account_id=principal.account_id,
+        live_mode=principal.live_mode,
+        records_submitted=len(documents),
+        records_accepted=len(accepted),
+        failed_records=failed,
+        time_created=ctx.clock(),
+    )
+    return answer(batch)
+
+
+def _tariff_direction(request: web.Request, body_value: TariffDirection | None) -> TariffDirection:
+    raw = request.query.get("tariff_direction")
+    if raw is None:
+        return body_value or TariffDirection.IMPORT
+    try:
+        return TariffDirection(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_request", "`tariff_direction` must be IMPORT or EXPORT"
+        ) from None
+
+
+def _aggregation(request: web.Request, body_value: Aggregation | None) -> Aggregation | None:
+    raw = request.query.get("aggregation")
+    if raw is None:
+        return body_value
+    try:
+        return Aggregation(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", "`aggregation` must be DAY or MONTH") from None
+
+
+def _next_bucket(start: datetime, aggregation: Aggregation) -> datetime:
+    if aggregation is Aggregation.DAY:
+        following = start.date() + timedelta(days=1)
+        return datetime(following.year, following.month, following.day, tzinfo=start.tzinfo)
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return datetime(year, month, 1, tzinfo=start.tzinfo)
+
+
+def _report_row(row: Any, zone: ZoneInfo, **times: datetime) -> ReportRow:
+    return ReportRow(
+        start_time=times.get("start_time", row["start_time"]).astimezone(zone),
+        end_time=times.get("end_time", row["end_time"]).astimezone(zone),
+        session_reference_id=row.get("session_reference_id"),
+        record_reference_id=row.get("record_reference_id"),
+        records=row["records"],
+        energy=EnergyValue(value=row["energy_kwh"]),
+        cost=CostValue(value=row["cost"], confidence=row["confidence"]),
+    )
+
+
+async def interval_report(request: web.Request) -> web.Response:
+    """`POST /costs/interval/{id}`: stored costs of a location or device, per record or summed
+    per local DAY or MONTH (cut at the location's midnight, so DST days have 23 or 25 hours).
+    A record counts in the bucket (and the range) where it starts."""
+    ctx = request.app[CONTEXT]
+    principal = principal_of(request)
+    object_id = request.match_info["object_id"]
+    try:
+        body = ReportBody.model_validate(await read_json(request))
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", describe(exc)) from None
+    if body.end_time <= body.start_time:
+        raise ApiError(400, "invalid_time_range", "end_time must be after start_time")
+    direction = _tariff_direction(request, body.tariff_direction)
+    aggregation = _aggregation(request, body.aggregation)
+    subject = await repository.report_subject(ctx.db(), principal, object_id)
+    if subject is None:
+        raise not_found(f"location or device {object_id!r}")
+    zone = ZoneInfo(subject.timezone)
+    scope: dict[str, Any] = {
+        "object_id": object_id,
+        "tariff_direction": direction.value,
+        "start": body.start_time,
+        "end": body.end_time,
+    }
+    if aggregation is None:
+        rows = await repository.cost_rows(ctx.db(), principal, **scope)
+        data = [_report_row(dict(row), zone) for row in rows]
+    else:
+        buckets = await repository.cost_buckets(
+            ctx.db(), principal, **scope, unit=aggregation.value.lower(), timezone=subject.timezone
+        )
+        data = []
+        for bucket in buckets:
+            start = bucket["local_start"].replace(tzinfo=zone)
+            end = _next_bucket(start, aggregation)
+            data.append(_report_row(dict(bucket), zone, start_time=start, end_time=end))
+    report = CostReport(
+        id=f"ecs_{secrets.token_hex(12)}",
+        account_id=principal.account_id,
+        object_id=object_id,
+        live_mode=principal.live_mode,
+        tariff_direction=direction,
+        location_timezone=subject.timezone,
+        currency_code=subject.currency_code,
+        request={
+            "start_time": body.start_time.isoformat(),
+            "end_time": body.end_time.isoformat(),
+            "tariff_direction": direction.value,
+            "aggregation": aggregation.value if aggregation else None,
+        },
+        data=data,
+        time_created=ctx.clock(),
+    )
+    return answer(report)
+
+
+async def session_report(request: web.Request) -> web.Response:
+    """`POST /costs/session/{session_reference_id}`: the session's totals in one direction."""
+    ctx = request.app[CONTEXT]
+    principal = principal_of(request)
+    session_id = request.match_info["session_reference_id"]
+    raw = await request.read()
+    body = SessionBody()
+    if raw.strip():
+        try:
+            body = SessionBody.model_validate(await read_json(request))
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_request", describe(exc)) from None
+    direction = _tariff_direction(request, body.tariff_direction)
+    summary = await repository.session_summary(
+        ctx.db(), principal, session_reference_id=session_id, tariff_direction=direction.value
+    )
+    if summary is None:
+        raise not_found(f"session {session_id!r}")
+    zone = ZoneInfo(summary["location_timezone"])
+    data = []
+    if summary["records"]:
+        summary["session_reference_id"] = session_id
+        data.append(_report_row(summary, zone))
+    report = CostReport(
+        id=f"ecs_{secrets.token_hex(12)}",
+        account_id=principal.account_id,
+        object_id=summary["object_id"],
+        live_mode=principal.live_mode,
+        tariff_direction=direction,
+        location_timezone=summary["location_timezone"],
+        currency_code=summary["currency_code"],
+        request={"session_reference_id": session_id, "tariff_direction": direction.value},
+        data=data,
+        time_created=ctx.clock(),
+    )
+    return answer(report)

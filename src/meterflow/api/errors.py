@@ -1,0 +1,97 @@
+"""The one error shape every API failure answers with, and the middleware that enforces it.
+
+Flatpeak clients parse `{object: "error", type, code, message}`; a handler raises `ApiError` and
+never builds a response itself, so a stack trace or an HTML error page can never leak out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from meterflow.api.context import CONTEXT
+from meterflow.models import dumps
+
+log = logging.getLogger("meterflow.api")
+
+JSON = "application/json"
+
+_TYPES = {
+    400: "invalid_request",
+    401: "authentication_error",
+    403: "authentication_error",
+    404: "invalid_request",
+    405: "invalid_request",
+    413: "invalid_request",
+    422: "invalid_request",
+    429: "rate_limit",
+    503: "api_error",
+}
+
+
+class ApiError(Exception):
+    """An answer that is not a success: status, machine code and a message for humans."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {
+        "object": "error",
+        "type": _TYPES.get(status, "api_error"),
+        "code": code,
+        "message": message,
+    }
+    return web.Response(status=status, body=dumps(body), content_type=JSON, headers=headers)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    404: ("not_found", "no such endpoint"),
+    405: ("method_not_allowed", "method not allowed on this endpoint"),
+    413: ("body_too_large", "request body is larger than the limit"),
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the error object; unexpected ones into a logged, generic 500."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
+        if exc.status == 413:
+            limit = request.app[CONTEXT].settings.api_max_body_bytes
+            message = f"request body is larger than {limit} bytes"
+        return error_response(exc.status, code, message)
+    except Exception:
+        log.exception(
+            "unhandled error answering request",
+            extra={"method": request.method, "path": request.path},
+        )
+        return error_response(500, "internal_error", "internal error; the request was logged")

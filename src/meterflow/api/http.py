@@ -1,0 +1,55 @@
+"""Small helpers shared by the handlers: reading JSON bodies, answering documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from meterflow.api.context import PRINCIPAL
+from meterflow.api.credentials import Principal
+from meterflow.api.errors import JSON, ApiError
+from meterflow.models import dumps, loads
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal: Principal = request[PRINCIPAL]
+    return principal
+
+
+async def read_json(request: web.Request, *, code: str = "invalid_request") -> Any:
+    """The body decoded with exact decimals; a body that is not JSON is a 400 with `code`."""
+    raw = await request.read()
+    try:
+        return loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, code, f"the request body is not valid JSON: {exc}") from None
+
+
+def answer(document: BaseModel | Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=dumps(document), content_type=JSON)
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """A validation failure as one readable line: `field.path: reason; …`."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    lowered = raw.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ApiError(400, "invalid_request", f"query parameter `{name}` must be true or false")

@@ -1,0 +1,117 @@
+"""Location endpoints: profiles (with tariffs) published to `locations`, mirrored in Postgres.
+
+A PUT claims the id in the mirror and publishes the profile in one database transaction that
+commits only after Kafka acknowledged: a failed publish leaves no mirror row behind, and an
+acknowledged profile is visible to GET, list and instant costs as soon as the PUT answers.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from meterflow.api import repository
+from meterflow.api.context import CONTEXT
+from meterflow.api.errors import ApiError, not_found
+from meterflow.api.http import answer, describe, principal_of, read_json
+from meterflow.api.schemas import DeletedLocation, Location, LocationBody, LocationList
+from meterflow.models import LocationProfile, dumps
+from meterflow.stream.topics import LOCATIONS
+from meterflow.tariffs import ProfileError, validate_profile
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 30
+
+
+def _resource(stored: repository.StoredLocation) -> Location:
+    fields = stored.profile.model_dump(by_alias=True)
+    return Location(**fields, id=stored.profile.location_id, time_updated=stored.updated_at)
+
+
+def _location_id(request: web.Request) -> str:
+    location_id = request.match_info["location_id"]
+    if not 1 <= len(location_id) <= 128:
+        raise ApiError(400, "invalid_request", "a location id has 1 to 128 characters")
+    return location_id
+
+
+def _profile_from(
+    body: object, location_id: str, account_id: str, live_mode: bool
+) -> LocationProfile:
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_profile", "a location profile must be a JSON object")
+    try:
+        given = LocationBody.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_profile", describe(exc)) from None
+    if given.location_id is not None and given.location_id != location_id:
+        raise ApiError(422, "invalid_profile", "`location_id` in the body differs from the path")
+    if given.account_id is not None and given.account_id != account_id:
+        raise ApiError(403, "forbidden", "`account_id` is set by your API key; omit it")
+    if given.live_mode is not None and given.live_mode != live_mode:
+        raise ApiError(403, "forbidden", "`live_mode` is set by your API key (test or live)")
+    try:
+        profile = LocationProfile.model_validate(
+            {
+                **body,
+                "location_id": location_id,
+                "account_id": account_id,
+                "live_mode": live_mode,
+            }
+        )
+        validate_profile(profile)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_profile", describe(exc)) from None
+    except ProfileError as exc:
+        raise ApiError(422, "invalid_profile", str(exc)) from None
+    return profile
+
+
+async def put_location(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    principal = principal_of(request)
+    location_id = _location_id(request)
+    body = await read_json(request, code="invalid_profile")
+    profile = _profile_from(body, location_id, principal.account_id, principal.live_mode)
+    async with ctx.db().acquire() as conn, conn.transaction():
+        updated_at = await repository.claim_location(conn, profile)
+        if updated_at is None:
+            raise not_found(f"location {location_id!r}")
+        position = await ctx.kafka().send(LOCATIONS, location_id, dumps(profile))
+    ctx.view.locations.apply(location_id, profile, position)
+    return answer(_resource(repository.StoredLocation(profile, updated_at)))
+
+
+async def get_location(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    location_id = _location_id(request)
+    stored = await repository.get_location(ctx.db(), principal_of(request), location_id)
+    if stored is None:
+        raise not_found(f"location {location_id!r}")
+    return answer(_resource(stored))
+
+
+async def delete_location(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    location_id = _location_id(request)
+    async with ctx.db().acquire() as conn, conn.transaction():
+        if not await repository.mark_location_deleted(conn, principal_of(request), location_id):
+            raise not_found(f"location {location_id!r}")
+        position = await ctx.kafka().send(LOCATIONS, location_id, None)
+    ctx.view.locations.apply(location_id, None, position)
+    return answer(DeletedLocation(id=location_id))
+
+
+async def list_locations(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise ApiError(400, "invalid_request", f"`limit` must be an integer from 1 to {MAX_PAGE}")
+    starting_after = request.query.get("starting_after") or None
+    page, has_more = await repository.list_locations(
+        ctx.db(), principal_of(request), limit=int(raw_limit), starting_after=starting_after
+    )
+    listing = LocationList(
+        url="/locations", has_more=has_more, data=[_resource(item) for item in page]
+    )
+    return answer(listing)

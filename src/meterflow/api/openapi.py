@@ -1,0 +1,287 @@
+"""OpenAPI 3.1 document built from the pydantic models and one table of operations.
+
+`schemas/openapi.json` is this document, checked in; a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from meterflow.api.schemas import (
+    CostReport,
+    DeletedLocation,
+    ErrorBody,
+    Health,
+    Location,
+    LocationBody,
+    LocationList,
+    LoginResponse,
+    MeterBatch,
+    ReportBody,
+    SessionBody,
+)
+from meterflow.models import EnergyCost, MeterRecord
+
+REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # path | query
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    response: type[BaseModel] | None
+    errors: tuple[int, ...] = ()
+    body: type[BaseModel] | None = None
+    body_array: bool = False
+    body_required: bool = True
+    params: tuple[Param, ...] = ()
+    public: bool = False
+    tags: tuple[str, ...] = field(default=("costs",))
+
+
+_DIRECTION = {"type": "string", "enum": ["IMPORT", "EXPORT"]}
+_AUTHED = (400, 401, 429)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/costs/instant",
+        "instantCost",
+        "Price one meter record now; the answer is the event emitted on energy-costs",
+        EnergyCost,
+        (*_AUTHED, 413, 422),
+        body=MeterRecord,
+        params=(
+            Param(
+                "non_persistent",
+                "query",
+                {"type": "boolean"},
+                "true = a simulation: answered and emitted, never stored",
+            ),
+        ),
+    ),
+    Operation(
+        "put",
+        "/meters/interval",
+        "submitIntervalRecords",
+        "Submit up to 10,000 interval meter records for pricing in the stream",
+        MeterBatch,
+        (*_AUTHED, 413),
+        body=MeterRecord,
+        body_array=True,
+        tags=("meters",),
+    ),
+    Operation(
+        "post",
+        "/costs/interval/{object_id}",
+        "intervalCostReport",
+        "Stored costs of a location or device, per record or per local DAY/MONTH",
+        CostReport,
+        (*_AUTHED, 404, 413),
+        body=ReportBody,
+        params=(
+            Param("object_id", "path", {"type": "string"}, "location_id or device_id", True),
+            Param("aggregation", "query", {"type": "string", "enum": ["DAY", "MONTH"]}),
+            Param("tariff_direction", "query", _DIRECTION, "default IMPORT"),
+        ),
+    ),
+    Operation(
+        "post",
+        "/costs/session/{session_reference_id}",
+        "sessionCostReport",
+        "Totals of the stored costs of one session",
+        CostReport,
+        (*_AUTHED, 404, 413),
+        body=SessionBody,
+        body_required=False,
+        params=(
+            Param("session_reference_id", "path", {"type": "string"}, required=True),
+            Param("tariff_direction", "query", _DIRECTION, "default IMPORT"),
+        ),
+    ),
+    Operation(
+        "get",
+        "/locations",
+        "listLocations",
+        "The caller's locations, newest id first, with cursor pagination",
+        LocationList,
+        _AUTHED,
+        params=(
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
+            Param("starting_after", "query", {"type": "string"}, "the last id of the page before"),
+        ),
+        tags=("locations",),
+    ),
+    Operation(
+        "put",
+        "/locations/{location_id}",
+        "putLocation",
+        "Create or replace a location profile with its tariffs",
+        Location,
+        (*_AUTHED, 403, 404, 413, 422),
+        body=LocationBody,
+        params=(Param("location_id", "path", {"type": "string"}, required=True),),
+        tags=("locations",),
+    ),
+    Operation(
+        "get",
+        "/locations/{location_id}",
+        "getLocation",
+        "One location profile",
+        Location,
+        (*_AUTHED, 404),
+        params=(Param("location_id", "path", {"type": "string"}, required=True),),
+        tags=("locations",),
+    ),
+    Operation(
+        "delete",
+        "/locations/{location_id}",
+        "deleteLocation",
+        "Delete a location (a tombstone on the locations topic)",
+        DeletedLocation,
+        (*_AUTHED, 404),
+        params=(Param("location_id", "path", {"type": "string"}, required=True),),
+        tags=("locations",),
+    ),
+    Operation(
+        "get",
+        "/login",
+        "login",
+        "Basic account_id:api_key -> a short-lived bearer token",
+        LoginResponse,
+        (403, 429),
+        public=True,
+        tags=("auth",),
+    ),
+    Operation("get", "/healthz", "healthz", "Liveness", Health, public=True, tags=("ops",)),
+    Operation(
+        "get",
+        "/readyz",
+        "readyz",
+        "Readiness: broker and database reachable, views loaded (503 otherwise)",
+        Health,
+        (503,),
+        public=True,
+        tags=("ops",),
+    ),
+)
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad request (body not JSON, bad parameter)",
+    401: "Missing, unknown or revoked API key, or an invalid or expired token",
+    403: "Bad credentials or a field the API key decides",
+    404: "Not found (or another account's object)",
+    413: "Request body too large",
+    422: "Record or profile that cannot be priced or stored; `code` = the dead-letter code",
+    429: "Rate limited; see Retry-After",
+    503: "Not ready",
+}
+
+
+def _schemas() -> tuple[dict[Any, Any], dict[str, Any]]:
+    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
+    for op in OPERATIONS:
+        if op.response is not None:
+            pairs.append((op.response, "serialization"))
+        if op.body is not None:
+            pairs.append((op.body, "validation"))
+    unique = list(dict.fromkeys(pairs))
+    refs, defs = models_json_schema(unique, ref_template=REF)
+    components: dict[str, Any] = defs.get("$defs", {})
+    return dict(refs), components
+
+
+def build_openapi() -> dict[str, Any]:
+    refs, components = _schemas()
+    error_ref = refs[(ErrorBody, "serialization")]
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        responses: dict[str, Any] = {}
+        if op.response is not None:
+            success = 503 if op.path == "/readyz" else None
+            responses["200"] = {
+                "description": "OK",
+                "content": {"application/json": {"schema": refs[(op.response, "serialization")]}},
+            }
+            if success:
+                responses["503"] = {
+                    "description": ERROR_DESCRIPTIONS[503],
+                    "content": {
+                        "application/json": {"schema": refs[(op.response, "serialization")]}
+                    },
+                }
+        for status in (*op.errors, 404, 405, 500):
+            if str(status) in responses:
+                continue
+            responses[str(status)] = {
+                "description": ERROR_DESCRIPTIONS.get(status, "Error"),
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        spec: dict[str, Any] = {
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "tags": list(op.tags),
+            "responses": responses,
+        }
+        if op.params:
+            spec["parameters"] = [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "schema": p.schema,
+                    **({"description": p.description} if p.description else {}),
+                }
+                for p in op.params
+            ]
+        if op.body is not None:
+            schema = refs[(op.body, "validation")]
+            if op.body_array:
+                schema = {"type": "array", "items": schema, "maxItems": 10_000}
+            spec["requestBody"] = {
+                "required": op.body_required,
+                "content": {"application/json": {"schema": schema}},
+            }
+        spec["security"] = [] if op.public else [{"bearer": []}]
+        if op.path == "/login":
+            spec["security"] = [{"basic": []}]
+        paths.setdefault(op.path, {})[op.method] = spec
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "meterflow API",
+            "version": "0.1.0",
+            "description": (
+                "Flatpeak-compatible energy cost API: instant costs, meter batches, cost reports "
+                "and location profiles. Errors are always {object: error, type, code, message}."
+            ),
+        },
+        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key (sk_test_…/sk_live_…) or a token from GET /login",
+                },
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+        },
+    }

@@ -1,0 +1,330 @@
+"""The API's SQL: API keys, the locations mirror and the cost reports (asyncpg, parameterised).
+
+Every query is scoped by the caller's `account_id` and `live_mode`, so isolation between
+accounts and between test and live mode is a property of the SQL, not of the handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from meterflow.api.credentials import (
+    Principal,
+    display_prefix,
+    hash_api_key,
+    new_api_key,
+    new_key_id,
+)
+from meterflow.models import LocationProfile
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+@dataclass(frozen=True)
+class StoredLocation:
+    profile: LocationProfile
+    updated_at: datetime
+
+
+async def principal_for_key_hash(pool: asyncpg.Pool, key_hash: str) -> Principal | None:
+    row = await pool.fetchrow(
+        "SELECT id, account_id, live_mode FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        key_hash,
+    )
+    if row is None:
+        return None
+    return Principal(account_id=row["account_id"], live_mode=row["live_mode"], key_id=row["id"])
+
+
+async def key_is_active(pool: asyncpg.Pool, key_id: str) -> bool:
+    found = await pool.fetchval(
+        "SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL", key_id
+    )
+    return found is not None
+
+
+async def claim_location(conn: Connection, profile: LocationProfile) -> datetime | None:
+    """Upsert the mirror row unless another account or mode owns this id; None = not yours.
+
+    Called inside the transaction that also publishes the profile, so a failed publish rolls
+    the mirror back.
+    """
+    updated_at: datetime | None = await conn.fetchval(
+        """
+        INSERT INTO locations AS l
+            (location_id, account_id, live_mode, timezone, currency_code, devices, profile,
+             deleted, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, false, now())
+        ON CONFLICT (location_id) DO UPDATE SET
+            account_id = EXCLUDED.account_id, live_mode = EXCLUDED.live_mode,
+            timezone = EXCLUDED.timezone, currency_code = EXCLUDED.currency_code,
+            devices = EXCLUDED.devices, profile = EXCLUDED.profile,
+            deleted = false, updated_at = now()
+        WHERE l.deleted
+           OR (l.account_id = EXCLUDED.account_id AND l.live_mode = EXCLUDED.live_mode)
+        RETURNING updated_at
+        """,
+        profile.location_id,
+        profile.account_id,
+        profile.live_mode,
+        profile.timezone,
+        profile.currency_code,
+        list(profile.devices),
+        profile.model_dump(mode="json", by_alias=True),
+    )
+    return updated_at
+
+
+async def mark_location_deleted(conn: Connection, principal: Principal, location_id: str) -> bool:
+    status: str = await conn.execute(
+        """
+        UPDATE locations SET deleted = true, updated_at = now()
+        WHERE location_id = $1 AND account_id = $2 AND live_mode = $3 AND NOT deleted
+        """,
+        location_id,
+        principal.account_id,
+        principal.live_mode,
+    )
+    return status.endswith(" 1")
+
+
+def _stored(row: asyncpg.Record) -> StoredLocation:
+    return StoredLocation(LocationProfile.model_validate(row["profile"]), row["updated_at"])
+
+
+async def get_location(
+    pool: asyncpg.Pool, principal: Principal, location_id: str
+) -> StoredLocation | None:
+    row = await pool.fetchrow(
+        """
+        SELECT profile, updated_at FROM locations
+        WHERE location_id = $1 AND account_id = $2 AND live_mode = $3 AND NOT deleted
+        """,
+        location_id,
+        principal.account_id,
+        principal.live_mode,
+    )
+    return None if row is None else _stored(row)
+
+
+async def list_locations(
+    pool: asyncpg.Pool, principal: Principal, *, limit: int, starting_after: str | None
+) -> tuple[list[StoredLocation], bool]:
+    """One page, ordered by id descending (ids are the cursor); returns (page, has_more)."""
+    rows = await pool.fetch(
+        """
+        SELECT profile, updated_at FROM locations
+        WHERE account_id = $1 AND live_mode = $2 AND NOT deleted
+          AND ($3::text IS NULL OR location_id < $3)
+        ORDER BY location_id DESC
+        LIMIT $4
+        """,
+        principal.account_id,
+        principal.live_mode,
+        starting_after,
+        limit + 1,
+    )
+    return [_stored(row) for row in rows[:limit]], len(rows) > limit
+
+
+@dataclass(frozen=True)
+class ReportSubject:
+    """What a report is about: the zone its days and months are cut in, and its currency."""
+
+    timezone: str
+    currency_code: str
+
+
+async def report_subject(
+    pool: asyncpg.Pool, principal: Principal, object_id: str
+) -> ReportSubject | None:
+    """The caller's location with this id, or the location holding this device id, or (for a
+    location deleted since) the newest stored cost of this object; None = not the caller's."""
+    row = await pool.fetchrow(
+        """
+        SELECT timezone, currency_code FROM locations
+        WHERE account_id = $1 AND live_mode = $2 AND (location_id = $3 OR $3 = ANY (devices))
+        ORDER BY deleted, (location_id = $3) DESC
+        LIMIT 1
+        """,
+        principal.account_id,
+        principal.live_mode,
+        object_id,
+    )
+    if row is None:
+        row = await pool.fetchrow(
+            """
+            SELECT location_timezone AS timezone, currency_code FROM energy_costs
+            WHERE account_id = $1 AND live_mode = $2 AND (location_id = $3 OR device_id = $3)
+            ORDER BY start_time DESC
+            LIMIT 1
+            """,
+            principal.account_id,
+            principal.live_mode,
+            object_id,
+        )
+    return None if row is None else ReportSubject(row["timezone"], row["currency_code"])
+
+
+_SCOPE = "account_id = $1 AND live_mode = $2 AND tariff_direction = $3"
+
+
+async def cost_rows(
+    pool: asyncpg.Pool,
+    principal: Principal,
+    *,
+    object_id: str,
+    tariff_direction: str,
+    start: datetime,
+    end: datetime,
+) -> list[asyncpg.Record]:
+    """Per record: every stored cost of the object whose interval starts in [start, end)."""
+    return await pool.fetch(
+        f"""
+        SELECT start_time, end_time, session_reference_id, record_reference_id,
+               energy_kwh, cost, confidence, 1 AS records
+        FROM energy_costs
+        WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
+          AND start_time >= $5 AND start_time < $6
+        ORDER BY start_time, id
+        """,
+        principal.account_id,
+        principal.live_mode,
+        tariff_direction,
+        object_id,
+        start,
+        end,
+    )
+
+
+async def cost_buckets(
+    pool: asyncpg.Pool,
+    principal: Principal,
+    *,
+    object_id: str,
+    tariff_direction: str,
+    start: datetime,
+    end: datetime,
+    unit: str,
+    timezone: str,
+) -> list[asyncpg.Record]:
+    """Sums per local day or month: `AT TIME ZONE` cuts at local midnight, so a DST day holds
+    its 23 or 25 hours. `local_start` is the bucket's local wall-clock start (naive)."""
+    assert unit in ("day", "month")
+    return await pool.fetch(
+        f"""
+        SELECT date_trunc('{unit}', start_time AT TIME ZONE $7) AS local_start,
+               sum(energy_kwh) AS energy_kwh, sum(cost) AS cost,
+               min(confidence) AS confidence, count(*) AS records
+        FROM energy_costs
+        WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
+          AND start_time >= $5 AND start_time < $6
+        GROUP BY 1
+        ORDER BY 1
+        """,
+        principal.account_id,
+        principal.live_mode,
+        tariff_direction,
+        object_id,
+        start,
+        end,
+        timezone,
+    )
+
+
+async def session_summary(
+    pool: asyncpg.Pool, principal: Principal, *, session_reference_id: str, tariff_direction: str
+) -> dict[str, Any] | None:
+    """Totals of one session in one direction; None when the caller has no record of it."""
+    known = await pool.fetchrow(
+        """
+        SELECT object_id, location_timezone, currency_code FROM energy_costs
+        WHERE account_id = $1 AND live_mode = $2 AND session_reference_id = $3
+        ORDER BY start_time
+        LIMIT 1
+        """,
+        principal.account_id,
+        principal.live_mode,
+        session_reference_id,
+    )
+    if known is None:
+        return None
+    totals = await pool.fetchrow(
+        f"""
+        SELECT min(start_time) AS start_time, max(end_time) AS end_time,
+               sum(energy_kwh) AS energy_kwh, sum(cost) AS cost,
+               min(confidence) AS confidence, count(*) AS records
+        FROM energy_costs
+        WHERE {_SCOPE} AND session_reference_id = $4
+        """,
+        principal.account_id,
+        principal.live_mode,
+        tariff_direction,
+        session_reference_id,
+    )
+    assert totals is not None
+    result: dict[str, Any] = dict(known) | dict(totals)
+    for name in ("energy_kwh", "cost", "confidence"):
+        if result[name] is not None:
+            result[name] = Decimal(result[name])
+    return result
+
+
+Loader = Callable[[], Awaitable[Principal | None]]
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    id: str
+    account_id: str
+    live_mode: bool
+    key_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def create_api_key(
+    conn: Connection, *, account_id: str, live_mode: bool
+) -> tuple[ApiKeyInfo, str]:
+    """Store a new key (hashed) and return it with the clear key, which is never stored."""
+    key = new_api_key(live_mode)
+    row = await conn.fetchrow(
+        """
+        INSERT INTO api_keys (id, account_id, live_mode, key_hash, key_prefix)
+        VALUES ($1, $2, $3, $4, $5)
+        RETURNING id, account_id, live_mode, key_prefix, created_at, revoked_at
+        """,
+        new_key_id(),
+        account_id,
+        live_mode,
+        hash_api_key(key),
+        display_prefix(key),
+    )
+    assert row is not None
+    return ApiKeyInfo(**dict(row)), key
+
+
+async def revoke_api_key(conn: Connection, key_id: str) -> bool:
+    status: str = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
+    )
+    return status.endswith(" 1")
+
+
+async def list_api_keys(conn: Connection, account_id: str | None) -> list[ApiKeyInfo]:
+    rows = await conn.fetch(
+        """
+        SELECT id, account_id, live_mode, key_prefix, created_at, revoked_at FROM api_keys
+        WHERE $1::text IS NULL OR account_id = $1
+        ORDER BY account_id, created_at
+        """,
+        account_id,
+    )
+    return [ApiKeyInfo(**dict(row)) for row in rows]

@@ -1,0 +1,142 @@
+"""The API's own documents (requests and answers that are not contract documents).
+
+They define the OpenAPI schema too, so what is served, what is validated and what is documented
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from meterflow.models import (
+    AwareDatetime,
+    CostValue,
+    EnergyValue,
+    LocationProfile,
+    TariffDirection,
+    TariffVersion,
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Body):
+    object: Literal["error"] = "error"
+    type: str
+    code: str
+    message: str
+
+
+class FailedRecord(_Body):
+    record_num: int = Field(ge=0, description="0-based position of the record in the array")
+    record_reference_id: str | None = None
+    error: str
+
+
+class MeterBatch(_Body):
+    id: str = Field(pattern=r"^bat_[0-9a-f]+$")
+    object: Literal["meter_batch"] = "meter_batch"
+    account_id: str
+    live_mode: bool
+    records_submitted: int = Field(ge=0)
+    records_accepted: int = Field(ge=0)
+    failed_records: list[FailedRecord]
+    time_created: datetime
+
+
+class LocationBody(_Body):
+    """`PUT /locations/{id}`: a LocationProfile whose owner comes from the API key.
+
+    `location_id`, `account_id` and `live_mode` may be omitted; when given they must agree with
+    the path and the key.
+    """
+
+    location_id: str | None = Field(default=None, min_length=1, max_length=128)
+    account_id: str | None = Field(default=None, min_length=1, max_length=128)
+    live_mode: bool | None = None
+    timezone: str
+    currency_code: str = Field(pattern=r"^[A-Z]{3}$")
+    devices: list[str] = Field(default_factory=list)
+    tariffs: dict[TariffDirection, list[TariffVersion]] = Field(default_factory=dict)
+
+
+class Location(LocationProfile):
+    """A stored location: the profile plus Flatpeak's `id`/`object`."""
+
+    id: str
+    object: Literal["location"] = "location"
+    time_updated: datetime
+
+
+class LocationList(_Body):
+    object: Literal["list"] = "list"
+    url: str
+    has_more: bool
+    data: list[Location]
+
+
+class DeletedLocation(_Body):
+    id: str
+    object: Literal["location"] = "location"
+    deleted: Literal[True] = True
+
+
+class Aggregation(StrEnum):
+    DAY = "DAY"
+    MONTH = "MONTH"
+
+
+class ReportBody(_Body):
+    """Body of `POST /costs/interval/{id}`; `aggregation`/`tariff_direction` may also be query
+    parameters (Flatpeak passes them in the query; the query wins)."""
+
+    start_time: AwareDatetime
+    end_time: AwareDatetime
+    tariff_direction: TariffDirection | None = None
+    aggregation: Aggregation | None = None
+
+
+class SessionBody(_Body):
+    tariff_direction: TariffDirection | None = None
+
+
+class ReportRow(_Body):
+    start_time: datetime
+    end_time: datetime
+    session_reference_id: str | None = None
+    record_reference_id: str | None = None
+    records: int = Field(ge=0, description="number of meter records summed into this row")
+    energy: EnergyValue
+    cost: CostValue
+
+
+class CostReport(_Body):
+    id: str = Field(pattern=r"^ecs_[0-9a-f]+$")
+    object: Literal["energy_cost"] = "energy_cost"
+    account_id: str
+    object_id: str
+    live_mode: bool
+    tariff_direction: TariffDirection
+    location_timezone: str
+    currency_code: str
+    energy_units: Literal["KWH"] = "KWH"
+    request: dict[str, Any]
+    data: list[ReportRow]
+    time_created: datetime
+
+
+class LoginResponse(_Body):
+    bearer_token: str
+    expires_in: int = Field(ge=1)
+    live_mode: bool
+
+
+class Health(_Body):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = Field(default_factory=dict)
