@@ -17,7 +17,7 @@ venv:
 	deploy/local/venv.sh
 
 test: venv  ## every test (unit + integration against the running services)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv  ## every benchmark in bench/bench_*.py
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)

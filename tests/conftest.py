@@ -58,7 +58,7 @@ def _wait_reachable(host: str, port: int, what: str, timeout: float = 120.0) -> 
 
 def _docker_answers() -> bool:
     try:
-        import docker  # testcontainers' client
+        import docker  # type: ignore[import-untyped]  # testcontainers' client
 
         client = docker.from_env(timeout=3)
         client.ping()
@@ -127,7 +127,12 @@ class _Provider:
             )
         if _docker_answers():
             containers: list[Any] = []
-            stops.append(lambda: [c.stop() for c in containers])
+
+            def stop_containers() -> None:
+                for container in containers:
+                    container.stop()
+
+            stops.append(stop_containers)
             return self.from_docker(containers)
         _local_script(self.local_script, "start")
         stops.append(lambda: _local_script(self.local_script, "stop"))
