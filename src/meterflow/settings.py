@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     api_max_batch_records: int = Field(default=10_000, ge=1)
 
+    # Postgres sink (sink/, docs/sink.md): a batch is written when it holds `sink_batch_size`
+    # events or its oldest event waited `sink_linger_ms`; /healthz on `sink_http_port` (0 = off).
+    sink_group_id: str = "meterflow-sink"
+    sink_batch_size: int = Field(default=5000, ge=1)
+    sink_linger_ms: int = Field(default=200, ge=0)
+    sink_retry_max_s: float = Field(default=10.0, gt=0)
+    sink_http_port: int = Field(default=8081, ge=0, le=65535)
+
     log_level: str = "INFO"
     log_format: str = "json"
 

@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "cost": "meterflow.cli.cost:cost",
     "schemas": "meterflow.cli.schemas:schemas",
     "db": "meterflow.cli.db:db",
+    "sink": "meterflow.cli.sink:sink",
     "worker": "meterflow.cli.worker:worker",
     "api": "meterflow.cli.api:api",
     "keys": "meterflow.cli.keys:keys",

@@ -1,0 +1,93 @@
+"""The in-flight batch (pure): rows to write, dead letters to send, offsets to commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from meterflow.models import DeadLetter
+from meterflow.sink.decode import (
+    CostOutcome,
+    Ignored,
+    LocationOutcome,
+    LocationUpsert,
+    Persist,
+    Poison,
+    Simulated,
+)
+from meterflow.sink.rows import CostRows
+
+TopicPartitionKey = tuple[str, int]
+
+
+class LocationChange(NamedTuple):
+    """The net change of one location in a batch: its latest profile row (if read), deleted?"""
+
+    row: tuple[Any, ...] | None
+    deleted: bool
+
+
+@dataclass
+class Batch:
+    """Everything read since the last checkpoint.
+
+    `next_offsets` holds, per partition, the offset after the last record read: committing it
+    is only correct once every effect of the records before it (rows, dead letters) is durable.
+    """
+
+    costs: dict[str, CostRows] = field(default_factory=dict)
+    locations: dict[str, LocationChange] = field(default_factory=dict)
+    dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
+    next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    records: int = 0
+    simulated: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    started_at: float | None = None
+
+    def __len__(self) -> int:
+        return self.records
+
+    def _read(self, topic: str, partition: int, offset: int, now: float) -> None:
+        self.records += 1
+        self.next_offsets[(topic, partition)] = offset + 1
+        if self.started_at is None:
+            self.started_at = now
+
+    def add_cost(
+        self, outcome: CostOutcome, topic: str, partition: int, offset: int, now: float
+    ) -> None:
+        self._read(topic, partition, offset, now)
+        if isinstance(outcome, Persist):
+            if outcome.id in self.costs:
+                self.duplicates += 1  # same result twice in one batch: the first read wins
+            else:
+                self.costs[outcome.id] = outcome.rows
+        elif isinstance(outcome, Simulated):
+            self.simulated += 1
+        elif isinstance(outcome, Poison):
+            self.dead_letters.append((outcome.key, outcome.dead_letter))
+
+    def add_location(
+        self, outcome: LocationOutcome, topic: str, partition: int, offset: int, now: float
+    ) -> None:
+        self._read(topic, partition, offset, now)
+        if isinstance(outcome, Ignored):
+            self.ignored += 1
+        elif isinstance(outcome, LocationUpsert):
+            # One key lives on one partition, read in order: the last profile wins.
+            self.locations[outcome.location_id] = LocationChange(outcome.row, deleted=False)
+        else:
+            # Keep the profile read earlier in this batch, so the mirror shows it as deleted.
+            earlier = self.locations.get(outcome.location_id)
+            row = earlier.row if earlier is not None else None
+            self.locations[outcome.location_id] = LocationChange(row, deleted=True)
+
+    def age(self, now: float) -> float:
+        return 0.0 if self.started_at is None else now - self.started_at
+
+    def cost_rows(self) -> list[tuple[Any, ...]]:
+        return [rows.cost for rows in self.costs.values()]
+
+    def breakdown_rows(self) -> list[tuple[Any, ...]]:
+        return [item for rows in self.costs.values() for item in rows.breakdown]

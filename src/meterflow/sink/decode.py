@@ -1,0 +1,134 @@
+"""Kafka records -> what the sink does with them (pure): a row, a skip, or a dead letter."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from meterflow.models import (
+    DeadLetter,
+    EnergyCost,
+    ErrorCode,
+    ErrorInfo,
+    LocationProfile,
+    SourceRef,
+    loads,
+)
+from meterflow.sink.rows import CostRows, Source, cost_rows, location_row
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """A result to write."""
+
+    id: str
+    rows: CostRows
+
+
+@dataclass(frozen=True, slots=True)
+class Simulated:
+    """A `non_persistent` result: acknowledged, never stored."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """A record that can never be stored: it goes to `dead-letters` and is committed past."""
+
+    key: bytes | None
+    dead_letter: DeadLetter
+
+
+@dataclass(frozen=True, slots=True)
+class LocationUpsert:
+    location_id: str
+    row: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LocationDelete:
+    location_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A record the sink cannot use and does not dead-letter (see `decode_location`)."""
+
+    reason: str
+
+
+CostOutcome = Persist | Simulated | Poison
+LocationOutcome = LocationUpsert | LocationDelete | Ignored
+
+
+def _validation_summary(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "(document)"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _dead_letter(value: bytes | None, message: str, source: Source, now: datetime) -> DeadLetter:
+    payload, encoding = "", "utf-8"
+    if value is not None:
+        try:
+            payload = value.decode("utf-8")
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(value).decode("ascii"), "base64"
+    return DeadLetter(
+        error=ErrorInfo(code=ErrorCode.INVALID_RECORD, message=message),
+        payload=payload,
+        payload_encoding=encoding,
+        source=SourceRef(topic=source.topic, partition=source.partition, offset=source.offset),
+        time_created=now,
+    )
+
+
+def decode_cost(
+    key: bytes | None, value: bytes | None, source: Source, now: datetime
+) -> CostOutcome:
+    """Decode one `energy-costs` record (exact Decimals) and map it to rows, or explain why not."""
+    if value is None:
+        return Poison(key, _dead_letter(value, "empty value: expected an EnergyCost", source, now))
+    if b"\\u0000" in value:
+        message = "contains a NUL character (\\u0000), which PostgreSQL text cannot store"
+        return Poison(key, _dead_letter(value, message, source, now))
+    try:
+        document = loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Poison(key, _dead_letter(value, f"not JSON: {exc}", source, now))
+    try:
+        cost = EnergyCost.model_validate(document)
+    except ValidationError as exc:
+        message = f"not an EnergyCost: {_validation_summary(exc)}"
+        return Poison(key, _dead_letter(value, message, source, now))
+    if cost.non_persistent:
+        return Simulated(cost.id)
+    return Persist(cost.id, cost_rows(cost, source))
+
+
+def decode_location(key: bytes | None, value: bytes | None) -> LocationOutcome:
+    """Decode one `locations` record: a profile to mirror, or a tombstone (null value).
+
+    An invalid profile is not dead-lettered here: the cost agent reads the same topic and owns
+    that report; the mirror keeps the last valid profile.
+    """
+    if value is None:
+        if not key:
+            return Ignored("tombstone without a key")
+        try:
+            return LocationDelete(key.decode("utf-8"))
+        except UnicodeDecodeError:
+            return Ignored("tombstone key is not UTF-8")
+    try:
+        profile = LocationProfile.model_validate(loads(value))
+    except (ValueError, UnicodeDecodeError) as exc:  # ValidationError is a ValueError
+        return Ignored(f"not a LocationProfile: {str(exc)[:300]}")
+    return LocationUpsert(profile.location_id, location_row(profile))

@@ -1,0 +1,72 @@
+"""The sink's health and counters, plus a tiny `/healthz` HTTP endpoint.
+
+Counters are plain integers on `SinkStats` so a metrics module can export them (or wrap them)
+without the sink depending on prometheus-client.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class SinkStats:
+    records_read: int = 0
+    costs_inserted: int = 0
+    costs_already_stored: int = 0
+    breakdown_inserted: int = 0
+    simulated_skipped: int = 0
+    dead_lettered: int = 0
+    locations_changed: int = 0
+    batches_written: int = 0
+    write_failures: int = 0
+    batches_dropped: int = 0
+    commit_failures: int = 0
+
+
+@dataclass
+class SinkHealth:
+    """Healthy = the last checkpoint attempt succeeded (or none failed yet)."""
+
+    healthy: bool = True
+    reason: str = ""
+    unhealthy_since: float | None = None
+    last_checkpoint_at: float | None = None
+    stats: SinkStats = field(default_factory=SinkStats)
+
+    def mark_healthy(self) -> None:
+        self.healthy, self.reason, self.unhealthy_since = True, "", None
+        self.last_checkpoint_at = time.time()
+
+    def mark_unhealthy(self, reason: str) -> None:
+        if self.healthy:
+            self.unhealthy_since = time.time()
+        self.healthy, self.reason = False, reason
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "status": "ok" if self.healthy else "unhealthy",
+            "reason": self.reason or None,
+            "unhealthy_since": self.unhealthy_since,
+            "last_checkpoint_at": self.last_checkpoint_at,
+            "stats": asdict(self.stats),
+        }
+
+
+def health_app(health: SinkHealth) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response(health.as_json(), status=200 if health.healthy else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def start_health_server(health: SinkHealth, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(health_app(health), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

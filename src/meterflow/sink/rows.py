@@ -1,0 +1,114 @@
+"""Documents -> database rows (pure): the one place that maps EnergyCost fields to columns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from meterflow.models import EnergyCost, LocationProfile, dumps
+
+COST_COLUMNS = (
+    "id",
+    "account_id",
+    "live_mode",
+    "object_id",
+    "location_id",
+    "device_id",
+    "meter_record_id",
+    "session_reference_id",
+    "record_reference_id",
+    "energy_flow_direction",
+    "tariff_direction",
+    "currency_code",
+    "location_timezone",
+    "start_time",
+    "end_time",
+    "energy_kwh",
+    "cost",
+    "confidence",
+    "request",
+    "time_created",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+)
+
+BREAKDOWN_COLUMNS = ("cost_id", "seq", "start_time", "end_time", "rate", "energy_kwh", "cost")
+
+LOCATION_COLUMNS = (
+    "location_id",
+    "account_id",
+    "live_mode",
+    "timezone",
+    "currency_code",
+    "devices",
+    "profile",
+)
+
+
+class Source(NamedTuple):
+    """Where the sink read an event."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class CostRows(NamedTuple):
+    """One result as rows: its `energy_costs` row and its `energy_cost_breakdown` rows."""
+
+    cost: tuple[Any, ...]
+    breakdown: list[tuple[Any, ...]]
+
+
+def _utc_if_naive(value: datetime) -> datetime:
+    # `time_created` is the producer's clock; a timestamp without an offset is read as UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def cost_rows(cost: EnergyCost, source: Source) -> CostRows:
+    """The rows for one result; Decimals go to NUMERIC as they are (never via float)."""
+    data = cost.data
+    row = (
+        cost.id,
+        cost.account_id,
+        cost.live_mode,
+        cost.object_id,
+        cost.location_id,
+        cost.device_id,
+        cost.meter_record_id,
+        data.session_reference_id,
+        data.record_reference_id,
+        cost.energy_flow_direction.value,
+        cost.tariff_direction.value,
+        cost.currency_code,
+        cost.location_timezone,
+        data.start_time,
+        data.end_time,
+        data.energy.value,
+        data.cost.value,
+        data.cost.confidence,
+        dumps(cost.request).decode(),
+        _utc_if_naive(cost.time_created),
+        source.topic,
+        source.partition,
+        source.offset,
+    )
+    breakdown = [
+        (cost.id, seq, item.start_time, item.end_time, item.rate, item.energy, item.cost)
+        for seq, item in enumerate(data.breakdown)
+    ]
+    return CostRows(row, breakdown)
+
+
+def location_row(profile: LocationProfile) -> tuple[Any, ...]:
+    """The mirror row of one profile; `profile` holds the whole document as published."""
+    return (
+        profile.location_id,
+        profile.account_id,
+        profile.live_mode,
+        profile.timezone,
+        profile.currency_code,
+        list(profile.devices),
+        dumps(profile).decode(),
+    )

@@ -1,0 +1,311 @@
+"""`meterflow sink`: energy-costs (and locations) -> PostgreSQL, offsets committed after the DB.
+
+A plain aiokafka consumer with manual commits (docs/sink.md says why not a Faust agent). The loop
+reads into a bounded `Batch`; `checkpoint()` is the one place that orders the effects:
+
+    1. rows and location changes, one database transaction
+    2. dead letters, acknowledged by the broker
+    3. offsets, for partitions this member still owns
+
+A crash between any two steps replays the batch: rows are deduplicated by their primary key, so
+replays cost a little time and never a row. While the database is down, checkpoint attempts are
+spaced by capped exponential backoff, offsets stay where they are, and a full batch pauses the
+partitions, so memory stays bounded until the database returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from meterflow.logs import event
+from meterflow.models import dumps
+from meterflow.settings import Settings
+from meterflow.sink.batch import Batch
+from meterflow.sink.decode import decode_cost, decode_location
+from meterflow.sink.health import SinkHealth
+from meterflow.sink.rows import Source
+from meterflow.sink.writer import PostgresWriter
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MS = 500
+RETRY_BASE_S = 0.2
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    bootstrap: str
+    database_url: str
+    costs_topic: str
+    locations_topic: str
+    dead_letters_topic: str
+    group_id: str
+    batch_size: int
+    linger_s: float
+    retry_max_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SinkConfig:
+        return cls(
+            bootstrap=settings.kafka_bootstrap,
+            database_url=settings.database_url,
+            costs_topic=settings.topic("energy-costs"),
+            locations_topic=settings.topic("locations"),
+            dead_letters_topic=settings.topic("dead-letters"),
+            group_id=settings.sink_group_id,
+            batch_size=settings.sink_batch_size,
+            linger_s=settings.sink_linger_ms / 1000,
+            retry_max_s=settings.sink_retry_max_s,
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._sink.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._sink.on_partitions_assigned(assigned)
+
+
+class Sink:
+    def __init__(self, config: SinkConfig, health: SinkHealth | None = None) -> None:
+        self.config = config
+        self.health = health or SinkHealth()
+        self._writer = PostgresWriter(config.database_url)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=config.bootstrap,
+            group_id=config.group_id,
+            client_id=f"{config.group_id}-sink",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=config.bootstrap, acks="all", enable_idempotence=True
+        )
+        self._batch = Batch()
+        self._lock = asyncio.Lock()  # checkpoint vs. rebalance callbacks
+        self._failures = 0
+        self._retry_at = 0.0
+        self._paused = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then make one last checkpoint attempt and leave."""
+        await self._producer.start()
+        try:
+            self._consumer.subscribe(
+                [self.config.costs_topic, self.config.locations_topic], listener=_Rebalance(self)
+            )
+            await self._consumer.start()
+            event(log, "sink_started", group_id=self.config.group_id, topic=self.config.costs_topic)
+            try:
+                while not stop.is_set():
+                    await self._step()
+                async with self._lock:
+                    if len(self._batch):
+                        await self.checkpoint()
+            finally:
+                await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+            await self._writer.close()
+            event(log, "sink_stopped", stats=self.health.as_json()["stats"])
+
+    async def _step(self) -> None:
+        now = time.monotonic()
+        if self._checkpoint_due(now):
+            async with self._lock:
+                if self._checkpoint_due(time.monotonic()):
+                    await self.checkpoint()
+        self._apply_backpressure()
+        room = self.config.batch_size - len(self._batch)
+        fetched = await self._consumer.getmany(
+            timeout_ms=self._wait_ms(time.monotonic()), max_records=max(room, 1)
+        )
+        if fetched:
+            self._add(fetched)
+
+    def _checkpoint_due(self, now: float) -> bool:
+        if not len(self._batch) or now < self._retry_at:
+            return False
+        full = len(self._batch) >= self.config.batch_size
+        return full or self._batch.age(now) >= self.config.linger_s
+
+    def _wait_ms(self, now: float) -> int:
+        if not len(self._batch):
+            return IDLE_POLL_MS
+        if len(self._batch) >= self.config.batch_size:
+            due = self._retry_at
+        else:
+            started = self._batch.started_at if self._batch.started_at is not None else now
+            due = max(started + self.config.linger_s, self._retry_at)
+        return int(min(max(due - now, 0.0), IDLE_POLL_MS / 1000) * 1000)
+
+    def _apply_backpressure(self) -> None:
+        """A full batch that cannot be written yet stops fetching: memory stays bounded."""
+        full = len(self._batch) >= self.config.batch_size
+        assignment = self._consumer.assignment()
+        if full and not self._paused:
+            self._consumer.pause(*assignment)
+            self._paused = True
+            event(log, "sink_paused", records=len(self._batch))
+        elif not full and self._paused:
+            self._consumer.resume(*assignment)
+            self._paused = False
+
+    def _add(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        now, wall = time.monotonic(), datetime.now(UTC)
+        owned = self._consumer.assignment()
+        batch, stats = self._batch, self.health.stats
+        for tp, records in fetched.items():
+            if tp not in owned:
+                continue
+            topic, partition = tp.topic, tp.partition
+            if topic == self.config.costs_topic:
+                for record in records:
+                    source = Source(topic, partition, record.offset)
+                    outcome = decode_cost(record.key, record.value, source, wall)
+                    batch.add_cost(outcome, topic, partition, record.offset, now)
+            else:
+                for record in records:
+                    change = decode_location(record.key, record.value)
+                    batch.add_location(change, topic, partition, record.offset, now)
+            stats.records_read += len(records)
+
+    # -- the checkpoint: the order of effects lives here and nowhere else ------------------------
+
+    async def checkpoint(self) -> bool:
+        """Write the batch, send its dead letters, then commit its offsets. Call under `_lock`.
+
+        Returns False (batch kept, offsets untouched, retry scheduled) when step 1 or 2 fails.
+        """
+        batch, stats = self._batch, self.health.stats
+        try:
+            written = await self._writer.write(batch)  # 1. one database transaction
+            await self._send_dead_letters(batch)  # 2. dead letters acked by the broker
+        except Exception as exc:
+            self._failed(exc, batch)
+            return False
+        await self._commit(batch.next_offsets)  # 3. offsets, only after 1 and 2
+        self._batch = Batch()
+
+        stats.batches_written += 1
+        stats.costs_inserted += written.costs_inserted
+        stats.costs_already_stored += len(batch.costs) - written.costs_inserted + batch.duplicates
+        stats.breakdown_inserted += written.breakdown_inserted
+        stats.simulated_skipped += batch.simulated
+        stats.dead_lettered += len(batch.dead_letters)
+        stats.locations_changed += written.locations_changed
+        if not self.health.healthy:
+            event(log, "sink_recovered", failures=self._failures, records=len(batch))
+        self._failures, self._retry_at = 0, 0.0
+        self.health.mark_healthy()
+        event(
+            log,
+            "batch_written",
+            logging.DEBUG,
+            records=len(batch),
+            inserted=written.costs_inserted,
+            already_stored=len(batch.costs) - written.costs_inserted,
+            simulated=batch.simulated,
+            dead_letters=len(batch.dead_letters),
+            locations=written.locations_changed,
+        )
+        return True
+
+    def _failed(self, exc: Exception, batch: Batch) -> None:
+        self._failures += 1
+        delay = min(self.config.retry_max_s, RETRY_BASE_S * 2 ** (self._failures - 1))
+        self._retry_at = time.monotonic() + delay
+        self.health.stats.write_failures += 1
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        self.health.mark_unhealthy(reason)
+        event(
+            log,
+            "checkpoint_failed",
+            logging.WARNING,
+            error=reason,
+            attempt=self._failures,
+            retry_in_s=round(delay, 3),
+            records=len(batch),
+        )
+
+    async def _send_dead_letters(self, batch: Batch) -> None:
+        if not batch.dead_letters:
+            return
+        sent = [
+            await self._producer.send(self.config.dead_letters_topic, dumps(letter), key=key)
+            for key, letter in batch.dead_letters
+        ]
+        await asyncio.gather(*sent)
+        for _, letter in batch.dead_letters:
+            assert letter.source is not None
+            event(
+                log,
+                "dead_lettered",
+                logging.WARNING,
+                code=letter.error.code.value,
+                reason=letter.error.message[:300],
+                topic=letter.source.topic,
+                partition=letter.source.partition,
+                offset=letter.source.offset,
+            )
+
+    async def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        owned = self._consumer.assignment()
+        offsets = {
+            tp: offset
+            for (topic, partition), offset in next_offsets.items()
+            if (tp := TopicPartition(topic, partition)) in owned
+        }
+        if len(offsets) < len(next_offsets):
+            event(log, "commit_skipped_unowned", partitions=len(next_offsets) - len(offsets))
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # The rows are durable; whoever owns these partitions now re-reads and skips them.
+            self.health.stats.commit_failures += 1
+            event(log, "commit_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+
+    # -- rebalances ---------------------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        """Flush while the partitions are still ours; if that fails, drop the batch unacknowledged.
+
+        Dropping is safe: its offsets were never committed, so the next owner reads it again.
+        """
+        async with self._lock:
+            if not len(self._batch):
+                return
+            if not await self.checkpoint():
+                self.health.stats.batches_dropped += 1
+                event(
+                    log,
+                    "batch_dropped_on_revoke",
+                    logging.WARNING,
+                    records=len(self._batch),
+                    partitions=sorted(f"{t}[{p}]" for t, p in self._batch.next_offsets),
+                )
+                self._batch = Batch()
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._paused = False  # a new assignment starts unpaused
+        event(log, "partitions_assigned", partitions=sorted(f"{t}[{p}]" for t, p in assigned))

@@ -1,0 +1,142 @@
+"""One batch -> PostgreSQL in ONE transaction: costs, breakdown and location changes.
+
+Costs and breakdown go by binary COPY into session-local staging tables, then
+`INSERT … SELECT … ON CONFLICT (id) DO NOTHING`: COPY is the fastest way in, and the conflict
+clause makes a replayed batch (crash between the database commit and the Kafka commit) harmless.
+Breakdown rows are inserted only for costs this statement inserted, so a result that is already
+stored keeps exactly the breakdown it was stored with.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from meterflow.db import connect
+from meterflow.sink.batch import Batch
+from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, LOCATION_COLUMNS
+
+log = logging.getLogger(__name__)
+
+STAGE_COSTS = "mf_stage_energy_costs"
+STAGE_BREAKDOWN = "mf_stage_energy_cost_breakdown"
+
+_CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_COSTS}
+    (LIKE energy_costs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_BREAKDOWN}
+    (LIKE energy_cost_breakdown INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+"""
+
+_COST_LIST = ", ".join(COST_COLUMNS)
+_BREAKDOWN_LIST = ", ".join(BREAKDOWN_COLUMNS)
+_BREAKDOWN_SELECT = ", ".join(f"b.{c}" for c in BREAKDOWN_COLUMNS)
+
+_MERGE_STAGED = f"""
+WITH inserted AS (
+    INSERT INTO energy_costs ({_COST_LIST})
+    SELECT {_COST_LIST} FROM {STAGE_COSTS}
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), inserted_breakdown AS (
+    INSERT INTO energy_cost_breakdown ({_BREAKDOWN_LIST})
+    SELECT {_BREAKDOWN_SELECT} FROM {STAGE_BREAKDOWN} b JOIN inserted i ON i.id = b.cost_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted) AS costs,
+       (SELECT count(*) FROM inserted_breakdown) AS breakdown
+"""
+
+_UPSERT_LOCATION = f"""
+INSERT INTO locations ({", ".join(LOCATION_COLUMNS)}, deleted, updated_at)
+VALUES ({", ".join(f"${i}" for i in range(1, len(LOCATION_COLUMNS) + 2))}, now())
+ON CONFLICT (location_id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in LOCATION_COLUMNS[1:])},
+    deleted = excluded.deleted, updated_at = now()
+"""
+
+_DELETE_LOCATION = (
+    "UPDATE locations SET deleted = true, updated_at = now() WHERE location_id = $1 AND NOT deleted"
+)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    costs_inserted: int
+    breakdown_inserted: int
+    locations_changed: int
+
+
+class PostgresWriter:
+    """Owns one connection; a broken connection is dropped and reopened on the next write."""
+
+    def __init__(self, database_url: str, *, timeout_s: float = 60.0) -> None:
+        self._database_url = database_url
+        self._timeout_s = timeout_s
+        self._conn: asyncpg.Connection | None = None
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            conn = await connect(self._database_url)
+            try:
+                await conn.execute(_CREATE_STAGING)
+            except BaseException:
+                conn.terminate()
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def write(self, batch: Batch) -> WriteResult:
+        """Write the batch atomically; raises (and forgets the connection) on any failure."""
+        conn = await self._connection()
+        try:
+            return await self._write(conn, batch)
+        except BaseException:
+            self._conn = None
+            conn.terminate()
+            raise
+
+    async def _write(self, conn: asyncpg.Connection, batch: Batch) -> WriteResult:
+        costs_inserted = breakdown_inserted = 0
+        async with conn.transaction():
+            if batch.costs:
+                await conn.copy_records_to_table(
+                    STAGE_COSTS,
+                    records=batch.cost_rows(),
+                    columns=COST_COLUMNS,
+                    timeout=self._timeout_s,
+                )
+                breakdown = batch.breakdown_rows()
+                if breakdown:
+                    await conn.copy_records_to_table(
+                        STAGE_BREAKDOWN,
+                        records=breakdown,
+                        columns=BREAKDOWN_COLUMNS,
+                        timeout=self._timeout_s,
+                    )
+                merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
+                assert merged is not None
+                costs_inserted, breakdown_inserted = merged["costs"], merged["breakdown"]
+            upserts: list[tuple[Any, ...]] = []
+            deletes: list[tuple[Any, ...]] = []
+            for location_id, change in batch.locations.items():
+                if change.row is not None:
+                    upserts.append((*change.row, change.deleted))
+                else:
+                    deletes.append((location_id,))
+            if upserts:
+                await conn.executemany(_UPSERT_LOCATION, upserts, timeout=self._timeout_s)
+            if deletes:
+                await conn.executemany(_DELETE_LOCATION, deletes, timeout=self._timeout_s)
+        return WriteResult(costs_inserted, breakdown_inserted, len(upserts) + len(deletes))
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.close(timeout=5)
+            except Exception:
+                conn.terminate()

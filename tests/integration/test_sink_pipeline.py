@@ -1,0 +1,396 @@
+"""The Postgres sink on the real broker and database: exact rows, once, through crashes and outages.
+
+Each test gets a fresh database (migrated) and its own topic prefix and consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import TopicPartition
+
+from meterflow.db import migrate
+from meterflow.models import DeadLetter, dumps, loads
+from meterflow.sink import Sink, SinkConfig
+
+pytestmark = pytest.mark.integration
+
+COST_PARTITIONS = 3
+T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+
+
+# -- fixtures and helpers ---------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def database(database_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = f"mf_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
+    await migrate(url)
+    yield url
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture
+async def topics(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[dict[str, str]]:
+    names = {
+        "energy-costs": f"{topic_prefix}energy-costs",
+        "locations": f"{topic_prefix}locations",
+        "dead-letters": f"{topic_prefix}dead-letters",
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(names["energy-costs"], COST_PARTITIONS, 1),
+                NewTopic(names["locations"], 2, 1),
+                NewTopic(names["dead-letters"], 1, 1),
+            ]
+        )
+        yield names
+        await admin.delete_topics(list(names.values()))
+    finally:
+        await admin.close()
+
+
+def sink_config(
+    kafka_bootstrap: str, database: str, topic_prefix: str, **overrides: Any
+) -> SinkConfig:
+    values: dict[str, Any] = {
+        "bootstrap": kafka_bootstrap,
+        "database_url": database,
+        "costs_topic": f"{topic_prefix}energy-costs",
+        "locations_topic": f"{topic_prefix}locations",
+        "dead_letters_topic": f"{topic_prefix}dead-letters",
+        "group_id": f"{topic_prefix}sink",
+        "batch_size": 500,
+        "linger_s": 0.05,
+        "retry_max_s": 2.0,
+    }
+    values.update(overrides)
+    return SinkConfig(**values)
+
+
+def energy_cost(n: int, *, simulated: bool = False, export: bool = False) -> dict[str, Any]:
+    """A synthetic EnergyCost with awkward exact decimals and a two-part breakdown."""
+    start = T0 + timedelta(minutes=30 * n)
+    middle, end = start + timedelta(minutes=10), start + timedelta(minutes=30)
+    device = f"dev_{n % 5}" if n % 3 else None
+    location = f"loc_{n % 7}"
+    first_energy = Decimal(n % 97 + 1) / Decimal(3 * 10**6)  # 0.000000333333… style digits
+    first_energy = first_energy.quantize(Decimal("0.000001")) + Decimal("0.1")
+    second_energy = Decimal("0.2") + Decimal(n) / Decimal(10**6)
+    rate_a, rate_b = Decimal("0.245"), Decimal("-0.0123456789")
+    cost_a = (first_energy * rate_a).quantize(Decimal("0.000001"))
+    cost_b = (second_energy * rate_b).quantize(Decimal("0.000001"))
+    request = {
+        "id": f"mre_{n:010d}",
+        "location_id": location,
+        "energy": first_energy + second_energy,
+        "start_time": start.isoformat(),
+        "end_time": end.isoformat(),
+        "session_reference_id": f"session {n // 10}",
+        "non_persistent": simulated,
+    }
+    if device:
+        request["device_id"] = device
+    return {
+        "id": f"ecs_{n:010d}_{'sim' if simulated else 'real'}",
+        "object": "energy_cost",
+        "account_id": f"acc_{n % 2}",
+        "object_id": device or location,
+        "location_id": location,
+        "device_id": device,
+        "meter_record_id": f"mre_{n:010d}",
+        "live_mode": bool(n % 2),
+        "non_persistent": simulated,
+        "energy_flow_direction": "OUTBOUND" if export else "INBOUND",
+        "tariff_direction": "EXPORT" if export else "IMPORT",
+        "location_timezone": "Europe/London",
+        "currency_code": "GBP",
+        "energy_units": "KWH",
+        "request": request,
+        "data": {
+            "start_time": start.isoformat(),
+            "end_time": end.isoformat(),
+            "session_reference_id": f"session {n // 10}",
+            "record_reference_id": None if n % 4 else f"rec-{n}",
+            "energy": {"value": first_energy + second_energy},
+            "cost": {"value": cost_a + cost_b, "confidence": Decimal("0.95")},
+            "breakdown": [
+                {
+                    "start_time": start.isoformat(),
+                    "end_time": middle.isoformat(),
+                    "rate": rate_a,
+                    "energy": first_energy,
+                    "cost": cost_a,
+                },
+                {
+                    "start_time": middle.isoformat(),
+                    "end_time": end.isoformat(),
+                    "rate": rate_b,
+                    "energy": second_energy,
+                    "cost": cost_b,
+                },
+            ],
+        },
+        "time_created": (T0 + timedelta(days=1, microseconds=n)).isoformat(),
+    }
+
+
+def profile(location_id: str, *, currency: str = "GBP", devices: int = 1) -> dict[str, Any]:
+    return {
+        "location_id": location_id,
+        "account_id": "acc_0",
+        "live_mode": False,
+        "timezone": "Europe/London",
+        "currency_code": currency,
+        "devices": [f"dev_{i}" for i in range(devices)],
+        "tariffs": {
+            "IMPORT": [
+                {"type": "FIXED", "rate": Decimal("0.2451"), "effective_from": T0.isoformat()}
+            ]
+        },
+    }
+
+
+async def produce(
+    bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes | None]]
+) -> list[tuple[int, int]]:
+    """Send (key, value) pairs in order; returns where each landed (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in items]
+        sent = [await f for f in futures]
+        return [(m.partition, m.offset) for m in sent]
+    finally:
+        await producer.stop()
+
+
+def cost_message(doc: dict[str, Any]) -> tuple[bytes, bytes]:
+    return doc["location_id"].encode(), dumps(doc)
+
+
+async def committed_total(bootstrap: str, group_id: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 90.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def count_costs(url: str) -> int:
+    rows = await fetch(url, "SELECT count(*) AS n FROM energy_costs")
+    return int(rows[0]["n"])
+
+
+async def drained(bootstrap: str, group_id: str, topic: str, partitions: int) -> bool:
+    ends = await end_offsets(bootstrap, topic, partitions)
+    return await committed_total(bootstrap, group_id, topic) == sum(ends.values())
+
+
+@contextlib.asynccontextmanager
+async def running(sink: Sink) -> AsyncIterator[Sink]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    try:
+        yield sink
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def assert_row_matches(row: asyncpg.Record, doc: dict[str, Any]) -> None:
+    data = doc["data"]
+    expected = {
+        "account_id": doc["account_id"],
+        "live_mode": doc["live_mode"],
+        "object_id": doc["object_id"],
+        "location_id": doc["location_id"],
+        "device_id": doc["device_id"],
+        "meter_record_id": doc["meter_record_id"],
+        "session_reference_id": data["session_reference_id"],
+        "record_reference_id": data["record_reference_id"],
+        "energy_flow_direction": doc["energy_flow_direction"],
+        "tariff_direction": doc["tariff_direction"],
+        "currency_code": doc["currency_code"],
+        "location_timezone": doc["location_timezone"],
+        "start_time": datetime.fromisoformat(data["start_time"]),
+        "end_time": datetime.fromisoformat(data["end_time"]),
+        "energy_kwh": data["energy"]["value"],
+        "cost": data["cost"]["value"],
+        "confidence": data["cost"]["confidence"],
+        "time_created": datetime.fromisoformat(doc["time_created"]),
+    }
+    actual = {key: row[key] for key in expected}
+    assert actual == expected
+    for key in ("energy_kwh", "cost", "confidence"):  # same digits, not just equal value
+        assert str(row[key]) == str(expected[key]), key
+    assert loads(row["request"]) == doc["request"]
+
+
+# -- the tests ----------------------------------------------------------------------------------
+
+
+async def test_rows_match_events_once_and_simulated_never_land(
+    kafka_bootstrap: str, database: str, topic_prefix: str, topics: dict[str, str]
+) -> None:
+    real = [energy_cost(n, export=n % 5 == 0) for n in range(60)]
+    simulated = [energy_cost(n, simulated=True) for n in range(60, 75)]
+    poison: list[tuple[bytes | None, bytes | None]] = [
+        (b"loc_1", b"{not json"),
+        (b"loc_2", dumps({**real[0], "cost": "extra field"})),
+        (b"loc_3", b"\xff\xfe binary"),
+        (b"loc_4", None),
+    ]
+    first_round = [cost_message(d) for d in real + simulated + real[:20]]  # + in-batch duplicates
+    placed = await produce(kafka_bootstrap, topics["energy-costs"], first_round + poison)
+    poison_places = placed[len(first_round) :]
+    await produce(
+        kafka_bootstrap,
+        topics["locations"],
+        [
+            (b"loc_a", dumps(profile("loc_a"))),
+            (b"loc_b", dumps(profile("loc_b"))),
+            (b"loc_b", None),  # tombstone
+            (b"loc_a", dumps(profile("loc_a", currency="EUR", devices=3))),
+            (b"loc_c", b"not a profile"),
+        ],
+    )
+    config = sink_config(kafka_bootstrap, database, topic_prefix)
+    sink = Sink(config)
+    async with running(sink):
+        await wait_for(
+            lambda: drained(kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS),
+            "the first round to be committed",
+        )
+        # A replay of everything already stored, after it was committed (a later batch).
+        await produce(kafka_bootstrap, topics["energy-costs"], [cost_message(d) for d in real])
+        await wait_for(
+            lambda: drained(kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS),
+            "the replay to be committed",
+        )
+    assert sink.health.healthy
+
+    rows = {r["id"]: r for r in await fetch(database, "SELECT * FROM energy_costs")}
+    assert sorted(rows) == sorted(d["id"] for d in real)
+    for doc in real:
+        assert_row_matches(rows[doc["id"]], doc)
+        assert rows[doc["id"]]["source_topic"] == topics["energy-costs"]
+    sources = {(r["source_partition"], r["source_offset"]) for r in rows.values()}
+    assert len(sources) == len(real)  # where each row was first read
+
+    breakdown = await fetch(database, "SELECT * FROM energy_cost_breakdown ORDER BY cost_id, seq")
+    assert len(breakdown) == 2 * len(real)
+    by_id = {d["id"]: d for d in real}
+    for item in breakdown:
+        expected = by_id[item["cost_id"]]["data"]["breakdown"][item["seq"]]
+        assert item["start_time"] == datetime.fromisoformat(expected["start_time"])
+        assert item["end_time"] == datetime.fromisoformat(expected["end_time"])
+        for column, key in (("rate", "rate"), ("energy_kwh", "energy"), ("cost", "cost")):
+            assert item[column] == expected[key]
+            assert str(item[column]) == str(expected[key])
+
+    assert sink.health.stats.simulated_skipped == len(simulated)
+    assert sink.health.stats.costs_inserted == len(real)
+    assert sink.health.stats.costs_already_stored == 20 + len(real)
+
+    letters = await read_all(kafka_bootstrap, topics["dead-letters"], expected=len(poison))
+    assert [d.error.code.value for d in letters] == ["invalid_record"] * len(poison)
+    by_place = {(d.source.partition, d.source.offset): d for d in letters if d.source}
+    assert {d.source.topic for d in letters if d.source} == {topics["energy-costs"]}
+    not_json, not_a_cost, not_utf8, empty = (by_place[place] for place in poison_places)
+    assert not_json.payload == "{not json"
+    assert "cost" in not_a_cost.error.message
+    assert loads(not_a_cost.payload) == loads(poison[1][1] or b"")
+    assert not_utf8.payload_encoding == "base64"
+    assert base64.b64decode(not_utf8.payload) == poison[2][1]
+    assert empty.payload == ""
+    assert sink.health.stats.dead_lettered == len(poison)
+
+    mirror = {
+        r["location_id"]: r
+        for r in await fetch(database, "SELECT * FROM locations ORDER BY location_id")
+    }
+    assert sorted(mirror) == ["loc_a", "loc_b"]
+    assert mirror["loc_a"]["currency_code"] == "EUR"
+    assert mirror["loc_a"]["devices"] == ["dev_0", "dev_1", "dev_2"]
+    assert mirror["loc_a"]["deleted"] is False
+    assert loads(mirror["loc_a"]["profile"])["tariffs"]["IMPORT"][0]["rate"] == Decimal("0.2451")
+    assert mirror["loc_b"]["deleted"] is True
+
+
+async def read_all(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(letters) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                letters.extend(DeadLetter.model_validate(loads(r.value)) for r in records)
+    finally:
+        await consumer.stop()
+    assert len(letters) == expected
+    return letters
