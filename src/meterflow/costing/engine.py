@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOp
 from typing import Any
 
 from meterflow import ids
+from meterflow.costing._trusted import trusted
 from meterflow.costing.rates import compiled, rate_parts
 from meterflow.costing.timeline import US_PER_HOUR, from_us, to_us
 from meterflow.models import (
@@ -131,9 +132,16 @@ def price_record(
     total_energy = round_money(total_energy)
 
     out_tz = record.end_time.tzinfo
+    first_start = record.start_time
+    if first_start.utcoffset() != record.end_time.utcoffset():
+        first_start = first_start.astimezone(out_tz)
+    last = len(parts) - 1
     breakdown: list[BreakdownItem] = []
-    for part_start, part_end, rate in parts:
-        if len(parts) == 1:
+    part_end_time = first_start  # each part starts where the previous one ended
+    for index, (part_start, part_end, rate) in enumerate(parts):
+        part_start_time = part_end_time
+        part_end_time = record.end_time if index == last else from_us(part_end, out_tz)
+        if last == 0:
             energy, cost = total_energy, total_cost
         else:
             length = Decimal(part_end - part_start)
@@ -142,40 +150,49 @@ def price_record(
                 ctx.divide(ctx.multiply(magnitude, ctx.multiply(rate, length)), denominator)
             )
         breakdown.append(
-            BreakdownItem.model_construct(
-                start_time=from_us(part_start, out_tz),
-                end_time=from_us(part_end, out_tz),
-                rate=rate,
-                energy=energy,
-                cost=cost,
+            trusted(
+                BreakdownItem,
+                {
+                    "start_time": part_start_time,
+                    "end_time": part_end_time,
+                    "rate": rate,
+                    "energy": energy,
+                    "cost": cost,
+                },
             )
         )
 
-    data = CostData.model_construct(
-        start_time=record.start_time,
-        end_time=record.end_time,
-        session_reference_id=record.session_reference_id,
-        record_reference_id=record.record_reference_id,
-        energy=EnergyValue.model_construct(value=total_energy),
-        cost=CostValue.model_construct(value=total_cost, confidence=record.confidence),
-        breakdown=breakdown,
+    data = trusted(
+        CostData,
+        {
+            "start_time": record.start_time,
+            "end_time": record.end_time,
+            "session_reference_id": record.session_reference_id,
+            "record_reference_id": record.record_reference_id,
+            "energy": trusted(EnergyValue, {"value": total_energy}),
+            "cost": trusted(CostValue, {"value": total_cost, "confidence": record.confidence}),
+            "breakdown": breakdown,
+        },
     )
-    return EnergyCost.model_construct(
-        id=ids.energy_cost_id(meter_record_id),
-        object="energy_cost",
-        account_id=profile.account_id,
-        object_id=record.device_id or record.location_id,
-        location_id=record.location_id,
-        device_id=record.device_id,
-        meter_record_id=meter_record_id,
-        live_mode=profile.live_mode,
-        non_persistent=record.non_persistent,
-        energy_flow_direction=flow,
-        tariff_direction=direction,
-        location_timezone=profile.timezone,
-        currency_code=profile.currency_code,
-        energy_units="KWH",
-        request=request,
-        data=data,
-        time_created=now,
+    return trusted(
+        EnergyCost,
+        {
+            "id": ids.energy_cost_id(meter_record_id),
+            "object": "energy_cost",
+            "account_id": profile.account_id,
+            "object_id": record.device_id or record.location_id,
+            "location_id": record.location_id,
+            "device_id": record.device_id,
+            "meter_record_id": meter_record_id,
+            "live_mode": profile.live_mode,
+            "non_persistent": record.non_persistent,
+            "energy_flow_direction": flow,
+            "tariff_direction": direction,
+            "location_timezone": profile.timezone,
+            "currency_code": profile.currency_code,
+            "energy_units": "KWH",
+            "request": request,
+            "data": data,
+            "time_created": now,
+        },
     )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from meterflow import ids
+from meterflow.costing._trusted import trusted
 from meterflow.costing.engine import price_record
 from meterflow.models import (
     DeadLetter,
@@ -69,12 +70,15 @@ def dead_letter(
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-    return DeadLetter.model_construct(
-        error=ErrorInfo.model_construct(code=code, message=message),
-        payload=text,
-        payload_encoding=encoding,
-        source=source,
-        time_created=now,
+    return trusted(
+        DeadLetter,
+        {
+            "error": trusted(ErrorInfo, {"code": code, "message": message}),
+            "payload": text,
+            "payload_encoding": encoding,
+            "source": source,
+            "time_created": now,
+        },
     )
 
 

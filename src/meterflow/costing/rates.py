@@ -150,6 +150,9 @@ def _market_points(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
     return points
 
 
+_series_cache: dict[tuple[int, ...], tuple[CompiledVersion, tuple[MarketPrices, ...], _Prices]] = {}
+
+
 def _no_rate(direction: TariffDirection, at_us: int, why: str = "") -> PricingError:
     return PricingError(
         ErrorCode.TARIFF_NOT_AVAILABLE,
@@ -216,7 +219,7 @@ def _series_prices(
     assert series_id is not None
     first = from_us(start).date()
     last = from_us(end - 1).date()
-    points: list[tuple[int, int, Decimal]] = []
+    docs: list[MarketPrices] = []
     day = first
     while day <= last:
         doc = lookup(series_id, day)
@@ -231,9 +234,22 @@ def _series_prices(
                 f"{version.label}: series {series_id!r} is in {doc.currency_code}, "
                 f"the location in {currency_code}",
             )
-        points.extend(_market_points(doc))
+        docs.append(doc)
         day += timedelta(days=1)
-    return _compile_prices(points, version.surcharge, f"{version.label}: series {series_id!r}")
+    key = (id(version), *map(id, docs))
+    hit = _series_cache.get(key)
+    if (
+        hit is not None
+        and hit[0] is version
+        and all(a is b for a, b in zip(hit[1], docs, strict=True))
+    ):
+        return hit[2]
+    points = [point for doc in docs for point in _market_points(doc)]
+    prices = _compile_prices(points, version.surcharge, f"{version.label}: series {series_id!r}")
+    if len(_series_cache) >= _CACHE_LIMIT:
+        _series_cache.clear()
+    _series_cache[key] = (version, tuple(docs), prices)  # the references keep the ids unique
+    return prices
 
 
 def rate_parts(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import simplejson.encoder
 from pydantic import Field
 
-from meterflow.models._base import AwareDatetime, Document, Money
+from meterflow.models._base import FAST_ENCODERS, AwareDatetime, Document, Money, encode_any
 from meterflow.models.records import EnergyFlowDirection, TariffDirection
 
 
@@ -58,3 +59,45 @@ class EnergyCost(Document):
     request: dict[str, Any]
     data: CostData
     time_created: datetime
+
+
+_string = simplejson.encoder.encode_basestring
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _string(value)
+
+
+def _item(item: BreakdownItem) -> str:
+    return (
+        f'{{"start_time":"{item.start_time.isoformat()}","end_time":"{item.end_time.isoformat()}",'
+        f'"rate":{item.rate},"energy":{item.energy},"cost":{item.cost}}}'
+    )
+
+
+def _encode_energy_cost(cost: EnergyCost) -> bytes:
+    """EnergyCost as `dumps_generic` writes it, about three times faster (the agent's hot path)."""
+    data = cost.data
+    breakdown = ",".join([_item(item) for item in data.breakdown])
+    return (
+        f'{{"id":{_string(cost.id)},"object":"energy_cost","account_id":{_string(cost.account_id)},'
+        f'"object_id":{_string(cost.object_id)},"location_id":{_string(cost.location_id)},'
+        f'"device_id":{_text(cost.device_id)},"meter_record_id":{_string(cost.meter_record_id)},'
+        f'"live_mode":{"true" if cost.live_mode else "false"},'
+        f'"non_persistent":{"true" if cost.non_persistent else "false"},'
+        f'"energy_flow_direction":"{cost.energy_flow_direction.value}",'
+        f'"tariff_direction":"{cost.tariff_direction.value}",'
+        f'"location_timezone":{_string(cost.location_timezone)},'
+        f'"currency_code":{_string(cost.currency_code)},"energy_units":"KWH",'
+        f'"request":{encode_any(cost.request)},'
+        f'"data":{{"start_time":"{data.start_time.isoformat()}",'
+        f'"end_time":"{data.end_time.isoformat()}",'
+        f'"session_reference_id":{_text(data.session_reference_id)},'
+        f'"record_reference_id":{_text(data.record_reference_id)},'
+        f'"energy":{{"value":{data.energy.value}}},'
+        f'"cost":{{"value":{data.cost.value},"confidence":{data.cost.confidence}}},'
+        f'"breakdown":[{breakdown}]}},"time_created":"{cost.time_created.isoformat()}"}}'
+    ).encode()
+
+
+FAST_ENCODERS[EnergyCost] = _encode_energy_cost

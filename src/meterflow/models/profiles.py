@@ -111,7 +111,9 @@ class DynamicTariff(_VersionBase):
         return self
 
 
-TariffVersion = Annotated[FixedTariff | TimeOfUseTariff | DynamicTariff, Field(discriminator="type")]
+TariffVersion = Annotated[
+    FixedTariff | TimeOfUseTariff | DynamicTariff, Field(discriminator="type")
+]
 
 
 class LocationProfile(Document):
@@ -134,7 +136,10 @@ class LocationProfile(Document):
 
 
 class MarketPrices(Document):
-    """One UTC day of one market price series: the value on `market-prices`, key `{series_id}/{day}`."""
+    """One UTC day of one market price series.
+
+    The value on `market-prices`, with key `{series_id}/{day}`.
+    """
 
     series_id: str = Field(min_length=1, pattern=r"^[^/]+$")
     day: date

@@ -1,0 +1,161 @@
+"""Cost engine throughput on one core: records/s for FIXED, 5-period TIME_OF_USE and half-hourly
+DYNAMIC profiles, 30-minute and 24-hour records.
+
+Two figures per case:
+- `price`: `price_record` on an already-parsed record (target ≥ 50,000/s for TOU, 30 min);
+- `full`: `price_payload` + `dumps`, i.e. parse + validate + price + serialize, what the agent
+  does per record (target ≥ 20,000/s for TOU, 30 min).
+Baseline, measured in the same run: a bare `json.loads` + `json.dumps` of the same payload.
+
+Run: .venv/bin/python bench/bench_costing.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from meterflow.costing import parse_record, price_payload, price_record
+from meterflow.models import LocationProfile, MarketPrices, dumps
+
+NOW = datetime(2024, 7, 1, tzinfo=UTC)
+START = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)  # a Monday
+
+
+def _profile(tariff: dict[str, Any]) -> LocationProfile:
+    return LocationProfile.model_validate(
+        {
+            "location_id": "loc_bench",
+            "account_id": "acc_bench",
+            "timezone": "Europe/London",
+            "currency_code": "GBP",
+            "tariffs": {"IMPORT": [{"effective_from": "2020-01-01T00:00:00Z", **tariff}]},
+        }
+    )
+
+
+FIXED = _profile({"type": "FIXED", "rate": "0.245"})
+TIME_OF_USE = _profile(
+    {
+        "type": "TIME_OF_USE",
+        "rules": [
+            {"from": "00:00", "to": "05:00", "rate": "0.09"},
+            {"from": "05:00", "to": "09:00", "rate": "0.21"},
+            {"from": "09:00", "to": "16:00", "rate": "0.18"},
+            {"from": "16:00", "to": "19:00", "rate": "0.39"},
+            {"from": "19:00", "to": "24:00", "rate": "0.24"},
+        ],
+    }
+)
+DYNAMIC = _profile({"type": "DYNAMIC", "series_id": "agile", "surcharge_fixed": "0.015"})
+
+
+def _market_day(day: date) -> MarketPrices:
+    begin = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return MarketPrices.model_validate(
+        {
+            "series_id": "agile",
+            "day": day.isoformat(),
+            "prices": [
+                {
+                    "valid_from": (begin + timedelta(minutes=30 * i)).isoformat(),
+                    "valid_to": (begin + timedelta(minutes=30 * (i + 1))).isoformat(),
+                    "rate": str(Decimal("0.10") + Decimal(i) / 1000),
+                }
+                for i in range(48)
+            ],
+        }
+    )
+
+
+_MARKET = {
+    START.date() + timedelta(days=d): _market_day(START.date() + timedelta(days=d))
+    for d in range(3)
+}
+
+
+def market_prices(series_id: str, day: date) -> MarketPrices | None:
+    return _MARKET.get(day) if series_id == "agile" else None
+
+
+def _payload(minutes: int) -> bytes:
+    return json.dumps(
+        {
+            "id": "mre_bench",
+            "location_id": "loc_bench",
+            "energy": 1.234,
+            "start_time": START.isoformat(),
+            "end_time": (START + timedelta(minutes=minutes)).isoformat(),
+            "record_reference_id": "MET0001",
+        }
+    ).encode()
+
+
+def _rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of `fn`, measured for about `seconds`."""
+    count, batch = 0, 200
+    begin = time.perf_counter()
+    while True:
+        for _ in range(batch):
+            fn()
+        count += batch
+        elapsed = time.perf_counter() - begin
+        if elapsed >= seconds:
+            return count / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (about 0.2 s per figure)")
+    args = parser.parse_args()
+    seconds = 0.2 if args.quick else 1.5
+
+    profiles = {"FIXED": FIXED, "TIME_OF_USE": TIME_OF_USE, "DYNAMIC": DYNAMIC}
+    print(
+        f"{'profile':<12} {'record':>6} {'baseline/s':>11} {'price/s':>10} {'full/s':>10}"
+        f" {'price/base':>10} {'full/base':>10}"
+    )
+    for minutes in (30, 24 * 60):
+        payload = _payload(minutes)
+        baseline = _rate(lambda p=payload: json.dumps(json.loads(p)).encode(), seconds)
+        for name, profile in profiles.items():
+            record, request = parse_record(payload)
+
+            def price(record: Any = record, request: Any = request, profile: Any = profile) -> None:
+                price_record(
+                    record,
+                    profile,
+                    meter_record_id="mre_bench",
+                    request=request,
+                    market_prices=market_prices,
+                    now=NOW,
+                )
+
+            def full(payload: bytes = payload, profile: LocationProfile = profile) -> None:
+                dumps(
+                    price_payload(
+                        payload,
+                        profiles=lambda _: profile,
+                        market_prices=market_prices,
+                        now=NOW,
+                    )
+                )
+
+            price()  # warm the caches (compiled profile, zone offsets)
+            priced = _rate(price, seconds)
+            whole = _rate(full, seconds)
+            label = f"{minutes}m" if minutes < 60 else f"{minutes // 60}h"
+            print(
+                f"{name:<12} {label:>6} {baseline:>11,.0f} {priced:>10,.0f} {whole:>10,.0f}"
+                f" {priced / baseline:>10.2f} {whole / baseline:>10.2f}"
+            )
+    print("targets (TIME_OF_USE, 30m): price ≥ 50,000/s, full ≥ 20,000/s")
+
+
+if __name__ == "__main__":
+    main()
