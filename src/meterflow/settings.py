@@ -25,6 +25,17 @@ class Settings(BaseSettings):
     data_dir: str = ".local/worker"
     max_record_hours: int = Field(default=744, ge=1)
 
+    # Faust worker (stream/): its own small web server (faust views, later /metrics) and the
+    # consumer-group timings; short timeouts so a dead worker's partitions move on quickly.
+    worker_web_enabled: bool = True
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    table_standby_replicas: int = Field(default=0, ge=0)
+    broker_session_timeout_s: float = Field(default=10.0, gt=0)
+    broker_heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    progress_interval_s: float = Field(default=5.0, gt=0)
+
     # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
     # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.
     api_token_secret: str = "meterflow-local-dev-token-secret"

@@ -14,6 +14,10 @@ COMMANDS: dict[str, str] = {
     "db": "meterflow.cli.db:db",
     "sink": "meterflow.cli.sink:sink",
     "worker": "meterflow.cli.worker:worker",
+    "produce": "meterflow.cli.produce:produce",
+    "profiles": "meterflow.cli.profiles:profiles",
+    "prices": "meterflow.cli.profiles:prices",
+    "dlq": "meterflow.cli.dlq:dlq",
     "api": "meterflow.cli.api:api",
     "keys": "meterflow.cli.keys:keys",
 }

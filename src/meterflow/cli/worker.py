@@ -1,0 +1,44 @@
+"""`meterflow worker`: run the Faust worker (cost agent, profile tables) until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from meterflow.settings import get_settings
+
+
+@click.command(name="worker")
+@click.option("--web-port", type=int, default=None, help="faust web port (MF_WORKER_WEB_PORT)")
+@click.option("--web/--no-web", "web", default=None, help="serve faust's web views")
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING… (MF_LOG_LEVEL)")
+def worker(web_port: int | None, web: bool | None, log_level: str | None) -> None:
+    """Price `meter-records` into `energy-costs` / `dead-letters`; topics are created if missing."""
+    from faust.worker import Worker
+
+    from meterflow.logs import configure_logging
+    from meterflow.stream import create_app, ensure_topics
+
+    updates: dict[str, object] = {}
+    if web_port is not None:
+        updates["worker_web_port"] = web_port
+    if web is not None:
+        updates["worker_web_enabled"] = web
+    if log_level is not None:
+        updates["log_level"] = log_level
+    settings = get_settings().model_copy(update=updates)
+    configure_logging(settings.log_level, settings.log_format)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_topics(settings))
+    app = create_app(settings)
+    Worker(
+        app,
+        loop=loop,
+        loglevel=settings.log_level,
+        override_logging=False,
+        redirect_stdouts=False,
+        quiet=True,
+    ).execute_from_commandline()

@@ -1,0 +1,204 @@
+"""The agents' bodies: one event in, exactly one send out, nothing raised.
+
+Delivery (design §4, at-least-once): faust acks an event when the agent asks for the next one,
+and commits acked offsets every `commit_interval_s`, calling `producer.flush()` right before the
+commit (faust/transport/consumer.py `_commit_offsets`; `stream_publish_on_commit` is off). So a
+result is written to the producer before its input is acked, and delivered before that ack is
+committed: a crash at any point redelivers the input, and the result id (from the input's
+id or position) makes the duplicate recognisable. A send that fails outright leaves no safe way
+on (raising would ack and drop the event), so the worker stops at once, uncommitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from meterflow.costing import price_payload
+from meterflow.logs import event as log_event
+from meterflow.models import (
+    DeadLetter,
+    EnergyCost,
+    ErrorCode,
+    LocationProfile,
+    MarketPrices,
+    SourceRef,
+    dumps,
+)
+from meterflow.stream.dead_letters import make_dead_letter
+from meterflow.stream.profiles import DeleteProfile, ProfileChange, RejectProfile, StoreProfile
+
+log = logging.getLogger(__name__)
+
+EXIT_SEND_FAILED = 70
+
+
+class Sender(Protocol):
+    """The part of a faust topic the agents use."""
+
+    def send(self, *, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
+
+
+class MessageLike(Protocol):
+    topic: str
+    partition: int
+    offset: int
+
+
+class EventLike(Protocol):
+    key: Any
+    value: Any
+    message: Any
+
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def source_of(message: MessageLike) -> SourceRef:
+    return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
+
+
+async def send_or_die(topic: Sender, *, key: bytes | None, value: bytes, kind: str) -> None:
+    """Hand a message to the producer; if that fails, stop the process before anything commits."""
+    try:
+        await topic.send(key=key, value=value)
+    except BaseException as exc:
+        log_event(log, "send_failed_worker_stopping", logging.CRITICAL, kind=kind, error=repr(exc))
+        logging.shutdown()
+        os._exit(EXIT_SEND_FAILED)
+
+
+class RecordPricer:
+    """The cost agent's body: raw `meter-records` event -> `energy-costs` or `dead-letters`."""
+
+    def __init__(
+        self,
+        *,
+        profiles: Callable[[str], LocationProfile | None],
+        market_prices: Callable[[str, date], MarketPrices | None],
+        energy_costs: Sender,
+        dead_letters: Sender,
+        max_record_hours: int,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._profiles = profiles
+        self._market_prices = market_prices
+        self._energy_costs = energy_costs
+        self._dead_letters = dead_letters
+        self._max_record_hours = max_record_hours
+        self._clock = clock
+        self.priced = 0
+        self.dead_lettered = 0
+
+    def price(self, raw: bytes | None, source: SourceRef) -> EnergyCost | DeadLetter:
+        """Never raises: an unexpected exception is a dead letter too (design §4)."""
+        payload = raw if raw is not None else b""
+        now = self._clock()
+        try:
+            return price_payload(
+                payload,
+                profiles=self._profiles,
+                market_prices=self._market_prices,
+                now=now,
+                source=source,
+                max_record_hours=self._max_record_hours,
+            )
+        except Exception as exc:
+            log.exception("pricing raised", extra={"fields": {"offset": source.offset}})
+            return make_dead_letter(
+                payload,
+                ErrorCode.INVALID_RECORD,
+                f"unexpected error while pricing: {exc!r}",
+                source,
+                now,
+            )
+
+    async def on_event(self, event: EventLike) -> None:
+        message = event.message
+        source = source_of(message)
+        result = self.price(event.value, source)
+        if isinstance(result, EnergyCost):
+            await send_or_die(
+                self._energy_costs,
+                key=result.location_id.encode(),
+                value=dumps(result),
+                kind="energy_cost",
+            )
+            self.priced += 1
+            return
+        log_event(
+            log,
+            "record_dead_lettered",
+            logging.WARNING,
+            code=result.error.code.value,
+            reason=result.error.message,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+        )
+        await send_or_die(
+            self._dead_letters, key=message.key, value=dumps(result), kind="dead_letter"
+        )
+        self.dead_lettered += 1
+
+
+class DocumentApplier:
+    """Body of the `locations` and `market-prices` agents: keep a table equal to the valid
+    documents published; an invalid one is dead-lettered (`invalid_record`), never stored.
+
+    Must run inside the agent's stream iteration (faust only allows table writes there).
+    """
+
+    def __init__(
+        self,
+        *,
+        table: MutableMapping[bytes, bytes],
+        dead_letters: Sender,
+        decide: Callable[[bytes | None, bytes | None], ProfileChange],
+        kind: str,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._table = table
+        self._dead_letters = dead_letters
+        self._decide = decide
+        self._kind = kind
+        self._clock = clock
+
+    async def on_event(self, event: EventLike) -> None:
+        message = event.message
+        key = message.key
+        try:
+            change = self._decide(key, event.value)
+        except Exception as exc:  # never escape the agent
+            change = RejectProfile(f"unexpected error while reading the {self._kind}: {exc!r}")
+        name = key.decode(errors="replace") if isinstance(key, bytes) else None
+        if isinstance(change, StoreProfile):
+            self._table[change.key] = change.raw
+            log_event(log, f"{self._kind}_stored", key=name, offset=message.offset)
+        elif isinstance(change, DeleteProfile):
+            self._table.pop(change.key, None)
+            log_event(log, f"{self._kind}_deleted", key=name, offset=message.offset)
+        else:
+            source = source_of(message)
+            letter = make_dead_letter(
+                event.value or b"", ErrorCode.INVALID_RECORD, change.message, source, self._clock()
+            )
+            log_event(
+                log,
+                f"{self._kind}_rejected",
+                logging.WARNING,
+                code=letter.error.code.value,
+                reason=change.message,
+                key=name,
+                topic=source.topic,
+                partition=source.partition,
+                offset=source.offset,
+            )
+            await send_or_die(self._dead_letters, key=key, value=dumps(letter), kind="dead_letter")

@@ -1,0 +1,143 @@
+"""The Faust application: contract topics, the profile and market-price tables, two agents.
+
+Built by `create_app(settings)`; nothing happens at import time. Values travel as raw bytes: the
+cost engine needs the original payload (for pricing and for dead letters), and outputs are the
+contract's exact JSON (`models.dumps`). Keys are UTF-8 strings as bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from meterflow.logs import event as log_event
+from meterflow.settings import Settings
+from meterflow.stream.agents import DocumentApplier, RecordPricer
+from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
+from meterflow.stream.profiles import market_prices_change, profile_change
+from meterflow.stream.topics import (
+    DEAD_LETTERS,
+    ENERGY_COSTS,
+    LOCATIONS,
+    MARKET_PRICES,
+    METER_RECORDS,
+    faust_broker_url,
+)
+
+log = logging.getLogger(__name__)
+
+PROFILES_TABLE = "profiles"
+MARKET_PRICES_TABLE = "market-prices"
+
+
+def faust_app_id(settings: Settings) -> str:
+    """Consumer group and changelog prefix; carries the topic prefix so environments never mix."""
+    return f"{settings.topic_prefix}{settings.app_id}"
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        faust_app_id(settings),
+        broker=faust_broker_url(settings),
+        store=settings.store,
+        datadir=settings.data_dir,
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        table_standby_replicas=settings.table_standby_replicas,
+        processing_guarantee="at_least_once",
+        stream_publish_on_commit=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        broker_commit_interval=settings.commit_interval_s,
+        producer_linger=0.002,
+        web_enabled=settings.worker_web_enabled,
+        web_bind=settings.worker_web_host,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+    )
+
+    def raw_topic(name: str, *, compacted: bool) -> Any:
+        return app.topic(
+            settings.topic(name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+            compacting=compacted or None,
+            deleting=not compacted or None,
+        )
+
+    meter_records = raw_topic(METER_RECORDS, compacted=False)
+    locations = raw_topic(LOCATIONS, compacted=True)
+    market_prices_topic = raw_topic(MARKET_PRICES, compacted=True)
+    energy_costs = raw_topic(ENERGY_COSTS, compacted=False)
+    dead_letters = raw_topic(DEAD_LETTERS, compacted=False)
+
+    raw_schema: faust.Schema[bytes, bytes] = faust.Schema(
+        key_serializer="raw", value_serializer="raw"
+    )
+    profiles = app.Table(
+        PROFILES_TABLE,
+        partitions=settings.topic_partitions,
+        schema=raw_schema,
+    )
+    # Every worker holds all market prices (a DYNAMIC series is shared by many locations, so
+    # it cannot be co-partitioned). Using `market-prices` itself as the changelog would spare the
+    # agent below, but faust's assignor stalls on a changelog that is also a source topic.
+    market_prices = app.GlobalTable(
+        MARKET_PRICES_TABLE,
+        partitions=settings.topic_partitions,
+        schema=raw_schema,
+    )
+
+    pricer = RecordPricer(
+        profiles=ProfileLookup(profiles),
+        market_prices=MarketPricesLookup(market_prices),
+        energy_costs=energy_costs,
+        dead_letters=dead_letters,
+        max_record_hours=settings.max_record_hours,
+    )
+    applier = DocumentApplier(
+        table=profiles, dead_letters=dead_letters, decide=profile_change, kind="profile"
+    )
+    prices_applier = DocumentApplier(
+        table=market_prices,
+        dead_letters=dead_letters,
+        decide=market_prices_change,
+        kind="market_prices",
+    )
+
+    async def price_records(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            await pricer.on_event(event)
+
+    async def apply_profiles(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            await applier.on_event(event)
+
+    async def apply_market_prices(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            await prices_applier.on_event(event)
+
+    # concurrency=1: faust-streaming #606 commits past in-flight events otherwise (design §4).
+    app.agent(meter_records, name="price-records", concurrency=1)(price_records)
+    app.agent(locations, name="apply-profiles", concurrency=1)(apply_profiles)
+    app.agent(market_prices_topic, name="apply-market-prices", concurrency=1)(apply_market_prices)
+
+    reported = [-1, -1]
+
+    async def report_progress() -> None:
+        """A periodic line with this worker's totals (operators, and tests, read it)."""
+        if reported != [pricer.priced, pricer.dead_lettered]:
+            reported[:] = [pricer.priced, pricer.dead_lettered]
+            log_event(
+                log, "pricing_progress", priced=pricer.priced, dead_lettered=pricer.dead_lettered
+            )
+
+    app.timer(interval=settings.progress_interval_s)(report_progress)
+    return app

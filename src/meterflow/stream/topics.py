@@ -1,0 +1,84 @@
+"""The contract's topics (design §1): names, cleanup policies, and their creation on the broker.
+
+Topics are created explicitly (not by faust, which only declares its internal topics, nor by the
+broker's auto-create, which would pick its own partition count and delete policy), so every
+process that touches the pipeline can call `ensure_topics` first and agree on the layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from meterflow.logs import event
+from meterflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+METER_RECORDS = "meter-records"
+ENERGY_COSTS = "energy-costs"
+LOCATIONS = "locations"
+MARKET_PRICES = "market-prices"
+DEAD_LETTERS = "dead-letters"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    compacted: bool
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(METER_RECORDS, compacted=False),
+    TopicSpec(ENERGY_COSTS, compacted=False),
+    TopicSpec(LOCATIONS, compacted=True),
+    TopicSpec(MARKET_PRICES, compacted=True),
+    TopicSpec(DEAD_LETTERS, compacted=False),
+)
+
+
+def bootstrap_servers(settings: Settings) -> list[str]:
+    """`MF_KAFKA_BOOTSTRAP` is a comma list of host:port."""
+    return [part.strip() for part in settings.kafka_bootstrap.split(",") if part.strip()]
+
+
+def faust_broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{server}" for server in bootstrap_servers(settings))
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the missing contract topics; return the names created (existing ones are kept).
+
+    `meter-records` and `locations` get the same partition count, `settings.topic_partitions`,
+    which is what co-partitions them by `location_id` key.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=settings.topic(spec.name),
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs={"cleanup.policy": "compact" if spec.compacted else "delete"},
+            )
+            for spec in TOPICS
+            if settings.topic(spec.name) not in existing
+        ]
+        if not wanted:
+            return []
+        response = await admin.create_topics(wanted)
+        created = []
+        for name, code, *rest in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            elif code != TopicAlreadyExistsError.errno:  # another process won the race: same layout
+                raise RuntimeError(f"cannot create topic {name}: error {code} {rest}")
+        event(log, "topics_created", topics=created, partitions=settings.topic_partitions)
+        return created
+    finally:
+        await admin.close()
