@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -223,12 +224,12 @@ async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[Topic
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 90.0
+    condition: Callable[[], Awaitable[bool]], what: str, within: float = 90.0
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not await condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
         await asyncio.sleep(0.2)
 
 
@@ -394,3 +395,252 @@ async def read_all(bootstrap: str, topic: str, expected: int) -> list[DeadLetter
         await consumer.stop()
     assert len(letters) == expected
     return letters
+
+
+# -- crash: SIGKILL mid-batch, restart ----------------------------------------------------------
+
+
+async def start_sink_process(env: dict[str, str]) -> asyncio.subprocess.Process:
+    meterflow = str(Path(sys.executable).with_name("meterflow"))
+    return await asyncio.create_subprocess_exec(
+        meterflow,
+        "sink",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
+    kafka_bootstrap: str, database: str, topic_prefix: str, topics: dict[str, str]
+) -> None:
+    total = 30_000
+    docs = [energy_cost(n) for n in range(total)]
+    await produce(kafka_bootstrap, topics["energy-costs"], [cost_message(d) for d in docs])
+    group = f"{topic_prefix}sink"
+    env = {
+        **os.environ,
+        "MF_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "MF_DATABASE_URL": database,
+        "MF_TOPIC_PREFIX": topic_prefix,
+        "MF_SINK_GROUP_ID": group,
+        "MF_SINK_BATCH_SIZE": "1000",
+        "MF_SINK_LINGER_MS": "50",
+        "MF_SINK_HTTP_PORT": "0",
+        "MF_LOG_FORMAT": "json",
+    }
+    violations: list[tuple[int, int]] = []
+
+    async def watch_order() -> None:
+        """Offsets may never run ahead of the rows: committed records <= rows stored."""
+        while True:
+            committed = await committed_total(kafka_bootstrap, group, topics["energy-costs"])
+            stored = await count_costs(database)
+            if committed > stored:
+                violations.append((committed, stored))
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch_order())
+    try:
+        for threshold in (3_000, 15_000):
+            proc = await start_sink_process(env)
+            await wait_for(
+                lambda t=threshold: has_rows(database, t), f"{threshold} rows before the kill"
+            )
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+        # Nothing runs now: rows stored but not committed are what the next sink must re-read.
+        stored = await count_costs(database)
+        committed = await committed_total(kafka_bootstrap, group, topics["energy-costs"])
+        assert 15_000 <= stored < total
+        proc = await start_sink_process(env)
+        await wait_for(
+            lambda: drained(kafka_bootstrap, group, topics["energy-costs"], COST_PARTITIONS),
+            "the restarted sink to commit everything",
+        )
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    assert violations == []
+    counts = await fetch(
+        database,
+        "SELECT count(*) AS n, count(DISTINCT id) AS ids, count(DISTINCT meter_record_id) AS mres "
+        "FROM energy_costs",
+    )
+    assert (counts[0]["n"], counts[0]["ids"], counts[0]["mres"]) == (total, total, total)
+    breakdown = await fetch(database, "SELECT count(*) AS n FROM energy_cost_breakdown")
+    assert breakdown[0]["n"] == 2 * total
+    final_stats = last_stats(err.decode())
+    assert final_stats["costs_inserted"] == total - stored
+    assert final_stats["costs_already_stored"] == stored - committed  # the replayed tail
+
+
+async def has_rows(url: str, at_least: int) -> bool:
+    return await count_costs(url) >= at_least
+
+
+def last_stats(stderr: str) -> dict[str, int]:
+    for line in reversed(stderr.splitlines()):
+        with contextlib.suppress(ValueError):
+            doc = loads(line)
+            if doc.get("event") == "sink_stopped":
+                stats: dict[str, int] = doc["stats"]
+                return stats
+    pytest.fail(f"no sink_stopped log line in:\n{stderr[-2000:]}")
+
+
+# -- outage: PostgreSQL unreachable for 20 s under load -----------------------------------------
+
+
+class CuttableProxy:
+    """A TCP proxy in front of the shared PostgreSQL that a test can cut and restore.
+
+    Cut = every open connection is reset and new ones are refused (the port is closed): from the
+    sink's side, exactly what a stopped or unreachable database looks like, while the team's
+    shared server keeps running.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+                self._writers.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_postgres_outage_under_load_then_everything_lands(
+    kafka_bootstrap: str, database: str, topic_prefix: str, topics: dict[str, str]
+) -> None:
+    from aiohttp import ClientSession
+
+    from meterflow.sink.health import start_health_server
+
+    parsed = urlparse(database)
+    proxy = CuttableProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432)
+    await proxy.start()
+    via_proxy = urlunparse(
+        parsed._replace(netloc=f"{parsed.username}:{parsed.password}@127.0.0.1:{proxy.port}")
+    )
+    batch_size = 1_000
+    config = sink_config(
+        kafka_bootstrap, via_proxy, topic_prefix, batch_size=batch_size, linger_s=0.1
+    )
+    sink = Sink(config)
+    health_port = free_port()
+    runner = await start_health_server(sink.health, "127.0.0.1", health_port)
+    healthz = f"http://127.0.0.1:{health_port}/healthz"
+
+    produced: list[str] = []
+    stop_producing = asyncio.Event()
+
+    async def load() -> None:
+        """About 400 results a second, half of them simulated-free, until told to stop."""
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            n = 0
+            while not stop_producing.is_set():
+                for _ in range(40):
+                    doc = energy_cost(n, simulated=n % 10 == 0)
+                    key, value = cost_message(doc)
+                    await producer.send(config.costs_topic, value, key=key)
+                    if not doc["non_persistent"]:
+                        produced.append(doc["id"])
+                    n += 1
+                await asyncio.sleep(0.1)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    loader = asyncio.create_task(load())
+    try:
+        async with running(sink), ClientSession() as http:
+            await wait_for(lambda: has_rows(database, 1_000), "rows before the outage")
+            assert (await http.get(healthz)).status == 200
+
+            await proxy.cut()
+            await asyncio.sleep(4)
+            assert not sink.health.healthy
+            response = await http.get(healthz)
+            assert response.status == 503
+            assert (await response.json())["status"] == "unhealthy"
+            committed_early = await committed_total(
+                kafka_bootstrap, config.group_id, config.costs_topic
+            )
+            await asyncio.sleep(16)  # 20 s without the database, load still coming
+            committed_late = await committed_total(
+                kafka_bootstrap, config.group_id, config.costs_topic
+            )
+            assert committed_late == committed_early  # no offset moved while writes failed
+            in_flight = sink.health.stats.records_read - committed_late
+            assert in_flight <= batch_size  # paused: memory bounded while the producer went on
+            assert len(produced) > committed_late + 2 * batch_size  # the backlog is real
+
+            await proxy.start()  # the database is back
+            await asyncio.sleep(3)
+            stop_producing.set()
+            await loader
+            await wait_for(
+                lambda: drained(
+                    kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS
+                ),
+                "the sink to catch up",
+            )
+            assert sink.health.healthy
+            assert (await http.get(healthz)).status == 200
+    finally:
+        stop_producing.set()
+        await loader
+        await runner.cleanup()
+        if proxy._server is not None:
+            await proxy.cut()
+
+    ids = [r["id"] for r in await fetch(database, "SELECT id FROM energy_costs")]
+    assert sorted(ids) == sorted(produced)
+    assert sink.health.stats.write_failures >= 3  # it retried, with backoff
+    assert not any(i.endswith("_sim") for i in ids)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
