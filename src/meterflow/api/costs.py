@@ -168,10 +168,13 @@ def _next_bucket(start: datetime, aggregation: Aggregation) -> datetime:
     return datetime(year, month, 1, tzinfo=start.tzinfo)
 
 
-def _report_row(row: Any, zone: ZoneInfo, **times: datetime) -> ReportRow:
+def _report_row(
+    row: dict[str, Any], zone: ZoneInfo, start: datetime | None = None, end: datetime | None = None
+) -> ReportRow:
+    """One `data` item; times in the location's zone (a bucket passes its own bounds)."""
     return ReportRow(
-        start_time=times.get("start_time", row["start_time"]).astimezone(zone),
-        end_time=times.get("end_time", row["end_time"]).astimezone(zone),
+        start_time=(start or row["start_time"]).astimezone(zone),
+        end_time=(end or row["end_time"]).astimezone(zone),
         session_reference_id=row.get("session_reference_id"),
         record_reference_id=row.get("record_reference_id"),
         records=row["records"],
@@ -216,7 +219,7 @@ async def interval_report(request: web.Request) -> web.Response:
         for bucket in buckets:
             start = bucket["local_start"].replace(tzinfo=zone)
             end = _next_bucket(start, aggregation)
-            data.append(_report_row(dict(bucket), zone, start_time=start, end_time=end))
+            data.append(_report_row(dict(bucket), zone, start, end))
     report = CostReport(
         id=f"ecs_{secrets.token_hex(12)}",
         account_id=principal.account_id,

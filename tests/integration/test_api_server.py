@@ -1,0 +1,756 @@
+"""The HTTP API as a client meets it: a real `meterflow api` process, real Kafka and Postgres.
+
+One server for the module (fresh database, own topic prefix); each test uses its own accounts
+and location ids, so tests do not see each other's objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from api_harness import TOKEN_SECRET, Client, Stack, api_stack
+
+from meterflow.api.credentials import Principal, sign_token
+from meterflow.models import loads
+
+pytestmark = pytest.mark.integration
+
+RATE_PER_SECOND = 200
+MAX_BODY = 1024 * 1024
+
+FIXED = {
+    "timezone": "Europe/London",
+    "currency_code": "GBP",
+    "devices": ["dev_charger"],
+    "tariffs": {
+        "IMPORT": [{"type": "FIXED", "rate": "0.25", "effective_from": "2024-01-01T00:00:00Z"}],
+        "EXPORT": [{"type": "FIXED", "rate": "0.15", "effective_from": "2024-01-01T00:00:00Z"}],
+    },
+}
+
+
+def record(location_id: str, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "location_id": location_id,
+        "energy": "2.0",
+        "start_time": "2025-06-01T10:00:00Z",
+        "end_time": "2025-06-01T10:30:00Z",
+    }
+    return base | fields
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]:
+    async with api_stack(
+        kafka_bootstrap,
+        database_url,
+        MF_API_KEY_CACHE_SECONDS="0.5",
+        MF_API_RATE_LIMIT_PER_SECOND=str(RATE_PER_SECOND),
+        MF_API_RATE_LIMIT_BURST=str(RATE_PER_SECOND),
+        MF_API_MAX_BODY_BYTES=str(MAX_BODY),
+    ) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(stack: Stack) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession() as session:
+        yield Client(session, stack.base_url)
+
+
+async def new_account(stack: Stack, live_mode: bool = False) -> tuple[str, str]:
+    account = uid("acc")
+    _, key = await stack.new_key(account, live_mode)
+    return account, key
+
+
+async def put_location(client: Client, key: str, location_id: str, body: Any = None) -> Any:
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location_id}", key=key, json=FIXED if body is None else body
+    )
+    assert status == 200, doc
+    return doc
+
+
+def assert_error(status: int, doc: Any, expected_status: int, code: str) -> None:
+    assert status == expected_status, doc
+    assert doc["object"] == "error"
+    assert doc["code"] == code
+    assert isinstance(doc["type"], str)
+    assert doc["type"]
+    assert isinstance(doc["message"], str)
+    assert doc["message"]
+    assert "Traceback" not in doc["message"]
+
+
+# -- public endpoints -------------------------------------------------------------------------
+
+
+async def test_health_ready_openapi_and_metrics_are_public(client: Client) -> None:
+    assert (await client.call("GET", "/healthz"))[:2] == (200, {"status": "ok", "checks": {}})
+    status, ready, _ = await client.call("GET", "/readyz")
+    assert status == 200
+    assert ready["checks"] == {"kafka": True, "database": True, "views_loaded": True}
+    status, spec, _ = await client.call("GET", "/openapi.json")
+    assert status == 200
+    assert spec["openapi"].startswith("3.1")
+    assert "/costs/instant" in spec["paths"]
+    status, text, headers = await client.call("GET", "/metrics")
+    assert status == 200
+    assert "meterflow_http_requests_total" in text
+    assert headers["Content-Type"].startswith("text/plain")
+
+
+async def test_unknown_path_and_wrong_method_answer_error_objects(client: Client) -> None:
+    status, doc, _ = await client.call("GET", "/nope")
+    assert_error(status, doc, 404, "not_found")
+    status, doc, _ = await client.call("DELETE", "/costs/instant")
+    assert_error(status, doc, 405, "method_not_allowed")
+
+
+# -- auth matrix ------------------------------------------------------------------------------
+
+
+async def test_missing_malformed_and_unknown_credentials_are_401(client: Client) -> None:
+    status, doc, headers = await client.call("GET", "/locations")
+    assert_error(status, doc, 401, "unauthorized")
+    assert headers["WWW-Authenticate"] == "Bearer"
+    status, doc, _ = await client.call(
+        "GET", "/locations", headers={"Authorization": "Basic Zm9vOmJhcg=="}
+    )
+    assert_error(status, doc, 401, "unauthorized")
+    for bad in ("sk_test_" + secrets.token_urlsafe(32), "sk_live_nope", "not-a-token", "a.b.c"):
+        status, doc, _ = await client.call("GET", "/locations", key=bad)
+        assert_error(status, doc, 401, "unauthorized")
+
+
+async def test_revoked_key_stops_working_within_the_cache_time(
+    stack: Stack, client: Client
+) -> None:
+    account = uid("acc")
+    code, out, err = await stack.run_cli("keys", "create", "--account", account, "--mode", "test")
+    assert code == 0, err
+    key = out.strip()
+    assert key.startswith("sk_test_")
+    assert (await client.call("GET", "/locations", key=key))[0] == 200
+    code, listing, _ = await stack.run_cli("keys", "list", "--account", account)
+    assert code == 0
+    assert key not in listing
+    key_id = listing.split("\t")[0]
+    assert key_id.startswith("key_")
+    assert "active" in listing
+    code, out, err = await stack.run_cli("keys", "revoke", key_id)
+    assert code == 0, err
+    await asyncio.sleep(0.7)  # MF_API_KEY_CACHE_SECONDS=0.5 for this server
+    status, doc, _ = await client.call("GET", "/locations", key=key)
+    assert_error(status, doc, 401, "unauthorized")
+
+
+async def test_login_issues_a_token_that_works_until_it_expires_or_is_revoked(
+    stack: Stack, client: Client
+) -> None:
+    account = uid("acc")
+    key_id, key = await stack.new_key(account, live_mode=True)
+    basic = base64.b64encode(f"{account}:{key}".encode()).decode()
+    status, login, _ = await client.call(
+        "GET", "/login", headers={"Authorization": f"Basic {basic}"}
+    )
+    assert status == 200, login
+    assert login["live_mode"] is True
+    assert login["expires_in"] == 3600
+    token = login["bearer_token"]
+    assert token.count(".") == 2
+    assert (await client.call("GET", "/locations", key=token))[0] == 200
+
+    expired = sign_token(
+        Principal(account, True, key_id),
+        now=int(time.time()) - 7200,
+        ttl_seconds=3600,
+        secret=TOKEN_SECRET,
+    )
+    status, doc, _ = await client.call("GET", "/locations", key=expired)
+    assert_error(status, doc, 401, "unauthorized")
+    assert "expired" in doc["message"]
+    forged = sign_token(
+        Principal(account, True, key_id), now=int(time.time()), ttl_seconds=60, secret="wrong"
+    )
+    assert (await client.call("GET", "/locations", key=forged))[0] == 401
+
+    await stack.revoke(key_id)
+    await asyncio.sleep(0.7)
+    status, doc, _ = await client.call("GET", "/locations", key=token)
+    assert_error(status, doc, 401, "unauthorized")
+
+
+async def test_login_with_bad_credentials_is_403(stack: Stack, client: Client) -> None:
+    account, key = await new_account(stack)
+    cases = [
+        f"{account}:sk_test_wrong",
+        f"acc_someone_else:{key}",
+        "no-colon",
+    ]
+    for credentials in cases:
+        basic = base64.b64encode(credentials.encode()).decode()
+        status, doc, _ = await client.call(
+            "GET", "/login", headers={"Authorization": f"Basic {basic}"}
+        )
+        assert_error(status, doc, 403, "bad_credentials")
+    status, doc, _ = await client.call("GET", "/login")
+    assert_error(status, doc, 403, "bad_credentials")
+    status, doc, _ = await client.call("GET", "/login", headers={"Authorization": "Basic %%%"})
+    assert_error(status, doc, 403, "bad_credentials")
+
+
+async def test_other_accounts_objects_answer_404(stack: Stack, client: Client) -> None:
+    _, owner = await new_account(stack)
+    _, intruder = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, owner, location)
+
+    for method in ("GET", "DELETE"):
+        status, doc, _ = await client.call(method, f"/locations/{location}", key=intruder)
+        assert_error(status, doc, 404, "not_found")
+    status, doc, _ = await client.call("PUT", f"/locations/{location}", key=intruder, json=FIXED)
+    assert_error(status, doc, 404, "not_found")
+    status, listing, _ = await client.call("GET", "/locations", key=intruder)
+    assert status == 200
+    assert listing["data"] == []
+    status, doc, _ = await client.call(
+        "POST", f"/costs/interval/{location}", key=intruder, json=REPORT_RANGE
+    )
+    assert_error(status, doc, 404, "not_found")
+    # a record for someone else's location is, to this caller, a record for an unknown one
+    status, doc, _ = await client.call(
+        "POST", "/costs/instant", key=intruder, json=record(location)
+    )
+    assert_error(status, doc, 422, "unknown_location")
+    # the owner still has it, unchanged
+    status, doc, _ = await client.call("GET", f"/locations/{location}", key=owner)
+    assert status == 200
+    assert doc["account_id"] != ""
+    assert doc["id"] == location
+
+
+async def test_test_key_cannot_touch_live_objects(stack: Stack, client: Client) -> None:
+    account = uid("acc")
+    _, live = await stack.new_key(account, live_mode=True)
+    _, test = await stack.new_key(account, live_mode=False)
+    location = uid("loc")
+    doc = await put_location(client, live, location)
+    assert doc["live_mode"] is True
+    assert doc["account_id"] == account
+    status, doc, _ = await client.call("GET", f"/locations/{location}", key=test)
+    assert_error(status, doc, 404, "not_found")
+    status, doc, _ = await client.call("POST", "/costs/instant", key=test, json=record(location))
+    assert_error(status, doc, 422, "unknown_location")
+    status, doc, _ = await client.call("POST", "/costs/instant", key=live, json=record(location))
+    assert status == 200
+    assert doc["live_mode"] is True
+
+
+async def test_rate_limit_answers_429_with_retry_after(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    calls = [
+        client.call("GET", "/locations/loc_missing", key=key) for _ in range(3 * RATE_PER_SECOND)
+    ]
+    answers = await asyncio.gather(*calls)
+    limited = [(status, doc, headers) for status, doc, headers in answers if status == 429]
+    assert limited, "no request was rate limited"
+    status, doc, headers = limited[0]
+    assert_error(status, doc, 429, "rate_limited")
+    assert doc["type"] == "rate_limit"
+    assert int(headers["Retry-After"]) >= 1
+    assert {status for status, _, _ in answers} <= {404, 429}
+
+
+async def test_body_larger_than_the_limit_is_413(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    status, doc, _ = await client.call(
+        "PUT", "/meters/interval", key=key, data=b"[" + b" " * MAX_BODY + b"]"
+    )
+    assert_error(status, doc, 413, "body_too_large")
+
+
+# -- locations --------------------------------------------------------------------------------
+
+
+async def test_location_put_get_list_delete(stack: Stack, client: Client) -> None:
+    account, key = await new_account(stack)
+    ids = sorted(uid("loc") for _ in range(3))
+    for location in ids:
+        doc = await put_location(client, key, location)
+        assert doc["object"] == "location"
+        assert doc["id"] == location
+        assert doc["account_id"] == account
+        assert doc["live_mode"] is False
+        assert doc["tariffs"]["IMPORT"][0]["rate"] == Decimal("0.25")
+    status, got, _ = await client.call("GET", f"/locations/{ids[0]}", key=key)
+    assert status == 200
+    assert got["devices"] == ["dev_charger"]
+
+    status, page1, _ = await client.call("GET", "/locations", key=key, params={"limit": "2"})
+    assert status == 200
+    assert page1["object"] == "list"
+    assert page1["url"] == "/locations"
+    assert [item["id"] for item in page1["data"]] == [ids[2], ids[1]]
+    assert page1["has_more"] is True
+    status, page2, _ = await client.call(
+        "GET", "/locations", key=key, params={"limit": "2", "starting_after": ids[1]}
+    )
+    assert [item["id"] for item in page2["data"]] == [ids[0]]
+    assert page2["has_more"] is False
+
+    status, deleted, _ = await client.call("DELETE", f"/locations/{ids[0]}", key=key)
+    assert status == 200
+    assert deleted == {"id": ids[0], "object": "location", "deleted": True}
+    status, doc, _ = await client.call("GET", f"/locations/{ids[0]}", key=key)
+    assert_error(status, doc, 404, "not_found")
+    status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=record(ids[0]))
+    assert_error(status, doc, 422, "unknown_location")
+
+
+async def test_location_put_is_published_to_the_locations_topic(
+    stack: Stack, client: Client
+) -> None:
+    _, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    await client.call("DELETE", f"/locations/{location}", key=key)
+    values = [value for k, value in await read_topic(stack, "locations") if k == location]
+    assert len(values) == 2
+    assert values[1] is None
+    published = loads(values[0])
+    assert published["location_id"] == location
+    assert published["live_mode"] is False
+
+
+async def test_location_validation_errors(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    location = uid("loc")
+    gap = {
+        "timezone": "Europe/London",
+        "currency_code": "GBP",
+        "tariffs": {
+            "IMPORT": [
+                {
+                    "type": "TIME_OF_USE",
+                    "effective_from": "2024-01-01T00:00:00Z",
+                    "rules": [{"from": "00:00", "to": "07:00", "rate": "0.1"}],
+                }
+            ]
+        },
+    }
+    status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, json=gap)
+    assert_error(status, doc, 422, "invalid_profile")
+    assert "07:00" in doc["message"]
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location}", key=key, json=FIXED | {"timezone": "Mars/Olympus"}
+    )
+    assert_error(status, doc, 422, "invalid_profile")
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location}", key=key, json=FIXED | {"rates": 1}
+    )
+    assert_error(status, doc, 422, "invalid_profile")
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location}", key=key, json=FIXED | {"location_id": "loc_other"}
+    )
+    assert_error(status, doc, 422, "invalid_profile")
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location}", key=key, json=FIXED | {"account_id": "acc_other"}
+    )
+    assert_error(status, doc, 403, "forbidden")
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location}", key=key, json=FIXED | {"live_mode": True}
+    )
+    assert_error(status, doc, 403, "forbidden")
+    status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, data=b"{")
+    assert_error(status, doc, 400, "invalid_profile")
+    status, doc, _ = await client.call("GET", "/locations", key=key, params={"limit": "0"})
+    assert_error(status, doc, 400, "invalid_request")
+    status, doc, _ = await client.call("GET", f"/locations/{location}", key=key)
+    assert_error(status, doc, 404, "not_found")
+
+
+# -- instant cost -----------------------------------------------------------------------------
+
+
+async def read_topic(stack: Stack, name: str) -> list[tuple[str, bytes | None]]:
+    """Every (key, value) currently on one of the stack's topics."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        topic = stack.topic_prefix + name
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[tuple[str, bytes | None]] = []
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            batches = await consumer.getmany(timeout_ms=1000)
+            for messages in batches.values():
+                found += [(m.key.decode(), m.value) for m in messages if m.key is not None]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_instant_cost_equals_the_event_on_energy_costs(stack: Stack, client: Client) -> None:
+    account, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)  # priced at once: read-your-writes
+    status, cost, _ = await client.call(
+        "POST", "/costs/instant", key=key, json=record(location, session_reference_id="S-1")
+    )
+    assert status == 200, cost
+    assert cost["object"] == "energy_cost"
+    assert cost["id"].startswith("ecs_")
+    assert cost["meter_record_id"].startswith("mre_")
+    assert cost["account_id"] == account
+    assert cost["non_persistent"] is False
+    assert cost["data"]["cost"]["value"] == Decimal("0.5")
+    assert cost["data"]["energy"]["value"] == Decimal("2")
+    assert cost["request"]["energy"] == "2.0"  # the record as received, digits kept
+
+    events = [loads(v) for k, v in await read_topic(stack, "energy-costs") if k == location]
+    assert events == [cost]
+
+
+async def test_instant_cost_flatpeak_units_and_non_persistent(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    body = record(location, device_id="dev_charger", energy=None)
+    body |= {"units": "W", "value": 3000, "energy_flow_direction": "INBOUND"}
+    del body["energy"]
+    status, cost, _ = await client.call(
+        "POST", "/costs/instant", key=key, json=body, params={"non_persistent": "true"}
+    )
+    assert status == 200, cost
+    assert cost["non_persistent"] is True
+    assert cost["object_id"] == "dev_charger"
+    assert cost["data"]["energy"]["value"] == Decimal("1.5")  # 3 kW for 30 minutes
+    assert cost["data"]["cost"]["value"] == Decimal("0.375")
+    status, export, _ = await client.call(
+        "POST", "/costs/instant", key=key, json=record(location, energy="-1")
+    )
+    assert status == 200
+    assert export["tariff_direction"] == "EXPORT"
+    assert export["data"]["cost"]["value"] == Decimal("0.15")  # 1 kWh exported at 0.15
+
+
+async def test_instant_cost_errors_use_the_dead_letter_codes(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    old_times = {"start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-01T00:30:00Z"}
+    cases: list[tuple[Any, str]] = [
+        ({"location_id": location}, "invalid_record"),
+        ([1, 2], "invalid_record"),
+        (record(location, start_time="2025-06-01T10:00:00"), "invalid_record"),
+        (record(location, end_time="2025-06-01T09:00:00Z"), "invalid_time_range"),
+        (record(location, energy="-1", energy_flow_direction="OUTBOUND"), "direction_conflict"),
+        (record(uid("loc")), "unknown_location"),
+        (record(location, device_id="dev_nope"), "unknown_device"),
+        (record(location, **old_times), "tariff_not_available"),
+    ]
+    for body, code in cases:
+        status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=body)
+        assert_error(status, doc, 422, code)
+    status, doc, _ = await client.call("POST", "/costs/instant", key=key, data=b"not json")
+    assert_error(status, doc, 400, "invalid_record")
+    status, doc, _ = await client.call(
+        "POST", "/costs/instant", key=key, json=record(location), params={"non_persistent": "x"}
+    )
+    assert_error(status, doc, 400, "invalid_request")
+
+
+# -- batch submission -------------------------------------------------------------------------
+
+
+async def test_batch_publishes_accepted_records_and_reports_failures(
+    stack: Stack, client: Client
+) -> None:
+    account, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    body = [
+        record(location, record_reference_id="R0"),
+        {"location_id": location, "record_reference_id": "R1"},
+        record(location, record_reference_id="R2", end_time="2025-06-01T09:00:00Z"),
+        record(uid("loc"), record_reference_id="R3"),
+        "not an object",
+        record(location, units="KWH", value="1.25", energy=None) | {"record_reference_id": "R5"},
+    ]
+    del body[5]["energy"]
+    status, batch, _ = await client.call("PUT", "/meters/interval", key=key, json=body)
+    assert status == 200, batch
+    assert batch["object"] == "meter_batch"
+    assert batch["id"].startswith("bat_")
+    assert batch["account_id"] == account
+    assert batch["records_submitted"] == 6
+    assert batch["records_accepted"] == 2
+    failed = {item["record_num"]: item for item in batch["failed_records"]}
+    assert sorted(failed) == [1, 2, 3, 4]
+    assert failed[1]["record_reference_id"] == "R1"
+    assert failed[1]["error"].startswith("invalid_record")
+    assert failed[2]["error"].startswith("invalid_time_range")
+    assert failed[3]["error"].startswith("unknown_location")
+    assert failed[4]["record_reference_id"] is None
+
+    published = [loads(v) for k, v in await read_topic(stack, "meter-records") if k == location]
+    assert [doc["record_reference_id"] for doc in published] == ["R0", "R5"]
+    assert all(doc["id"].startswith("mre_") for doc in published)
+    assert published[1]["value"] == "1.25"  # forwarded as received
+
+
+async def test_batch_limits(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    status, doc, _ = await client.call("PUT", "/meters/interval", key=key, json=[{}] * 10_001)
+    assert_error(status, doc, 400, "too_many_records")
+    status, doc, _ = await client.call("PUT", "/meters/interval", key=key, json={"a": 1})
+    assert_error(status, doc, 400, "invalid_request")
+    status, doc, _ = await client.call("PUT", "/meters/interval", key=key, data=b"[")
+    assert_error(status, doc, 400, "invalid_request")
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+REPORT_RANGE = {"start_time": "2025-03-29T00:00:00Z", "end_time": "2025-04-01T00:00:00Z"}
+HALF_HOUR = 1800
+
+
+async def store_costs(
+    stack: Stack,
+    account: str,
+    location: str,
+    start: datetime,
+    count: int,
+    *,
+    device_id: str | None = None,
+    session: str | None = None,
+    direction: str = "IMPORT",
+    live_mode: bool = False,
+) -> None:
+    """Rows as the sink writes them: half-hourly records of 0.5 kWh costing 0.125."""
+    rows = []
+    for n in range(count):
+        begins = datetime.fromtimestamp(start.timestamp() + n * HALF_HOUR, UTC)
+        ends = datetime.fromtimestamp(begins.timestamp() + HALF_HOUR, UTC)
+        rows.append(
+            (
+                uid("ecs"),
+                account,
+                live_mode,
+                device_id or location,
+                location,
+                device_id,
+                uid("mre"),
+                session,
+                f"R{n}",
+                "INBOUND" if direction == "IMPORT" else "OUTBOUND",
+                direction,
+                "GBP",
+                "Europe/London",
+                begins,
+                ends,
+                Decimal("0.5"),
+                Decimal("0.125"),
+                Decimal("0.9") if n == 0 else Decimal(1),
+                "{}",
+                datetime.now(UTC),
+            )
+        )
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await conn.executemany(
+            """
+            INSERT INTO energy_costs (id, account_id, live_mode, object_id, location_id, device_id,
+                meter_record_id, session_reference_id, record_reference_id,
+                energy_flow_direction, tariff_direction, currency_code, location_timezone,
+                start_time, end_time, energy_kwh, cost, confidence, request, time_created)
+            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)
+            """,
+            rows,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_daily_report_cuts_days_at_local_midnight_across_dst(
+    stack: Stack, client: Client
+) -> None:
+    account, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    # local 2025-03-29 00:00 (GMT) to 2025-04-01 00:00 (BST): 24 + 23 + 24 hours
+    await store_costs(stack, account, location, datetime(2025, 3, 29, tzinfo=UTC), 142)
+    await store_costs(
+        stack, account, location, datetime(2025, 3, 30, tzinfo=UTC), 3, direction="EXPORT"
+    )
+    path = f"/costs/interval/{location}"
+    status, report, _ = await client.call(
+        "POST", path, key=key, json=REPORT_RANGE, params={"aggregation": "DAY"}
+    )
+    assert status == 200, report
+    assert report["object"] == "energy_cost"
+    assert report["object_id"] == location
+    assert report["tariff_direction"] == "IMPORT"
+    assert report["location_timezone"] == "Europe/London"
+    assert report["currency_code"] == "GBP"
+    days = [
+        (row["start_time"], row["end_time"], row["records"], row["energy"]["value"])
+        for row in report["data"]
+    ]
+    assert days == [
+        ("2025-03-29T00:00:00+00:00", "2025-03-30T00:00:00+00:00", 48, Decimal("24.0")),
+        ("2025-03-30T00:00:00+00:00", "2025-03-31T00:00:00+01:00", 46, Decimal("23.0")),
+        ("2025-03-31T00:00:00+01:00", "2025-04-01T00:00:00+01:00", 48, Decimal("24.0")),
+    ]
+    assert report["data"][1]["cost"] == {"value": Decimal("5.750"), "confidence": Decimal(1)}
+    assert report["data"][0]["cost"]["confidence"] == Decimal("0.9")
+
+    status, export, _ = await client.call(
+        "POST",
+        path,
+        key=key,
+        json=REPORT_RANGE | {"aggregation": "MONTH"},
+        params={"tariff_direction": "EXPORT"},
+    )
+    assert status == 200, export
+    assert [(row["start_time"], row["records"]) for row in export["data"]] == [
+        ("2025-03-01T00:00:00+00:00", 3)
+    ]
+    assert export["data"][0]["end_time"] == "2025-04-01T00:00:00+01:00"
+
+
+async def test_autumn_dst_day_has_25_hours_and_months_sum(stack: Stack, client: Client) -> None:
+    account, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    # local 2025-10-26 00:00 BST = 2025-10-25 23:00 UTC; that day lasts 25 hours (50 records)
+    await store_costs(
+        stack,
+        account,
+        location,
+        datetime(2025, 10, 25, 23, tzinfo=UTC),
+        60,
+        device_id="dev_charger",
+    )
+    window = {"start_time": "2025-10-01T00:00:00+01:00", "end_time": "2025-12-01T00:00:00Z"}
+    status, report, _ = await client.call(
+        "POST", f"/costs/interval/{location}", key=key, json=window, params={"aggregation": "DAY"}
+    )
+    assert status == 200, report
+    assert [(r["start_time"], r["end_time"], r["records"]) for r in report["data"]] == [
+        ("2025-10-26T00:00:00+01:00", "2025-10-27T00:00:00+00:00", 50),
+        ("2025-10-27T00:00:00+00:00", "2025-10-28T00:00:00+00:00", 10),
+    ]
+    status, month, _ = await client.call(
+        "POST",
+        "/costs/interval/dev_charger",
+        key=key,
+        json=window,
+        params={"aggregation": "MONTH"},
+    )
+    assert status == 200, month
+    assert month["object_id"] == "dev_charger"
+    assert [(r["start_time"], r["records"], r["cost"]["value"]) for r in month["data"]] == [
+        ("2025-10-01T00:00:00+01:00", 60, Decimal("7.500"))
+    ]
+
+
+async def test_per_record_and_session_reports(stack: Stack, client: Client) -> None:
+    account, key = await new_account(stack)
+    location = uid("loc")
+    session = uid("SESSION")
+    await put_location(client, key, location)
+    await store_costs(
+        stack, account, location, datetime(2025, 7, 1, 12, tzinfo=UTC), 4, session=session
+    )
+    window = {"start_time": "2025-07-01T12:30:00Z", "end_time": "2025-07-01T13:30:00Z"}
+    status, report, _ = await client.call(
+        "POST", f"/costs/interval/{location}", key=key, json=window
+    )
+    assert status == 200, report
+    assert report["request"]["aggregation"] is None
+    assert [(r["start_time"], r["record_reference_id"]) for r in report["data"]] == [
+        ("2025-07-01T13:30:00+01:00", "R1"),
+        ("2025-07-01T14:00:00+01:00", "R2"),
+    ]
+    assert report["data"][0]["session_reference_id"] == session
+    assert report["data"][0]["cost"]["value"] == Decimal("0.125")
+
+    status, total, _ = await client.call("POST", f"/costs/session/{session}", key=key)
+    assert status == 200, total
+    assert total["object_id"] == location
+    assert len(total["data"]) == 1
+    row = total["data"][0]
+    assert row["session_reference_id"] == session
+    assert row["records"] == 4
+    assert row["energy"]["value"] == Decimal("2.0")
+    assert row["cost"] == {"value": Decimal("0.500"), "confidence": Decimal("0.9")}
+    assert row["start_time"] == "2025-07-01T13:00:00+01:00"
+    assert row["end_time"] == "2025-07-01T15:00:00+01:00"
+
+    status, export, _ = await client.call(
+        "POST", f"/costs/session/{session}", key=key, json={"tariff_direction": "EXPORT"}
+    )
+    assert status == 200
+    assert export["data"] == []
+    _, other = await new_account(stack)
+    status, doc, _ = await client.call("POST", f"/costs/session/{session}", key=other)
+    assert_error(status, doc, 404, "not_found")
+
+
+async def test_report_request_errors(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    path = f"/costs/interval/{location}"
+    bad_bodies: list[Any] = [
+        {},
+        {"start_time": "2025-01-01T00:00:00", "end_time": "2025-01-02T00:00:00Z"},
+        REPORT_RANGE | {"aggregation": "YEAR"},
+    ]
+    for body in bad_bodies:
+        status, doc, _ = await client.call("POST", path, key=key, json=body)
+        assert_error(status, doc, 400, "invalid_request")
+    status, doc, _ = await client.call(
+        "POST",
+        path,
+        key=key,
+        json={"start_time": "2025-01-02T00:00:00Z", "end_time": "2025-01-01T00:00:00Z"},
+    )
+    assert_error(status, doc, 400, "invalid_time_range")
+    for params in ({"aggregation": "WEEK"}, {"tariff_direction": "LOCAL"}):
+        status, doc, _ = await client.call("POST", path, key=key, json=REPORT_RANGE, params=params)
+        assert_error(status, doc, 400, "invalid_request")
+    status, doc, _ = await client.call("POST", path, key=key, data=b"{{")
+    assert_error(status, doc, 400, "invalid_request")
+    status, doc, _ = await client.call(
+        "POST", f"/costs/interval/{uid('loc')}", key=key, json=REPORT_RANGE
+    )
+    assert_error(status, doc, 404, "not_found")
+    status, doc, _ = await client.call("POST", f"/costs/session/{uid('S')}", key=key)
+    assert_error(status, doc, 404, "not_found")
