@@ -1,0 +1,186 @@
+"""Builders and a slow, obviously-correct reference pricer shared by the costing tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, localcontext
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from meterflow.costing import parse_record, price_payload, price_record
+from meterflow.models import (
+    DeadLetter,
+    DynamicTariff,
+    EnergyCost,
+    FixedTariff,
+    LocationProfile,
+    MarketPrices,
+    TimeOfUseTariff,
+)
+from meterflow.models.profiles import minutes_of
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+OPEN_FROM = "2000-01-01T00:00:00Z"
+
+
+def profile(
+    tariffs: dict[str, list[dict[str, Any]]],
+    *,
+    timezone: str = "Europe/London",
+    devices: list[str] | None = None,
+    live_mode: bool = False,
+) -> LocationProfile:
+    return LocationProfile.model_validate(
+        {
+            "location_id": "loc_test",
+            "account_id": "acc_test",
+            "live_mode": live_mode,
+            "timezone": timezone,
+            "currency_code": "GBP",
+            "devices": devices or [],
+            "tariffs": tariffs,
+        }
+    )
+
+
+def fixed(
+    rate: str, effective_from: str = OPEN_FROM, effective_to: str | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "FIXED",
+        "rate": rate,
+        "effective_from": effective_from,
+        "effective_to": effective_to,
+    }
+
+
+def tou(
+    rules: list[dict[str, Any]], effective_from: str = OPEN_FROM, effective_to: str | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "TIME_OF_USE",
+        "rules": rules,
+        "effective_from": effective_from,
+        "effective_to": effective_to,
+    }
+
+
+def rule(start: str, end: str, rate: str, **extra: Any) -> dict[str, Any]:
+    return {"from": start, "to": end, "rate": rate, **extra}
+
+
+def record(start: str, end: str, energy: Any = "1", **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "mre_test",
+        "location_id": "loc_test",
+        "start_time": start,
+        "end_time": end,
+    }
+    if energy is not None:
+        body["energy"] = energy
+    body.update(extra)
+    return body
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+def no_market(series_id: str, day: date) -> MarketPrices | None:
+    return None
+
+
+def price(
+    body: dict[str, Any],
+    location: LocationProfile,
+    *,
+    market: Callable[[str, date], MarketPrices | None] = no_market,
+    max_record_hours: int = 744,
+) -> EnergyCost | DeadLetter:
+    return price_payload(
+        encode(body),
+        profiles=lambda lid: location if lid == location.location_id else None,
+        market_prices=market,
+        now=NOW,
+        max_record_hours=max_record_hours,
+    )
+
+
+def priced(body: dict[str, Any], location: LocationProfile, **kwargs: Any) -> EnergyCost:
+    result = price(body, location, **kwargs)
+    assert isinstance(result, EnergyCost), result
+    return result
+
+
+def failed(body: dict[str, Any], location: LocationProfile, **kwargs: Any) -> str:
+    result = price(body, location, **kwargs)
+    assert isinstance(result, DeadLetter), result
+    return result.error.code.value
+
+
+def engine_cost(
+    body: dict[str, Any], location: LocationProfile, market: Any = no_market
+) -> Decimal:
+    parsed, request = parse_record(encode(body))
+    result = price_record(
+        parsed, location, meter_record_id="mre_x", request=request, market_prices=market, now=NOW
+    )
+    return result.data.cost.value
+
+
+def _rate_at(
+    location: LocationProfile, direction: str, instant: datetime, market: Any
+) -> Decimal | None:
+    for version in location.tariffs.get(direction, []):  # type: ignore[call-overload]
+        if instant < version.effective_from:
+            continue
+        if version.effective_to is not None and instant >= version.effective_to:
+            continue
+        if isinstance(version, FixedTariff):
+            return version.rate
+        if isinstance(version, TimeOfUseTariff):
+            local = instant.astimezone(ZoneInfo(location.timezone))
+            minute = local.hour * 60 + local.minute
+            day = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")[local.weekday()]
+            for candidate in version.rules:
+                if candidate.months is not None and local.month not in candidate.months:
+                    continue
+                if candidate.days is not None and day not in {d.value for d in candidate.days}:
+                    continue
+                if minutes_of(candidate.from_) <= minute < minutes_of(candidate.to):
+                    return candidate.rate
+            return None
+        assert isinstance(version, DynamicTariff)
+        points = version.prices
+        if points is None:
+            assert version.series_id is not None
+            doc = market(version.series_id, instant.astimezone(UTC).date())
+            points = [] if doc is None else doc.prices
+        for point in points:
+            if point.valid_from <= instant < point.valid_to:
+                return point.rate + (version.surcharge_fixed or 0)
+        return None
+    return None
+
+
+def reference_cost(
+    location: LocationProfile,
+    direction: str,
+    start: datetime,
+    end: datetime,
+    energy_kwh: Decimal,
+    market: Any = no_market,
+) -> Decimal | None:
+    """Classify every second on its own (no splitting at all); None if a second has no rate."""
+    seconds = int((end - start).total_seconds())
+    total = Decimal(0)
+    for step in range(seconds):
+        rate = _rate_at(location, direction, start + timedelta(seconds=step), market)
+        if rate is None:
+            return None
+        total += rate
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return abs(energy_kwh) * total / seconds
