@@ -1,0 +1,31 @@
+"""The committed JSON Schemas in `schemas/` must match the models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from meterflow.schemas import export, rendered
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def test_committed_schemas_match_the_models() -> None:
+    drifted = export(SCHEMAS, check=True)
+    assert drifted == [], f"run `meterflow schemas export`: {drifted} differ from the models"
+
+
+def test_every_contract_document_is_exported(tmp_path: Path) -> None:
+    names = {
+        "MeterRecord.schema.json",
+        "LocationProfile.schema.json",
+        "MarketPrices.schema.json",
+        "EnergyCost.schema.json",
+        "DeadLetter.schema.json",
+    }
+    assert set(rendered()) == names
+    assert sorted(export(tmp_path)) == sorted(names)
+    assert export(tmp_path, check=True) == []
+    record = json.loads((tmp_path / "MeterRecord.schema.json").read_text())
+    assert "location_id" in record["required"]
+    assert record["additionalProperties"] is False
