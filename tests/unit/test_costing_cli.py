@@ -1,0 +1,93 @@
+"""`meterflow cost` as users run it: a subprocess, JSON Lines in and out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from meterflow import ids
+
+PROFILE: dict[str, Any] = {
+    "location_id": "loc_cli",
+    "account_id": "acc_cli",
+    "timezone": "Europe/London",
+    "currency_code": "GBP",
+    "tariffs": {
+        "IMPORT": [
+            {
+                "type": "TIME_OF_USE",
+                "effective_from": "2024-01-01T00:00:00Z",
+                "rules": [
+                    {"from": "00:00", "to": "07:00", "rate": "0.10"},
+                    {"from": "07:00", "to": "24:00", "rate": "0.30"},
+                ],
+            }
+        ],
+        "EXPORT": [{"type": "FIXED", "effective_from": "2024-01-01T00:00:00Z", "rate": 0.05}],
+    },
+}
+
+
+def _run(profile: dict[str, Any], stdin: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile))
+    command = [sys.executable, "-c", "from meterflow.cli import main; main()"]
+    return subprocess.run(
+        [*command, "cost", "--profile", str(path), "--now", "2024-07-01T00:00:00Z"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_prices_lines_in_order_and_bad_lines_do_not_stop_the_others(tmp_path: Path) -> None:
+    good = {
+        "location_id": "loc_cli",
+        "energy": 1,
+        "start_time": "2024-06-03T05:30:00Z",
+        "end_time": "2024-06-03T06:30:00Z",
+    }
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps(good | {"energy": -2, "energy_flow_direction": "OUTBOUND"}),
+        "",
+        json.dumps(good | {"id": "mre_given", "energy": -2}),
+        json.dumps(good | {"end_time": good["start_time"]}),
+        json.dumps(good | {"location_id": "loc_elsewhere"}),
+    ]
+    done = _run(PROFILE, "\n".join(lines) + "\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(out) == 6  # the blank line is not a record
+    assert out[0]["data"]["cost"]["value"] == 0.2
+    assert out[0]["meter_record_id"] == ids.meter_record_id_for_offset("stdin", 0, 1)
+    assert out[0]["time_created"] == "2024-07-01T00:00:00+00:00"
+    assert out[1]["error"]["code"] == "invalid_record"
+    assert out[2]["error"]["code"] == "direction_conflict"
+    assert out[3]["meter_record_id"] == "mre_given"
+    assert out[3]["tariff_direction"] == "EXPORT"
+    assert out[3]["data"]["cost"]["value"] == 0.1
+    assert out[4]["error"]["code"] == "invalid_time_range"
+    assert out[5]["error"]["code"] == "unknown_location"
+    assert set(out[5]) == {"error"}
+
+
+def test_invalid_profile_exits_2_naming_the_problem(tmp_path: Path) -> None:
+    broken = json.loads(json.dumps(PROFILE))
+    broken["tariffs"]["IMPORT"][0]["rules"][1]["from"] = "07:30"
+    done = _run(broken, "", tmp_path)
+    assert done.returncode == 2
+    assert "no rule covers MON 07:00–07:30 in Jan" in done.stderr
+    assert done.stdout == ""
+
+
+def test_profile_failing_the_schema_exits_2(tmp_path: Path) -> None:
+    done = _run(PROFILE | {"timezone": "Nowhere/Special"}, "", tmp_path)
+    assert done.returncode == 2
+    assert "timezone" in done.stderr
