@@ -41,7 +41,7 @@ def test_config_is_valid(config: str) -> None:
 def test_config_scrapes_every_meterflow_process(config: str) -> None:
     document = yaml.safe_load((PROMETHEUS_DIR / config).read_text())
     jobs = {job["job_name"] for job in document["scrape_configs"]}
-    assert {"meterflow-worker", "meterflow-sink"} <= jobs
+    assert {"meterflow-worker", "meterflow-sink", "meterflow-api"} <= jobs
     assert document["rule_files"] == ["alerts.yml"]
 
 

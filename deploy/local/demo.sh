@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The last step of `make up`: a demo location with a time-of-use tariff and one meter record,
+# both through the HTTP API, then the EnergyCost and where to look next.
+#   start   create (once) a test API key for acc_demo, PUT /locations/loc_demo, POST /costs/instant
+#   stop    nothing to stop (the key and the location stay, like any API data)
+#   status  where the demo's key is kept
+# The record (deploy/local/demo/record.json): 7.4 kWh over 06:00-08:00 UTC on 15 January, half in
+# the 00:00-07:00 off-peak band (0.075/kWh) and half in the day band (0.245/kWh): cost 1.184 GBP.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=env.sh
+source "$here/env.sh"
+api="http://127.0.0.1:${MF_HTTP_PORT:-8080}"
+keyfile="$MF_STATE_DIR/demo/api-key"
+account="${MF_DEMO_ACCOUNT:-acc_demo}"
+
+call() {  # call <method> <path> <body-file>: print the body; fail with the API's error object
+  local out status
+  out="$(mktemp)"
+  status="$(curl -sS -o "$out" -w '%{http_code}' -X "$1" "$api$2" \
+    -H "Authorization: Bearer $(cat "$keyfile")" -H 'Content-Type: application/json' \
+    --data-binary "@$3")" || { rm -f "$out"; echo "demo: $1 $2 failed: API not reachable at $api" >&2; return 1; }
+  if [[ "$status" != 2* ]]; then
+    echo "demo: $1 $2 answered $status: $(cat "$out")" >&2
+    rm -f "$out"
+    return 1
+  fi
+  cat "$out"; rm -f "$out"
+}
+
+pretty() { "$MF_VENV/bin/python" -m json.tool; }
+
+start() {
+  mkdir -p "$(dirname "$keyfile")"
+  if [[ ! -s "$keyfile" ]]; then
+    "$MF_VENV/bin/meterflow" keys create --account "$account" --mode test >"$keyfile.tmp" 2>/dev/null
+    mv "$keyfile.tmp" "$keyfile"
+    chmod 600 "$keyfile"
+  fi
+  call PUT /locations/loc_demo "$here/demo/location.json" >/dev/null
+  echo "demo: location loc_demo (Europe/London, GBP, time-of-use import, fixed export) stored" >&2
+  local cost
+  cost="$(call POST /costs/instant "$here/demo/record.json")"
+  cat <<INFO
+
+Sample record (deploy/local/demo/record.json) priced through POST $api/costs/instant:
+$(printf '%s' "$cost" | pretty)
+
+Where to look next:
+  API              $api   (key for $account in $keyfile; OpenAPI at $api/openapi.json)
+                   curl -H "Authorization: Bearer \$(cat $keyfile)" $api/locations/loc_demo
+  metrics          worker http://127.0.0.1:${MF_WORKER_WEB_PORT:-6066}/metrics
+                   sink   http://127.0.0.1:${MF_SINK_HTTP_PORT:-8081}/metrics
+                   api    $api/metrics
+  Prometheus       http://127.0.0.1:${MF_PROMETHEUS_PORT:-9090}  (alerts: deploy/prometheus/alerts.yml) when installed
+  dashboards       with Docker, \`docker compose up\` runs this stack plus Grafana on
+                   http://localhost:3000 ("Energy costs", "Pipeline health"); docs/operations.md
+  logs             $MF_STATE_DIR/logs/
+INFO
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) ;;
+  status) echo "demo: account $account, key in $keyfile, location loc_demo" ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
