@@ -30,6 +30,23 @@ call() {  # call <method> <path> <body-file>: print the body; fail with the API'
 
 pretty() { "$MF_VENV/bin/python" -m json.tool; }
 
+# "<records> <records> record(s), <kWh> kWh, cost <value> GBP" for the demo session, from the
+# report endpoint (which reads PostgreSQL, i.e. what the sink stored); "0 none" when empty.
+session_totals() {
+  printf '{}' >"$MF_STATE_DIR/demo/empty.json"
+  call POST /costs/session/ses_demo_1 "$MF_STATE_DIR/demo/empty.json" 2>/dev/null \
+    | "$MF_VENV/bin/python" -c '
+import json, sys
+try:
+    row = json.load(sys.stdin)["data"][0]
+except Exception:
+    print("0 none")
+    sys.exit(0)
+print("%s %s record(s), %s kWh, cost %s GBP" % (
+    row["records"], row["records"], row["energy"]["value"], row["cost"]["value"]))
+' 2>/dev/null || echo "0 none"
+}
+
 start() {
   mkdir -p "$(dirname "$keyfile")"
   if [[ ! -s "$keyfile" ]]; then
@@ -39,12 +56,24 @@ start() {
   fi
   call PUT /locations/loc_demo "$here/demo/location.json" >/dev/null
   echo "demo: location loc_demo (Europe/London, GBP, time-of-use import, fixed export) stored" >&2
-  local cost
+  local before cost
+  before="$(session_totals)"
   cost="$(call POST /costs/instant "$here/demo/record.json")"
+  local stored="not yet in PostgreSQL (is the sink running? see $MF_STATE_DIR/logs/sink.log)"
+  for _ in $(seq 1 40); do
+    local now
+    now="$(session_totals)"
+    if [[ "${now%% *}" -gt "${before%% *}" ]]; then
+      stored="stored by the sink; session ses_demo_1 now totals ${now#* }"
+      break
+    fi
+    sleep 0.5
+  done
   cat <<INFO
 
 Sample record (deploy/local/demo/record.json) priced through POST $api/costs/instant:
 $(printf '%s' "$cost" | pretty)
+PostgreSQL: $stored (POST $api/costs/session/ses_demo_1)
 
 Where to look next:
   API              $api   (key for $account in $keyfile; OpenAPI at $api/openapi.json)

@@ -31,6 +31,10 @@ _start() {  # _start <name> <ready-url> <meterflow args…>
     echo "$name: already running (pid $(cat "$pidfile"))" >&2
     return 0
   fi
+  if _ready "$url"; then
+    echo "$name: another process already answers at $url; stop it or choose another port" >&2
+    return 1
+  fi
   mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
   [[ -x "$MF_VENV/bin/meterflow" ]] || { echo "$name: $MF_VENV/bin/meterflow missing (make venv)" >&2; return 1; }
   # setsid: its own session, so a Ctrl-C in the terminal that ran `make up` does not reach it.
@@ -50,6 +54,13 @@ _start() {  # _start <name> <ready-url> <meterflow args…>
     fi
     sleep 0.5; waited=$((waited + 1))
   done
+  sleep 0.5
+  if ! _running "$name"; then
+    echo "$name: exited right after start; last log lines ($logfile):" >&2
+    tail -n 20 "$logfile" >&2
+    rm -f "$pidfile"
+    return 1
+  fi
   echo "$name: ready (pid $(cat "$pidfile")) at $url" >&2
 }
 
