@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -285,3 +288,32 @@ def build_openapi() -> dict[str, Any]:
             },
         },
     }
+
+
+CHECKED_IN = "schemas/openapi.json"
+
+
+def render() -> str:
+    """The document as checked in: stable key order, 2-space indent, final newline."""
+    return json.dumps(build_openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m meterflow.api.openapi [--check] [PATH]`: write or compare the checked-in file."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    check = "--check" in args
+    paths = [arg for arg in args if arg != "--check"]
+    target = Path(paths[0] if paths else CHECKED_IN)
+    text = render()
+    if check:
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            print(f"{target} is out of date: run python -m meterflow.api.openapi", file=sys.stderr)
+            return 1
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""API keys, login tokens and the rate limiter (pure parts of the API's auth)."""
+
+from __future__ import annotations
+
+import pytest
+
+from meterflow.api.credentials import (
+    Principal,
+    TokenError,
+    display_prefix,
+    hash_api_key,
+    key_mode,
+    new_api_key,
+    sign_token,
+    verify_token,
+)
+from meterflow.api.ratelimit import RateLimiter
+
+WHO = Principal(account_id="acc_1", live_mode=True, key_id="key_1")
+
+
+def test_keys_carry_their_mode_and_hash_stably() -> None:
+    live, test = new_api_key(True), new_api_key(False)
+    assert live.startswith("sk_live_")
+    assert test.startswith("sk_test_")
+    assert key_mode(live) is True
+    assert key_mode(test) is False
+    assert key_mode("pk_live_x") is None
+    assert len(live) > 40
+    assert new_api_key(True) != live
+    assert hash_api_key(live) == hash_api_key(live)
+    assert hash_api_key(live) != hash_api_key(test)
+    assert live not in hash_api_key(live)
+    assert display_prefix(live) == live[:14]
+
+
+def test_token_round_trip() -> None:
+    token = sign_token(WHO, now=1000, ttl_seconds=60, secret="s")
+    assert verify_token(token, now=1000, secret="s") == WHO
+    assert verify_token(token, now=1059, secret="s") == WHO
+
+
+@pytest.mark.parametrize(
+    ("now", "secret", "message"),
+    [(1060, "s", "expired"), (999, "s", "expired"), (1000, "other", "signature")],
+)
+def test_token_rejected_outside_its_window_or_with_another_secret(
+    now: int, secret: str, message: str
+) -> None:
+    token = sign_token(WHO, now=1000, ttl_seconds=60, secret="s")
+    with pytest.raises(TokenError, match=message):
+        verify_token(token, now=now, secret=secret)
+
+
+@pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c", "x.y.z.w", "..."])
+def test_malformed_tokens_are_token_errors(token: str) -> None:
+    with pytest.raises(TokenError):
+        verify_token(token, now=0, secret="s")
+
+
+def test_tampered_claims_fail_the_signature() -> None:
+    header, _, signature = sign_token(WHO, now=1000, ttl_seconds=60, secret="s").split(".")
+    other = sign_token(
+        Principal("acc_2", True, "key_1"), now=1000, ttl_seconds=60, secret="s"
+    ).split(".")[1]
+    with pytest.raises(TokenError, match="signature"):
+        verify_token(f"{header}.{other}.{signature}", now=1000, secret="s")
+
+
+def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
+    limiter = RateLimiter(rate_per_second=10, burst=3)
+    assert [limiter.take("k", 0.0) for _ in range(3)] == [0, 0, 0]
+    wait = limiter.take("k", 0.0)
+    assert wait == pytest.approx(0.1)
+    assert limiter.take("other", 0.0) == 0  # per key
+    assert limiter.take("k", 0.1) == 0  # one token refilled
+    assert limiter.take("k", 0.1) > 0
+    assert limiter.take("k", 10.0) == 0  # refilled, capped at the burst
+    assert [limiter.take("k", 10.0) for _ in range(3)][-1] > 0
+    assert RateLimiter.retry_after_header(0.01) == "1"
+    assert RateLimiter.retry_after_header(2.5) == "3"
