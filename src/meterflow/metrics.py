@@ -12,10 +12,11 @@ EnergyCost to its producer. So the latency covers queueing in Kafka, the worker 
 
 from __future__ import annotations
 
+import logging
 import platform
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -35,15 +36,19 @@ from prometheus_client import (
 from meterflow import __version__
 from meterflow.models import ErrorCode
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "add_metrics_route",
     "cost_emitted",
     "database_error",
     "http_metrics_middleware",
+    "install_faust_metrics",
     "metrics_handler",
     "observe_http_request",
     "record_consumed",
     "record_dead_lettered",
+    "refresh_worker_gauges",
     "set_consumer_lag",
     "set_sink_healthy",
     "set_table_entries",
@@ -362,3 +367,32 @@ def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
     Port 0 means "no metrics server"."""
     if port:
         start_http_server(port, addr=host)
+
+
+# --- the Faust worker ------------------------------------------------------------------------
+async def refresh_worker_gauges(consumer: LagSource | None, tables: Mapping[str, Sized]) -> None:
+    """Table sizes and consumer lag, read now. Never raises: a failed refresh is logged and the
+    gauges keep their last values (the worker must not stop over a metric)."""
+    try:
+        for name, table in tables.items():
+            set_table_entries(name, len(table))
+        if consumer is not None:
+            await update_consumer_lag(consumer)
+    except Exception:
+        log.warning("refreshing worker gauges failed", exc_info=True)
+
+
+def install_faust_metrics(
+    app: Any, tables: Mapping[str, Sized], refresh_interval_s: float = 5.0, path: str = "/metrics"
+) -> None:
+    """On a Faust app: serve `path` on the worker's web server and refresh the table-size and
+    lag gauges every `refresh_interval_s` (a Faust timer, so only while the worker runs)."""
+
+    async def metrics_page(view: Any, request: Any) -> Any:
+        return view.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def refresh() -> None:
+        await refresh_worker_gauges(getattr(app, "consumer", None), tables)
+
+    app.page(path, name="meterflow_metrics")(metrics_page)
+    app.timer(interval=refresh_interval_s)(refresh)
