@@ -1,0 +1,275 @@
+"""Property tests of the cost engine (hypothesis).
+
+(a) splitting a record at any second into two records with pro-rata energy gives the same total;
+(b) the engine agrees with a slow per-second reference on random profiles, zones and records;
+(c) the same instants written with any UTC offsets give the same cost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal, localcontext
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from costing_support import NOW, encode, no_market, profile, reference_cost
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meterflow.costing import price_payload
+from meterflow.models import DeadLetter, EnergyCost, LocationProfile, dumps
+from meterflow.models._base import dumps_generic
+
+ZONES = [
+    "Europe/London",
+    "America/New_York",
+    "Australia/Sydney",
+    "Australia/Lord_Howe",  # 30-minute DST shift
+    "Asia/Kolkata",
+    "America/St_Johns",
+    "Pacific/Chatham",
+    "UTC",
+]
+YEAR_START = datetime(2024, 1, 1, tzinfo=UTC)
+DAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@cache
+def transitions(zone: str) -> list[datetime]:
+    """The zone's offset changes in 2024 (to the minute), found by brute force."""
+    tz = ZoneInfo(zone)
+    found = []
+    previous = YEAR_START.astimezone(tz).utcoffset()
+    for minute in range(0, 366 * 24 * 60, 15):
+        instant = YEAR_START + timedelta(minutes=minute)
+        offset = instant.astimezone(tz).utcoffset()
+        if offset != previous:
+            found.append(instant)
+            previous = offset
+    return found
+
+
+rates = st.builds(
+    lambda n, scale: Decimal(n).scaleb(-scale),
+    st.integers(-500, 500),
+    st.sampled_from([2, 3, 5]),
+)
+
+
+@st.composite
+def day_partition(draw: st.DrawFn) -> list[tuple[str, str, Decimal]]:
+    # cuts often fall in the small hours, where DST changes happen
+    minutes = st.one_of(st.integers(1, 1439), st.integers(1, 240))
+    cuts = sorted(set(draw(st.lists(minutes, max_size=5))))
+    bounds = [0, *cuts, 1440]
+    palette = draw(st.lists(rates, min_size=2, max_size=4, unique=True))
+    return [
+        (
+            f"{a // 60:02d}:{a % 60:02d}",
+            f"{b // 60:02d}:{b % 60:02d}",
+            draw(st.sampled_from(palette)),
+        )
+        for a, b in itertools.pairwise(bounds)
+    ]
+
+
+@st.composite
+def time_of_use_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    day_groups = draw(st.sampled_from([[None], [DAYS[:5], DAYS[5:]], [DAYS[:1], DAYS[1:]]]))
+    month_groups = draw(st.sampled_from([[None], [list(range(1, 7)), list(range(7, 13))]]))
+    rules = []
+    for days in day_groups:
+        for months in month_groups:
+            for start, end, rate in draw(day_partition()):
+                item: dict[str, Any] = {"from": start, "to": end, "rate": str(rate)}
+                if days is not None:
+                    item["days"] = days
+                if months is not None:
+                    item["months"] = months
+                rules.append(item)
+    return rules
+
+
+def _stamp(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat()
+
+
+@st.composite
+def version_body(draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["FIXED", "TIME_OF_USE", "TIME_OF_USE", "DYNAMIC"]))
+    if kind == "FIXED":
+        return {"type": "FIXED", "rate": str(draw(rates))}
+    if kind == "TIME_OF_USE":
+        return {"type": "TIME_OF_USE", "rules": draw(time_of_use_rules())}
+    slot = timedelta(minutes=draw(st.sampled_from([7, 15, 30, 60, 90])))
+    cursor = start - timedelta(hours=6) + timedelta(seconds=draw(st.integers(0, 3600)))
+    prices = []
+    while cursor < end + timedelta(hours=6):
+        if not (gaps and draw(st.integers(0, 30)) == 0):
+            prices.append(
+                {
+                    "valid_from": _stamp(cursor),
+                    "valid_to": _stamp(cursor + slot),
+                    "rate": str(draw(rates)),
+                }
+            )
+        cursor += slot
+    surcharge = draw(st.one_of(st.none(), rates))
+    return {
+        "type": "DYNAMIC",
+        "prices": prices,
+        "surcharge_fixed": None if surcharge is None else str(surcharge),
+    }
+
+
+@st.composite
+def scenario(draw: st.DrawFn, *, max_seconds: int, gaps: bool = False) -> dict[str, Any]:
+    zone = draw(st.sampled_from(ZONES))
+    anchors = transitions(zone)
+    if anchors and draw(st.integers(0, 3)) > 0:  # mostly around a DST change
+        anchor = draw(st.sampled_from(anchors))
+    else:
+        anchor = YEAR_START + timedelta(seconds=draw(st.integers(0, 365 * 86400)))
+    start = anchor + timedelta(seconds=draw(st.integers(-3 * 3600, 2 * 3600)))
+    end = start + timedelta(seconds=draw(st.integers(1, max_seconds)))
+    tariffs: dict[str, list[dict[str, Any]]] = {}
+    for direction in ("IMPORT", "EXPORT"):
+        first = draw(version_body(start, end, gaps=gaps))
+        if draw(st.booleans()):
+            switch = start + timedelta(
+                seconds=draw(st.integers(-600, int((end - start).total_seconds()) + 600))
+            )
+            hole = (
+                timedelta(seconds=draw(st.integers(1, 900)))
+                if gaps and draw(st.integers(0, 4)) == 0
+                else timedelta(0)
+            )
+            second = draw(version_body(start, end, gaps=gaps))
+            tariffs[direction] = [
+                first | {"effective_from": "2000-01-01T00:00:00Z", "effective_to": _stamp(switch)},
+                second | {"effective_from": _stamp(switch + hole)},
+            ]
+        else:
+            tariffs[direction] = [first | {"effective_from": "2000-01-01T00:00:00Z"}]
+    energy = Decimal(draw(st.integers(-(10**7), 10**7))).scaleb(-draw(st.integers(0, 4)))
+    body: dict[str, Any] = {
+        "id": "mre_prop",
+        "location_id": "loc_test",
+        "start_time": _stamp(start),
+        "end_time": _stamp(end),
+        "energy": str(energy),
+    }
+    override = draw(st.sampled_from([None, "IMPORT", "EXPORT"]))
+    if override is not None:
+        body["tariff_direction"] = override
+    return {
+        "profile": profile(tariffs, timezone=zone),
+        "body": body,
+        "start": start,
+        "end": end,
+        "energy": energy,
+    }
+
+
+def _price(body: dict[str, Any], location: LocationProfile) -> EnergyCost | DeadLetter:
+    return price_payload(
+        encode(body),
+        profiles=lambda _: location,
+        market_prices=no_market,
+        now=NOW,
+        max_record_hours=800,
+    )
+
+
+@SETTINGS
+@given(scenario(max_seconds=3 * 3600, gaps=True))
+def test_engine_agrees_with_per_second_reference(case: dict[str, Any]) -> None:
+    body, location, energy = case["body"], case["profile"], case["energy"]
+    direction = body.get("tariff_direction") or ("EXPORT" if energy < 0 else "IMPORT")
+    expected = reference_cost(location, direction, case["start"], case["end"], energy)
+    result = _price(body, location)
+    if expected is None:
+        assert isinstance(result, DeadLetter)
+        assert result.error.code == "tariff_not_available"
+        return
+    assert isinstance(result, EnergyCost), result
+    assert abs(result.data.cost.value - expected) <= Decimal("0.000001")
+    assert result.data.energy.value == abs(energy).quantize(Decimal("0.000001"))
+    items = result.data.breakdown
+    assert items[0].start_time == case["start"]
+    assert items[-1].end_time == case["end"]
+    assert all(a.end_time == b.start_time for a, b in itertools.pairwise(items))
+    assert all(a.rate != b.rate for a, b in itertools.pairwise(items))
+
+
+@SETTINGS
+@given(scenario(max_seconds=48 * 3600), st.data())
+def test_splitting_a_record_keeps_the_total(case: dict[str, Any], data: st.DataObject) -> None:
+    body, location, energy = case["body"], case["profile"], case["energy"]
+    whole = _price(body, location)
+    total_seconds = int((case["end"] - case["start"]).total_seconds())
+    if total_seconds < 2 or not isinstance(whole, EnergyCost):
+        return
+    cut = data.draw(st.integers(1, total_seconds - 1))
+    middle = case["start"] + timedelta(seconds=cut)
+    with localcontext() as ctx:
+        ctx.prec = 50
+        first_energy = energy * cut / total_seconds
+        second_energy = energy - first_energy
+    first = _price(body | {"end_time": _stamp(middle), "energy": str(first_energy)}, location)
+    second = _price(body | {"start_time": _stamp(middle), "energy": str(second_energy)}, location)
+    assert isinstance(first, EnergyCost)
+    assert isinstance(second, EnergyCost)
+    total = first.data.cost.value + second.data.cost.value
+    assert abs(total - whole.data.cost.value) <= Decimal("0.000001")
+
+
+offsets = st.integers(-12 * 4, 14 * 4).map(lambda q: timezone(timedelta(minutes=15 * q)))
+
+
+@SETTINGS
+@given(scenario(max_seconds=30 * 3600), offsets, offsets)
+def test_any_offset_gives_the_same_cost(
+    case: dict[str, Any], start_tz: timezone, end_tz: timezone
+) -> None:
+    body, location = case["body"], case["profile"]
+    shifted = body | {
+        "start_time": case["start"].astimezone(start_tz).isoformat(),
+        "end_time": case["end"].astimezone(end_tz).isoformat(),
+    }
+    plain, moved = _price(body, location), _price(shifted, location)
+    if isinstance(plain, DeadLetter):
+        assert isinstance(moved, DeadLetter)
+        assert moved.error.code == plain.error.code
+        return
+    assert isinstance(moved, EnergyCost)
+    assert moved.data.cost.value == plain.data.cost.value
+    assert moved.data.energy.value == plain.data.energy.value
+    assert [(b.start_time, b.end_time, b.rate, b.cost) for b in moved.data.breakdown] == [
+        (b.start_time, b.end_time, b.rate, b.cost) for b in plain.data.breakdown
+    ]
+    assert moved.data.breakdown[-1].end_time.utcoffset() == end_tz.utcoffset(None)
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+
+
+@SETTINGS
+@given(scenario(max_seconds=6 * 3600), text, text, st.booleans())
+def test_fast_encoder_writes_exactly_the_generic_bytes(
+    case: dict[str, Any], session: str, reference: str, persistent: bool
+) -> None:
+    body = case["body"] | {
+        "session_reference_id": session,
+        "record_reference_id": reference or None,
+        "non_persistent": persistent,
+        "confidence": "0.75",
+    }
+    result = _price(body, case["profile"])
+    assert dumps(result) == dumps_generic(result)
+    if isinstance(result, EnergyCost):
+        assert json.loads(dumps(result))["request"]["session_reference_id"] == session
