@@ -14,7 +14,7 @@ from meterflow import ids
 from meterflow.api import repository
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
-from meterflow.api.errors import ApiError, not_found
+from meterflow.api.errors import JSON, ApiError, not_found
 from meterflow.api.http import answer, describe, principal_of, query_bool, read_json
 from meterflow.api.schemas import (
     Aggregation,
@@ -69,8 +69,9 @@ async def instant_cost(request: web.Request) -> web.Response:
     )
     if isinstance(result, DeadLetter):
         raise ApiError(422, result.error.code.value, result.error.message)
-    await ctx.kafka().send(ENERGY_COSTS, result.location_id, dumps(result))
-    return answer(result)
+    encoded = dumps(result)  # one encoding: the event and the answer are the same bytes
+    await ctx.kafka().send(ENERGY_COSTS, result.location_id, encoded)
+    return web.Response(body=encoded, content_type=JSON)
 
 
 def _check_record(

@@ -74,10 +74,23 @@ _HTTP_CODES = {
 }
 
 
+def _check_url(request: web.Request) -> None:
+    """PostgreSQL text holds neither NUL nor unpaired surrogates: refuse them at the door, as
+    a 400, rather than as a database error."""
+    for text in (request.path, *request.query.keys(), *request.query.values()):
+        if "\x00" in text:
+            raise ApiError(400, "invalid_request", "NUL characters are not allowed in URLs")
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ApiError(400, "invalid_request", "the URL is not valid UTF-8") from None
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into the error object; unexpected ones into a logged, generic 500."""
     try:
+        _check_url(request)
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.headers)

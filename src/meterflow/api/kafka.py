@@ -30,7 +30,7 @@ class Publisher:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers(settings),
             acks="all",
-            linger_ms=1,
+            linger_ms=0,
             max_request_size=8 * 1024 * 1024,
         )
 

@@ -72,6 +72,8 @@ async def put_location(request: web.Request) -> web.Response:
     principal = principal_of(request)
     location_id = _location_id(request)
     body = await read_json(request, code="invalid_profile")
+    if b"\\u0000" in await request.read():
+        raise ApiError(422, "invalid_profile", "NUL characters (\\u0000) are not allowed")
     profile = _profile_from(body, location_id, principal.account_id, principal.live_mode)
     async with ctx.db().acquire() as conn, conn.transaction():
         updated_at = await repository.claim_location(conn, profile)

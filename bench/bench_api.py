@@ -1,0 +1,304 @@
+"""HTTP API benchmark: instant-cost latency at a fixed rate, and the highest rate one server
+sustains, next to a baseline measured in the same run: the same server (same middlewares, same
+auth) answering a static JSON document.
+
+Open loop: request i is sent at t0 + i/rate whatever happened to the earlier ones, and its
+latency counts from that scheduled instant, so a server that falls behind shows it (no
+coordinated omission). The server is a separate process (`--serve`), the client this one.
+
+    .venv/bin/python bench/bench_api.py [--quick]
+
+Needs the local Kafka and PostgreSQL (MF_KAFKA_BOOTSTRAP, MF_DATABASE_URL); creates and drops
+its own database and uses its own topic prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import secrets
+import socket
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import aiohttp
+import asyncpg
+
+from meterflow.models import dumps
+
+SELF = str(Path(__file__).resolve())
+STATIC_DOC = {"object": "bench", "status": "ok", "value": 1}
+TARGET_P99_MS = 50.0
+SUSTAIN_P99_MS = 100.0  # a rate counts as sustained while p99 stays under this and all succeed
+
+
+def serve(port: int) -> None:
+    """The server process: the real API plus one static route used only by this benchmark."""
+    from aiohttp import web
+
+    from meterflow.api import create_api
+    from meterflow.logs import configure_logging
+    from meterflow.settings import Settings
+
+    settings = Settings()
+    configure_logging("WARNING", settings.log_format)
+    app = create_api(settings)
+    body = dumps(STATIC_DOC)
+
+    async def static(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app.router.add_get("/bench/static", static)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+@dataclass
+class Run:
+    rate: float
+    sent: int
+    ok: int
+    seconds: float
+    latencies_ms: list[float]
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return math.nan
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def achieved(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def sustained(self) -> bool:
+        return (
+            self.ok == self.sent
+            and self.achieved >= 0.95 * self.rate
+            and self.percentile(0.99) < SUSTAIN_P99_MS
+        )
+
+
+async def open_loop(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+) -> Run:
+    count = max(1, int(rate * seconds))
+    latencies: list[float] = []
+    ok = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+
+    async def one(i: int) -> None:
+        nonlocal ok
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            async with session.request(method, url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status == 200:
+                    ok += 1
+        except aiohttp.ClientError:
+            return
+        latencies.append((loop.time() - scheduled) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return Run(rate, count, ok, loop.time() - start, latencies)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str, proc: Any) -> None:
+    for _ in range(300):
+        if proc.returncode is not None:
+            raise RuntimeError("the API server exited during start-up")
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the API server never became ready")
+
+
+def line(name: str, run: Run) -> str:
+    return (
+        f"  {name:<22} rate {run.rate:7.0f}/s  achieved {run.achieved:7.1f}/s  "
+        f"ok {run.ok}/{run.sent}  p50 {run.percentile(0.5):7.2f} ms  "
+        f"p99 {run.percentile(0.99):7.2f} ms  "
+        f"mean {statistics.fmean(run.latencies_ms or [0]):.2f} ms"
+    )
+
+
+async def find_max(
+    session: aiohttp.ClientSession,
+    name: str,
+    request: tuple[str, str, bytes | None, dict[str, str]],
+    seconds: float,
+    ceiling: float,
+) -> float:
+    """Double the rate until it is no longer sustained; the last sustained rate is the answer."""
+    best = 0.0
+    rate = 100.0
+    while rate <= ceiling:
+        run = await open_loop(session, *request, rate=rate, seconds=seconds)
+        print(line(f"{name} (step)", run), flush=True)
+        if not run.sustained():
+            break
+        best = rate
+        rate *= 2
+        await asyncio.sleep(0.5)
+    if best >= 100:  # refine between the last good rate and the first bad one
+        low, high = best, min(best * 2, ceiling)
+        for _ in range(2):
+            middle = (low + high) / 2
+            run = await open_loop(session, *request, rate=middle, seconds=seconds)
+            print(line(f"{name} (refine)", run), flush=True)
+            if run.sustained():
+                low = middle
+            else:
+                high = middle
+            await asyncio.sleep(0.5)
+        best = low
+    return best
+
+
+async def bench(quick: bool) -> int:
+    from meterflow.api.repository import create_api_key
+    from meterflow.db import migrate
+
+    admin_url = os.environ.get(
+        "MF_DATABASE_URL", "postgresql://meterflow:meterflow@127.0.0.1:5432/meterflow"
+    )
+    db_name = f"mf_bench_{secrets.token_hex(5)}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{db_name}"')
+    await admin.close()
+    url = urlunparse(urlparse(admin_url)._replace(path=f"/{db_name}"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "MF_DATABASE_URL": url,
+        "MF_TOPIC_PREFIX": f"bench{secrets.token_hex(4)}-",
+        "MF_API_RATE_LIMIT_PER_SECOND": "1000000",
+        "MF_API_RATE_LIMIT_BURST": "1000000",
+    }
+    proc = None
+    try:
+        await migrate(url)
+        conn = await asyncpg.connect(url)
+        _, key = await create_api_key(conn, account_id="acc_bench", live_mode=False)
+        await conn.close()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, SELF, "--serve", str(port), env=env
+        )
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await wait_ready(session, base, proc)
+            profile = {
+                "timezone": "Europe/London",
+                "currency_code": "GBP",
+                "tariffs": {
+                    "IMPORT": [
+                        {
+                            "type": "TIME_OF_USE",
+                            "effective_from": "2024-01-01T00:00:00Z",
+                            "rules": [
+                                {"from": "00:00", "to": "07:00", "rate": "0.10"},
+                                {"from": "07:00", "to": "24:00", "rate": "0.30"},
+                            ],
+                        }
+                    ]
+                },
+            }
+            async with session.put(
+                f"{base}/locations/loc_bench", data=dumps(profile), headers=headers
+            ) as response:
+                assert response.status == 200, await response.text()
+            record = dumps(
+                {
+                    "location_id": "loc_bench",
+                    "energy": "1.25",
+                    "start_time": "2025-06-01T05:30:00Z",
+                    "end_time": "2025-06-01T06:30:00Z",
+                }
+            )
+            static = ("GET", f"{base}/bench/static", None, headers)
+            instant = ("POST", f"{base}/costs/instant", record, headers)
+            seconds = 4.0 if quick else 15.0
+            step_seconds = 2.0 if quick else 5.0
+            ceiling = 3200.0 if quick else 12800.0
+
+            await open_loop(session, *instant, rate=100, seconds=1)  # warm-up
+            await open_loop(session, *static, rate=100, seconds=1)
+            print(f"fixed rate 100 req/s for {seconds:.0f} s (open loop):", flush=True)
+            base_run = await open_loop(session, *static, rate=100, seconds=seconds)
+            print(line("static JSON (baseline)", base_run), flush=True)
+            cost_run = await open_loop(session, *instant, rate=100, seconds=seconds)
+            print(line("POST /costs/instant", cost_run), flush=True)
+
+            print(f"highest sustained rate (all 200, p99 < {SUSTAIN_P99_MS:.0f} ms):", flush=True)
+            static_max = await find_max(session, "static JSON", static, step_seconds, ceiling)
+            instant_max = await find_max(session, "instant cost", instant, step_seconds, ceiling)
+
+        p99 = cost_run.percentile(0.99)
+        print("\nresults")
+        print(
+            f"  instant cost @100/s: p50 {cost_run.percentile(0.5):.2f} ms, p99 {p99:.2f} ms "
+            f"(target < {TARGET_P99_MS:.0f} ms: {'met' if p99 < TARGET_P99_MS else 'MISSED'})"
+        )
+        print(
+            f"  baseline static @100/s: p50 {base_run.percentile(0.5):.2f} ms, "
+            f"p99 {base_run.percentile(0.99):.2f} ms"
+        )
+        print(
+            f"  ratio instant/static latency: p50 "
+            f"{cost_run.percentile(0.5) / base_run.percentile(0.5):.2f}x, p99 "
+            f"{p99 / base_run.percentile(0.99):.2f}x"
+        )
+        print(f"  max sustained: instant {instant_max:.0f}/s, static {static_max:.0f}/s")
+        if static_max:
+            print(f"  ratio instant/static throughput: {instant_max / static_max:.2f}")
+        return 0
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        await admin.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short runs")
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        serve(args.serve)
+        return 0
+    return asyncio.run(bench(args.quick))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
