@@ -49,10 +49,10 @@ def _offset_us(tz: ZoneInfo, instant_us: int) -> int:
 class _YearOffsets:
     """A zone's offsets over one UTC year: offset `offsets[i]` holds from `starts[i]`."""
 
-    __slots__ = ("end", "offsets", "starts")
+    __slots__ = ("begin", "end", "offsets", "starts")
 
     def __init__(self, tz: ZoneInfo, year: int) -> None:
-        begin = to_us(datetime(year, 1, 1, tzinfo=UTC))
+        self.begin = begin = to_us(datetime(year, 1, 1, tzinfo=UTC))
         self.end = to_us(datetime(year + 1, 1, 1, tzinfo=UTC))
         self.starts = [begin]
         self.offsets = [_offset_us(tz, begin)]
@@ -76,11 +76,12 @@ class _YearOffsets:
 class ZoneOffsets:
     """UTC offsets of one IANA zone, by instant, with the instant the offset next changes."""
 
-    __slots__ = ("_years", "tz")
+    __slots__ = ("_last", "_years", "tz")
 
     def __init__(self, name: str) -> None:
         self.tz = ZoneInfo(name)
         self._years: dict[int, _YearOffsets] = {}
+        self._last: _YearOffsets | None = None
 
     def offset_at(self, instant_us: int) -> tuple[int, int]:
         """(offset in µs, instant until which it holds at least) for an instant.
@@ -88,10 +89,13 @@ class ZoneOffsets:
         The second value is the next offset change or the end of the UTC year, whichever is
         first: callers split there, which is harmless (equal-rate parts are merged later).
         """
-        year = date.fromordinal(instant_us // US_PER_DAY + _EPOCH_ORDINAL).year
-        table = self._years.get(year)
-        if table is None:
-            table = self._years[year] = _YearOffsets(self.tz, year)
+        table = self._last
+        if table is None or not table.begin <= instant_us < table.end:
+            year = date.fromordinal(instant_us // US_PER_DAY + _EPOCH_ORDINAL).year
+            table = self._years.get(year)
+            if table is None:
+                table = self._years[year] = _YearOffsets(self.tz, year)
+            self._last = table
         index = bisect_right(table.starts, instant_us) - 1
         until = table.starts[index + 1] if index + 1 < len(table.starts) else table.end
         return table.offsets[index], until
