@@ -119,8 +119,12 @@ class Stack:
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
-    async def start_api(self, wait_seconds: float = 60) -> Process:
-        api = await self.spawn("api", "api", "--port", str(self.port))
+    async def start_api(self, wait_seconds: float = 90, *, via_worker: bool = False) -> Process:
+        """`meterflow api`, or `meterflow worker` serving the API next to the Faust agents."""
+        if via_worker:
+            api = await self.spawn("worker", "worker", "--api", "--api-port", str(self.port))
+        else:
+            api = await self.spawn("api", "api", "--port", str(self.port))
         deadline = asyncio.get_running_loop().time() + wait_seconds
         async with aiohttp.ClientSession() as session:
             while True:
@@ -178,7 +182,7 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def api_stack(
-    kafka_bootstrap: str, database_url: str, **extra_env: str
+    kafka_bootstrap: str, database_url: str, *, via_worker: bool = False, **extra_env: str
 ) -> AsyncIterator[Stack]:
     async with fresh_database(database_url) as url:
         stack = Stack(
@@ -189,7 +193,7 @@ async def api_stack(
             extra_env=extra_env,
         )
         try:
-            await stack.start_api()
+            await stack.start_api(via_worker=via_worker)
             yield stack
         finally:
             await stack.stop_all()

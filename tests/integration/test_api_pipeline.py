@@ -1,4 +1,5 @@
-"""End to end through every process: `meterflow api`, `meterflow worker`, `meterflow sink`.
+"""End to end through every process: `meterflow worker` (Faust agents + the HTTP API in one
+process, as deployed) and `meterflow sink`.
 
 An instant cost answered by the API is the row the sink stores (same id, same numbers); a
 simulated one is never stored; records submitted in a batch are priced by the worker, stored by
@@ -42,9 +43,8 @@ PROFILE = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]:
-    async with api_stack(kafka_bootstrap, database_url) as running:
+    async with api_stack(kafka_bootstrap, database_url, via_worker=True) as running:
         await running.spawn("sink", "sink")
-        await running.spawn("worker", "worker")
         yield running
 
 

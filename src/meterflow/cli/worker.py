@@ -13,7 +13,13 @@ from meterflow.settings import get_settings
 @click.option("--web-port", type=int, default=None, help="faust web port (MF_WORKER_WEB_PORT)")
 @click.option("--web/--no-web", "web", default=None, help="serve faust's web views")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING… (MF_LOG_LEVEL)")
-def worker(web_port: int | None, web: bool | None, log_level: str | None) -> None:
+@click.option(
+    "--api/--no-api", "api", default=True, show_default=True, help="also serve the HTTP API"
+)
+@click.option("--api-port", type=int, default=None, help="HTTP API port (MF_HTTP_PORT)")
+def worker(
+    web_port: int | None, web: bool | None, log_level: str | None, api: bool, api_port: int | None
+) -> None:
     """Price `meter-records` into `energy-costs` / `dead-letters`; topics are created if missing."""
     from faust.worker import Worker
 
@@ -27,6 +33,8 @@ def worker(web_port: int | None, web: bool | None, log_level: str | None) -> Non
         updates["worker_web_enabled"] = web
     if log_level is not None:
         updates["log_level"] = log_level
+    if api_port is not None:
+        updates["http_port"] = api_port
     settings = get_settings().model_copy(update=updates)
     configure_logging(settings.log_level, settings.log_format)
 
@@ -34,8 +42,14 @@ def worker(web_port: int | None, web: bool | None, log_level: str | None) -> Non
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
+    services = []
+    if api:
+        from meterflow.api.service import ApiService
+
+        services.append(ApiService(settings))
     Worker(
         app,
+        *services,
         loop=loop,
         loglevel=settings.log_level,
         override_logging=False,
