@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -77,22 +78,22 @@ def _routes(app: web.Application) -> None:
 
 
 async def _clients(app: web.Application) -> AsyncIterator[None]:
-    """Start Kafka and Postgres clients with the app, stop them after it (reverse order)."""
+    """Start Kafka and Postgres clients with the app, stop them after it (reverse order, also
+    when start-up fails half-way)."""
     ctx = app[CONTEXT]
     settings = ctx.settings
-    await ensure_topics(settings)
-    ctx.pool = await create_pool(settings.database_url, min_size=1, max_size=10)
-    ctx.publisher = Publisher(settings)
-    await ctx.publisher.start()
-    ctx.feeder = ViewFeeder(settings, ctx.view)
-    await ctx.feeder.start()
-    event(log, "api_started", topic_prefix=settings.topic_prefix)
-    try:
+    async with contextlib.AsyncExitStack() as started:
+        await ensure_topics(settings)
+        ctx.pool = pool = await create_pool(settings.database_url, min_size=1, max_size=10)
+        started.push_async_callback(pool.close)
+        ctx.publisher = publisher = Publisher(settings)
+        started.push_async_callback(publisher.stop)
+        await publisher.start()
+        ctx.feeder = feeder = ViewFeeder(settings, ctx.view)
+        started.push_async_callback(feeder.stop)
+        await feeder.start()
+        event(log, "api_started", topic_prefix=settings.topic_prefix)
         yield
-    finally:
-        await ctx.feeder.stop()
-        await ctx.publisher.stop()
-        await ctx.pool.close()
 
 
 def create_api(settings: Settings, *, start_clients: bool = True) -> web.Application:

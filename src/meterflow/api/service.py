@@ -25,11 +25,26 @@ class ApiService(Service):
         self._runner: web.AppRunner | None = None
 
     async def on_start(self) -> None:
-        self._runner = web.AppRunner(create_api(self._settings), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._settings.http_host, self._settings.http_port)
-        await site.start()
-        event(log, "api_listening", host=self._settings.http_host, port=self._settings.http_port)
+        """Serve the API; if it cannot start (port taken, database down), log it and let the
+        worker go on pricing: the stream must not stop because the HTTP side cannot start."""
+        host, port = self._settings.http_host, self._settings.http_port
+        runner = web.AppRunner(create_api(self._settings), access_log=None)
+        try:
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+        except Exception as exc:
+            await runner.cleanup()
+            event(
+                log,
+                "api_not_started",
+                logging.ERROR,
+                host=host,
+                port=port,
+                reason=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self._runner = runner
+        event(log, "api_listening", host=host, port=port)
 
     async def on_stop(self) -> None:
         if self._runner is not None:
