@@ -9,14 +9,14 @@ force changes (`rates.rate_parts`), and cost = Σ energy_part × rate_part, comp
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Any
 
 from meterflow import ids
 from meterflow.costing._trusted import trusted
-from meterflow.costing.rates import compiled, rate_parts
-from meterflow.costing.timeline import US_PER_HOUR, from_us, to_us
+from meterflow.costing.rates import Part, compiled, rate_parts
+from meterflow.costing.timeline import US_PER_HOUR, to_us
 from meterflow.models import (
     BreakdownItem,
     CostData,
@@ -92,6 +92,58 @@ def tariff_direction_of(record: MeterRecord) -> tuple[EnergyFlowDirection, Tarif
     return flow, record.tariff_direction or default
 
 
+def _breakdown(
+    record: MeterRecord,
+    parts: list[Part],
+    start: int,
+    magnitude: Decimal,
+    denominator: Decimal,
+    total_energy: Decimal,
+    total_cost: Decimal,
+) -> list[BreakdownItem]:
+    """One item per part, times in the end_time's offset, energy and cost rounded per item."""
+    end_time = record.end_time
+    first_start = record.start_time
+    if first_start.utcoffset() != end_time.utcoffset():
+        first_start = first_start.astimezone(end_time.tzinfo)
+    if len(parts) == 1:
+        item = {
+            "start_time": first_start,
+            "end_time": end_time,
+            "rate": parts[0][2],
+            "energy": total_energy,
+            "cost": total_cost,
+        }
+        return [trusted(BreakdownItem, item)]
+    ctx = _CONTEXT
+    multiply, divide = ctx.multiply, ctx.divide
+    last = len(parts) - 1
+    items: list[BreakdownItem] = []
+    part_end_time = first_start  # each part starts where the previous one ended
+    for index, (part_start, part_end, rate) in enumerate(parts):
+        part_start_time = part_end_time
+        # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
+        part_end_time = (
+            end_time if index == last else first_start + timedelta(microseconds=part_end - start)
+        )
+        length = Decimal(part_end - part_start)
+        energy = round_money(divide(multiply(magnitude, length), denominator))
+        cost = round_money(divide(multiply(magnitude, multiply(rate, length)), denominator))
+        items.append(
+            trusted(
+                BreakdownItem,
+                {
+                    "start_time": part_start_time,
+                    "end_time": part_end_time,
+                    "rate": rate,
+                    "energy": energy,
+                    "cost": cost,
+                },
+            )
+        )
+    return items
+
+
 def price_record(
     record: MeterRecord,
     profile: LocationProfile,
@@ -131,37 +183,7 @@ def price_record(
     total_cost = round_money(ctx.divide(ctx.multiply(magnitude, weighted), denominator))
     total_energy = round_money(total_energy)
 
-    out_tz = record.end_time.tzinfo
-    first_start = record.start_time
-    if first_start.utcoffset() != record.end_time.utcoffset():
-        first_start = first_start.astimezone(out_tz)
-    last = len(parts) - 1
-    breakdown: list[BreakdownItem] = []
-    part_end_time = first_start  # each part starts where the previous one ended
-    for index, (part_start, part_end, rate) in enumerate(parts):
-        part_start_time = part_end_time
-        part_end_time = record.end_time if index == last else from_us(part_end, out_tz)
-        if last == 0:
-            energy, cost = total_energy, total_cost
-        else:
-            length = Decimal(part_end - part_start)
-            energy = round_money(ctx.divide(ctx.multiply(magnitude, length), denominator))
-            cost = round_money(
-                ctx.divide(ctx.multiply(magnitude, ctx.multiply(rate, length)), denominator)
-            )
-        breakdown.append(
-            trusted(
-                BreakdownItem,
-                {
-                    "start_time": part_start_time,
-                    "end_time": part_end_time,
-                    "rate": rate,
-                    "energy": energy,
-                    "cost": cost,
-                },
-            )
-        )
-
+    breakdown = _breakdown(record, parts, start, magnitude, denominator, total_energy, total_cost)
     data = trusted(
         CostData,
         {
