@@ -31,12 +31,14 @@ PROFILE: dict[str, Any] = {
 }
 
 
-def _run(profile: dict[str, Any], stdin: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    profile: dict[str, Any], stdin: str, tmp_path: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "profile.json"
     path.write_text(json.dumps(profile))
     command = [sys.executable, "-c", "from meterflow.cli import main; main()"]
     return subprocess.run(
-        [*command, "cost", "--profile", str(path), "--now", "2024-07-01T00:00:00Z"],
+        [*command, "cost", "--profile", str(path), "--now", "2024-07-01T00:00:00Z", *extra],
         input=stdin,
         capture_output=True,
         text=True,
@@ -91,3 +93,39 @@ def test_profile_failing_the_schema_exits_2(tmp_path: Path) -> None:
     done = _run(PROFILE | {"timezone": "Nowhere/Special"}, "", tmp_path)
     assert done.returncode == 2
     assert "timezone" in done.stderr
+
+
+def test_market_prices_file_feeds_dynamic_series(tmp_path: Path) -> None:
+    series = PROFILE | {
+        "tariffs": {
+            "IMPORT": [
+                {"type": "DYNAMIC", "effective_from": "2024-01-01T00:00:00Z", "series_id": "spot"}
+            ]
+        }
+    }
+    day = {
+        "series_id": "spot",
+        "day": "2024-06-03",
+        "prices": [
+            {
+                "valid_from": "2024-06-03T00:00:00Z",
+                "valid_to": "2024-06-04T00:00:00Z",
+                "rate": "0.123",
+            }
+        ],
+    }
+    prices = tmp_path / "prices.jsonl"
+    prices.write_text(json.dumps(day) + "\n")
+    record = {
+        "location_id": "loc_cli",
+        "energy": 2,
+        "start_time": "2024-06-03T05:30:00Z",
+        "end_time": "2024-06-03T06:30:00Z",
+    }
+    late = record | {"start_time": "2024-06-03T23:30:00Z", "end_time": "2024-06-04T00:30:00Z"}
+    stdin = json.dumps(record) + "\n" + json.dumps(late) + "\n"
+    done = _run(series, stdin, tmp_path, "--market-prices", str(prices))
+    assert done.returncode == 0, done.stderr
+    first, second = (json.loads(line) for line in done.stdout.splitlines())
+    assert first["data"]["cost"]["value"] == 0.246
+    assert second["error"]["code"] == "tariff_not_available"

@@ -695,3 +695,37 @@ def test_unexpected_exception_becomes_dead_letter() -> None:
     assert result.source == source
     assert result.time_created == NOW
     DeadLetter.model_validate_json(dumps(result))
+
+
+def test_overlapping_prices_in_unvalidated_profile_are_not_priced() -> None:
+    location = profile(
+        {
+            "IMPORT": [
+                _inline_dynamic(
+                    [
+                        ("2024-06-01T10:00:00Z", "2024-06-01T10:30:00Z", "0.10"),
+                        ("2024-06-01T10:15:00Z", "2024-06-01T11:00:00Z", "0.20"),
+                    ]
+                )
+            ]
+        }
+    )
+    body = record("2024-06-01T10:00:00Z", "2024-06-01T10:10:00Z")
+    assert failed(body, location) == "tariff_not_available"
+
+
+def test_price_record_raises_pricing_errors() -> None:
+    from meterflow.costing import parse_record, price_record
+    from meterflow.models import PricingError
+
+    parsed, request = parse_record(encode(record("2024-06-01T10:00:00Z", "2024-06-01T09:00:00Z")))
+    with pytest.raises(PricingError) as error:
+        price_record(
+            parsed,
+            FLAT,
+            meter_record_id="mre_x",
+            request=request,
+            market_prices=lambda s, d: None,
+            now=NOW,
+        )
+    assert error.value.code == "invalid_time_range"

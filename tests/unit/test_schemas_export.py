@@ -29,3 +29,22 @@ def test_every_contract_document_is_exported(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "MeterRecord.schema.json").read_text())
     assert "location_id" in record["required"]
     assert record["additionalProperties"] is False
+
+
+def test_cli_check_fails_on_drift(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from meterflow.cli import main
+
+    runner = CliRunner()
+    assert (
+        runner.invoke(main, ["schemas", "export", "--check", "--dir", str(tmp_path)]).exit_code == 1
+    )
+    assert runner.invoke(main, ["schemas", "export", "--dir", str(tmp_path)]).exit_code == 0
+    assert (
+        runner.invoke(main, ["schemas", "export", "--check", "--dir", str(tmp_path)]).exit_code == 0
+    )
+    (tmp_path / "EnergyCost.schema.json").write_text("{}\n")
+    result = runner.invoke(main, ["schemas", "export", "--check", "--dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "EnergyCost.schema.json" in result.output
