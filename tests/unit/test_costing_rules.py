@@ -729,3 +729,14 @@ def test_price_record_raises_pricing_errors() -> None:
             now=NOW,
         )
     assert error.value.code == "invalid_time_range"
+
+
+def test_already_decoded_text_payload_is_tolerated() -> None:
+    result = price_payload(
+        "{oops",  # type: ignore[arg-type]
+        profiles=lambda _: FLAT,
+        market_prices=lambda s, d: None,
+        now=NOW,
+    )
+    assert isinstance(result, DeadLetter)
+    assert (result.error.code, result.payload) == ("invalid_record", "{oops")

@@ -62,14 +62,17 @@ def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
 
 
 def dead_letter(
-    payload: bytes, code: ErrorCode, message: str, source: SourceRef | None, now: datetime
+    payload: bytes | str, code: ErrorCode, message: str, source: SourceRef | None, now: datetime
 ) -> DeadLetter:
     """A DeadLetter carrying the original bytes: UTF-8 text, or base64 when not UTF-8."""
     encoding: Literal["utf-8", "base64"] = "utf-8"
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+    if isinstance(payload, str):  # tolerate callers that already decoded the body
+        text = payload
+    else:
+        try:
+            text = bytes(payload).decode("utf-8")
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
     return trusted(
         DeadLetter,
         {
