@@ -118,6 +118,33 @@ async def open_loop(
     return Run(rate, count, ok, loop.time() - start, latencies)
 
 
+async def kafka_acks(bootstrap: str, topic: str, value: bytes, rate: float, seconds: float) -> Run:
+    """The broker alone: produce-and-await-ack at the same fixed rate (what every instant cost
+    waits for), so a latency tail can be told apart from the API's own time."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    loop = asyncio.get_running_loop()
+    count = max(1, int(rate * seconds))
+    latencies: list[float] = []
+    start = loop.time() + 0.05
+
+    async def one(i: int) -> None:
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await producer.send_and_wait(topic, value, key=b"loc_bench")
+        latencies.append((loop.time() - scheduled) * 1000)
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(count)))
+    finally:
+        await producer.stop()
+    return Run(rate, count, len(latencies), loop.time() - start, latencies)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -148,6 +175,23 @@ def line(name: str, run: Run) -> str:
     )
 
 
+async def sustains(
+    session: aiohttp.ClientSession,
+    name: str,
+    request: tuple[str, str, bytes | None, dict[str, str]],
+    rate: float,
+    seconds: float,
+) -> bool:
+    """Two tries: on a shared machine one scheduling hiccup should not decide the figure."""
+    for attempt in ("step", "retry"):
+        run = await open_loop(session, *request, rate=rate, seconds=seconds)
+        print(line(f"{name} ({attempt})", run), flush=True)
+        await asyncio.sleep(0.5)
+        if run.sustained():
+            return True
+    return False
+
+
 async def find_max(
     session: aiohttp.ClientSession,
     name: str,
@@ -155,28 +199,20 @@ async def find_max(
     seconds: float,
     ceiling: float,
 ) -> float:
-    """Double the rate until it is no longer sustained; the last sustained rate is the answer."""
+    """Double the rate until it is no longer sustained, then bisect twice below that."""
     best = 0.0
     rate = 100.0
-    while rate <= ceiling:
-        run = await open_loop(session, *request, rate=rate, seconds=seconds)
-        print(line(f"{name} (step)", run), flush=True)
-        if not run.sustained():
-            break
+    while rate <= ceiling and await sustains(session, name, request, rate, seconds):
         best = rate
         rate *= 2
-        await asyncio.sleep(0.5)
-    if best >= 100:  # refine between the last good rate and the first bad one
+    if best >= 100:
         low, high = best, min(best * 2, ceiling)
         for _ in range(2):
             middle = (low + high) / 2
-            run = await open_loop(session, *request, rate=middle, seconds=seconds)
-            print(line(f"{name} (refine)", run), flush=True)
-            if run.sustained():
+            if await sustains(session, name, request, middle, seconds):
                 low = middle
             else:
                 high = middle
-            await asyncio.sleep(0.5)
         best = low
     return best
 
@@ -246,7 +282,7 @@ async def bench(quick: bool) -> int:
             static = ("GET", f"{base}/bench/static", None, headers)
             instant = ("POST", f"{base}/costs/instant", record, headers)
             seconds = 4.0 if quick else 15.0
-            step_seconds = 2.0 if quick else 5.0
+            step_seconds = 3.0 if quick else 5.0
             ceiling = 3200.0 if quick else 12800.0
 
             await open_loop(session, *instant, rate=100, seconds=1)  # warm-up
@@ -256,6 +292,14 @@ async def bench(quick: bool) -> int:
             print(line("static JSON (baseline)", base_run), flush=True)
             cost_run = await open_loop(session, *instant, rate=100, seconds=seconds)
             print(line("POST /costs/instant", cost_run), flush=True)
+            acks = await kafka_acks(
+                env.get("MF_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+                f"{env['MF_TOPIC_PREFIX']}energy-costs",
+                record,
+                rate=100,
+                seconds=seconds,
+            )
+            print(line("Kafka produce+ack only", acks), flush=True)
 
             print(f"highest sustained rate (all 200, p99 < {SUSTAIN_P99_MS:.0f} ms):", flush=True)
             static_max = await find_max(session, "static JSON", static, step_seconds, ceiling)
@@ -275,6 +319,10 @@ async def bench(quick: bool) -> int:
             f"  ratio instant/static latency: p50 "
             f"{cost_run.percentile(0.5) / base_run.percentile(0.5):.2f}x, p99 "
             f"{p99 / base_run.percentile(0.99):.2f}x"
+        )
+        print(
+            f"  Kafka produce+ack alone @100/s: p50 {acks.percentile(0.5):.2f} ms, "
+            f"p99 {acks.percentile(0.99):.2f} ms"
         )
         print(f"  max sustained: instant {instant_max:.0f}/s, static {static_max:.0f}/s")
         if static_max:
