@@ -12,6 +12,7 @@ EnergyCost to its producer. So the latency covers queueing in Kafka, the worker 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import sys
@@ -48,7 +49,7 @@ __all__ = [
     "observe_http_request",
     "record_consumed",
     "record_dead_lettered",
-    "refresh_worker_gauges",
+    "refresh_gauges",
     "set_consumer_lag",
     "set_sink_healthy",
     "set_table_entries",
@@ -264,19 +265,27 @@ class LagSource(Protocol):
 
 
 async def update_consumer_lag(
-    consumer: LagSource, include: Callable[[str], bool] | None = None
+    consumer: LagSource,
+    include: Callable[[str], bool] | None = None,
+    position_timeout_s: float = 0.5,
 ) -> dict[tuple[str, int], int]:
     """Compute lag = highwater - position for every assigned partition (optionally only topics
     for which `include(topic)` is true), publish it, and return it. Partitions whose highwater or
-    position is not known yet (no fetch so far) are left out rather than reported as zero."""
+    position is not known yet (no fetch so far; a position still being reset after a rebalance,
+    which aiokafka would wait for) are left out rather than reported as zero."""
     lags: dict[tuple[str, int], int] = {}
     for tp in list(consumer.assignment()):
         topic, partition = tp.topic, tp.partition
         if include is not None and not include(topic):
             continue
         highwater = consumer.highwater(tp)
-        position = await consumer.position(tp)
-        if highwater is None or position is None:
+        if highwater is None:
+            continue
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), position_timeout_s)
+        except TimeoutError:
+            continue
+        if position is None:
             continue
         lags[(topic, partition)] = max(0, highwater - position)
     set_consumer_lag(lags)
@@ -370,11 +379,14 @@ def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
 
 
 # --- the Faust worker ------------------------------------------------------------------------
-async def refresh_worker_gauges(consumer: LagSource | None, tables: Mapping[str, Sized]) -> None:
-    """Table sizes and consumer lag, read now. Never raises: a failed refresh is logged and the
-    gauges keep their last values (the worker must not stop over a metric)."""
+async def refresh_gauges(
+    consumer: LagSource | None, tables: Mapping[str, Sized] | None = None
+) -> None:
+    """Table sizes and consumer lag, read now (worker: both; sink: lag only). Never raises: a
+    failed refresh is logged and the gauges keep their last values (no process stops over a
+    metric)."""
     try:
-        for name, table in tables.items():
+        for name, table in (tables or {}).items():
             set_table_entries(name, len(table))
         if consumer is not None:
             await update_consumer_lag(consumer)
@@ -392,7 +404,7 @@ def install_faust_metrics(
         return view.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def refresh() -> None:
-        await refresh_worker_gauges(getattr(app, "consumer", None), tables)
+        await refresh_gauges(getattr(app, "consumer", None), tables)
 
     app.page(path, name="meterflow_metrics")(metrics_page)
     app.timer(interval=refresh_interval_s)(refresh)

@@ -35,11 +35,11 @@ async def test_faust_worker_serves_metrics_and_refreshes_table_sizes() -> None:
         assert response.headers["Content-Type"].startswith("text/plain")
         assert "meterflow_build_info" in await response.text()
 
-    await metrics.refresh_worker_gauges(None, {"profiles_test": table})
+    await metrics.refresh_gauges(None, {"profiles_test": table})
     assert REGISTRY.get_sample_value("meterflow_table_entries", {"table": "profiles_test"}) == 3
 
 
 async def test_a_failing_refresh_never_raises() -> None:
     table = {"x": 1}
-    await metrics.refresh_worker_gauges(BrokenConsumer(), {"profiles_broken": table})
+    await metrics.refresh_gauges(BrokenConsumer(), {"profiles_broken": table})
     assert REGISTRY.get_sample_value("meterflow_table_entries", {"table": "profiles_broken"}) == 1

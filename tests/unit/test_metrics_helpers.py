@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -238,3 +239,15 @@ def test_exposition_follows_the_naming_conventions() -> None:
             assert all(s.name.endswith("_total") for s in family.samples)
         for sample in family.samples:
             assert not {"location_id", "device_id", "id"} & set(sample.labels)
+
+
+class StuckConsumer(FakeConsumer):
+    async def position(self, tp: TP) -> int | None:
+        await asyncio.sleep(3600)  # aiokafka waits while a position is being reset
+        return None
+
+
+async def test_a_position_that_does_not_come_is_skipped_not_awaited() -> None:
+    consumer = StuckConsumer(highwaters={TP("lag-stuck", 0): 10}, positions={})
+    lags = await metrics.update_consumer_lag(consumer, position_timeout_s=0.01)
+    assert lags == {}
