@@ -56,10 +56,9 @@ class Publisher:
         await asyncio.gather(*futures)
 
     async def reachable(self) -> bool:
+        """A fresh metadata round trip (cached metadata would say yes with the broker down)."""
         try:
-            await asyncio.wait_for(
-                self._producer.partitions_for(self._settings.topic(LOCATIONS)), timeout=2
-            )
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=2)
         except Exception:
             return False
         return True

@@ -1,0 +1,82 @@
+"""The error middleware and the app's answers without Kafka or Postgres (in-process server)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from meterflow.api.app import create_api
+from meterflow.api.errors import ApiError, error_middleware
+from meterflow.settings import Settings
+
+
+async def _boom(request: web.Request) -> web.Response:
+    raise RuntimeError("secret detail that must not leak")
+
+
+async def _refuse(request: web.Request) -> web.Response:
+    raise ApiError(422, "some_code", "a reason", headers={"X-Extra": "1"})
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = create_api(Settings(api_max_body_bytes=2048), start_clients=False)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def test_unexpected_exceptions_become_a_generic_500_and_api_errors_pass_through() -> None:
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/boom", _boom)
+    app.router.add_get("/refuse", _refuse)
+    async with TestClient(TestServer(app)) as test_client:
+        response = await test_client.get("/boom")
+        assert response.status == 500
+        body = await response.json()
+        assert body == {
+            "object": "error",
+            "type": "api_error",
+            "code": "internal_error",
+            "message": "internal error; the request was logged",
+        }
+        response = await test_client.get("/refuse")
+        assert response.status == 422
+        assert response.headers["X-Extra"] == "1"
+        assert (await response.json())["code"] == "some_code"
+
+
+async def test_a_bad_token_is_refused_before_any_handler_runs(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/locations", headers={"Authorization": "Bearer x.y.z"})
+    assert response.status == 401
+    assert (await response.json())["code"] == "unauthorized"
+
+
+async def test_error_objects_for_routing_failures_and_limits(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/no/such/path")
+    assert response.status == 404
+    assert (await response.json())["object"] == "error"
+    response = await client.patch("/costs/instant")
+    assert response.status == 405
+    assert (await response.json())["code"] == "method_not_allowed"
+
+
+async def test_readyz_is_503_without_clients_and_healthz_is_200(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/readyz")
+    assert response.status == 503
+    body = await response.json()
+    assert body == {
+        "status": "unavailable",
+        "checks": {"kafka": False, "database": False, "views_loaded": False},
+    }
+    assert (await client.get("/healthz")).status == 200
+    spec = await (await client.get("/openapi.json")).json()
+    assert spec["info"]["title"] == "meterflow API"
