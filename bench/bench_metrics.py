@@ -1,0 +1,119 @@
+"""What the metrics cost the cost agent per record, against the pricing they measure.
+
+Per record the agent calls `record_consumed`, `time_pricing` (around pricing) and `cost_emitted`
+(counter + end-to-end histogram). Figures, on one core, best of three rounds:
+- `metrics`: those three calls around a no-op, in calls/s and µs per record;
+- `pricing` (baseline, same run): `price_payload` + `dumps` of a 30-minute TIME_OF_USE record,
+  what the agent does per record;
+- ratio: metric overhead as a share of the per-record pricing time.
+Also one `/metrics` exposition (generate_latest) with the series a busy worker holds.
+
+Run: .venv/bin/python bench/bench_metrics.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import REGISTRY, generate_latest
+
+from meterflow import metrics
+from meterflow.costing import price_payload
+from meterflow.models import LocationProfile, dumps
+
+NOW = datetime(2024, 7, 1, tzinfo=UTC)
+START = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+PROFILE = LocationProfile.model_validate(
+    {
+        "location_id": "loc_bench",
+        "account_id": "acc_bench",
+        "timezone": "Europe/London",
+        "currency_code": "GBP",
+        "tariffs": {
+            "IMPORT": [
+                {
+                    "effective_from": "2020-01-01T00:00:00Z",
+                    "type": "TIME_OF_USE",
+                    "rules": [
+                        {"from": "00:00", "to": "07:00", "rate": "0.09"},
+                        {"from": "07:00", "to": "16:00", "rate": "0.21"},
+                        {"from": "16:00", "to": "19:00", "rate": "0.39"},
+                        {"from": "19:00", "to": "24:00", "rate": "0.24"},
+                    ],
+                }
+            ]
+        },
+    }
+)
+PAYLOAD = dumps(
+    {
+        "id": "mre_bench",
+        "location_id": "loc_bench",
+        "energy": "1.25",
+        "start_time": START.isoformat(),
+        "end_time": (START + timedelta(minutes=30)).isoformat(),
+    }
+)
+
+
+def best_rate(fun: Callable[[], None], n: int) -> float:
+    """Calls per CPU-second, best of three rounds of `n` calls."""
+    best = 0.0
+    for _ in range(3):
+        started = time.process_time()
+        for _ in range(n):
+            fun()
+        elapsed = time.process_time() - started
+        best = max(best, n / elapsed if elapsed > 0 else float("inf"))
+    return best
+
+
+def with_metrics() -> None:
+    metrics.record_consumed("bench-meter-records")
+    with metrics.time_pricing():
+        pass
+    metrics.cost_emitted(accepted_at=1_700_000_000.0, now=1_700_000_000.2)
+
+
+def pricing() -> None:
+    result = price_payload(
+        PAYLOAD,
+        profiles={"loc_bench": PROFILE}.get,
+        market_prices=lambda series, day: None,
+        now=NOW,
+        max_record_hours=744,
+    )
+    dumps(result)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a small run")
+    args = parser.parse_args()
+    n_metrics, n_pricing = (20_000, 2_000) if args.quick else (200_000, 20_000)
+
+    metric_rate = best_rate(with_metrics, n_metrics)
+    pricing_rate = best_rate(pricing, n_pricing)
+    metric_us, pricing_us = 1e6 / metric_rate, 1e6 / pricing_rate
+    print(f"metrics per record   {metric_rate:>12,.0f} /s  {metric_us:8.2f} µs")
+    print(f"pricing per record   {pricing_rate:>12,.0f} /s  {pricing_us:8.2f} µs  (baseline)")
+    print(f"ratio: metrics add {100 * metric_us / pricing_us:.1f}% to the per-record pricing time")
+
+    # A busy worker: 12 partitions of lag, every dead-letter code, a dozen HTTP routes.
+    metrics.set_consumer_lag({("bench-meter-records", p): p * 10 for p in range(12)})
+    for route in range(12):
+        metrics.observe_http_request("GET", f"/bench/{route}", 200, 0.003)
+    started = time.perf_counter()
+    rounds = 50 if args.quick else 500
+    for _ in range(rounds):
+        body = generate_latest(REGISTRY)
+    exposition_ms = 1000 * (time.perf_counter() - started) / rounds
+    print(f"/metrics exposition  {exposition_ms:8.2f} ms for {len(body):,} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
