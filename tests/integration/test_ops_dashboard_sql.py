@@ -1,9 +1,10 @@
 """Every SQL query of the "Energy costs" dashboard runs on a real PostgreSQL, migrated by
-`meterflow db migrate`, and returns the expected columns and sums, computed here from the rows.
+`meterflow db migrate`, and returns the expected columns and sums, computed here from the rows
+(tests/integration/dashboard_sql.py: Grafana's macro/variable expansion and the expectations).
 
-Grafana expands its macros and variables before the query reaches PostgreSQL; `render_sql` does
-the same for the subset the dashboard uses (documented on the function), so the SQL under test is
-byte-for-byte what Grafana would send.
+The rows are chosen to catch the mistakes such SQL makes: other accounts, live mode and records
+outside the range must not count; exports subtract; days are the location's local calendar days
+(a New York record at 03:00Z belongs to the day before); currencies are not mixed.
 """
 
 from __future__ import annotations
@@ -11,59 +12,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import secrets
 import sys
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse, urlunparse
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from dashboard_sql import (
+    PANELS,
+    Row,
+    Scope,
+    dashboard,
+    expected_panel,
+    panel_queries,
+    render_sql,
+    run_panel,
+    variable_queries,
+)
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "energy-costs.json"
 TIME_FROM = datetime(2026, 3, 1, tzinfo=UTC)
 TIME_TO = datetime(2026, 3, 10, tzinfo=UTC)
-
-
-# --- Grafana's interpolation, the part the dashboard uses ----------------------------------
-def _sql_quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def render_sql(
-    sql: str, variables: dict[str, str | list[str]], time_from: datetime, time_to: datetime
-) -> str:
-    """Expand what Grafana's PostgreSQL data source expands before sending a query:
-    - `$__timeFilter(col)` -> `col BETWEEN '<from>' AND '<to>'` (RFC 3339, UTC);
-    - `$__timeFrom()` / `$__timeTo()` -> the quoted instants;
-    - `$name` / `${name}`: a single value is inserted raw (the SQL quotes it itself); a list (a
-      multi-value or "All" variable) becomes a comma-separated list of quoted literals.
-    Anything else starting with `$` is an error, so an unsupported macro cannot slip through."""
-    start, end = (
-        _sql_quote(t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")) for t in (time_from, time_to)
-    )
-    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 BETWEEN {start} AND {end}", sql)
-    sql = sql.replace("$__timeFrom()", start).replace("$__timeTo()", end)
-
-    def variable(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in variables:
-            raise KeyError(f"unknown Grafana variable or macro ${name}")
-        value = variables[name]
-        return ",".join(_sql_quote(v) for v in value) if isinstance(value, list) else value
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", variable, sql)
 
 
 def test_render_sql_expands_like_grafana() -> None:
@@ -82,45 +57,6 @@ def test_render_sql_expands_like_grafana() -> None:
         render_sql("$__unknown(x)", {}, TIME_FROM, TIME_TO)
 
 
-# --- rows -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
-    id: str
-    account_id: str
-    live_mode: bool
-    location_id: str
-    device_id: str | None
-    session: str | None
-    direction: str  # tariff_direction IMPORT | EXPORT
-    currency: str
-    timezone: str
-    start: datetime
-    minutes: int
-    kwh: Decimal
-    cost: Decimal
-
-    @property
-    def object_id(self) -> str:
-        return self.device_id or self.location_id
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(minutes=self.minutes)
-
-    @property
-    def local_midnight(self) -> datetime:
-        tz = ZoneInfo(self.timezone)
-        return datetime.combine(self.start.astimezone(tz).date(), time(0), tz)
-
-    @property
-    def signed_cost(self) -> Decimal:
-        return -self.cost if self.direction == "EXPORT" else self.cost
-
-    @property
-    def signed_kwh(self) -> Decimal:
-        return -self.kwh if self.direction == "EXPORT" else self.kwh
-
-
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -129,29 +65,29 @@ LON, NYC = "Europe/London", "America/New_York"
 D = Decimal
 ROWS = [
     # 23:30Z on 2 March is still 2 March in London (UTC+0 before the end-of-March change).
-    Row("c1", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
+    Row.build("c1", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
         at("2026-03-02T23:30:00Z"), 30, D("2.5"), D("0.625")),
-    Row("c2", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
+    Row.build("c2", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
         at("2026-03-03T00:00:00Z"), 30, D("2.5"), D("0.25")),
-    Row("c3", "acc_A", False, "loc_lon", None, None, "EXPORT", "GBP", LON,
+    Row.build("c3", "acc_A", False, "loc_lon", None, None, "EXPORT", "GBP", LON,
         at("2026-03-03T12:00:00Z"), 60, D("1.2"), D("0.18")),
     # 03:00Z on 4 March is 22:00 on 3 March in New York: the local day is the 3rd.
-    Row("c4", "acc_A", False, "loc_nyc", None, "ses_2", "IMPORT", "USD", NYC,
+    Row.build("c4", "acc_A", False, "loc_nyc", None, "ses_2", "IMPORT", "USD", NYC,
         at("2026-03-04T03:00:00Z"), 60, D("3.0"), D("0.45")),
-    Row("c5", "acc_A", False, "loc_lon2", "dev_hp", None, "IMPORT", "GBP", LON,
+    Row.build("c5", "acc_A", False, "loc_lon2", "dev_hp", None, "IMPORT", "GBP", LON,
         at("2026-03-05T10:00:00Z"), 60, D("4.0"), D("1.2")),
-    Row("c6", "acc_A", False, "loc_lon2", "dev_hp", None, "IMPORT", "GBP", LON,
+    Row.build("c6", "acc_A", False, "loc_lon2", "dev_hp", None, "IMPORT", "GBP", LON,
         at("2026-03-06T10:00:00Z"), 60, D("1.000001"), D("0.300007")),
-    Row("c7", "acc_A", False, "loc_lon", "dev_ev", "ses_3", "EXPORT", "GBP", LON,
+    Row.build("c7", "acc_A", False, "loc_lon", "dev_ev", "ses_3", "EXPORT", "GBP", LON,
         at("2026-03-06T18:00:00Z"), 60, D("0.5"), D("0.075")),
-    Row("c8", "acc_A", False, "loc_nyc", "dev_car", "ses_2", "IMPORT", "USD", NYC,
+    Row.build("c8", "acc_A", False, "loc_nyc", "dev_car", "ses_2", "IMPORT", "USD", NYC,
         at("2026-03-04T06:00:00Z"), 60, D("2.0"), D("0.3")),
     # Rows every query must leave out: another account, live mode, outside the time range.
-    Row("x1", "acc_B", False, "loc_b", None, "ses_1", "IMPORT", "GBP", LON,
+    Row.build("x1", "acc_B", False, "loc_b", None, "ses_1", "IMPORT", "GBP", LON,
         at("2026-03-03T10:00:00Z"), 60, D("10"), D("5")),
-    Row("x2", "acc_A", True, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
+    Row.build("x2", "acc_A", True, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
         at("2026-03-03T10:00:00Z"), 60, D("10"), D("5")),
-    Row("x3", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
+    Row.build("x3", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
         at("2026-02-20T10:00:00Z"), 60, D("10"), D("5")),
 ]  # fmt: skip
 
@@ -209,117 +145,31 @@ async def costs_db(database_url: str) -> AsyncIterator[str]:
             await admin.close()
 
 
-def dashboard() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return data
-
-
-def panel_queries() -> dict[str, str]:
-    """Panel title -> rawSql (one target per panel in this dashboard)."""
-    queries: dict[str, str] = {}
-    for panel in dashboard()["panels"]:
-        for target in panel.get("targets", []):
-            queries[panel["title"]] = target["rawSql"]
-    return queries
-
-
-def variable_queries() -> dict[str, str]:
-    return {
-        v["name"]: v["query"] for v in dashboard()["templating"]["list"] if v["type"] == "query"
-    }
-
-
-async def run(url: str, sql: str, variables: dict[str, str | list[str]]) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(render_sql(sql, variables, TIME_FROM, TIME_TO)))
-    finally:
-        await conn.close()
-
-
-# --- expectations, computed from ROWS without SQL -------------------------------------------
 ALL_LOCATIONS = ["loc_lon", "loc_lon2", "loc_nyc"]
 
 
-def selection(
-    location: list[str], currency: str | None = "GBP", use_location: bool = True
-) -> list[Row]:
-    return [
-        r
-        for r in ROWS
-        if r.account_id == "acc_A"
-        and not r.live_mode
-        and TIME_FROM <= r.start <= TIME_TO
-        and (currency is None or r.currency == currency)
-        and (not use_location or r.location_id in location)
-    ]
+def scope(locations: list[str], currency: str = "GBP") -> Scope:
+    return Scope("acc_A", currency, locations, TIME_FROM, TIME_TO)
 
 
-def total(rows: Iterable[Row], value: Callable[[Row], Decimal]) -> Decimal:
-    return sum((value(r) for r in rows), Decimal(0))
-
-
-def imports(rows: list[Row]) -> list[Row]:
-    return [r for r in rows if r.direction == "IMPORT"]
-
-
-def exports(rows: list[Row]) -> list[Row]:
-    return [r for r in rows if r.direction == "EXPORT"]
-
-
-def grouped(rows: list[Row], key: Callable[[Row], Any]) -> dict[Any, list[Row]]:
-    groups: dict[Any, list[Row]] = defaultdict(list)
-    for r in rows:
-        groups[key(r)].append(r)
-    return dict(groups)
-
-
-def summary(rows: list[Row]) -> dict[str, Decimal | int]:
-    return {
-        "records": len(rows),
-        "import_kwh": total(imports(rows), lambda r: r.kwh),
-        "export_kwh": total(exports(rows), lambda r: r.kwh),
-        "import_cost": total(imports(rows), lambda r: r.cost),
-        "export_earnings": total(exports(rows), lambda r: r.cost),
-        "net_cost": total(rows, lambda r: r.signed_cost),
-        "net_kwh": total(rows, lambda r: r.signed_kwh),
-    }
-
-
-def records_as_dicts(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    return [dict(r) for r in records]
-
-
-def per_day(rows: list[Row], key: Callable[[Row], str], value: str) -> list[dict[str, Any]]:
-    groups = grouped(rows, lambda r: (r.local_midnight, key(r)))
-    return [
-        {"time": day, "metric": metric, value: summary(group)[value]}
-        for (day, metric), group in sorted(groups.items())
-    ]
-
-
-# --- the tests ------------------------------------------------------------------------------
 def test_every_panel_and_variable_query_is_checked() -> None:
-    assert set(panel_queries()) == set(PANEL_CHECKS)
+    assert set(panel_queries()) == set(PANELS)
     assert set(variable_queries()) == {"account", "currency", "location"}
     for panel in dashboard()["panels"]:
         assert panel["datasource"]["uid"] == "meterflow-postgres"
 
 
-@pytest.fixture(params=[ALL_LOCATIONS, ["loc_lon"]], ids=["all-locations", "one-location"])
-def location(request: pytest.FixtureRequest) -> list[str]:
-    value: list[str] = request.param
-    return value
+@pytest.mark.parametrize("locations", [ALL_LOCATIONS, ["loc_lon"]], ids=["all", "one-location"])
+@pytest.mark.parametrize("title", PANELS)
+async def test_panel_query(costs_db: str, title: str, locations: list[str]) -> None:
+    records = await run_panel(costs_db, panel_queries()[title], scope(locations))
+    assert records, f"{title}: no rows"
+    assert records == expected_panel(title, ROWS, scope(locations))
 
 
-def variables_for(location: list[str]) -> dict[str, str | list[str]]:
-    return {"account": "acc_A", "live_mode": "false", "currency": "GBP", "location": location}
-
-
-def check_totals(records: list[dict[str, Any]], location: list[str]) -> None:
-    rows = selection(location)
-    expected = summary(rows)
-    assert list(records[0]) == [
+async def test_totals_columns_and_values(costs_db: str) -> None:
+    (totals,) = await run_panel(costs_db, panel_queries()["Totals ($currency)"], scope(["loc_lon"]))
+    assert list(totals) == [
         "import_cost",
         "export_earnings",
         "net_cost",
@@ -327,123 +177,50 @@ def check_totals(records: list[dict[str, Any]], location: list[str]) -> None:
         "export_kwh",
         "records",
     ]
-    assert records == [{k: expected[k] for k in records[0]}]
-
-
-def check_per_day_location_cost(records: list[dict[str, Any]], location: list[str]) -> None:
-    assert records == per_day(selection(location), lambda r: r.location_id, "net_cost")
-
-
-def check_per_day_location_energy(records: list[dict[str, Any]], location: list[str]) -> None:
-    assert records == per_day(selection(location), lambda r: r.location_id, "net_kwh")
-
-
-def check_per_day_device_cost(records: list[dict[str, Any]], location: list[str]) -> None:
-    assert records == per_day(selection(location), lambda r: r.object_id, "net_cost")
-
-
-def check_per_day_device_energy(records: list[dict[str, Any]], location: list[str]) -> None:
-    assert records == per_day(selection(location), lambda r: r.object_id, "net_kwh")
-
-
-def check_import_export_energy(records: list[dict[str, Any]], location: list[str]) -> None:
-    groups = grouped(selection(location), lambda r: r.local_midnight)
-    assert records == [
-        {"time": day, **{k: summary(g)[k] for k in ("import_kwh", "export_kwh", "net_kwh")}}
-        for day, g in sorted(groups.items())
-    ]
-
-
-def check_import_export_cost(records: list[dict[str, Any]], location: list[str]) -> None:
-    groups = grouped(selection(location), lambda r: r.local_midnight)
-    assert records == [
-        {"time": day, **{k: summary(g)[k] for k in ("import_cost", "export_earnings", "net_cost")}}
-        for day, g in sorted(groups.items())
-    ]
-
-
-def check_by_currency(records: list[dict[str, Any]], location: list[str]) -> None:
-    groups = grouped(selection(location, currency=None), lambda r: r.currency)
-    keys = ("records", "import_kwh", "export_kwh", "import_cost", "export_earnings", "net_cost")
-    assert records == [
-        {"currency_code": currency, **{k: summary(g)[k] for k in keys}}
-        for currency, g in sorted(groups.items())
-    ]
-    if location == ALL_LOCATIONS:
-        assert [r["currency_code"] for r in records] == ["GBP", "USD"]
-
-
-def check_top_locations(records: list[dict[str, Any]], location: list[str]) -> None:
-    groups = grouped(selection(location, use_location=False), lambda r: r.location_id)
-    keys = ("records", "import_kwh", "export_kwh", "net_cost")
-    expected = [
-        {"location_id": loc, **{k: summary(g)[k] for k in keys}} for loc, g in groups.items()
-    ]
-    expected.sort(key=lambda e: (-e["net_cost"], e["location_id"]))
-    assert records == expected
-    assert [r["location_id"] for r in records] == ["loc_lon2", "loc_lon"]  # 1.500007 > 0.62
-
-
-def check_sessions(records: list[dict[str, Any]], location: list[str]) -> None:
-    rows = [r for r in selection(location) if r.session is not None]
-    groups = grouped(rows, lambda r: (r.session, r.location_id))
-    expected = [
-        {
-            "session_reference_id": session,
-            "location_id": loc,
-            "objects": ", ".join(sorted({r.object_id for r in g})),
-            "session_start": min(r.start for r in g),
-            "session_end": max(r.end for r in g),
-            "records": len(g),
-            "net_kwh": summary(g)["net_kwh"],
-            "net_cost": summary(g)["net_cost"],
-        }
-        for (session, loc), g in groups.items()
-    ]
-    expected.sort(key=lambda e: e["session_reference_id"])
-    expected.sort(key=lambda e: e["session_start"], reverse=True)
-    assert records == expected
-    assert [r["session_reference_id"] for r in records] == ["ses_3", "ses_1"]
-
-
-PANEL_CHECKS: dict[str, Callable[[list[dict[str, Any]], list[str]], None]] = {
-    "Totals ($currency)": check_totals,
-    "Net cost per day by location ($currency)": check_per_day_location_cost,
-    "Net energy per day by location (kWh)": check_per_day_location_energy,
-    "Net cost per day by device ($currency)": check_per_day_device_cost,
-    "Net energy per day by device (kWh)": check_per_day_device_energy,
-    "Import vs export energy per day (kWh)": check_import_export_energy,
-    "Import cost vs export earnings per day ($currency)": check_import_export_cost,
-    "By currency": check_by_currency,
-    "Top locations by net cost ($currency)": check_top_locations,
-    "Sessions": check_sessions,
-}
-
-
-@pytest.mark.parametrize("title", list(PANEL_CHECKS))
-async def test_panel_query(costs_db: str, title: str, location: list[str]) -> None:
-    records = records_as_dicts(await run(costs_db, panel_queries()[title], variables_for(location)))
-    assert records, f"{title}: no rows"
-    PANEL_CHECKS[title](records, location)
+    # loc_lon in range, GBP: imports c1, c2; exports c3, c7
+    assert totals == {
+        "import_cost": D("0.875"),
+        "export_earnings": D("0.255"),
+        "net_cost": D("0.62"),
+        "import_kwh": D("5.0"),
+        "export_kwh": D("1.7"),
+        "records": 4,
+    }
 
 
 async def test_local_day_is_the_locations_calendar_day(costs_db: str) -> None:
     """A record at 03:00Z on 4 March in New York belongs to 3 March (local midnight 05:00Z)."""
     sql = panel_queries()["Net cost per day by location ($currency)"]
-    variables = {**variables_for(["loc_nyc"]), "currency": "USD"}
-    records = records_as_dicts(await run(costs_db, sql, variables))
+    records = await run_panel(costs_db, sql, scope(["loc_nyc"], currency="USD"))
     assert records == [
         {"time": at("2026-03-03T05:00:00Z"), "metric": "loc_nyc", "net_cost": D("0.45")},
         {"time": at("2026-03-04T05:00:00Z"), "metric": "loc_nyc", "net_cost": D("0.3")},
     ]
 
 
+async def test_rankings(costs_db: str) -> None:
+    top = await run_panel(
+        costs_db, panel_queries()["Top locations by net cost ($currency)"], scope(["loc_lon"])
+    )
+    assert [r["location_id"] for r in top] == ["loc_lon2", "loc_lon"]  # 1.500007 > 0.62
+    sessions = await run_panel(costs_db, panel_queries()["Sessions"], scope(ALL_LOCATIONS))
+    assert [r["session_reference_id"] for r in sessions] == ["ses_3", "ses_1"]  # newest first
+    currencies = await run_panel(costs_db, panel_queries()["By currency"], scope(ALL_LOCATIONS))
+    assert [r["currency_code"] for r in currencies] == ["GBP", "USD"]
+
+
 async def test_variable_queries(costs_db: str) -> None:
     queries = variable_queries()
-    scope: dict[str, str | list[str]] = {"account": "acc_A", "live_mode": "false"}
-    accounts = [r[0] for r in await run(costs_db, queries["account"], {})]
-    currencies = [r[0] for r in await run(costs_db, queries["currency"], scope)]
-    locations = [r[0] for r in await run(costs_db, queries["location"], scope)]
-    assert accounts == ["acc_A", "acc_B"]
-    assert currencies == ["GBP", "USD"]
-    assert locations == ["loc_lon", "loc_lon2", "loc_nyc"]
+    variables: dict[str, str | list[str]] = {"account": "acc_A", "live_mode": "false"}
+
+    async def first_column(sql: str) -> list[str]:
+        conn = await asyncpg.connect(costs_db)
+        try:
+            rendered = render_sql(sql, variables, TIME_FROM, TIME_TO)
+            return [r[0] for r in await conn.fetch(rendered)]
+        finally:
+            await conn.close()
+
+    assert await first_column(queries["account"]) == ["acc_A", "acc_B"]
+    assert await first_column(queries["currency"]) == ["GBP", "USD"]
+    assert await first_column(queries["location"]) == ["loc_lon", "loc_lon2", "loc_nyc"]
