@@ -124,6 +124,20 @@ async def test_unknown_path_and_wrong_method_answer_error_objects(client: Client
     assert_error(status, doc, 405, "method_not_allowed")
 
 
+async def test_nul_characters_are_refused_before_the_database(stack: Stack, client: Client) -> None:
+    _, key = await new_account(stack)
+    status, doc, _ = await client.call(
+        "GET", "/locations", key=key, params={"starting_after": "a\x00b"}
+    )
+    assert_error(status, doc, 400, "invalid_request")
+    status, doc, _ = await client.call("GET", "/locations/a%00b", key=key)
+    assert_error(status, doc, 400, "invalid_request")
+    status, doc, _ = await client.call(
+        "PUT", "/locations/loc_nul", key=key, json=FIXED | {"devices": ["dev\x00"]}
+    )
+    assert_error(status, doc, 422, "invalid_profile")
+
+
 # -- auth matrix ------------------------------------------------------------------------------
 
 
