@@ -83,6 +83,27 @@ class Batch:
             row = earlier.row if earlier is not None else None
             self.locations[outcome.location_id] = LocationChange(row, deleted=True)
 
+    def then(self, later: Batch) -> Batch:
+        """This batch followed by `later` (read after it): one batch with both their effects."""
+        merged = Batch(
+            costs={**later.costs, **self.costs},  # the first read of a result wins
+            locations=dict(self.locations),
+            dead_letters=self.dead_letters + later.dead_letters,
+            next_offsets={**self.next_offsets, **later.next_offsets},
+            records=self.records + later.records,
+            simulated=self.simulated + later.simulated,
+            duplicates=self.duplicates + later.duplicates,
+            ignored=self.ignored + later.ignored,
+            started_at=self.started_at if self.started_at is not None else later.started_at,
+        )
+        merged.duplicates += len(self.costs) + len(later.costs) - len(merged.costs)
+        for location_id, change in later.locations.items():
+            earlier = merged.locations.get(location_id)
+            if change.row is None and earlier is not None:
+                change = LocationChange(earlier.row, change.deleted)
+            merged.locations[location_id] = change
+        return merged
+
     def age(self, now: float) -> float:
         return 0.0 if self.started_at is None else now - self.started_at
 

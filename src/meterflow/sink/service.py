@@ -1,7 +1,8 @@
 """`meterflow sink`: energy-costs (and locations) -> PostgreSQL, offsets committed after the DB.
 
 A plain aiokafka consumer with manual commits (docs/sink.md says why not a Faust agent). The loop
-reads into a bounded `Batch`; `checkpoint()` is the one place that orders the effects:
+reads into a bounded `Batch` while the previous batch is written (at most one checkpoint in
+flight, so commits stay in order); `checkpoint()` is the one place that orders the effects:
 
     1. rows and location changes, one database transaction
     2. dead letters, acknowledged by the broker
@@ -9,8 +10,9 @@ reads into a bounded `Batch`; `checkpoint()` is the one place that orders the ef
 
 A crash between any two steps replays the batch: rows are deduplicated by their primary key, so
 replays cost a little time and never a row. While the database is down, checkpoint attempts are
-spaced by capped exponential backoff, offsets stay where they are, and a full batch pauses the
-partitions, so memory stays bounded until the database returns.
+spaced by capped exponential backoff, offsets stay where they are, the failed batch is kept (merged
+ahead of what was read since) and a full batch pauses the partitions, so memory stays bounded
+(two batches at most) until the database returns.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from meterflow.sink.writer import PostgresWriter
 log = logging.getLogger(__name__)
 
 IDLE_POLL_MS = 500
+BUSY_POLL_MS = 5
 RETRY_BASE_S = 0.2
 
 
@@ -97,8 +100,11 @@ class Sink:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=config.bootstrap, acks="all", enable_idempotence=True
         )
-        self._batch = Batch()
-        self._lock = asyncio.Lock()  # checkpoint vs. rebalance callbacks
+        self._batch = Batch()  # being filled
+        self._writing: asyncio.Task[None] | None = None  # the one checkpoint in flight
+        self._writing_records = 0
+        self._lock = asyncio.Lock()  # one checkpoint at a time (loop vs. rebalance callbacks)
+        self._rebalancing = False
         self._failures = 0
         self._retry_at = 0.0
         self._paused = False
@@ -117,29 +123,62 @@ class Sink:
             try:
                 while not stop.is_set():
                     await self._step()
-                async with self._lock:
-                    if len(self._batch):
-                        await self.checkpoint()
+                await self._settle()
+                if len(self._batch):
+                    batch, self._batch = self._batch, Batch()
+                    async with self._lock:
+                        await self.checkpoint(batch)
             finally:
+                if self._writing is not None:
+                    await asyncio.wait([self._writing])
                 await self._consumer.stop()
         finally:
             await self._producer.stop()
             await self._writer.close()
             event(log, "sink_stopped", stats=self.health.as_json()["stats"])
 
+    # -- the loop: read while the previous batch is written -------------------------------------
+
     async def _step(self) -> None:
+        self._reap()
         now = time.monotonic()
-        if self._checkpoint_due(now):
-            async with self._lock:
-                if self._checkpoint_due(time.monotonic()):
-                    await self.checkpoint()
-        self._apply_backpressure()
-        room = self.config.batch_size - len(self._batch)
+        if self._writing is None and not self._rebalancing and self._checkpoint_due(now):
+            batch, self._batch = self._batch, Batch()
+            self._writing_records = len(batch)
+            self._writing = asyncio.create_task(self._write_in_background(batch))
+        # Held in memory: the batch being filled plus the one being written (a retried batch
+        # may carry two batches' worth): never more than two batches.
+        size = self.config.batch_size
+        writing = self._writing_records if self._writing is not None else 0
+        room = min(size - len(self._batch), 2 * size - len(self._batch) - writing)
+        full = room <= 0
+        if full and self._writing is not None:
+            await self._settle()  # a full batch waits for the database, not for the broker
+            return
+        self._apply_backpressure(full)
         fetched = await self._consumer.getmany(
             timeout_ms=self._wait_ms(time.monotonic()), max_records=max(room, 1)
         )
         if fetched:
             self._add(fetched)
+        await asyncio.sleep(0)  # decoding is CPU work: let the writer move its COPY along
+
+    async def _write_in_background(self, batch: Batch) -> None:
+        async with self._lock:
+            if not await self.checkpoint(batch):
+                # Not written: it goes first again, ahead of what was read meanwhile.
+                self._batch = batch.then(self._batch)
+
+    async def _settle(self) -> None:
+        """Wait for the checkpoint in flight, if any."""
+        if self._writing is not None:
+            await asyncio.wait([self._writing])
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._writing is not None and self._writing.done():
+            task, self._writing = self._writing, None
+            task.result()  # a bug in a checkpoint crashes the sink loudly instead of stalling it
 
     def _checkpoint_due(self, now: float) -> bool:
         if not len(self._batch) or now < self._retry_at:
@@ -148,8 +187,13 @@ class Sink:
         return full or self._batch.age(now) >= self.config.linger_s
 
     def _wait_ms(self, now: float) -> int:
+        """How long a fetch may wait: until the batch is due, never 0 while a checkpoint can't
+        start (a zero-timeout fetch does not yield, and the writer or the rebalance needs the
+        loop)."""
         if not len(self._batch):
             return IDLE_POLL_MS
+        if self._writing is not None or self._rebalancing:
+            return BUSY_POLL_MS
         if len(self._batch) >= self.config.batch_size:
             due = self._retry_at
         else:
@@ -157,9 +201,8 @@ class Sink:
             due = max(started + self.config.linger_s, self._retry_at)
         return int(min(max(due - now, 0.0), IDLE_POLL_MS / 1000) * 1000)
 
-    def _apply_backpressure(self) -> None:
+    def _apply_backpressure(self, full: bool) -> None:
         """A full batch that cannot be written yet stops fetching: memory stays bounded."""
-        full = len(self._batch) >= self.config.batch_size
         assignment = self._consumer.assignment()
         if full and not self._paused:
             self._consumer.pause(*assignment)
@@ -190,12 +233,12 @@ class Sink:
 
     # -- the checkpoint: the order of effects lives here and nowhere else ------------------------
 
-    async def checkpoint(self) -> bool:
+    async def checkpoint(self, batch: Batch) -> bool:
         """Write the batch, send its dead letters, then commit its offsets. Call under `_lock`.
 
-        Returns False (batch kept, offsets untouched, retry scheduled) when step 1 or 2 fails.
+        Returns False (offsets untouched, retry scheduled) when step 1 or 2 fails; the caller
+        keeps the batch to retry it, or drops it unacknowledged.
         """
-        batch, stats = self._batch, self.health.stats
         try:
             written = await self._writer.write(batch)  # 1. one database transaction
             await self._send_dead_letters(batch)  # 2. dead letters acked by the broker
@@ -203,8 +246,8 @@ class Sink:
             self._failed(exc, batch)
             return False
         await self._commit(batch.next_offsets)  # 3. offsets, only after 1 and 2
-        self._batch = Batch()
 
+        stats = self.health.stats
         stats.batches_written += 1
         stats.costs_inserted += written.costs_inserted
         stats.costs_already_stored += len(batch.costs) - written.costs_inserted + batch.duplicates
@@ -226,6 +269,7 @@ class Sink:
             simulated=batch.simulated,
             dead_letters=len(batch.dead_letters),
             locations=written.locations_changed,
+            fast_path=written.fast_path,
         )
         return True
 
@@ -292,20 +336,27 @@ class Sink:
 
         Dropping is safe: its offsets were never committed, so the next owner reads it again.
         """
+        self._rebalancing = True
+        await self._settle()
+        batch, self._batch = self._batch, Batch()
+        if not len(batch):
+            return
         async with self._lock:
-            if not len(self._batch):
-                return
-            if not await self.checkpoint():
+            if not await self.checkpoint(batch):
                 self.health.stats.batches_dropped += 1
                 event(
                     log,
                     "batch_dropped_on_revoke",
                     logging.WARNING,
-                    records=len(self._batch),
-                    partitions=sorted(f"{t}[{p}]" for t, p in self._batch.next_offsets),
+                    records=len(batch),
+                    partitions=sorted(f"{t}[{p}]" for t, p in batch.next_offsets),
                 )
-                self._batch = Batch()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        if len(self._batch):
+            # Read during the rebalance, before positions were reset: re-read from the commits.
+            self.health.stats.batches_dropped += 1
+            self._batch = Batch()
         self._paused = False  # a new assignment starts unpaused
+        self._rebalancing = False
         event(log, "partitions_assigned", partitions=sorted(f"{t}[{p}]" for t, p in assigned))

@@ -1,10 +1,11 @@
 """One batch -> PostgreSQL in ONE transaction: costs, breakdown and location changes.
 
-Costs and breakdown go by binary COPY into session-local staging tables, then
-`INSERT … SELECT … ON CONFLICT (id) DO NOTHING`: COPY is the fastest way in, and the conflict
-clause makes a replayed batch (crash between the database commit and the Kafka commit) harmless.
-Breakdown rows are inserted only for costs this statement inserted, so a result that is already
-stored keeps exactly the breakdown it was stored with.
+Fast path: binary COPY straight into `energy_costs` and `energy_cost_breakdown`. The primary key
+makes that transaction fail as a whole if any result is already stored (a replay after a crash
+between the database commit and the Kafka commit); the batch is then written again the safe way:
+COPY into session-local staging tables, then `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`.
+Either way a row is never doubled. Breakdown rows are inserted only for costs the statement
+inserted, so a result that is already stored keeps exactly the breakdown it was stored with.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class WriteResult:
     costs_inserted: int
     breakdown_inserted: int
     locations_changed: int
+    fast_path: bool
 
 
 class PostgresWriter:
@@ -93,33 +95,41 @@ class PostgresWriter:
         """Write the batch atomically; raises (and forgets the connection) on any failure."""
         conn = await self._connection()
         try:
-            return await self._write(conn, batch)
+            try:
+                return await self._write(conn, batch, direct=True)
+            except asyncpg.UniqueViolationError:
+                # Some result is already stored (a replay): merge through staging instead.
+                return await self._write(conn, batch, direct=False)
         except BaseException:
             self._conn = None
             conn.terminate()
             raise
 
-    async def _write(self, conn: asyncpg.Connection, batch: Batch) -> WriteResult:
+    async def _write(self, conn: asyncpg.Connection, batch: Batch, *, direct: bool) -> WriteResult:
+        """`direct`: COPY straight into the tables, which fails as a whole on any duplicate id;
+        else COPY into staging and merge with ON CONFLICT (id) DO NOTHING. Same end state."""
         costs_inserted = breakdown_inserted = 0
         async with conn.transaction():
             if batch.costs:
+                costs, breakdown = batch.cost_rows(), batch.breakdown_rows()
+                cost_table = "energy_costs" if direct else STAGE_COSTS
+                breakdown_table = "energy_cost_breakdown" if direct else STAGE_BREAKDOWN
                 await conn.copy_records_to_table(
-                    STAGE_COSTS,
-                    records=batch.cost_rows(),
-                    columns=COST_COLUMNS,
-                    timeout=self._timeout_s,
+                    cost_table, records=costs, columns=COST_COLUMNS, timeout=self._timeout_s
                 )
-                breakdown = batch.breakdown_rows()
                 if breakdown:
                     await conn.copy_records_to_table(
-                        STAGE_BREAKDOWN,
+                        breakdown_table,
                         records=breakdown,
                         columns=BREAKDOWN_COLUMNS,
                         timeout=self._timeout_s,
                     )
-                merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
-                assert merged is not None
-                costs_inserted, breakdown_inserted = merged["costs"], merged["breakdown"]
+                if direct:
+                    costs_inserted, breakdown_inserted = len(costs), len(breakdown)
+                else:
+                    merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
+                    assert merged is not None
+                    costs_inserted, breakdown_inserted = merged["costs"], merged["breakdown"]
             upserts: list[tuple[Any, ...]] = []
             deletes: list[tuple[Any, ...]] = []
             for location_id, change in batch.locations.items():
@@ -131,7 +141,9 @@ class PostgresWriter:
                 await conn.executemany(_UPSERT_LOCATION, upserts, timeout=self._timeout_s)
             if deletes:
                 await conn.executemany(_DELETE_LOCATION, deletes, timeout=self._timeout_s)
-        return WriteResult(costs_inserted, breakdown_inserted, len(upserts) + len(deletes))
+        return WriteResult(
+            costs_inserted, breakdown_inserted, len(upserts) + len(deletes), fast_path=direct
+        )
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

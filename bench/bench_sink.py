@@ -1,0 +1,250 @@
+"""Sink throughput: results persisted per second from the topic, against a bare COPY baseline.
+
+1. Produce N EnergyCost events (two breakdown items each) to a fresh topic.
+2. Baseline, measured in the same run: the same rows (costs + breakdown, already built in memory)
+   written with a bare asyncpg `copy_records_to_table` into the empty, migrated tables of a fresh
+   database: the ceiling for getting these rows into PostgreSQL from Python.
+3. The sink drains the topic into another fresh, migrated database: timed from its first record
+   read to the checkpoint (database commit, then offset commit) that stores the last result.
+
+Usage: .venv/bin/python bench/bench_sink.py [--quick] [--events N] [--batch-size N]
+Prints rows/s of `energy_costs` for both and the ratio (target: >= 20,000 rows/s and >= 40 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from meterflow.db import migrate
+from meterflow.models import EnergyCost, dumps, loads
+from meterflow.sink import Sink, SinkConfig
+from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, Source, cost_rows
+
+KAFKA = os.environ.get("MF_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+DATABASE = os.environ.get(
+    "MF_DATABASE_URL", "postgresql://meterflow:meterflow@127.0.0.1:5432/meterflow"
+)
+PARTITIONS = 6
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event(n: int) -> dict[str, Any]:
+    start = T0 + timedelta(minutes=30 * n)
+    middle, end = start + timedelta(minutes=12), start + timedelta(minutes=30)
+    e1 = Decimal("0.1") + Decimal(n % 1000) / Decimal(1_000_000)
+    e2 = Decimal("0.25")
+    r1, r2 = Decimal("0.2451"), Decimal("0.1234567")
+    c1, c2 = (e1 * r1).quantize(Decimal("0.000001")), (e2 * r2).quantize(Decimal("0.000001"))
+    device = f"dev_{n % 50}"
+    location = f"loc_{n % 200}"
+    return {
+        "id": f"ecs_{n:012d}",
+        "object": "energy_cost",
+        "account_id": f"acc_{n % 10}",
+        "object_id": device,
+        "location_id": location,
+        "device_id": device,
+        "meter_record_id": f"mre_{n:012d}",
+        "live_mode": False,
+        "non_persistent": False,
+        "energy_flow_direction": "INBOUND",
+        "tariff_direction": "IMPORT",
+        "location_timezone": "Europe/London",
+        "currency_code": "GBP",
+        "energy_units": "KWH",
+        "request": {
+            "location_id": location,
+            "device_id": device,
+            "energy": e1 + e2,
+            "start_time": start.isoformat(),
+            "end_time": end.isoformat(),
+            "session_reference_id": f"s{n // 48}",
+        },
+        "data": {
+            "start_time": start.isoformat(),
+            "end_time": end.isoformat(),
+            "session_reference_id": f"s{n // 48}",
+            "record_reference_id": None,
+            "energy": {"value": e1 + e2},
+            "cost": {"value": c1 + c2, "confidence": Decimal(1)},
+            "breakdown": [
+                {
+                    "start_time": start.isoformat(),
+                    "end_time": middle.isoformat(),
+                    "rate": r1,
+                    "energy": e1,
+                    "cost": c1,
+                },
+                {
+                    "start_time": middle.isoformat(),
+                    "end_time": end.isoformat(),
+                    "rate": r2,
+                    "energy": e2,
+                    "cost": c2,
+                },
+            ],
+        },
+        "time_created": (T0 + timedelta(days=400)).isoformat(),
+    }
+
+
+async def fresh_database() -> str:
+    name = f"mf_bench_{secrets.token_hex(5)}"
+    admin = await asyncpg.connect(DATABASE)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = urlunparse(urlparse(DATABASE)._replace(path=f"/{name}"))
+    await migrate(url)
+    return url
+
+
+async def drop_database(url: str) -> None:
+    admin = await asyncpg.connect(DATABASE)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlparse(url).path[1:]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def produce(topic: str, payloads: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, acks=1, linger_ms=20, max_batch_size=1 << 20
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in payloads]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def bare_copy(url: str, payloads: list[tuple[bytes, bytes]]) -> float:
+    """Seconds for one COPY of the cost rows and one of the breakdown rows (rows prebuilt)."""
+    built = [
+        cost_rows(EnergyCost.model_validate(loads(value)), Source("bench", 0, i))
+        for i, (_, value) in enumerate(payloads)
+    ]
+    costs = [rows.cost for rows in built]
+    breakdown = [item for rows in built for item in rows.breakdown]
+    conn = await asyncpg.connect(url)
+    try:
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.copy_records_to_table("energy_costs", records=costs, columns=COST_COLUMNS)
+            await conn.copy_records_to_table(
+                "energy_cost_breakdown", records=breakdown, columns=BREAKDOWN_COLUMNS
+            )
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def drain_with_sink(
+    url: str, prefix: str, count: int, batch_size: int
+) -> tuple[float, float]:
+    """(seconds from first record read to last result stored, seconds including start-up)."""
+    config = SinkConfig(
+        bootstrap=KAFKA,
+        database_url=url,
+        costs_topic=f"{prefix}energy-costs",
+        locations_topic=f"{prefix}locations",
+        dead_letters_topic=f"{prefix}dead-letters",
+        group_id=f"{prefix}sink",
+        batch_size=batch_size,
+        linger_s=0.2,
+        retry_max_s=5.0,
+    )
+    sink = Sink(config)
+    stop = asyncio.Event()
+    launched = time.perf_counter()
+    task = asyncio.create_task(sink.run(stop))
+    first_read: float | None = None
+    stats = sink.health.stats
+    while stats.costs_inserted < count:
+        if task.done():
+            task.result()
+            raise RuntimeError("sink stopped early")
+        if first_read is None and stats.records_read:
+            first_read = time.perf_counter()
+        await asyncio.sleep(0.005)
+    finished = time.perf_counter()
+    stop.set()
+    await task
+    assert first_read is not None
+    return finished - first_read, finished - launched
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 events instead of 100,000")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    args = parser.parse_args()
+    count = args.events or (20_000 if args.quick else 100_000)
+
+    prefix = f"bench-{secrets.token_hex(4)}-"
+    topic = f"{prefix}energy-costs"
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    sink_db = baseline_db = ""
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, PARTITIONS, 1), NewTopic(f"{prefix}locations", 1, 1)]
+        )
+        payloads = [(f"loc_{n % 200}".encode(), dumps(event(n))) for n in range(count)]
+        size = sum(len(v) for _, v in payloads) / count
+        print(
+            f"events: {count:,} (~{size:.0f} bytes each, 2 breakdown items), "
+            f"{PARTITIONS} partitions"
+        )
+        started = time.perf_counter()
+        await produce(topic, payloads)
+        print(f"produced in {time.perf_counter() - started:.1f} s")
+
+        baseline_db = await fresh_database()
+        copy_s = await bare_copy(baseline_db, payloads)
+        baseline = count / copy_s
+
+        sink_db = await fresh_database()
+        drain_s, wall_s = await drain_with_sink(sink_db, prefix, count, args.batch_size)
+        rate = count / drain_s
+        conn = await asyncpg.connect(sink_db)
+        try:
+            stored = await conn.fetchval("SELECT count(*) FROM energy_costs")
+            breakdown = await conn.fetchval("SELECT count(*) FROM energy_cost_breakdown")
+        finally:
+            await conn.close()
+        if (stored, breakdown) != (count, 2 * count):
+            raise RuntimeError(f"stored {stored} costs / {breakdown} breakdown rows of {count}")
+
+        print(f"baseline bare COPY (costs + breakdown): {baseline:>10,.0f} rows/s ({copy_s:.2f} s)")
+        print(
+            f"sink, topic -> Postgres:                {rate:>10,.0f} rows/s ({drain_s:.2f} s; "
+            f"{count / wall_s:,.0f} rows/s incl. {wall_s - drain_s:.1f} s start-up)"
+        )
+        print(f"ratio sink / bare COPY: {rate / baseline:.0%}  (target >= 20,000 rows/s, >= 40 %)")
+        print("rows = energy_costs rows; each also writes 2 energy_cost_breakdown rows")
+    finally:
+        await admin.delete_topics([topic, f"{prefix}locations"])
+        await admin.close()
+        for url in (sink_db, baseline_db):
+            if url:
+                await drop_database(url)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
