@@ -14,6 +14,7 @@ import faust
 
 from meterflow.logs import event as log_event
 from meterflow.settings import Settings
+from meterflow.stream import faust_fixes
 from meterflow.stream.agents import DocumentApplier, RecordPricer
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.profiles import market_prices_change, profile_change
@@ -38,6 +39,7 @@ def faust_app_id(settings: Settings) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
+    faust_fixes.install()
     app = faust.App(
         faust_app_id(settings),
         broker=faust_broker_url(settings),
@@ -78,13 +80,11 @@ def create_app(settings: Settings) -> faust.App:
     energy_costs = raw_topic(ENERGY_COSTS, compacted=False)
     dead_letters = raw_topic(DEAD_LETTERS, compacted=False)
 
-    raw_schema: faust.Schema[bytes, bytes] = faust.Schema(
-        key_serializer="raw", value_serializer="raw"
-    )
     profiles = app.Table(
         PROFILES_TABLE,
         partitions=settings.topic_partitions,
-        schema=raw_schema,
+        key_type=bytes,  # "raw": the documents exactly as published
+        value_type=bytes,
     )
     # Every worker holds all market prices (a DYNAMIC series is shared by many locations, so
     # it cannot be co-partitioned). Using `market-prices` itself as the changelog would spare the
@@ -92,7 +92,8 @@ def create_app(settings: Settings) -> faust.App:
     market_prices = app.GlobalTable(
         MARKET_PRICES_TABLE,
         partitions=settings.topic_partitions,
-        schema=raw_schema,
+        key_type=bytes,  # "raw": the documents exactly as published
+        value_type=bytes,
     )
 
     pricer = RecordPricer(

@@ -61,16 +61,14 @@ async def replay_dead_letters(
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(dlq_topic, p)
-            for p in sorted(consumer.partitions_for_topic(dlq_topic) or ())
-        ]
-        consumer.assign(partitions)
-        if from_beginning:
-            await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if await consumer.position(tp) < end[tp]}
         async with kafka_producer(settings) as producer:
+            numbers = sorted(await producer.partitions_for(dlq_topic))  # waits for metadata
+            partitions = [TopicPartition(dlq_topic, p) for p in numbers]
+            consumer.assign(partitions)
+            if from_beginning:
+                await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            remaining = {tp for tp in partitions if await consumer.position(tp) < end[tp]}
             pending = []
             while remaining:
                 batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=1000)

@@ -1,0 +1,167 @@
+"""The agents' bodies with in-memory topics and tables: one event in, exactly one send out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from meterflow.ids import energy_cost_id, meter_record_id_for_offset
+from meterflow.models import dumps, loads
+from meterflow.stream import agents
+from meterflow.stream.agents import DocumentApplier, RecordPricer
+from meterflow.stream.lookups import ProfileLookup
+from meterflow.stream.producing import demo_profile
+from meterflow.stream.profiles import profile_change
+
+NOW = datetime(2026, 1, 6, tzinfo=UTC)
+
+
+class FakeTopic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, bytes | None]] = []
+
+    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+        self.sent.append((key, value))
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+
+
+@dataclass
+class Event:
+    key: bytes | None
+    value: bytes | None
+    message: Message
+
+
+def event(value: bytes | None, key: bytes | None, offset: int = 7) -> Event:
+    return Event(key, value, Message("meter-records", 1, offset, key))
+
+
+def record(location_id: str, **extra: Any) -> bytes:
+    return dumps(
+        {
+            "location_id": location_id,
+            "energy": Decimal("2"),
+            "start_time": "2026-01-05T08:00:00Z",
+            "end_time": "2026-01-05T08:30:00Z",
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def topics() -> tuple[FakeTopic, FakeTopic]:
+    return FakeTopic(), FakeTopic()
+
+
+def pricer(costs: FakeTopic, letters: FakeTopic) -> RecordPricer:
+    table = {b"loc_a": dumps(demo_profile("loc_a"))}
+    return RecordPricer(
+        profiles=ProfileLookup(table),
+        market_prices=lambda series, day: None,
+        energy_costs=costs,
+        dead_letters=letters,
+        max_record_hours=744,
+        clock=lambda: NOW,
+    )
+
+
+async def test_a_priced_record_goes_to_energy_costs_keyed_by_location(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    costs, letters = topics
+    await pricer(costs, letters).on_event(event(record("loc_a"), b"loc_a"))
+    [(key, value)] = costs.sent
+    assert key == b"loc_a"
+    assert value is not None
+    cost = loads(value)
+    assert cost["id"] == energy_cost_id(meter_record_id_for_offset("meter-records", 1, 7))
+    assert cost["data"]["cost"]["value"] == Decimal("0.49")  # 2 kWh x 0.2450
+    assert letters.sent == []
+
+
+async def test_an_unpriceable_record_goes_to_dead_letters_under_its_original_key(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    costs, letters = topics
+    body = record("loc_nowhere")
+    await pricer(costs, letters).on_event(event(body, b"some-key"))
+    [(key, value)] = letters.sent
+    assert key == b"some-key"
+    assert value is not None
+    letter = loads(value)
+    assert letter["error"]["code"] == "unknown_location"
+    assert letter["payload"].encode() == body
+    assert letter["source"] == {"topic": "meter-records", "partition": 1, "offset": 7}
+    assert costs.sent == []
+
+
+async def test_a_tombstone_or_an_exception_inside_pricing_is_a_dead_letter(
+    topics: tuple[FakeTopic, FakeTopic], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    costs, letters = topics
+    subject = pricer(costs, letters)
+    await subject.on_event(event(None, b"k", offset=1))
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(agents, "price_payload", explode)
+    await subject.on_event(event(record("loc_a"), b"loc_a", offset=2))
+    codes = [loads(value or b"")["error"]["code"] for _, value in letters.sent]
+    assert codes == ["invalid_record", "invalid_record"]
+    assert "boom" in loads(letters.sent[1][1] or b"")["error"]["message"]
+    assert costs.sent == []
+    assert (subject.priced, subject.dead_lettered) == (0, 2)
+
+
+async def test_profiles_are_stored_deleted_or_dead_lettered(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    _, letters = topics
+    table: dict[bytes, bytes] = {}
+    applier = DocumentApplier(
+        table=table, dead_letters=letters, decide=profile_change, kind="profile", clock=lambda: NOW
+    )
+    raw = dumps(demo_profile("loc_a"))
+    await applier.on_event(event(raw, b"loc_a"))
+    assert table == {b"loc_a": raw}
+    await applier.on_event(event(b'{"location_id": "loc_a"}', b"loc_a"))
+    assert table == {b"loc_a": raw}  # an invalid profile never replaces a valid one
+    [(key, value)] = letters.sent
+    assert key == b"loc_a"
+    assert loads(value or b"")["error"]["code"] == "invalid_record"
+    await applier.on_event(event(None, b"loc_a"))
+    assert table == {}
+    await applier.on_event(event(None, b"loc_never_seen"))  # deleting nothing is fine
+    assert table == {}
+
+
+async def test_a_failed_send_stops_the_process_before_anything_is_acked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class BrokenTopic:
+        async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+            raise ConnectionError("broker gone")
+
+    exits: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(agents.os, "_exit", fake_exit)
+    subject = pricer(BrokenTopic(), BrokenTopic())  # type: ignore[arg-type]
+    with pytest.raises(SystemExit):
+        await subject.on_event(event(record("loc_a"), b"loc_a"))
+    assert exits == [agents.EXIT_SEND_FAILED]

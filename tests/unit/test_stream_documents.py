@@ -1,0 +1,125 @@
+"""Pure parts of the stream adapter: dead letters and their replay payload, table changes,
+table lookups. No broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from meterflow.ids import meter_record_id_for_offset
+from meterflow.models import ErrorCode, SourceRef, dumps, loads
+from meterflow.stream.dead_letters import make_dead_letter, original_payload, replay_payload
+from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
+from meterflow.stream.producing import demo_profile
+from meterflow.stream.profiles import (
+    DeleteProfile,
+    RejectProfile,
+    StoreProfile,
+    market_prices_change,
+    profile_change,
+)
+
+NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
+SOURCE = SourceRef(topic="meter-records", partition=2, offset=41)
+
+
+def letter_for(payload: bytes, source: SourceRef | None = SOURCE) -> Any:
+    return make_dead_letter(payload, ErrorCode.UNKNOWN_LOCATION, "no profile", source, NOW)
+
+
+def test_utf8_payload_travels_as_text_and_other_bytes_as_base64() -> None:
+    text = letter_for('{"location_id": "café"}'.encode())
+    assert text.payload_encoding == "utf-8"
+    assert text.payload == '{"location_id": "café"}'
+    binary = letter_for(b"\xff\xfe\x00garbage")
+    assert binary.payload_encoding == "base64"
+    assert original_payload(binary) == b"\xff\xfe\x00garbage"
+    assert original_payload(text) == '{"location_id": "café"}'.encode()
+
+
+def test_replay_injects_the_id_the_record_had_from_its_position() -> None:
+    raw = b'{"location_id": "loc_1", "energy": 1.230, "start_time": "x", "end_time": "y"}'
+    payload, record_id = replay_payload(letter_for(raw))
+    assert record_id == meter_record_id_for_offset("meter-records", 2, 41)
+    document = loads(payload)
+    assert document["id"] == record_id
+    assert document["energy"] == Decimal("1.230")
+    assert b"1.230" in payload  # digits kept exactly, never via float
+
+
+def test_replay_keeps_an_existing_id_and_leaves_non_objects_alone() -> None:
+    raw = dumps({"id": "mre_given", "location_id": "loc_1"})
+    assert replay_payload(letter_for(raw)) == (raw, "mre_given")
+    assert replay_payload(letter_for(b"{broken")) == (b"{broken", None)
+    assert replay_payload(letter_for(b"[1, 2]")) == (b"[1, 2]", None)
+    assert replay_payload(letter_for(b'{"location_id": "x"}', source=None)) == (
+        b'{"location_id": "x"}',
+        None,
+    )
+
+
+def test_a_valid_profile_is_stored_as_published_and_a_tombstone_deletes() -> None:
+    raw = dumps(demo_profile("loc_a"))
+    assert profile_change(b"loc_a", raw) == StoreProfile(b"loc_a", raw)
+    assert profile_change(b"loc_a", None) == DeleteProfile(b"loc_a")
+
+
+def test_invalid_profiles_are_rejected_with_the_reason() -> None:
+    gap = demo_profile("loc_a")
+    gap["tariffs"]["IMPORT"][0]["rules"].pop()  # 19:00-24:00 no longer covered
+    change = profile_change(b"loc_a", dumps(gap))
+    assert isinstance(change, RejectProfile)
+    assert "19:00" in change.message
+
+    wrong_key = profile_change(b"loc_b", dumps(demo_profile("loc_a")))
+    assert isinstance(wrong_key, RejectProfile)
+    assert "location_id" in wrong_key.message
+
+    assert isinstance(profile_change(None, dumps(demo_profile("loc_a"))), RejectProfile)
+    assert isinstance(profile_change(b"loc_a", b"{not json"), RejectProfile)
+    unknown_field = demo_profile("loc_a") | {"tarifs": {}}
+    assert isinstance(profile_change(b"loc_a", dumps(unknown_field)), RejectProfile)
+
+
+def market_day(series: str = "agile", day: str = "2026-01-05") -> dict[str, Any]:
+    return {
+        "series_id": series,
+        "day": day,
+        "prices": [
+            {"valid_from": f"{day}T00:00:00Z", "valid_to": f"{day}T12:00:00Z", "rate": "0.1"},
+        ],
+    }
+
+
+def test_market_prices_must_match_their_key() -> None:
+    raw = dumps(market_day())
+    assert market_prices_change(b"agile/2026-01-05", raw) == StoreProfile(b"agile/2026-01-05", raw)
+    assert isinstance(market_prices_change(b"agile/2026-01-06", raw), RejectProfile)
+    assert market_prices_change(b"agile/2026-01-05", None) == DeleteProfile(b"agile/2026-01-05")
+
+
+def test_profile_lookup_parses_once_and_sees_updates() -> None:
+    table: dict[bytes, bytes] = {b"loc_a": dumps(demo_profile("loc_a"))}
+    lookup = ProfileLookup(table)
+    first = lookup("loc_a")
+    assert first is not None
+    assert first.account_id == "acc_demo"
+    assert lookup("loc_a") is first  # cached: same bytes, same object
+    table[b"loc_a"] = dumps(demo_profile("loc_a", account_id="acc_other"))
+    updated = lookup("loc_a")
+    assert updated is not None
+    assert updated.account_id == "acc_other"
+    del table[b"loc_a"]
+    assert lookup("loc_a") is None
+    assert lookup("loc_unknown") is None
+
+
+def test_market_prices_lookup_by_series_and_utc_day() -> None:
+    table = {b"agile/2026-01-05": dumps(market_day()), b"agile/2026-01-06": dumps(market_day())}
+    lookup = MarketPricesLookup(table)
+    found = lookup("agile", date(2026, 1, 5))
+    assert found is not None
+    assert found.prices[0].rate == Decimal("0.1")
+    assert lookup("agile", date(2026, 1, 7)) is None
+    assert lookup("agile", date(2026, 1, 6)) is None  # body says another day: not trusted
