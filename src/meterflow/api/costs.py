@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +39,9 @@ from meterflow.models import (
 from meterflow.stream.topics import ENERGY_COSTS, METER_RECORDS
 
 
-def visible_profiles(ctx: ApiContext, principal: Principal) -> Any:
+def visible_profiles(
+    ctx: ApiContext, principal: Principal
+) -> Callable[[str], LocationProfile | None]:
     """The engine's profile lookup, restricted to the caller's account and mode: another
     account's location is, to this caller, an unknown location (same answer, nothing leaks)."""
 
