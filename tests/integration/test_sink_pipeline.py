@@ -305,6 +305,14 @@ async def test_rows_match_events_once_and_simulated_never_land(
         (b"loc_3", b"\xff\xfe binary"),
         (b"loc_4", None),
     ]
+    # Valid for the model, but not storable: beyond NUMERIC's range (which asyncpg would
+    # silently write as 0), the same inside the jsonb `request`, a lone surrogate in a string.
+    too_big = energy_cost(900)
+    too_big["data"]["energy"]["value"] = Decimal("1E+200000")
+    big_in_request = energy_cost(901)
+    big_in_request["request"]["energy"] = Decimal("1E+200000")
+    surrogate = dumps(energy_cost(902)).replace(b'"acc_0"', b'"acc_\\ud800"')
+    poison += [cost_message(too_big), cost_message(big_in_request), (b"loc_5", surrogate)]
     first_round = [cost_message(d) for d in real + simulated + real[:20]]  # + in-batch duplicates
     placed = await produce(kafka_bootstrap, topics["energy-costs"], first_round + poison)
     poison_places = placed[len(first_round) :]
@@ -361,13 +369,21 @@ async def test_rows_match_events_once_and_simulated_never_land(
     assert [d.error.code.value for d in letters] == ["invalid_record"] * len(poison)
     by_place = {(d.source.partition, d.source.offset): d for d in letters if d.source}
     assert {d.source.topic for d in letters if d.source} == {topics["energy-costs"]}
-    not_json, not_a_cost, not_utf8, empty = (by_place[place] for place in poison_places)
+    not_json, not_a_cost, not_utf8, empty, unstorable, *refused = (
+        by_place[p] for p in poison_places
+    )
     assert not_json.payload == "{not json"
     assert "cost" in not_a_cost.error.message
     assert loads(not_a_cost.payload) == loads(poison[1][1] or b"")
     assert not_utf8.payload_encoding == "base64"
     assert base64.b64decode(not_utf8.payload) == poison[2][1]
     assert empty.payload == ""
+    assert "beyond the range" in unstorable.error.message
+    assert loads(unstorable.payload)["id"] == too_big["id"]
+    for letter, doc_id in zip(refused, (big_in_request["id"], "ecs_0000000902_real"), strict=True):
+        assert "could not be stored" in letter.error.message
+        assert loads(letter.payload)["id"] == doc_id
+    assert "UnicodeEncodeError" in refused[1].error.message  # found by the per-row probe
     assert sink.health.stats.dead_lettered == len(poison)
 
     mirror = {
@@ -438,6 +454,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
             await asyncio.sleep(0.1)
 
     watcher = asyncio.create_task(watch_order())
+    proc: asyncio.subprocess.Process | None = None
     try:
         for threshold in (3_000, 15_000):
             proc = await start_sink_process(env, tmp_path / f"sink-{threshold}.log")
@@ -465,6 +482,9 @@ async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        if proc is not None and proc.returncode is None:  # never leave a sink running
+            proc.kill()
+            await proc.wait()
 
     assert violations == []
     counts = await fetch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from meterflow.models import DeadLetter
@@ -14,8 +15,8 @@ from meterflow.sink.decode import (
     Persist,
     Poison,
     Simulated,
+    invalid_record,
 )
-from meterflow.sink.rows import CostRows
 
 TopicPartitionKey = tuple[str, int]
 
@@ -35,7 +36,7 @@ class Batch:
     is only correct once every effect of the records before it (rows, dead letters) is durable.
     """
 
-    costs: dict[str, CostRows] = field(default_factory=dict)
+    costs: dict[str, Persist] = field(default_factory=dict)
     locations: dict[str, LocationChange] = field(default_factory=dict)
     dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class Batch:
             if outcome.id in self.costs:
                 self.duplicates += 1  # same result twice in one batch: the first read wins
             else:
-                self.costs[outcome.id] = outcome.rows
+                self.costs[outcome.id] = outcome
         elif isinstance(outcome, Simulated):
             self.simulated += 1
         elif isinstance(outcome, Poison):
@@ -108,7 +109,19 @@ class Batch:
         return 0.0 if self.started_at is None else now - self.started_at
 
     def cost_rows(self) -> list[tuple[Any, ...]]:
-        return [rows.cost for rows in self.costs.values()]
+        return [persist.rows.cost for persist in self.costs.values()]
 
     def breakdown_rows(self) -> list[tuple[Any, ...]]:
-        return [item for rows in self.costs.values() for item in rows.breakdown]
+        return [item for persist in self.costs.values() for item in persist.rows.breakdown]
+
+    def reject(self, costs: dict[str, str], locations: dict[str, str], now: datetime) -> None:
+        """Take out what PostgreSQL refuses: results become dead letters, profiles are skipped
+        (the cost agent reports invalid profiles); `costs`/`locations` map id -> reason."""
+        for cost_id, reason in costs.items():
+            persist = self.costs.pop(cost_id)
+            message = f"could not be stored: {reason}"
+            letter = invalid_record(persist.value, message, persist.source, now)
+            self.dead_letters.append((persist.key, letter))
+        for location_id in locations:
+            self.locations.pop(location_id, None)
+            self.ignored += 1

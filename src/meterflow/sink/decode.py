@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,10 +24,14 @@ from meterflow.sink.rows import CostRows, Source, cost_rows, location_row
 
 @dataclass(frozen=True, slots=True)
 class Persist:
-    """A result to write."""
+    """A result to write, with the record it came from (to dead-letter it if PostgreSQL refuses
+    a value that passed validation, e.g. a number beyond NUMERIC's range)."""
 
     id: str
     rows: CostRows
+    key: bytes | None
+    value: bytes
+    source: Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,8 @@ def _validation_summary(error: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def _dead_letter(value: bytes | None, message: str, source: Source, now: datetime) -> DeadLetter:
+def invalid_record(value: bytes | None, message: str, source: Source, now: datetime) -> DeadLetter:
+    """The dead letter of a record the sink can never store."""
     payload, encoding = "", "utf-8"
     if value is not None:
         try:
@@ -91,27 +97,57 @@ def _dead_letter(value: bytes | None, message: str, source: Source, now: datetim
     )
 
 
+MAX_EXPONENT = 1000
+"""NUMERIC stores ~10^131072, but asyncpg's binary encoder silently writes 0 for larger numbers
+and raises on tiny ones: the sink refuses anything outside 10^±1000 (no energy or money is)."""
+
+
+def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
+    data = cost.data
+    values = [data.energy.value, data.cost.value, data.cost.confidence]
+    for item in data.breakdown:
+        values += (item.rate, item.energy, item.cost)
+    for number in values:
+        if number and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+            return number
+        if number.as_tuple().exponent < -MAX_EXPONENT:  # type: ignore[operator]
+            return number
+    return None
+
+
 def decode_cost(
     key: bytes | None, value: bytes | None, source: Source, now: datetime
 ) -> CostOutcome:
     """Decode one `energy-costs` record (exact Decimals) and map it to rows, or explain why not."""
     if value is None:
-        return Poison(key, _dead_letter(value, "empty value: expected an EnergyCost", source, now))
+        return Poison(
+            key, invalid_record(value, "empty value: expected an EnergyCost", source, now)
+        )
     if b"\\u0000" in value:
         message = "contains a NUL character (\\u0000), which PostgreSQL text cannot store"
-        return Poison(key, _dead_letter(value, message, source, now))
+        return Poison(key, invalid_record(value, message, source, now))
     try:
         document = loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
-        return Poison(key, _dead_letter(value, f"not JSON: {exc}", source, now))
+        return Poison(key, invalid_record(value, f"not JSON: {exc}", source, now))
     try:
         cost = EnergyCost.model_validate(document)
     except ValidationError as exc:
         message = f"not an EnergyCost: {_validation_summary(exc)}"
-        return Poison(key, _dead_letter(value, message, source, now))
+        return Poison(key, invalid_record(value, message, source, now))
     if cost.non_persistent:
         return Simulated(cost.id)
-    return Persist(cost.id, cost_rows(cost, source))
+    out_of_range = _first_out_of_range(cost)
+    if out_of_range is not None:
+        message = (
+            f"{out_of_range} is beyond the range stored exactly (|exponent| <= {MAX_EXPONENT})"
+        )
+        return Poison(key, invalid_record(value, message, source, now))
+    try:
+        rows = cost_rows(cost, source)
+    except ValueError as exc:  # e.g. a lone surrogate, which has no UTF-8 form
+        return Poison(key, invalid_record(value, f"could not be stored: {exc}", source, now))
+    return Persist(cost.id, rows, key, value, source)
 
 
 def decode_location(key: bytes | None, value: bytes | None) -> LocationOutcome:

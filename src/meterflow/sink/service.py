@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -35,7 +36,7 @@ from meterflow.sink.batch import Batch
 from meterflow.sink.decode import decode_cost, decode_location
 from meterflow.sink.health import SinkHealth
 from meterflow.sink.rows import Source
-from meterflow.sink.writer import PostgresWriter
+from meterflow.sink.writer import PostgresWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class Sink:
         keeps the batch to retry it, or drops it unacknowledged.
         """
         try:
-            written = await self._writer.write(batch)  # 1. one database transaction
+            written = await self._write_rows(batch)  # 1. one database transaction
             await self._send_dead_letters(batch)  # 2. dead letters acked by the broker
         except Exception as exc:
             self._failed(exc, batch)
@@ -272,6 +273,28 @@ class Sink:
             fast_path=written.fast_path,
         )
         return True
+
+    async def _write_rows(self, batch: Batch) -> WriteResult:
+        try:
+            return await self._writer.write(batch)
+        except (asyncpg.DataError, ValueError):
+            # A value passed validation but cannot be stored (PostgreSQL refuses it, e.g. a JSON
+            # number beyond NUMERIC's range in `request`, or asyncpg cannot encode it, e.g. a
+            # lone surrogate in a string): retrying cannot help, so dead-letter it instead of
+            # stalling forever.
+            costs, locations = await self._writer.find_unstorable(batch)
+            if not costs and not locations:
+                raise
+            for location_id, reason in locations.items():
+                event(
+                    log,
+                    "location_unstorable",
+                    logging.WARNING,
+                    location_id=location_id,
+                    reason=reason,
+                )
+            batch.reject(costs, locations, datetime.now(UTC))
+            return await self._writer.write(batch)
 
     def _failed(self, exc: Exception, batch: Batch) -> None:
         self._failures += 1

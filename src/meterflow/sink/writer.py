@@ -64,6 +64,10 @@ _DELETE_LOCATION = (
 )
 
 
+class _ProbeRollbackError(Exception):
+    """Raised to roll back a probing transaction."""
+
+
 @dataclass(frozen=True)
 class WriteResult:
     costs_inserted: int
@@ -144,6 +148,45 @@ class PostgresWriter:
         return WriteResult(
             costs_inserted, breakdown_inserted, len(upserts) + len(deletes), fast_path=direct
         )
+
+    async def find_unstorable(self, batch: Batch) -> tuple[dict[str, str], dict[str, str]]:
+        """Rows that cannot be stored (PostgreSQL data errors, values asyncpg cannot encode),
+        tried one at a time in a transaction that is rolled back: (cost id -> reason,
+        location id -> reason). Slow; only used after such an error."""
+        conn = await self._connection()
+        costs: dict[str, str] = {}
+        locations: dict[str, str] = {}
+        try:
+            async with conn.transaction():
+                for cost_id, persist in batch.costs.items():
+                    try:
+                        async with conn.transaction():  # a savepoint per row
+                            await conn.copy_records_to_table(
+                                STAGE_COSTS, records=[persist.rows.cost], columns=COST_COLUMNS
+                            )
+                            await conn.copy_records_to_table(
+                                STAGE_BREAKDOWN,
+                                records=persist.rows.breakdown,
+                                columns=BREAKDOWN_COLUMNS,
+                            )
+                    except (asyncpg.DataError, ValueError) as exc:
+                        costs[cost_id] = f"{type(exc).__name__}: {exc}"[:300]
+                for location_id, change in batch.locations.items():
+                    if change.row is None:
+                        continue
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(_UPSERT_LOCATION, *change.row, change.deleted)
+                    except (asyncpg.DataError, ValueError) as exc:
+                        locations[location_id] = f"{type(exc).__name__}: {exc}"[:300]
+                raise _ProbeRollbackError
+        except _ProbeRollbackError:
+            pass
+        except BaseException:
+            self._conn = None
+            conn.terminate()
+            raise
+        return costs, locations
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
