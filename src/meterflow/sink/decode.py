@@ -98,8 +98,9 @@ def invalid_record(value: bytes | None, message: str, source: Source, now: datet
 
 
 MAX_EXPONENT = 1000
-"""NUMERIC stores ~10^131072, but asyncpg's binary encoder silently writes 0 for larger numbers
-and raises on tiny ones: the sink refuses anything outside 10^±1000 (no energy or money is)."""
+"""NUMERIC stores up to ~10^131072, but asyncpg's binary encoder silently writes 0 for larger
+numbers: the sink refuses magnitudes outside 10^±1000 (no energy or money is). Values asyncpg
+refuses to encode (too many decimals) raise, and are found by the writer's per-row probe."""
 
 
 def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
@@ -109,8 +110,6 @@ def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
         values += (item.rate, item.energy, item.cost)
     for number in values:
         if number and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
-            return number
-        if number.as_tuple().exponent < -MAX_EXPONENT:  # type: ignore[operator]
             return number
     return None
 
