@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 
 import click
@@ -17,7 +18,7 @@ async def _serve(group_id: str | None, http_port: int | None) -> None:
     settings = get_settings()
     config = SinkConfig.from_settings(settings)
     if group_id:
-        config = SinkConfig(**{**config.__dict__, "group_id": group_id})
+        config = dataclasses.replace(config, group_id=group_id)
     health = SinkHealth()
     port = settings.sink_http_port if http_port is None else http_port
     runner = await start_health_server(health, settings.http_host, port) if port else None
