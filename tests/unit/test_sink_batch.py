@@ -93,6 +93,10 @@ def test_outcomes() -> None:
     nul = decode(dumps(cost(1, account_id="a\x00b")))
     assert isinstance(nul, Poison)
     assert "NUL" in nul.dead_letter.error.message
+    literal = decode(dumps(cost(1, account_id="a\\u0000b")))  # a backslash, then "u0000"
+    assert isinstance(literal, Persist)
+    deep = decode(b"[" * 100_000 + b"]" * 100_000)
+    assert isinstance(deep, Poison)
     huge = cost(1)
     huge["data"]["cost"]["value"] = Decimal("1E+5000")
     assert isinstance(decode(huge), Poison)

@@ -114,6 +114,16 @@ def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
     return None
 
 
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
 def decode_cost(
     key: bytes | None, value: bytes | None, source: Source, now: datetime
 ) -> CostOutcome:
@@ -122,13 +132,13 @@ def decode_cost(
         return Poison(
             key, invalid_record(value, "empty value: expected an EnergyCost", source, now)
         )
-    if b"\\u0000" in value:
-        message = "contains a NUL character (\\u0000), which PostgreSQL text cannot store"
-        return Poison(key, invalid_record(value, message, source, now))
     try:
         document = loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return Poison(key, invalid_record(value, f"not JSON: {exc}", source, now))
+    except (ValueError, RecursionError) as exc:  # incl. UnicodeDecodeError, absurd nesting
+        return Poison(key, invalid_record(value, f"not JSON: {exc}"[:500], source, now))
+    if b"\\u0000" in value and _contains_nul(document):  # cheap test first, exact one after
+        message = "contains a NUL character (\\u0000), which PostgreSQL text cannot store"
+        return Poison(key, invalid_record(value, message, source, now))
     try:
         cost = EnergyCost.model_validate(document)
     except ValidationError as exc:
