@@ -113,6 +113,7 @@ def test_locations() -> None:
     assert decode_location(b"loc_9", None) == LocationDelete("loc_9")
     assert isinstance(decode_location(None, None), Ignored)
     assert isinstance(decode_location(b"loc_9", b"[]"), Ignored)
+    assert isinstance(decode_location(b"loc_9", b"[" * 100_000), Ignored)
 
 
 def test_batch_dedupes_and_tracks_offsets() -> None:

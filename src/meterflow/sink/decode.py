@@ -174,6 +174,6 @@ def decode_location(key: bytes | None, value: bytes | None) -> LocationOutcome:
             return Ignored("tombstone key is not UTF-8")
     try:
         profile = LocationProfile.model_validate(loads(value))
-    except (ValueError, UnicodeDecodeError) as exc:  # ValidationError is a ValueError
+    except (ValueError, RecursionError) as exc:  # ValidationError is a ValueError
         return Ignored(f"not a LocationProfile: {str(exc)[:300]}")
     return LocationUpsert(profile.location_id, location_row(profile))
