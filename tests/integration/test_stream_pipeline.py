@@ -87,8 +87,11 @@ class Worker:
         """The last `pricing_progress` line of this worker's log."""
         last: dict[str, int] = {"priced": 0, "dead_lettered": 0}
         for line in self.log().splitlines():
-            if '"pricing_progress"' in line:
-                doc = loads(line)
+            if '"pricing_progress"' in line and line.rstrip().endswith("}"):
+                try:  # a line may carry a terminal escape before it, or be half written
+                    doc = loads(line[line.index("{") :])
+                except ValueError:
+                    continue
                 last = {"priced": doc["priced"], "dead_lettered": doc["dead_lettered"]}
         return last
 

@@ -37,9 +37,39 @@ EXIT_SEND_FAILED = 70
 
 
 class Sender(Protocol):
-    """The part of a faust topic the agents use."""
+    """Where the agents send: a topic, seen as "hand this message to the producer"."""
 
     def send(self, *, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
+
+
+class ProducerTopic:
+    """Sends straight to faust's producer (aiokafka underneath), skipping `Topic.send`'s
+    per-message bookkeeping (FutureMessage, sensors, callbacks): a third of the agent's time in
+    the profile. Delivery is unchanged: the consumer flushes this same producer before it
+    commits offsets. A delivery that fails later, after the producer's own retries, stops the
+    worker like a failed send does.
+    """
+
+    def __init__(self, app: Any, topic: str) -> None:
+        self._app = app
+        self.topic = topic
+
+    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+        future = await self._app.producer.send(
+            self.topic, key, value, partition=None, timestamp=None, headers=None
+        )
+        future.add_done_callback(self._check_delivery)
+
+    def _check_delivery(self, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            error = "cancelled" if future.cancelled() else repr(future.exception())
+            _stop_worker(f"delivery to {self.topic}", error)
+
+
+def _stop_worker(kind: str, error: str) -> None:
+    log_event(log, "send_failed_worker_stopping", logging.CRITICAL, kind=kind, error=error)
+    logging.shutdown()
+    os._exit(EXIT_SEND_FAILED)
 
 
 class MessageLike(Protocol):
@@ -87,7 +117,9 @@ class RecordPricer:
         dead_letters: Sender,
         max_record_hours: int,
         clock: Clock = utc_now,
+        before_partition: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
+        self._before_partition = before_partition
         self._profiles = profiles
         self._market_prices = market_prices
         self._energy_costs = energy_costs
@@ -122,6 +154,8 @@ class RecordPricer:
 
     async def on_event(self, event: EventLike) -> None:
         message = event.message
+        if self._before_partition is not None:
+            await self._before_partition(message.partition)
         source = source_of(message)
         result = self.price(event.value, source)
         if isinstance(result, EnergyCost):
@@ -164,7 +198,9 @@ class DocumentApplier:
         decide: Callable[[bytes | None, bytes | None], ProfileChange],
         kind: str,
         clock: Clock = utc_now,
+        on_applied: Callable[[int, int], None] | None = None,
     ) -> None:
+        self._on_applied = on_applied
         self._table = table
         self._dead_letters = dead_letters
         self._decide = decide
@@ -202,3 +238,5 @@ class DocumentApplier:
                 offset=source.offset,
             )
             await send_or_die(self._dead_letters, key=key, value=dumps(letter), kind="dead_letter")
+        if self._on_applied is not None:
+            self._on_applied(message.partition, message.offset)

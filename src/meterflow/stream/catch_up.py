@@ -1,0 +1,75 @@
+"""Hold pricing of a partition until its profiles are loaded.
+
+`locations` and `meter-records` are consumed by two agents side by side, so on a cold start (or
+after a rebalance onto a worker with an empty memory store) records would be priced before the
+profiles published earlier were applied, and dead-lettered as `unknown_location`. Before the
+first record of a partition is priced, the cost agent waits until the profiles agent has applied
+`locations` (same partition number: co-partitioned) up to its end offset as seen at that moment,
+or the group's committed offset already covers it. Later profile updates race records as any
+two topics do (design §1: a profile applies to records processed after it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from meterflow.logs import event
+
+log = logging.getLogger(__name__)
+
+
+class ProfilesCatchUp:
+    def __init__(
+        self,
+        *,
+        end_offset: Callable[[int], Awaitable[int]],
+        committed_offset: Callable[[int], int | None],
+        max_wait_s: float = 120.0,
+    ) -> None:
+        self._end_offset = end_offset
+        self._committed_offset = committed_offset
+        self._max_wait_s = max_wait_s
+        self._applied: dict[int, int] = {}
+        self._ready: set[int] = set()
+
+    def applied(self, partition: int, offset: int) -> None:
+        """The profiles agent finished the `locations` message at this position."""
+        if offset > self._applied.get(partition, -1):
+            self._applied[partition] = offset
+
+    def reset(self) -> None:
+        """After a rebalance: check every partition again before pricing it."""
+        self._ready.clear()
+
+    def _caught_up(self, partition: int, end: int) -> bool:
+        committed = self._committed_offset(partition) or 0
+        return end == 0 or committed >= end or self._applied.get(partition, -1) >= end - 1
+
+    async def wait(self, partition: int) -> None:
+        if partition in self._ready:
+            return
+        end = await self._end_offset(partition)
+        started = time.monotonic()
+        while not self._caught_up(partition, end):
+            if time.monotonic() - started > self._max_wait_s:
+                event(
+                    log,
+                    "profiles_catch_up_gave_up",
+                    logging.WARNING,
+                    partition=partition,
+                    end_offset=end,
+                    applied=self._applied.get(partition),
+                )
+                break
+            await asyncio.sleep(0.02)
+        self._ready.add(partition)
+        event(
+            log,
+            "profiles_caught_up",
+            partition=partition,
+            end_offset=end,
+            waited_s=round(time.monotonic() - started, 3),
+        )
