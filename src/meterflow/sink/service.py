@@ -33,7 +33,7 @@ from meterflow.logs import event
 from meterflow.models import dumps
 from meterflow.settings import Settings
 from meterflow.sink.batch import Batch
-from meterflow.sink.decode import decode_cost, decode_location
+from meterflow.sink.decode import Ignored, Poison, decode_cost, decode_location, invalid_record
 from meterflow.sink.health import SinkHealth
 from meterflow.sink.rows import Source
 from meterflow.sink.writer import PostgresWriter, WriteResult
@@ -224,11 +224,29 @@ class Sink:
             if topic == self.config.costs_topic:
                 for record in records:
                     source = Source(topic, partition, record.offset)
-                    outcome = decode_cost(record.key, record.value, source, wall)
+                    try:
+                        outcome = decode_cost(record.key, record.value, source, wall)
+                    except Exception as exc:  # a record must never stop the sink
+                        message = f"could not be decoded: {type(exc).__name__}: {exc}"[:500]
+                        letter = invalid_record(record.value, message, source, wall)
+                        outcome = Poison(record.key, letter)
                     batch.add_cost(outcome, topic, partition, record.offset, now)
             else:
                 for record in records:
-                    change = decode_location(record.key, record.value)
+                    try:
+                        change = decode_location(record.key, record.value)
+                    except Exception as exc:  # a record must never stop the sink
+                        change = Ignored(f"could not be decoded: {type(exc).__name__}: {exc}")
+                    if isinstance(change, Ignored):
+                        event(
+                            log,
+                            "location_ignored",
+                            logging.WARNING,
+                            reason=change.reason[:300],
+                            topic=topic,
+                            partition=partition,
+                            offset=record.offset,
+                        )
                     batch.add_location(change, topic, partition, record.offset, now)
             stats.records_read += len(records)
 
