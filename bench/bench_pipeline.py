@@ -191,17 +191,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_worker(settings: Settings, workdir: Path, profile: bool) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings,
+    workdir: Path,
+    profile: bool,
+    store: str = "memory://",
+    level: str = "WARNING",
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
     env.update(
         MF_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         MF_TOPIC_PREFIX=settings.topic_prefix,
         MF_TOPIC_PARTITIONS=str(settings.topic_partitions),
         MF_APP_ID=settings.app_id,
-        MF_STORE="memory://",
+        MF_STORE=store,
         MF_DATA_DIR=str(workdir / "data"),
         MF_WORKER_WEB_ENABLED="false",
-        MF_LOG_LEVEL="WARNING",
+        MF_LOG_LEVEL=level,
     )
     command = [MF, "worker", "--no-api"]
     if profile:
@@ -241,6 +247,62 @@ async def create_topic(settings: Settings, name: str) -> None:
         )
     finally:
         await admin.close()
+
+
+# --- profile table recovery (`--recovery N`) ---
+
+
+def occurrences(path: Path, text: str) -> int:
+    return path.read_text(errors="replace").count(text) if path.exists() else 0
+
+
+async def wait_for_line(path: Path, text: str, count: int, limit_s: float) -> float:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if occurrences(path, text) >= count:
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{text!r} x{count} not seen in {path} after {limit_s}s")
+
+
+async def measure_recovery(profiles: int) -> None:
+    """Start a worker on N published profiles, stop it, restart it: time to "Worker ready".
+
+    With `memory://` every start replays the whole profiles changelog; with `rocksdb://` the
+    restart finds the table on disk and only checks the changelog's end offsets.
+    """
+    locations = [demo_location_id(i) for i in range(profiles)]
+    for store in ("memory://", "rocksdb://"):
+        prefix = f"rec{uuid.uuid4().hex[:8]}-"
+        settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
+        workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
+        workdir.mkdir(parents=True, exist_ok=True)
+        await ensure_topics(settings)
+        async with kafka_producer(settings) as producer:
+            await send_all(
+                producer,
+                settings.topic(LOCATIONS),
+                keyed((demo_profile(loc) for loc in locations), "location_id"),
+            )
+        timings = []
+        for run in (1, 2):
+            log = workdir / "worker.log"
+            started = time.monotonic()
+            worker = start_worker(settings, workdir, profile=False, store=store, level="INFO")
+            try:
+                ready = await wait_for_line(log, "Worker ready", run, 300)
+                timings.append(ready - started)
+                if run == 1:  # first start: the agent validates and applies N profiles
+                    applied = await wait_for_line(log, '"profile_stored"', profiles, 600)
+                    timings.append(applied - started)
+                    await asyncio.sleep(3)  # let the changelog writes and a commit happen
+            finally:
+                stop_process(worker)
+        print(
+            f"{store:12} {profiles:,} profiles: first start ready in {timings[0]:.1f} s, "
+            f"all {profiles:,} applied at {timings[1]:.1f} s; "
+            f"restart (table recovery) ready in {timings[2]:.1f} s"
+        )
 
 
 # --- the run ---
@@ -346,7 +408,17 @@ def main() -> int:
     parser.add_argument("--locations", type=int, default=1000)
     parser.add_argument("--latency-rate", type=float, default=500.0)
     parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
+    parser.add_argument(
+        "--recovery",
+        type=int,
+        metavar="N",
+        default=None,
+        help="only measure profile table recovery with N profiles",
+    )
     args = parser.parse_args()
+    if args.recovery:
+        asyncio.run(measure_recovery(args.recovery))
+        return 0
     records = args.records or (20_000 if args.quick else 100_000)
     latency_s = 5.0 if args.quick else 15.0
     return asyncio.run(run(records, args.locations, args.latency_rate, latency_s, args.profile))
