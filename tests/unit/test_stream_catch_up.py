@@ -1,0 +1,50 @@
+"""ProfilesCatchUp: pricing of a partition waits until its profiles are applied."""
+
+from __future__ import annotations
+
+import asyncio
+
+from meterflow.stream.catch_up import ProfilesCatchUp
+
+
+def gate(ends: dict[int, int], committed: dict[int, int] | None = None) -> ProfilesCatchUp:
+    async def end_offset(partition: int) -> int:
+        return ends[partition]
+
+    return ProfilesCatchUp(
+        end_offset=end_offset,
+        committed_offset=lambda p: (committed or {}).get(p),
+        max_wait_s=5,
+    )
+
+
+async def test_waits_until_the_last_profile_of_the_partition_is_applied() -> None:
+    subject = gate({0: 3})
+    waiting = asyncio.create_task(subject.wait(0))
+    subject.applied(0, 0)
+    subject.applied(0, 1)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    subject.applied(0, 2)
+    await asyncio.wait_for(waiting, timeout=1)
+
+
+async def test_empty_or_already_committed_partitions_do_not_wait() -> None:
+    subject = gate({0: 0, 1: 10}, committed={1: 10})
+    await asyncio.wait_for(subject.wait(0), timeout=1)
+    await asyncio.wait_for(subject.wait(1), timeout=1)
+
+
+async def test_a_rebalance_checks_again_against_the_new_end() -> None:
+    ends = {0: 1}
+    subject = gate(ends)
+    subject.applied(0, 0)
+    await asyncio.wait_for(subject.wait(0), timeout=1)
+    ends[0] = 2
+    await asyncio.wait_for(subject.wait(0), timeout=1)  # ready until the next assignment
+    subject.reset()
+    waiting = asyncio.create_task(subject.wait(0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    subject.applied(0, 1)
+    await asyncio.wait_for(waiting, timeout=1)
