@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     broker_heartbeat_interval_s: float = Field(default=1.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     progress_interval_s: float = Field(default=5.0, gt=0)
+    producer_linger_s: float = Field(default=0.02, ge=0)
 
     # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
     # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.
