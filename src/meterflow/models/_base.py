@@ -12,14 +12,18 @@ from typing import Annotated, Any
 import simplejson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
+_DECODER = simplejson.JSONDecoder(parse_float=Decimal)
+
 
 def loads(data: bytes | str) -> Any:
     """Decode JSON with every non-integer number as `Decimal`.
 
     pydantic reads JSON numbers as binary floats before turning them into `Decimal`, which loses
-    digits; money must never pass through a float, so documents are decoded here first.
+    digits; money must never pass through a float, so documents are decoded here first. One
+    decoder is shared: `simplejson.loads(..., use_decimal=True)` would build a new one per call.
     """
-    return simplejson.loads(data, use_decimal=True)
+    text = data.decode() if isinstance(data, bytes | bytearray) else data
+    return _DECODER.decode(text)
 
 
 def _default(value: object) -> object:
