@@ -7,7 +7,8 @@
 3. The sink drains the topic into another fresh, migrated database: timed from its first record
    read to the checkpoint (database commit, then offset commit) that stores the last result.
 
-Usage: .venv/bin/python bench/bench_sink.py [--quick] [--events N] [--batch-size N] [--instances N]
+Usage: .venv/bin/python bench/bench_sink.py [--quick] [--events N] [--batch-size N] [--linger-ms N]
+                                            [--decode-chunk N] [--instances N] [--model-path]
 Prints rows/s of `energy_costs` for both and the ratio (target: >= 20,000 rows/s and >= 40 %).
 `--instances N` runs N `meterflow sink` processes in one consumer group instead of one in-process
 sink (timed from the first stored row).
@@ -34,7 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from meterflow.db import migrate
 from meterflow.models import EnergyCost, dumps, loads
-from meterflow.sink import Sink, SinkConfig
+from meterflow.sink import Sink, SinkConfig, decode, service
 from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, Source, cost_rows
 
 KAFKA = os.environ.get("MF_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -201,9 +202,10 @@ async def drain_with_processes(
 
 
 async def drain_with_sink(
-    url: str, prefix: str, count: int, batch_size: int
-) -> tuple[float, float]:
-    """(seconds from first record read to last result stored, seconds including start-up)."""
+    url: str, prefix: str, count: int, batch_size: int, linger_s: float
+) -> tuple[float, float, float]:
+    """(seconds from first record read to last result stored, seconds including start-up,
+    this process's CPU seconds over the first span)."""
     config = SinkConfig(
         bootstrap=KAFKA,
         database_url=url,
@@ -212,7 +214,7 @@ async def drain_with_sink(
         dead_letters_topic=f"{prefix}dead-letters",
         group_id=f"{prefix}sink",
         batch_size=batch_size,
-        linger_s=0.2,
+        linger_s=linger_s,
         retry_max_s=5.0,
     )
     sink = Sink(config)
@@ -220,19 +222,20 @@ async def drain_with_sink(
     launched = time.perf_counter()
     task = asyncio.create_task(sink.run(stop))
     first_read: float | None = None
+    first_cpu = 0.0
     stats = sink.health.stats
     while stats.costs_inserted < count:
         if task.done():
             task.result()
             raise RuntimeError("sink stopped early")
         if first_read is None and stats.records_read:
-            first_read = time.perf_counter()
+            first_read, first_cpu = time.perf_counter(), time.process_time()
         await asyncio.sleep(0.005)
-    finished = time.perf_counter()
+    finished, cpu = time.perf_counter(), time.process_time() - first_cpu
     stop.set()
     await task
     assert first_read is not None
-    return finished - first_read, finished - launched
+    return finished - first_read, finished - launched, cpu
 
 
 async def main() -> None:
@@ -240,10 +243,23 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20,000 events instead of 100,000")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--linger-ms", type=int, default=200)
+    parser.add_argument(
+        "--decode-chunk", type=int, default=None, help="records decoded per loop step"
+    )
     parser.add_argument(
         "--instances", type=int, default=1, help="> 1: that many `meterflow sink` processes"
     )
+    parser.add_argument(
+        "--model-path",
+        action="store_true",
+        help="decode every result with EnergyCost.model_validate (the path before fast_rows)",
+    )
     args = parser.parse_args()
+    if args.model_path:
+        decode.fast_cost_rows = lambda document, source: None
+    if args.decode_chunk:
+        service.DECODE_CHUNK = args.decode_chunk
     count = args.events or (20_000 if args.quick else 100_000)
 
     prefix = f"bench-{secrets.token_hex(4)}-"
@@ -270,12 +286,15 @@ async def main() -> None:
         baseline = count / copy_s
 
         sink_db = await fresh_database()
+        cpu_s: float | None = None
         if args.instances > 1:
             drain_s, wall_s = await drain_with_processes(
                 sink_db, prefix, count, args.batch_size, args.instances
             )
         else:
-            drain_s, wall_s = await drain_with_sink(sink_db, prefix, count, args.batch_size)
+            drain_s, wall_s, cpu_s = await drain_with_sink(
+                sink_db, prefix, count, args.batch_size, args.linger_ms / 1000
+            )
         rate = count / drain_s
         conn = await asyncpg.connect(sink_db)
         try:
@@ -293,6 +312,12 @@ async def main() -> None:
             f"({drain_s:.2f} s; "
             f"{count / wall_s:,.0f} rows/s incl. {wall_s - drain_s:.1f} s start-up)"
         )
+        if cpu_s is not None:
+            print(
+                f"sink process CPU while draining:  {cpu_s / count * 1e6:>10.1f} µs/row "
+                f"({cpu_s / drain_s:.0%} of one core)"
+                + ("  [--model-path]" if args.model_path else "")
+            )
         print(
             f"ratio sink / bare COPY (same rows): {rate / baseline:.0%}  "
             f"(vs costs-only COPY: {rate * costs_only_s / count:.0%}); "

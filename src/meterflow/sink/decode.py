@@ -19,7 +19,8 @@ from meterflow.models import (
     SourceRef,
     loads,
 )
-from meterflow.sink.rows import CostRows, Source, cost_rows, location_row
+from meterflow.sink.fast_rows import fast_cost_rows
+from meterflow.sink.rows import MAX_EXPONENT, CostRows, Source, cost_rows, location_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +98,6 @@ def invalid_record(value: bytes | None, message: str, source: Source, now: datet
     )
 
 
-MAX_EXPONENT = 1000
-"""NUMERIC stores up to ~10^131072, but asyncpg's binary encoder silently writes 0 for larger
-numbers: the sink refuses magnitudes outside 10^±1000 (no energy or money is). Values asyncpg
-refuses to encode (too many decimals) raise, and are found by the writer's per-row probe."""
-
-
 def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
     data = cost.data
     values = [data.energy.value, data.cost.value, data.cost.confidence]
@@ -139,6 +134,9 @@ def decode_cost(
     if b"\\u0000" in value and _contains_nul(document):  # cheap test first, exact one after
         message = "contains a NUL character (\\u0000), which PostgreSQL text cannot store"
         return Poison(key, invalid_record(value, message, source, now))
+    fast = fast_cost_rows(document, source)  # a plain, storable result: no model needed
+    if fast is not None:
+        return Persist(fast.cost[0], fast, key, value, source)
     try:
         cost = EnergyCost.model_validate(document)
     except ValidationError as exc:

@@ -33,6 +33,11 @@ COST_COLUMNS = (
     "source_offset",
 )
 
+MAX_EXPONENT = 1000
+"""NUMERIC stores up to ~10^131072, but asyncpg's binary encoder silently writes 0 for larger
+numbers: the sink refuses magnitudes outside 10^±1000 (no energy or money is). Values asyncpg
+refuses to encode (too many decimals) raise, and are found by the writer's per-row probe."""
+
 BREAKDOWN_COLUMNS = ("cost_id", "seq", "start_time", "end_time", "rate", "energy_kwh", "cost")
 
 LOCATION_COLUMNS = (
