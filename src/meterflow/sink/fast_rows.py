@@ -72,10 +72,22 @@ class _UnsureError(Exception):
     """The fast path does not vouch for this document: use the model path."""
 
 
+_instants: dict[str, datetime] = {}
+"""Recently parsed timestamps: a result repeats its bounds in its breakdown, a batch its
+`time_created`. Only text that passed the checks below is stored; datetimes are immutable."""
+
+
 def _instant(value: object) -> datetime:
+    cached: datetime | None = _instants.get(value)  # type: ignore[call-overload]  # unhashable: unsure
+    if cached is not None:
+        return cached
     if type(value) is not str or _INSTANT(value) is None:
         raise _UnsureError
-    return _parse_instant(value)  # an impossible date raises ValueError: unsure too
+    parsed = _parse_instant(value)  # an impossible date raises ValueError: unsure too
+    if len(_instants) >= 4096:
+        _instants.clear()
+    _instants[value] = parsed
+    return parsed
 
 
 def _number(value: object) -> Decimal:
