@@ -39,7 +39,13 @@ EXIT_SEND_FAILED = 70
 class Sender(Protocol):
     """Where the agents send: a topic, seen as "hand this message to the producer"."""
 
-    def send(self, *, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
+    def send(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        on_delivered: Callable[[], object] | None = None,
+    ) -> Awaitable[Any]: ...
 
 
 class ProducerTopic:
@@ -54,16 +60,25 @@ class ProducerTopic:
         self._app = app
         self.topic = topic
 
-    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+    async def send(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        on_delivered: Callable[[], object] | None = None,
+    ) -> None:
         future = await self._app.producer.send(
             self.topic, key, value, partition=None, timestamp=None, headers=None
         )
-        future.add_done_callback(self._check_delivery)
 
-    def _check_delivery(self, future: Any) -> None:
-        if future.cancelled() or future.exception() is not None:
-            error = "cancelled" if future.cancelled() else repr(future.exception())
-            _stop_worker(f"delivery to {self.topic}", error)
+        def check_delivery(done: Any) -> None:
+            if done.cancelled() or done.exception() is not None:
+                error = "cancelled" if done.cancelled() else repr(done.exception())
+                _stop_worker(f"delivery to {self.topic}", error)
+            elif on_delivered is not None:
+                on_delivered()
+
+        future.add_done_callback(check_delivery)
 
 
 def _stop_worker(kind: str, error: str) -> None:
@@ -95,14 +110,19 @@ def source_of(message: MessageLike) -> SourceRef:
     return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
 
 
-async def send_or_die(topic: Sender, *, key: bytes | None, value: bytes, kind: str) -> None:
+async def send_or_die(
+    topic: Sender,
+    *,
+    key: bytes | None,
+    value: bytes,
+    kind: str,
+    on_delivered: Callable[[], object] | None = None,
+) -> None:
     """Hand a message to the producer; if that fails, stop the process before anything commits."""
     try:
-        await topic.send(key=key, value=value)
+        await topic.send(key=key, value=value, on_delivered=on_delivered)
     except BaseException as exc:
-        log_event(log, "send_failed_worker_stopping", logging.CRITICAL, kind=kind, error=repr(exc))
-        logging.shutdown()
-        os._exit(EXIT_SEND_FAILED)
+        _stop_worker(kind, repr(exc))
 
 
 class RecordPricer:
@@ -117,8 +137,10 @@ class RecordPricer:
         dead_letters: Sender,
         max_record_hours: int,
         clock: Clock = utc_now,
-        before_partition: Callable[[int], Awaitable[None]] | None = None,
+        before_partition: Callable[[int, int], Awaitable[None]] | None = None,
+        ack_after_delivery: bool = False,
     ) -> None:
+        self._ack_after_delivery = ack_after_delivery
         self._before_partition = before_partition
         self._profiles = profiles
         self._market_prices = market_prices
@@ -155,15 +177,20 @@ class RecordPricer:
     async def on_event(self, event: EventLike) -> None:
         message = event.message
         if self._before_partition is not None:
-            await self._before_partition(message.partition)
+            await self._before_partition(message.partition, message.offset)
         source = source_of(message)
         result = self.price(event.value, source)
+        # Acking on delivery (stream.noack) was tried and dropped: dead letters and costs go to
+        # different topics, so deliveries, hence acks, can come out of order, and faust then
+        # commits past an unacked offset (the `> 1` gap check of #606).
+        ack = getattr(event, "ack", None) if self._ack_after_delivery else None
         if isinstance(result, EnergyCost):
             await send_or_die(
                 self._energy_costs,
                 key=result.location_id.encode(),
                 value=dumps(result),
                 kind="energy_cost",
+                on_delivered=ack,
             )
             self.priced += 1
             return
@@ -178,7 +205,11 @@ class RecordPricer:
             offset=source.offset,
         )
         await send_or_die(
-            self._dead_letters, key=message.key, value=dumps(result), kind="dead_letter"
+            self._dead_letters,
+            key=message.key,
+            value=dumps(result),
+            kind="dead_letter",
+            on_delivered=ack,
         )
         self.dead_lettered += 1
 

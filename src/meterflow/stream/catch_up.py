@@ -27,7 +27,7 @@ class ProfilesCatchUp:
         *,
         end_offset: Callable[[int], Awaitable[int]],
         committed_offset: Callable[[int], int | None],
-        max_wait_s: float = 120.0,
+        max_wait_s: float = 30.0,
     ) -> None:
         self._end_offset = end_offset
         self._committed_offset = committed_offset
@@ -48,11 +48,23 @@ class ProfilesCatchUp:
         committed = self._committed_offset(partition) or 0
         return end == 0 or committed >= end or self._applied.get(partition, -1) >= end - 1
 
-    async def wait(self, partition: int) -> None:
+    async def wait(self, partition: int, offset: int | None = None) -> None:
+        """Return once `partition` may be priced; `offset` (first record to price) is logged."""
         if partition in self._ready:
             return
-        end = await self._end_offset(partition)
         started = time.monotonic()
+        try:
+            end = await asyncio.wait_for(self._end_offset(partition), timeout=10)
+        except Exception as exc:  # incl. TimeoutError: never block pricing on a metadata call
+            event(
+                log,
+                "profiles_catch_up_skipped",
+                logging.WARNING,
+                partition=partition,
+                error=repr(exc),
+            )
+            self._ready.add(partition)
+            return
         while not self._caught_up(partition, end):
             if time.monotonic() - started > self._max_wait_s:
                 event(
@@ -71,5 +83,6 @@ class ProfilesCatchUp:
             "profiles_caught_up",
             partition=partition,
             end_offset=end,
+            first_record_offset=offset,
             waited_s=round(time.monotonic() - started, 3),
         )
