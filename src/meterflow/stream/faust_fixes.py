@@ -14,6 +14,7 @@ means anyway. Changelog partitions are left to faust's recovery.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -21,8 +22,11 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+_log = logging.getLogger(__name__)
 _PATCHED = "_meterflow_rewinds_uncommitted"
 _PATCHED_READ = "_meterflow_never_drops"
+_PATCHED_ACK = "_meterflow_acks_only_tracked"
+_PATCHED_COMMIT = "_meterflow_commits_contiguously"
 NO_DROP_TOPICS_ATTR = "meterflow_no_drop_topics"
 
 
@@ -48,10 +52,98 @@ class _NeverDropReadOffsets(defaultdict[Any, int | None]):
 
 
 def install() -> None:
-    """Install both patches once per process (idempotent). The read-offset one applies to the
+    """Install the patches once per process (idempotent). The read-offset one applies to the
     topics an app lists in its `meterflow_no_drop_topics` attribute."""
     _install_rewind()
     _install_never_drop()
+    _install_ack_only_tracked()
+    _install_contiguous_commits()
+
+
+def _guarded(consumer: Any, tp: Any) -> bool:
+    return tp.topic in getattr(consumer.app, NO_DROP_TOPICS_ATTR, ())
+
+
+def _install_contiguous_commits() -> None:
+    """Commit an input partition only up to its first record that was not processed.
+
+    faust's `_new_offset` withholds a commit only when the first acked offset is *more than one*
+    past the committed one (faust-streaming #606) and not at all when nothing was committed yet,
+    so one unprocessed record at the head of a partition is committed past. For our input topics
+    (listed in `meterflow_no_drop_topics`; no compaction gaps there) the next offset to commit
+    must itself be acked. A partition without a committed offset starts from its earliest offset
+    (`auto_offset_reset="earliest"`), which is made its committed position after every seek, and
+    acks left from before the seek are dropped: everything after it is fetched again.
+    """
+    if getattr(Consumer, _PATCHED_COMMIT, False):
+        return
+    original_new_offset: Callable[[Any, Any], int | None] = Consumer._new_offset
+    original_perform_seek: Callable[[Any], Awaitable[None]] = Consumer.perform_seek
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        if _guarded(self, tp):
+            acked = self._acked[tp]
+            committed = self._committed_offset[tp]
+            if acked:
+                if committed is None:
+                    return None
+                acked.sort()
+                while acked and acked[0] < committed:
+                    self._acked_index[tp].discard(acked.pop(0))
+                if not acked or acked[0] != committed:
+                    return None
+        return original_new_offset(self, tp)
+
+    async def perform_seek(self: Any) -> None:
+        await original_perform_seek(self)
+        guarded = [tp for tp in self.assignment() if _guarded(self, tp)]
+        for tp in guarded:
+            self._acked[tp].clear()
+            self._acked_index[tp].clear()
+        unknown = [tp for tp in guarded if not self._committed_offset[tp]]
+        if unknown:
+            earliest = await self.earliest_offsets(*unknown)
+            for tp in unknown:
+                self._committed_offset[tp] = earliest.get(tp) or 0
+        _log.info(
+            "input_partitions_seeked",
+            extra={
+                "fields": {
+                    "event": "input_partitions_seeked",
+                    "committed": {
+                        f"{tp.topic}/{tp.partition}": self._committed_offset[tp] for tp in guarded
+                    },
+                }
+            },
+        )
+
+    setattr(Consumer, "_new_offset", new_offset)  # noqa: B010
+    setattr(Consumer, "perform_seek", perform_seek)  # noqa: B010
+    setattr(Consumer, _PATCHED_COMMIT, True)
+
+
+def _install_ack_only_tracked() -> None:
+    """Never mark a record safe-to-commit that no stream has processed.
+
+    `Stream._py_aiter` skips a fetched record whose generation id is stale (fetched before a
+    rebalance) or that arrives while the flow is suspended, and then *acks* it on the way out,
+    so the next offset commit moves past a record nobody priced: the records "lost" around a
+    SIGKILL restart and the first record of a fresh partition in a rebalance. A record that a
+    stream really processed is always marked `tracked` first, so acking is limited to those;
+    a skipped record stays unacked, the commit stops before it, and the seek to the committed
+    offset that follows every rebalance fetches it again.
+    """
+    if getattr(Consumer, _PATCHED_ACK, False):
+        return
+    original: Callable[[Any, Any], bool] = Consumer.ack
+
+    def ack_only_tracked(self: Any, message: Any) -> bool:
+        if not message.tracked:
+            return False
+        return original(self, message)
+
+    setattr(Consumer, "ack", ack_only_tracked)  # noqa: B010
+    setattr(Consumer, _PATCHED_ACK, True)
 
 
 def _install_never_drop() -> None:
