@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
 
+from meterflow.metrics import add_metrics_route
+
 
 @dataclass
 class SinkStats:
@@ -62,6 +64,7 @@ def health_app(health: SinkHealth) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    add_metrics_route(app)
     return app
 
 

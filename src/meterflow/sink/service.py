@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from meterflow import metrics
 from meterflow.logs import event
 from meterflow.models import dumps
 from meterflow.settings import Settings
@@ -41,6 +42,7 @@ from meterflow.sink.writer import PostgresWriter, WriteResult
 log = logging.getLogger(__name__)
 
 IDLE_POLL_MS = 500
+LAG_REFRESH_S = 5.0  # how often the consumer-lag gauge is refreshed
 BUSY_POLL_MS = 5
 DECODE_CHUNK = 250
 """Records decoded per loop step (~5 ms of CPU): between chunks the checkpoint in flight gets
@@ -112,6 +114,7 @@ class Sink:
         self._failures = 0
         self._retry_at = 0.0
         self._paused = False
+        self._lag_refresh_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class Sink:
                 [self.config.costs_topic, self.config.locations_topic], listener=_Rebalance(self)
             )
             await self._consumer.start()
+            metrics.set_sink_healthy(True)
             event(log, "sink_started", group_id=self.config.group_id, topic=self.config.costs_topic)
             try:
                 while not stop.is_set():
@@ -144,6 +148,9 @@ class Sink:
     # -- the loop: read while the previous batch is written -------------------------------------
 
     async def _step(self) -> None:
+        if time.monotonic() >= self._lag_refresh_at:
+            self._lag_refresh_at = time.monotonic() + LAG_REFRESH_S
+            await metrics.refresh_gauges(self._consumer)
         self._reap()
         now = time.monotonic()
         if self._writing is None and not self._rebalancing and self._checkpoint_due(now):
@@ -225,6 +232,7 @@ class Sink:
                 continue
             topic, partition = tp.topic, tp.partition
             if topic == self.config.costs_topic:
+                metrics.record_consumed(topic, len(records))
                 for record in records:
                     source = Source(topic, partition, record.offset)
                     try:
@@ -262,7 +270,8 @@ class Sink:
         keeps the batch to retry it, or drops it unacknowledged.
         """
         try:
-            written = await self._write_rows(batch)  # 1. one database transaction
+            with metrics.time_sink_write():
+                written = await self._write_rows(batch)  # 1. one database transaction
             await self._send_dead_letters(batch)  # 2. dead letters acked by the broker
         except Exception as exc:
             self._failed(exc, batch)
@@ -270,6 +279,11 @@ class Sink:
         await self._commit(batch.next_offsets)  # 3. offsets, only after 1 and 2
 
         stats = self.health.stats
+        metrics.sink_batch_written(
+            rows=written.costs_inserted,
+            duplicates=len(batch.costs) - written.costs_inserted + batch.duplicates,
+        )
+        metrics.set_sink_healthy(True)
         stats.batches_written += 1
         stats.costs_inserted += written.costs_inserted
         stats.costs_already_stored += len(batch.costs) - written.costs_inserted + batch.duplicates
@@ -324,6 +338,8 @@ class Sink:
         self.health.stats.write_failures += 1
         reason = f"{type(exc).__name__}: {exc}"[:500]
         self.health.mark_unhealthy(reason)
+        metrics.database_error("checkpoint")
+        metrics.set_sink_healthy(False)
         event(
             log,
             "checkpoint_failed",

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+from meterflow import metrics
 from meterflow.costing import price_payload
 from meterflow.logs import event as log_event
 from meterflow.models import (
@@ -179,7 +180,9 @@ class RecordPricer:
         if self._before_partition is not None:
             await self._before_partition(message.partition, message.offset)
         source = source_of(message)
-        result = self.price(event.value, source)
+        metrics.record_consumed(message.topic)
+        with metrics.time_pricing():
+            result = self.price(event.value, source)
         # Acking on delivery (stream.noack) was tried and dropped: dead letters and costs go to
         # different topics, so deliveries, hence acks, can come out of order, and faust then
         # commits past an unacked offset (the `> 1` gap check of #606).
@@ -192,6 +195,8 @@ class RecordPricer:
                 kind="energy_cost",
                 on_delivered=ack,
             )
+            # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
+            metrics.cost_emitted(getattr(message, "timestamp", None))
             self.priced += 1
             return
         log_event(
@@ -211,6 +216,7 @@ class RecordPricer:
             kind="dead_letter",
             on_delivered=ack,
         )
+        metrics.record_dead_lettered(result.error.code)
         self.dead_lettered += 1
 
 

@@ -14,6 +14,7 @@ import faust
 from faust.types import TP
 
 from meterflow.logs import event as log_event
+from meterflow.metrics import install_faust_metrics
 from meterflow.settings import Settings
 from meterflow.stream import faust_fixes
 from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
@@ -173,4 +174,8 @@ def create_app(settings: Settings) -> faust.App:
             )
 
     app.timer(interval=settings.progress_interval_s)(report_progress)
+    # /metrics on the worker's web port; table sizes and consumer lag refreshed by a timer.
+    install_faust_metrics(
+        app, {"profiles": profiles, "market_prices": market_prices}, settings.progress_interval_s
+    )
     return app
