@@ -146,9 +146,12 @@ def create_app(settings: Settings) -> faust.App:
         kind="market_prices",
     )
 
+    gaps = faust_fixes.InputGapGuard(app)
+
     async def price_records(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
-            await pricer.on_event(event)
+            if await gaps.admit(event):
+                await pricer.on_event(event)
 
     async def apply_profiles(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():

@@ -27,6 +27,7 @@ _PATCHED = "_meterflow_rewinds_uncommitted"
 _PATCHED_READ = "_meterflow_never_drops"
 _PATCHED_ACK = "_meterflow_acks_only_tracked"
 _PATCHED_COMMIT = "_meterflow_commits_contiguously"
+_NEXT_OFFSETS_ATTR = "_meterflow_next_offsets"
 NO_DROP_TOPICS_ATTR = "meterflow_no_drop_topics"
 
 
@@ -105,6 +106,9 @@ def _install_contiguous_commits() -> None:
             earliest = await self.earliest_offsets(*unknown)
             for tp in unknown:
                 self._committed_offset[tp] = earliest.get(tp) or 0
+        expected: dict[Any, int] = getattr(self, _NEXT_OFFSETS_ATTR, {})
+        expected.update({tp: self._committed_offset[tp] for tp in guarded})
+        setattr(self, _NEXT_OFFSETS_ATTR, expected)
         _log.info(
             "input_partitions_seeked",
             extra={
@@ -181,3 +185,47 @@ def _install_rewind() -> None:
 
     setattr(AIOKafkaConsumerThread, "seek_to_committed", seek_to_committed)  # noqa: B010
     setattr(AIOKafkaConsumerThread, _PATCHED, True)
+
+
+class InputGapGuard:
+    """Makes an input partition reach the agent in order, without holes.
+
+    A record faust skips at a rebalance (stale generation, suspended flow) is gone from the
+    stream, and when the assignment did not change no seek follows to fetch it again: the agent
+    would go on past it, and the commit would stall before it for good. The guard knows the next
+    offset each input partition owes the agent (the committed offset after a seek, then one past
+    each record admitted). A record beyond it means a hole: the guard seeks the partition back
+    to the missing offset and turns away records until that one arrives. Records are admitted
+    again from there, in order; one admitted twice is priced twice, with the same result id.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._rewinding: dict[Any, int] = {}
+
+    async def admit(self, event: Any) -> bool:
+        message = event.message
+        tp, offset = message.tp, message.offset
+        consumer = self._app.consumer
+        expected: dict[Any, int] = getattr(consumer, _NEXT_OFFSETS_ATTR, {})
+        owed = expected.get(tp)
+        if owed is None or offset <= owed:
+            expected[tp] = offset + 1
+            self._rewinding.pop(tp, None)
+            return True
+        if self._rewinding.get(tp) != owed:
+            self._rewinding[tp] = owed
+            _log.warning(
+                "input_gap_rewound",
+                extra={
+                    "fields": {
+                        "event": "input_gap_rewound",
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "expected_offset": owed,
+                        "got_offset": offset,
+                    }
+                },
+            )
+            await consumer.seek(tp, owed)
+        return False
