@@ -14,8 +14,12 @@ from meterflow.settings import get_settings
 async def _serve(group_id: str | None, http_port: int | None) -> None:
     from meterflow.sink import Sink, SinkConfig, SinkHealth
     from meterflow.sink.health import start_health_server
+    from meterflow.stream.topics import ensure_topics
 
     settings = get_settings()
+    # Subscribing to a missing topic makes the broker auto-create it with its own default
+    # partition count, which would break the co-partitioning the worker's tables rely on.
+    await ensure_topics(settings)
     config = SinkConfig.from_settings(settings)
     if group_id:
         config = dataclasses.replace(config, group_id=group_id)
