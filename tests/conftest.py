@@ -13,6 +13,7 @@ Tests never skip for a missing service.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -228,21 +229,37 @@ def database_url() -> Iterator[str]:
             stop()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def fresh_database(database_url: str) -> AsyncIterator[str]:
-    """A new empty database `mf_test_<random>` owned by the test role, dropped after the session."""
+@contextlib.asynccontextmanager
+async def temporary_database(database_url: str) -> AsyncIterator[str]:
+    """A new empty database `mf_test_<random>` owned by the test role, dropped on exit."""
     name = f"mf_test_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(database_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    admin = await asyncpg.connect(database_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def fresh_database(database_url: str) -> AsyncIterator[str]:
+    """One empty database for the whole session."""
+    async with temporary_database(database_url) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def empty_database(database_url: str) -> AsyncIterator[str]:
+    """One empty database per test."""
+    async with temporary_database(database_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from meterflow.db import MigrationError, available_migrations, migrate
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def empty_database(database_url: str) -> AsyncIterator[str]:
-    name = f"mf_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def _columns(url: str, table: str) -> dict[str, tuple[str, bool]]:
