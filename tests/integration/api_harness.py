@@ -11,7 +11,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from urllib.parse import urlparse, urlunparse
 
 import aiohttp
 import asyncpg
+from net import free_port
 
 from meterflow.api.repository import create_api_key, revoke_api_key
 from meterflow.db import migrate
@@ -28,13 +28,6 @@ from meterflow.db import migrate
 ROOT = Path(__file__).resolve().parents[2]
 MF = str(Path(sys.executable).with_name("meterflow"))
 TOKEN_SECRET = "test-secret-" + secrets.token_hex(8)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

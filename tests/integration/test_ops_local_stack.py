@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
+from net import free_port
 
 from meterflow.db import migrate
 
@@ -34,13 +34,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "deploy" / "local"
 APP_SERVICES = ["api", "sink", "worker", "prometheus"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def script(env: dict[str, str], name: str, action: str) -> tuple[int, str]:

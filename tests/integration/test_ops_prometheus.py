@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from dashboard_sql import PANELS, Row, Scope, expected_panel, panel_queries, run_panel
+from net import free_port
 
 from meterflow.api.repository import create_api_key
 from meterflow.db import migrate
@@ -43,13 +43,6 @@ REPO = Path(__file__).resolve().parents[2]
 MF = str(Path(sys.executable).with_name("meterflow"))
 RATE_INTERVAL = "30s"
 LOCATION = json.loads((REPO / "deploy/local/demo/location.json").read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

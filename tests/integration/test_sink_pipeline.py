@@ -11,7 +11,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +26,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
+from net import free_port
 
 from meterflow.db import migrate
 from meterflow.models import DeadLetter, dumps, loads
@@ -707,9 +707,3 @@ async def test_postgres_outage_under_load_then_everything_lands(
     assert sorted(ids) == sorted(produced)
     assert sink.health.stats.write_failures >= 3  # it retried, with backoff
     assert not any(i.endswith("_sim") for i in ids)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
