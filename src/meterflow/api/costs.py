@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import ValidationError
 
-from meterflow import ids
+from meterflow import ids, metrics
 from meterflow.api import repository
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
@@ -56,6 +57,7 @@ def visible_profiles(
 
 
 async def instant_cost(request: web.Request) -> web.Response:
+    accepted_at = time.time()
     ctx = request.app[CONTEXT]
     principal = principal_of(request)
     non_persistent = query_bool(request, "non_persistent")
@@ -64,17 +66,19 @@ async def instant_cost(request: web.Request) -> web.Response:
         document["id"] = ids.new_meter_record_id()
         if non_persistent is not None:
             document["non_persistent"] = non_persistent
-    result = price_payload(
-        dumps(document),
-        profiles=visible_profiles(ctx, principal),
-        market_prices=ctx.view.prices,
-        now=ctx.clock(),
-        max_record_hours=ctx.settings.max_record_hours,
-    )
+    with metrics.time_pricing():
+        result = price_payload(
+            dumps(document),
+            profiles=visible_profiles(ctx, principal),
+            market_prices=ctx.view.prices,
+            now=ctx.clock(),
+            max_record_hours=ctx.settings.max_record_hours,
+        )
     if isinstance(result, DeadLetter):
         raise ApiError(422, result.error.code.value, result.error.message)
     encoded = dumps(result)  # one encoding: the event and the answer are the same bytes
     await ctx.kafka().send(ENERGY_COSTS, result.location_id, encoded)
+    metrics.cost_emitted(accepted_at)  # "accepted" = the request's arrival on this path
     return web.Response(body=encoded, content_type=JSON)
 
 
