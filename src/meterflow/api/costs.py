@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,7 +56,6 @@ def visible_profiles(
 
 
 async def instant_cost(request: web.Request) -> web.Response:
-    accepted_at = time.time()
     ctx = request.app[CONTEXT]
     principal = principal_of(request)
     non_persistent = query_bool(request, "non_persistent")
@@ -78,7 +76,6 @@ async def instant_cost(request: web.Request) -> web.Response:
         raise ApiError(422, result.error.code.value, result.error.message)
     encoded = dumps(result)  # one encoding: the event and the answer are the same bytes
     await ctx.kafka().send(ENERGY_COSTS, result.location_id, encoded)
-    metrics.cost_emitted(accepted_at)  # "accepted" = the request's arrival on this path
     return web.Response(body=encoded, content_type=JSON)
 
 
