@@ -40,7 +40,7 @@ start() {
     --storage.tsdb.retention.time=2d --web.listen-address="127.0.0.1:$port" \
     >>"$MF_STATE_DIR/logs/prometheus.log" 2>&1 </dev/null) &
   echo $! >"$pidfile"
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 120); do
     if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/-/ready" 2>/dev/null; then
       echo "prometheus: ready (pid $(cat "$pidfile")) at http://127.0.0.1:$port" >&2
       return 0
@@ -48,7 +48,10 @@ start() {
     running || break
     sleep 0.5
   done
-  echo "prometheus: did not become ready; see $MF_STATE_DIR/logs/prometheus.log" >&2
+  local status=running
+  running || { wait "$(cat "$pidfile")" 2>/dev/null; status="exited with $?"; }
+  echo "prometheus: did not become ready ($status); see $MF_STATE_DIR/logs/prometheus.log" >&2
+  tail -n 15 "$MF_STATE_DIR/logs/prometheus.log" >&2 || true
   return 1
 }
 
