@@ -134,13 +134,13 @@ async def test_services_start_the_demo_prices_a_record_and_stop_leaves_nothing(
                 assert response.status == 200, port_var
                 assert "meterflow_build_info" in await response.text()
         targets_url = f"http://127.0.0.1:{env['MF_PROMETHEUS_PORT']}/api/v1/targets"
-        for _ in range(30):
+        for _ in range(60):
             async with http.get(targets_url) as response:
                 active = (await response.json())["data"]["activeTargets"]
             health = {t["labels"]["job"]: t["health"] for t in active}
             if all(
                 health.get(job) == "up"
-                for job in ("meterflow-worker", "meterflow-sink", "meterflow-api")
+                for job in ("prometheus", "meterflow-worker", "meterflow-sink", "meterflow-api")
             ):
                 break
             await asyncio.sleep(1)
