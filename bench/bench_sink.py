@@ -8,10 +8,13 @@
    read to the checkpoint (database commit, then offset commit) that stores the last result.
 
 Usage: .venv/bin/python bench/bench_sink.py [--quick] [--events N] [--batch-size N] [--linger-ms N]
-                                            [--decode-chunk N] [--instances N] [--model-path]
+                                            [--decode-chunk N] [--instances N]
+                                            [--binary-path | --model-path]
 Prints rows/s of `energy_costs` for both and the ratio (target: >= 20,000 rows/s and >= 40 %).
 `--instances N` runs N `meterflow sink` processes in one consumer group instead of one in-process
-sink (timed from the first stored row).
+sink (timed from the first stored row). `--binary-path` switches the text path off (`fast_rows` +
+binary COPY, the sink before `text_rows`), `--model-path` both fast paths (every result through
+`EnergyCost.model_validate`), so older designs can be measured in the same session.
 """
 
 from __future__ import annotations
@@ -250,12 +253,20 @@ async def main() -> None:
     parser.add_argument(
         "--instances", type=int, default=1, help="> 1: that many `meterflow sink` processes"
     )
-    parser.add_argument(
+    paths = parser.add_mutually_exclusive_group()
+    paths.add_argument(
+        "--binary-path",
+        action="store_true",
+        help="no text path: fast_rows + binary COPY (the path before text_rows)",
+    )
+    paths.add_argument(
         "--model-path",
         action="store_true",
         help="decode every result with EnergyCost.model_validate (the path before fast_rows)",
     )
     args = parser.parse_args()
+    if args.binary_path or args.model_path:
+        decode.text_cost_rows = lambda value, source: None
     if args.model_path:
         decode.fast_cost_rows = lambda document, source: None
     if args.decode_chunk:
@@ -317,6 +328,7 @@ async def main() -> None:
                 f"sink process CPU while draining:  {cpu_s / count * 1e6:>10.1f} µs/row "
                 f"({cpu_s / drain_s:.0%} of one core)"
                 + ("  [--model-path]" if args.model_path else "")
+                + ("  [--binary-path]" if args.binary_path else "")
             )
         print(
             f"ratio sink / bare COPY (same rows): {rate / baseline:.0%}  "

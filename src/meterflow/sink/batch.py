@@ -17,6 +17,8 @@ from meterflow.sink.decode import (
     Simulated,
     invalid_record,
 )
+from meterflow.sink.rows import CostRows
+from meterflow.sink.text_rows import TextRows
 
 TopicPartitionKey = tuple[str, int]
 
@@ -109,10 +111,25 @@ class Batch:
         return 0.0 if self.started_at is None else now - self.started_at
 
     def cost_rows(self) -> list[tuple[Any, ...]]:
-        return [persist.rows.cost for persist in self.costs.values()]
+        """`energy_costs` rows as Python values (binary COPY): results the text path deferred."""
+        return [p.rows.cost for p in self.costs.values() if isinstance(p.rows, CostRows)]
 
     def breakdown_rows(self) -> list[tuple[Any, ...]]:
-        return [item for persist in self.costs.values() for item in persist.rows.breakdown]
+        return [
+            item
+            for persist in self.costs.values()
+            if isinstance(persist.rows, CostRows)
+            for item in persist.rows.breakdown
+        ]
+
+    def cost_text(self) -> str:
+        """`energy_costs` rows in COPY text format: results of the text path."""
+        return "".join([p.rows.cost for p in self.costs.values() if isinstance(p.rows, TextRows)])
+
+    def breakdown_text(self) -> str:
+        return "".join(
+            [p.rows.breakdown for p in self.costs.values() if isinstance(p.rows, TextRows)]
+        )
 
     def reject(self, costs: dict[str, str], locations: dict[str, str], now: datetime) -> None:
         """Take out what PostgreSQL refuses: results become dead letters, profiles are skipped

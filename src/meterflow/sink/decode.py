@@ -21,15 +21,17 @@ from meterflow.models import (
 )
 from meterflow.sink.fast_rows import fast_cost_rows
 from meterflow.sink.rows import MAX_EXPONENT, CostRows, Source, cost_rows, location_row
+from meterflow.sink.text_rows import TextRows, text_cost_rows
 
 
 @dataclass(frozen=True, slots=True)
 class Persist:
     """A result to write, with the record it came from (to dead-letter it if PostgreSQL refuses
-    a value that passed validation, e.g. a number beyond NUMERIC's range)."""
+    a value that passed validation, e.g. a number beyond NUMERIC's range). `rows` are COPY text
+    lines from the text path, or Python values (binary COPY) from the other two paths."""
 
     id: str
-    rows: CostRows
+    rows: CostRows | TextRows
     key: bytes | None
     value: bytes
     source: Source
@@ -122,11 +124,19 @@ def _contains_nul(value: object) -> bool:
 def decode_cost(
     key: bytes | None, value: bytes | None, source: Source, now: datetime
 ) -> CostOutcome:
-    """Decode one `energy-costs` record (exact Decimals) and map it to rows, or explain why not."""
+    """Decode one `energy-costs` record and map it to rows, or explain why not.
+
+    Three paths, each only for what the one before did not vouch for: COPY text lines straight
+    from the bytes (`text_rows`, nearly every record), exact-Decimal rows from the decoded dict
+    (`fast_rows`, e.g. strings with escapes), and the model, the authority on poison.
+    """
     if value is None:
         return Poison(
             key, invalid_record(value, "empty value: expected an EnergyCost", source, now)
         )
+    text = text_cost_rows(value, source)
+    if text is not None:
+        return Persist(text.id, text, key, value, source)
     try:
         document = loads(value)
     except (ValueError, RecursionError) as exc:  # incl. UnicodeDecodeError, absurd nesting

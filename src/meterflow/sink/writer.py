@@ -1,6 +1,7 @@
 """One batch -> PostgreSQL in ONE transaction: costs, breakdown and location changes.
 
-Fast path: binary COPY straight into `energy_costs` and `energy_cost_breakdown`. The primary key
+Fast path: COPY straight into `energy_costs` and `energy_cost_breakdown`: the text path's lines
+in COPY text format, the other results' Python values in binary format. The primary key
 makes that transaction fail as a whole if any result is already stored (a replay after a crash
 between the database commit and the Kafka commit); the batch is then written again the safe way:
 COPY into session-local staging tables, then `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`.
@@ -11,6 +12,7 @@ inserted, so a result that is already stored keeps exactly the breakdown it was 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ import asyncpg
 from meterflow.db import connect
 from meterflow.sink.batch import Batch
 from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, LOCATION_COLUMNS
+from meterflow.sink.text_rows import TextRows
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,10 @@ ON CONFLICT (location_id) DO UPDATE SET
 _DELETE_LOCATION = (
     "UPDATE locations SET deleted = true, updated_at = now() WHERE location_id = $1 AND NOT deleted"
 )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 class _ProbeRollbackError(Exception):
@@ -116,20 +123,16 @@ class PostgresWriter:
         async with conn.transaction():
             if batch.costs:
                 costs, breakdown = batch.cost_rows(), batch.breakdown_rows()
+                breakdown_text = batch.breakdown_text()
                 cost_table = "energy_costs" if direct else STAGE_COSTS
                 breakdown_table = "energy_cost_breakdown" if direct else STAGE_BREAKDOWN
-                await conn.copy_records_to_table(
-                    cost_table, records=costs, columns=COST_COLUMNS, timeout=self._timeout_s
+                await self._copy(conn, cost_table, COST_COLUMNS, batch.cost_text(), costs)
+                await self._copy(
+                    conn, breakdown_table, BREAKDOWN_COLUMNS, breakdown_text, breakdown
                 )
-                if breakdown:
-                    await conn.copy_records_to_table(
-                        breakdown_table,
-                        records=breakdown,
-                        columns=BREAKDOWN_COLUMNS,
-                        timeout=self._timeout_s,
-                    )
                 if direct:
-                    costs_inserted, breakdown_inserted = len(costs), len(breakdown)
+                    costs_inserted = len(batch.costs)
+                    breakdown_inserted = breakdown_text.count("\n") + len(breakdown)
                 else:
                     merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
                     assert merged is not None
@@ -149,6 +152,28 @@ class PostgresWriter:
             costs_inserted, breakdown_inserted, len(upserts) + len(deletes), fast_path=direct
         )
 
+    async def _copy(
+        self,
+        conn: asyncpg.Connection,
+        table: str,
+        columns: tuple[str, ...],
+        text: str,
+        records: list[tuple[Any, ...]],
+    ) -> None:
+        """COPY both forms into one table: text lines as they are, Python values in binary."""
+        if text:
+            await conn.copy_to_table(
+                table,
+                source=_once(text.encode()),  # plain `bytes` would be taken for a path
+                columns=columns,
+                format="text",
+                timeout=self._timeout_s,
+            )
+        if records:
+            await conn.copy_records_to_table(
+                table, records=records, columns=columns, timeout=self._timeout_s
+            )
+
     async def find_unstorable(self, batch: Batch) -> tuple[dict[str, str], dict[str, str]]:
         """Rows that cannot be stored (PostgreSQL data errors, values asyncpg cannot encode),
         tried one at a time in a transaction that is rolled back: (cost id -> reason,
@@ -161,14 +186,17 @@ class PostgresWriter:
                 for cost_id, persist in batch.costs.items():
                     try:
                         async with conn.transaction():  # a savepoint per row
-                            await conn.copy_records_to_table(
-                                STAGE_COSTS, records=[persist.rows.cost], columns=COST_COLUMNS
-                            )
-                            await conn.copy_records_to_table(
-                                STAGE_BREAKDOWN,
-                                records=persist.rows.breakdown,
-                                columns=BREAKDOWN_COLUMNS,
-                            )
+                            rows = persist.rows
+                            if isinstance(rows, TextRows):
+                                await self._copy(conn, STAGE_COSTS, COST_COLUMNS, rows.cost, [])
+                                await self._copy(
+                                    conn, STAGE_BREAKDOWN, BREAKDOWN_COLUMNS, rows.breakdown, []
+                                )
+                            else:
+                                await self._copy(conn, STAGE_COSTS, COST_COLUMNS, "", [rows.cost])
+                                await self._copy(
+                                    conn, STAGE_BREAKDOWN, BREAKDOWN_COLUMNS, "", rows.breakdown
+                                )
                     except (asyncpg.DataError, ValueError) as exc:
                         costs[cost_id] = f"{type(exc).__name__}: {exc}"[:300]
                 for location_id, change in batch.locations.items():
