@@ -24,7 +24,7 @@ def worker(
     from faust.worker import Worker
 
     from meterflow.logs import configure_logging
-    from meterflow.stream import create_app, ensure_topics
+    from meterflow.stream import create_app, diagnostics, ensure_topics
 
     updates: dict[str, object] = {}
     if web_port is not None:
@@ -47,7 +47,13 @@ def worker(
         from meterflow.api.service import ApiService
 
         services.append(ApiService(settings))
-    Worker(
+
+    class MeterflowWorker(Worker):
+        def _on_sigusr2(self) -> None:
+            # mode's default enters pdb, which a daemon cannot use; log the diagnostics instead
+            diagnostics.log.warning(diagnostics.dump(app, loop))
+
+    MeterflowWorker(
         app,
         *services,
         loop=loop,

@@ -146,12 +146,15 @@ def create_app(settings: Settings) -> faust.App:
         kind="market_prices",
     )
 
+    faust_fixes.keep_queued_events_on_redundant_resume(app)
     gaps = faust_fixes.InputGapGuard(app)
+    app.timer(interval=1.0)(gaps.rewind_stalled)
 
     async def price_records(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
-            if await gaps.admit(event):
-                await pricer.on_event(event)
+            with gaps.handling():
+                if await gaps.admit(event):
+                    await pricer.on_event(event)
 
     async def apply_profiles(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():

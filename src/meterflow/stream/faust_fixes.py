@@ -15,8 +15,10 @@ means anyway. Changelog partitions are left to faust's recovery.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from faust.transport.consumer import Consumer
@@ -59,6 +61,28 @@ def install() -> None:
     _install_never_drop()
     _install_ack_only_tracked()
     _install_contiguous_commits()
+
+
+def keep_queued_events_on_redundant_resume(app: Any) -> None:
+    """Make `app.flow_control.resume()` a no-op while flow is already active.
+
+    `FlowControlEvent.resume` empties every stream queue, to drop events fetched before a
+    rebalance. faust's recovery resumes flow once to read changelogs, resumes the stream
+    partitions and seeks them, and then calls `resume()` again: every record fetched in
+    between (whose fetch position has already moved on) is emptied out of the agent's queue
+    without a trace. When no later record arrives on that partition nothing ever shows the
+    hole: the restarted worker of the SIGKILL test priced one record and then waited forever
+    with the fetcher at the high-water mark. Events queued while flow is active belong to the
+    current assignment, so only a resume after a real suspension clears the queues.
+    """
+    flow_control = app.flow_control
+    resume = flow_control.resume
+
+    def resume_if_suspended() -> None:
+        if not flow_control.is_active():
+            resume()
+
+    flow_control.resume = resume_if_suspended
 
 
 def _guarded(consumer: Any, tp: Any) -> bool:
@@ -199,9 +223,60 @@ class InputGapGuard:
     again from there, in order; one admitted twice is priced twice, with the same result id.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, stall_after_s: float = 5.0) -> None:
         self._app = app
         self._rewinding: dict[Any, int] = {}
+        self._stall_after_s = stall_after_s
+        self._busy = False
+        self._idle_since = time.monotonic()
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Wrap the handling of one event, so that a busy agent is never taken for a stall."""
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+            self._idle_since = time.monotonic()
+
+    async def rewind_stalled(self) -> None:
+        """Seek back a partition whose records stopped coming although the broker has more.
+
+        A hole is seen when a later record arrives; a hole at the tail of a partition, with no
+        record after it, is not. Run periodically: when the agent has waited for events for
+        `stall_after_s` while an assigned input partition's high-water mark is past the next
+        offset it owes the agent, that partition is sought back to it (log
+        `input_stall_rewound`). A false alarm only fetches records again: same result ids.
+        """
+        app = self._app
+        consumer = app.consumer
+        if self._busy or app.rebalancing or not consumer.flow_active:
+            return
+        if time.monotonic() - self._idle_since < self._stall_after_s:
+            return
+        expected: dict[Any, int] = getattr(consumer, _NEXT_OFFSETS_ATTR, {})
+        assigned = consumer.assignment()
+        for tp, owed in list(expected.items()):
+            if tp not in assigned:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None or highwater <= owed:
+                continue
+            _log.warning(
+                "input_stall_rewound",
+                extra={
+                    "fields": {
+                        "event": "input_stall_rewound",
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "expected_offset": owed,
+                        "highwater": highwater,
+                    }
+                },
+            )
+            await consumer.seek(tp, owed)
+        self._idle_since = time.monotonic()
 
     async def admit(self, event: Any) -> bool:
         message = event.message
