@@ -38,6 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from meterflow.db import migrate
 from meterflow.models import EnergyCost, dumps, loads
+from meterflow.settings import Settings
 from meterflow.sink import Sink, SinkConfig, decode, service
 from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, Source, cost_rows
 
@@ -245,7 +246,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 events instead of 100,000")
     parser.add_argument("--events", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=Settings().sink_batch_size)
     parser.add_argument("--linger-ms", type=int, default=200)
     parser.add_argument(
         "--decode-chunk", type=int, default=None, help="records decoded per loop step"

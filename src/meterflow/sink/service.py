@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 IDLE_POLL_MS = 500
 LAG_REFRESH_S = 5.0  # how often the consumer-lag gauge is refreshed
 BUSY_POLL_MS = 5
-DECODE_CHUNK = 250
-"""Records decoded per loop step (~5 ms of CPU): between chunks the checkpoint in flight gets
-the loop for its round trips (BEGIN, COPY, COMMIT), so writing and decoding really overlap."""
+DECODE_CHUNK = 50
+"""Records decoded per loop step (~1 ms of CPU): between chunks the checkpoint in flight gets
+the loop for its round trips (BEGIN, two COPYs, COMMIT, the offset commit), so writing and
+decoding really overlap; each round trip waits for the chunk being decoded, so smaller chunks
+keep PostgreSQL busier (measured: 250 -> 50 gave +15-25 % results/s, docs/sink.md)."""
 RETRY_BASE_S = 0.2
 
 
