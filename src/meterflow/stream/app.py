@@ -20,6 +20,7 @@ from meterflow.stream import faust_fixes
 from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.catch_up import ProfilesCatchUp
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
+from meterflow.stream.partitioner import cached_murmur2_partitioner
 from meterflow.stream.profiles import market_prices_change, profile_change
 from meterflow.stream.topics import (
     DEAD_LETTERS,
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> faust.App:
         # writes) dominated the profile. 20 ms: +45 % throughput, p99 still ~35 ms at 500/s.
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=262144,
+        producer_partitioner=cached_murmur2_partitioner,
         web_enabled=settings.worker_web_enabled,
         web_bind=settings.worker_web_host,
         web_host=settings.worker_web_host,
