@@ -213,15 +213,22 @@ def test_what_the_text_path_leaves_to_the_others() -> None:
 
 
 def test_request_is_the_top_level_value_as_received() -> None:
-    base = _breakdown_valid()
-    base["request"] = {"request": {"request": [1, "x"]}, "energy": Decimal("1.50E+2"), "n": -0}
-    value = _with(dumps(base), b'"energy":150', b'"energy":1.50E+2')  # as a producer may write
+    value = _with(dumps(_breakdown_valid()), b'"energy":1.50', b'"energy":1.50E+2,"n":-0')
     text = text_cost_rows(value, SOURCE)
     assert text is not None
     assert_same_values(text, model_path(value))
-    assert text.cost.split("\t")[COST_COLUMNS.index("request")] == (
-        '{"request":{"request":[1,"x"]},"energy":1.50E+2,"n":0}'
-    )
+    assert text.cost.split("\t")[COST_COLUMNS.index("request")] == '{"energy":1.50E+2,"n":-0}'
+
+
+def test_another_request_key_defers() -> None:
+    """Where the dict hides which value was meant: a duplicate or nested `request` key."""
+    raw = dumps(_breakdown_valid())
+    number_first = _with(raw, b'"request":', b'"request":{"energy":"1.50"},"request":')
+    nested = _with(raw, b'"request":{', b'"request":{"request":{"a":"1"},')
+    spaced = _with(raw, b'"request":', b'"request" :')
+    for value in (number_first, nested, spaced):
+        assert text_cost_rows(value, SOURCE) is None
+        assert isinstance(decode_cost(b"key", value, SOURCE, NOW), Persist)
 
 
 def test_batch_keeps_text_and_binary_rows_apart() -> None:
