@@ -1,6 +1,6 @@
 # Thin entry points; the logic lives in deploy/local/*.sh and bench/run.py.
 # Ports, state dir and URLs: see deploy/local/env.sh (MF_KAFKA_PORT, MF_PG_PORT, MF_STATE_DIR, ...).
-.PHONY: up down status test test-intermittent bench lint venv
+.PHONY: up down status test bench lint venv
 
 VENV ?= .venv
 
@@ -18,9 +18,6 @@ venv:
 
 test: venv  ## every test (unit + integration against the running services)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
-
-test-intermittent: venv  ## the tests that fail intermittently for a documented reason (docs/stream.md)
-	$(VENV)/bin/pytest -m known_intermittent $(PYTEST_ARGS)
 
 bench: venv  ## every benchmark in bench/bench_*.py
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)

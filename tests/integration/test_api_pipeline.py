@@ -144,7 +144,6 @@ async def worker_is_pricing(stack: Stack, client: Client, key: str) -> None:
         await conn.close()
 
 
-@pytest.mark.known_intermittent  # the worker can stall (docs/stream.md, Open problems)
 async def test_batch_records_are_priced_stored_and_reported(stack: Stack) -> None:
     _, key = await stack.new_key("acc_e2e_batch")
     records = [

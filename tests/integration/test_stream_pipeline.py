@@ -473,7 +473,6 @@ async def test_dead_letter_replay_after_loading_the_tariff_produces_the_cost(
     assert {c["data"]["cost"]["value"] for c in copies} == {cost["data"]["cost"]["value"]}
 
 
-@pytest.mark.known_intermittent  # a restarted worker can stall; docs/stream.md, Open problems
 async def test_sigkill_mid_stream_loses_no_record(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
