@@ -17,48 +17,19 @@ from decimal import Decimal
 from typing import Any
 
 from meterflow.models import dumps
+from meterflow.sink.event_shape import (
+    COST_KEYS,
+    DATA_KEYS,
+    ENERGY_KEYS,
+    FLOWS,
+    ITEM_KEYS,
+    RECORD_ID,
+    RESULT_ID,
+    TARIFF_DIRECTIONS,
+    VALUE_KEYS,
+)
 from meterflow.sink.rows import MAX_EXPONENT, CostRows, Source
 
-_COST_KEYS = frozenset(
-    {
-        "id",
-        "object",
-        "account_id",
-        "object_id",
-        "location_id",
-        "device_id",
-        "meter_record_id",
-        "live_mode",
-        "non_persistent",
-        "energy_flow_direction",
-        "tariff_direction",
-        "location_timezone",
-        "currency_code",
-        "energy_units",
-        "request",
-        "data",
-        "time_created",
-    }
-)
-_DATA_KEYS = frozenset(
-    {
-        "start_time",
-        "end_time",
-        "session_reference_id",
-        "record_reference_id",
-        "energy",
-        "cost",
-        "breakdown",
-    }
-)
-_ENERGY_KEYS = frozenset({"value"})
-_VALUE_KEYS = frozenset({"value", "confidence"})
-_ITEM_KEYS = frozenset({"start_time", "end_time", "rate", "energy", "cost"})
-_FLOWS = frozenset({"INBOUND", "OUTBOUND"})
-_TARIFF_DIRECTIONS = frozenset({"IMPORT", "EXPORT"})
-
-_RESULT_ID = re.compile(r"ecs_[A-Za-z0-9_]+").fullmatch
-_RECORD_ID = re.compile(r"mre_[A-Za-z0-9_]+").fullmatch
 # The subset of RFC 3339 on which pydantic and `datetime.fromisoformat` agree: ASCII digits, an
 # upper-case T, valid clock fields, at most microseconds, Z or an offset below 24 h.
 _INSTANT = re.compile(
@@ -124,31 +95,31 @@ def _dict(value: object, keys: frozenset[str]) -> dict[str, Any]:
 
 
 def _rows(document: object, source: Source) -> CostRows:
-    cost = _dict(document, _COST_KEYS)
+    cost = _dict(document, COST_KEYS)
     cost_id = cost["id"]
     meter_record_id = cost["meter_record_id"]
     if (
         type(cost_id) is not str
-        or _RESULT_ID(cost_id) is None
+        or RESULT_ID(cost_id) is None
         or type(meter_record_id) is not str
-        or _RECORD_ID(meter_record_id) is None
+        or RECORD_ID(meter_record_id) is None
         or cost["object"] != "energy_cost"
         or cost["energy_units"] != "KWH"
         or cost["non_persistent"] is not False  # simulated results take the model path
         or type(cost["live_mode"]) is not bool
-        or cost["energy_flow_direction"] not in _FLOWS
-        or cost["tariff_direction"] not in _TARIFF_DIRECTIONS
+        or cost["energy_flow_direction"] not in FLOWS
+        or cost["tariff_direction"] not in TARIFF_DIRECTIONS
         or type(cost["request"]) is not dict
     ):
         raise _UnsureError
-    data = _dict(cost["data"], _DATA_KEYS)
-    value = _dict(data["cost"], _VALUE_KEYS)
+    data = _dict(cost["data"], DATA_KEYS)
+    value = _dict(data["cost"], VALUE_KEYS)
     items = data["breakdown"]
     if type(items) is not list:
         raise _UnsureError
     breakdown = []
     for seq, raw in enumerate(items):
-        item = _dict(raw, _ITEM_KEYS)
+        item = _dict(raw, ITEM_KEYS)
         breakdown.append(
             (
                 cost_id,
@@ -177,7 +148,7 @@ def _rows(document: object, source: Source) -> CostRows:
         _text(cost["location_timezone"]),
         _instant(data["start_time"]),
         _instant(data["end_time"]),
-        _number(_dict(data["energy"], _ENERGY_KEYS)["value"]),
+        _number(_dict(data["energy"], ENERGY_KEYS)["value"]),
         _number(value["value"]),
         _number(value["confidence"]),
         request,

@@ -26,6 +26,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from meterflow.sink.event_shape import (
+    COST_KEYS,
+    DATA_KEYS,
+    ENERGY_KEYS,
+    FLOWS,
+    ITEM_KEYS,
+    RECORD_ID,
+    RESULT_ID,
+    TARIFF_DIRECTIONS,
+    VALUE_KEYS,
+)
 from meterflow.sink.rows import Source
 
 
@@ -64,46 +75,6 @@ _decode = _DECODER.decode
 # (text, index) -> (value, end): where the `request` value ends. Set by JSONDecoder.__init__.
 _scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
-_COST_KEYS = frozenset(
-    {
-        "id",
-        "object",
-        "account_id",
-        "object_id",
-        "location_id",
-        "device_id",
-        "meter_record_id",
-        "live_mode",
-        "non_persistent",
-        "energy_flow_direction",
-        "tariff_direction",
-        "location_timezone",
-        "currency_code",
-        "energy_units",
-        "request",
-        "data",
-        "time_created",
-    }
-)
-_DATA_KEYS = frozenset(
-    {
-        "start_time",
-        "end_time",
-        "session_reference_id",
-        "record_reference_id",
-        "energy",
-        "cost",
-        "breakdown",
-    }
-)
-_ENERGY_KEYS = frozenset({"value"})
-_VALUE_KEYS = frozenset({"value", "confidence"})
-_ITEM_KEYS = frozenset({"start_time", "end_time", "rate", "energy", "cost"})
-_FLOWS = frozenset({"INBOUND", "OUTBOUND"})
-_TARIFF_DIRECTIONS = frozenset({"IMPORT", "EXPORT"})
-
-_RESULT_ID = re.compile(r"ecs_[A-Za-z0-9_]+").fullmatch
-_RECORD_ID = re.compile(r"mre_[A-Za-z0-9_]+").fullmatch
 # At most 18 integer digits, 30 decimals and a two-digit exponent: the magnitude stays far inside
 # the sink's 10^±1000 (larger numbers are the model path's to refuse) and NUMERIC's limits.
 _NUMBER = re.compile(
@@ -177,26 +148,26 @@ def _request_text(text: str) -> str:
 
 
 def _lines(text: str, source: Source) -> TextRows:
-    cost = _dict(_decode(text), _COST_KEYS)
+    cost = _dict(_decode(text), COST_KEYS)
     cost_id = cost["id"]
     meter_record_id = cost["meter_record_id"]
     live_mode = cost["live_mode"]
     if (
         type(cost_id) is not str
-        or _RESULT_ID(cost_id) is None
+        or RESULT_ID(cost_id) is None
         or type(meter_record_id) is not str
-        or _RECORD_ID(meter_record_id) is None
+        or RECORD_ID(meter_record_id) is None
         or cost["object"] != "energy_cost"
         or cost["energy_units"] != "KWH"
         or cost["non_persistent"] is not False  # simulated results take the model path
         or type(live_mode) is not bool
-        or cost["energy_flow_direction"] not in _FLOWS
-        or cost["tariff_direction"] not in _TARIFF_DIRECTIONS
+        or cost["energy_flow_direction"] not in FLOWS
+        or cost["tariff_direction"] not in TARIFF_DIRECTIONS
         or type(cost["request"]) is not dict
     ):
         raise _UnsureError
-    data = _dict(cost["data"], _DATA_KEYS)
-    value = _dict(data["cost"], _VALUE_KEYS)
+    data = _dict(cost["data"], DATA_KEYS)
+    value = _dict(data["cost"], VALUE_KEYS)
     items = data["breakdown"]
     if type(items) is not list:
         raise _UnsureError
@@ -204,7 +175,7 @@ def _lines(text: str, source: Source) -> TextRows:
         [
             f"{cost_id}\t{seq}\t{_instant(item['start_time'])}\t{_instant(item['end_time'])}\t"
             f"{_number(item['rate'])}\t{_number(item['energy'])}\t{_number(item['cost'])}\n"
-            for seq, item in enumerate([_dict(raw, _ITEM_KEYS) for raw in items])
+            for seq, item in enumerate([_dict(raw, ITEM_KEYS) for raw in items])
         ]
     )
     row = "\t".join(
@@ -224,7 +195,7 @@ def _lines(text: str, source: Source) -> TextRows:
             _text(cost["location_timezone"]),
             _instant(data["start_time"]),
             _instant(data["end_time"]),
-            _number(_dict(data["energy"], _ENERGY_KEYS)["value"]),
+            _number(_dict(data["energy"], ENERGY_KEYS)["value"]),
             _number(value["value"]),
             _number(value["confidence"]),
             _request_text(text),

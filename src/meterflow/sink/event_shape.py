@@ -1,0 +1,51 @@
+"""The exact shape of an `energy_cost` event, as the sink's fast decoders accept it.
+
+`fast_rows` and `text_rows` vouch for a document only when it has exactly these keys and
+values; anything else goes to the model path, the authority on what is poison. One list, so
+the two fast paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+
+COST_KEYS = frozenset(
+    {
+        "id",
+        "object",
+        "account_id",
+        "object_id",
+        "location_id",
+        "device_id",
+        "meter_record_id",
+        "live_mode",
+        "non_persistent",
+        "energy_flow_direction",
+        "tariff_direction",
+        "location_timezone",
+        "currency_code",
+        "energy_units",
+        "request",
+        "data",
+        "time_created",
+    }
+)
+DATA_KEYS = frozenset(
+    {
+        "start_time",
+        "end_time",
+        "session_reference_id",
+        "record_reference_id",
+        "energy",
+        "cost",
+        "breakdown",
+    }
+)
+ENERGY_KEYS = frozenset({"value"})
+VALUE_KEYS = frozenset({"value", "confidence"})
+ITEM_KEYS = frozenset({"start_time", "end_time", "rate", "energy", "cost"})
+FLOWS = frozenset({"INBOUND", "OUTBOUND"})
+TARIFF_DIRECTIONS = frozenset({"IMPORT", "EXPORT"})
+
+RESULT_ID = re.compile(r"ecs_[A-Za-z0-9_]+").fullmatch
+RECORD_ID = re.compile(r"mre_[A-Za-z0-9_]+").fullmatch
