@@ -547,3 +547,65 @@ async def test_two_workers_share_six_partitions_and_price_every_record(
         assert {c["id"] for c in pipe.costs} == expected
         assert first.progress()["priced"] > 0
         assert second.progress()["priced"] > 0
+
+
+async def test_records_from_a_transactional_producer_are_priced_and_committed(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Each transaction leaves a commit marker on its partitions: offsets with no record, which
+    the worker must pass rather than wait for (or its commits would stop for good)."""
+    async with pipeline(kafka_bootstrap, topic_prefix, tmp_path) as pipe:
+        locations = [f"loc_t{i}" for i in range(6)]
+        for loc in locations:
+            await pipe.put_profile(demo_profile(loc))
+        worker = pipe.start_worker()
+        await pipe.wait_ready(worker)
+
+        topic = pipe.settings.topic(METER_RECORDS)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, transactional_id=f"{topic_prefix}tx", acks="all"
+        )
+        await producer.start()
+        expected: set[str] = set()
+        try:
+            documents = list(synthetic_records(locations, 60))
+            for start in range(0, len(documents), 10):  # six transactions of ten records
+                async with producer.transaction():
+                    sent = [
+                        await producer.send(topic, dumps(doc), key=doc["location_id"].encode())
+                        for doc in documents[start : start + 10]
+                    ]
+                for metadata in await asyncio.gather(*sent):
+                    record_id = meter_record_id_for_offset(
+                        topic, metadata.partition, metadata.offset
+                    )
+                    expected.add(energy_cost_id(record_id))
+        finally:
+            await producer.stop()
+
+        await eventually(lambda: {c["id"] for c in pipe.costs} >= expected, "every result", worker)
+        assert len(expected) == 60
+        assert not pipe.dead_letters
+
+        partitions = [TopicPartition(topic, p) for p in range(pipe.settings.topic_partitions)]
+        group = AIOKafkaConsumer(
+            bootstrap_servers=kafka_bootstrap,
+            group_id=f"{topic_prefix}stream-test",
+            enable_auto_commit=False,
+        )
+        await group.start()
+        try:
+            ends = await group.end_offsets(partitions)
+
+            async def committed() -> dict[TopicPartition, int | None]:
+                return {tp: await group.committed(tp) for tp in partitions}
+
+            deadline = time.monotonic() + WAIT_S
+            while (positions := await committed()) != ends:  # markers included
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"commits stopped at {positions}, ends {ends}\n{worker.log()[-3000:]}"
+                    )
+                await asyncio.sleep(0.5)
+        finally:
+            await group.stop()

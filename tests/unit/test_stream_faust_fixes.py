@@ -6,6 +6,7 @@ Their effect on a real broker is tested by the SIGKILL and two-worker tests
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,9 @@ class FakeConsumer:
     assigned: set[TP]
     flow_active: bool = True
     seeks: list[tuple[TP, int]] = field(default_factory=list)
+    _unacked_messages: set[Any] = field(default_factory=set)
+    _acked: defaultdict[TP, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _acked_index: defaultdict[TP, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     def assignment(self) -> set[TP]:
         return self.assigned
@@ -77,9 +81,28 @@ def guard_for(consumer: FakeConsumer, owed: dict[TP, int]) -> InputGapGuard:
     return InputGapGuard(FakeStreamApp(consumer), stall_after_s=0.0)
 
 
+class Message:
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.tp, self.offset, self.acked = tp, offset, False
+
+
 class Event:
     def __init__(self, tp: TP, offset: int) -> None:
-        self.message: Any = type("Message", (), {"tp": tp, "offset": offset})()
+        self.message = Message(tp, offset)
+
+
+async def admitted(guard: InputGapGuard, consumer: FakeConsumer, *offsets: int) -> list[int]:
+    """Offer fresh events (a fetch makes new messages); return the offsets let through."""
+    through = []
+    for offset in offsets:
+        event = Event(TP0, offset)
+        consumer._unacked_messages.add(event.message)
+        if await guard.admit(event):
+            through.append(offset)
+        else:
+            assert event.message.acked, "a turned-away record must never be acked by faust"
+            assert event.message not in consumer._unacked_messages
+    return through
 
 
 async def test_an_idle_agent_behind_the_highwater_is_rewound_to_what_it_is_owed() -> None:
@@ -114,3 +137,35 @@ async def test_a_recent_event_postpones_the_check() -> None:
         assert await guard.admit(Event(TP0, 205))
     await guard.rewind_stalled()
     assert consumer.seeks == []
+
+
+async def test_a_hole_is_fetched_again_and_records_after_it_wait() -> None:
+    consumer = FakeConsumer(highwaters={TP0: 100}, assigned={TP0})
+    guard = guard_for(consumer, {TP0: 10})
+    assert await admitted(guard, consumer, 10, 13, 14) == [10]  # 11 and 12 went missing
+    assert consumer.seeks == [(TP0, 11)]
+    assert await admitted(guard, consumer, 15, 11, 12, 13, 14) == [11, 12, 13, 14]
+    assert consumer.seeks == [(TP0, 11)]
+    assert consumer._acked[TP0] == []  # nothing marked done that the agent did not process
+
+
+async def test_offsets_without_records_are_passed_once_the_refetch_shows_them() -> None:
+    consumer = FakeConsumer(highwaters={TP0: 100}, assigned={TP0})
+    guard = guard_for(consumer, {TP0: 10})
+    # 10 and 11 are a transaction's commit markers: the refetch from 10 starts at 12 again
+    assert await admitted(guard, consumer, 12, 13) == []
+    assert consumer.seeks == [(TP0, 10)]
+    assert await admitted(guard, consumer, 12, 13) == [12, 13]
+    assert sorted(consumer._acked[TP0]) == [10, 11]
+
+
+async def test_a_tail_without_records_is_passed_after_a_rewind_that_brought_nothing() -> None:
+    consumer = FakeConsumer(highwaters={TP0: 41}, assigned={TP0})
+    guard = guard_for(consumer, {TP0: 40})  # offset 40: the commit marker ending the partition
+    await guard.rewind_stalled()
+    assert consumer.seeks == [(TP0, 40)]
+    await guard.rewind_stalled()
+    assert consumer.seeks == [(TP0, 40)]
+    assert consumer._acked[TP0] == [40]
+    await guard.rewind_stalled()
+    assert consumer.seeks == [(TP0, 40)]  # nothing owed any more

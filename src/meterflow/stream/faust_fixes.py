@@ -258,13 +258,19 @@ class InputGapGuard:
     would go on past it, and the commit would stall before it for good. The guard knows the next
     offset each input partition owes the agent (the committed offset after a seek, then one past
     each record admitted). A record beyond it means a hole: the guard seeks the partition back
-    to the missing offset and turns away records until that one arrives. Records are admitted
-    again from there, in order; one admitted twice is priced twice, with the same result id.
+    to the missing offset and turns away records (unacked, so no commit passes them) until that
+    one arrives. Records are admitted again from there, in order; one admitted twice is priced
+    twice, with the same result id.
+
+    Some offsets hold no record: a transactional producer's commit markers. When the record
+    that revealed a hole comes again after the rewind, nothing came before it, so the hole was
+    such empty offsets; they are marked done (log `input_gap_empty`) and the commit moves on.
     """
 
     def __init__(self, app: Any, *, stall_after_s: float = 5.0) -> None:
         self._app = app
-        self._rewinding: dict[Any, int] = {}
+        self._rewinding: dict[Any, tuple[int, int]] = {}  # tp -> (owed, offset that showed it)
+        self._tail_rewinds: dict[Any, tuple[int, int]] = {}  # tp -> (owed, high-water mark)
         self._stall_after_s = stall_after_s
         self._busy = False
         self._idle_since = time.monotonic()
@@ -286,7 +292,10 @@ class InputGapGuard:
         record after it, is not. Run periodically: when the agent has waited for events for
         `stall_after_s` while an assigned input partition's high-water mark is past the next
         offset it owes the agent, that partition is sought back to it (log
-        `input_stall_rewound`). A false alarm only fetches records again: same result ids.
+        `input_stall_rewound`). A false alarm only fetches records again: same result ids. If
+        the same rewind brought nothing the last time, the offsets up to the high-water mark
+        hold no record (a transaction's commit marker ends the partition): they are marked done
+        (log `input_gap_empty`).
         """
         app = self._app
         consumer = app.consumer
@@ -301,7 +310,14 @@ class InputGapGuard:
                 continue
             highwater = consumer.highwater(tp)
             if highwater is None or highwater <= owed:
+                self._tail_rewinds.pop(tp, None)
                 continue
+            if self._tail_rewinds.get(tp) == (owed, highwater):
+                self._tail_rewinds.pop(tp)
+                _skip_empty(consumer, tp, owed, highwater)
+                expected[tp] = highwater
+                continue
+            self._tail_rewinds[tp] = (owed, highwater)
             _log.warning(
                 "input_stall_rewound",
                 extra={
@@ -327,19 +343,58 @@ class InputGapGuard:
             expected[tp] = offset + 1
             self._rewinding.pop(tp, None)
             return True
-        if self._rewinding.get(tp) != owed:
-            self._rewinding[tp] = owed
-            _log.warning(
-                "input_gap_rewound",
-                extra={
-                    "fields": {
-                        "event": "input_gap_rewound",
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "expected_offset": owed,
-                        "got_offset": offset,
-                    }
-                },
-            )
-            await consumer.seek(tp, owed)
+        rewinding = self._rewinding.get(tp)
+        if rewinding is not None and rewinding[0] == owed:
+            if offset == rewinding[1]:
+                # Fetched again from `owed` (each fetch makes a new message), and nothing came
+                # before it: the offsets in between hold no record.
+                _skip_empty(consumer, tp, owed, offset)
+                expected[tp] = offset + 1
+                del self._rewinding[tp]
+                return True
+            _turn_away(consumer, message)
+            return False
+        self._rewinding[tp] = (owed, offset)
+        _log.warning(
+            "input_gap_rewound",
+            extra={
+                "fields": {
+                    "event": "input_gap_rewound",
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "expected_offset": owed,
+                    "got_offset": offset,
+                }
+            },
+        )
+        _turn_away(consumer, message)
+        await consumer.seek(tp, owed)
         return False
+
+
+def _turn_away(consumer: Any, message: Any) -> None:
+    """Keep faust from acking a record the agent did not process (it would let a commit pass
+    it): faust acks an event when the next one is asked for, unless it is marked acked."""
+    message.acked = True
+    consumer._unacked_messages.discard(message)
+
+
+def _skip_empty(consumer: Any, tp: Any, start: int, end: int) -> None:
+    """Mark offsets [start, end) that hold no record as done, so commits can pass them."""
+    _log.info(
+        "input_gap_empty",
+        extra={
+            "fields": {
+                "event": "input_gap_empty",
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "from_offset": start,
+                "to_offset": end,
+            }
+        },
+    )
+    acked, index = consumer._acked[tp], consumer._acked_index[tp]
+    for offset in range(start, end):
+        if offset not in index:
+            index.add(offset)
+            acked.append(offset)
