@@ -553,7 +553,8 @@ async def test_records_from_a_transactional_producer_are_priced_and_committed(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     """Each transaction leaves a commit marker on its partitions: offsets with no record, which
-    the worker must pass rather than wait for (or its commits would stop for good)."""
+    the worker must pass rather than wait for (or its commits would stop for good). Records of
+    an aborted transaction are never priced (the worker reads at `read_committed`)."""
     async with pipeline(kafka_bootstrap, topic_prefix, tmp_path) as pipe:
         locations = [f"loc_t{i}" for i in range(6)]
         for loc in locations:
@@ -580,12 +581,33 @@ async def test_records_from_a_transactional_producer_are_priced_and_committed(
                         topic, metadata.partition, metadata.offset
                     )
                     expected.add(energy_cost_id(record_id))
+            aborted: set[str] = set()
+            with contextlib.suppress(_AbortTransactionError):
+                async with producer.transaction():
+                    for doc in synthetic_records(locations, 6):
+                        metadata = await producer.send_and_wait(
+                            topic, dumps(doc), key=doc["location_id"].encode()
+                        )
+                        record_id = meter_record_id_for_offset(
+                            topic, metadata.partition, metadata.offset
+                        )
+                        aborted.add(energy_cost_id(record_id))
+                    raise _AbortTransactionError
+            async with producer.transaction():  # and one more after it
+                doc = next(iter(synthetic_records(locations, 1)))
+                metadata = await producer.send_and_wait(
+                    topic, dumps(doc), key=doc["location_id"].encode()
+                )
+            record_id = meter_record_id_for_offset(topic, metadata.partition, metadata.offset)
+            expected.add(energy_cost_id(record_id))
         finally:
             await producer.stop()
 
         await eventually(lambda: {c["id"] for c in pipe.costs} >= expected, "every result", worker)
-        assert len(expected) == 60
+        assert len(expected) == 61
         assert not pipe.dead_letters
+        assert len(aborted) == 6
+        assert not aborted & {c["id"] for c in pipe.costs}
 
         partitions = [TopicPartition(topic, p) for p in range(pipe.settings.topic_partitions)]
         group = AIOKafkaConsumer(
@@ -601,7 +623,7 @@ async def test_records_from_a_transactional_producer_are_priced_and_committed(
                 return {tp: await group.committed(tp) for tp in partitions}
 
             deadline = time.monotonic() + WAIT_S
-            while (positions := await committed()) != ends:  # markers included
+            while (positions := await committed()) != ends:  # markers and aborted included
                 if time.monotonic() > deadline:
                     pytest.fail(
                         f"commits stopped at {positions}, ends {ends}\n{worker.log()[-3000:]}"
@@ -609,3 +631,7 @@ async def test_records_from_a_transactional_producer_are_priced_and_committed(
                 await asyncio.sleep(0.5)
         finally:
             await group.stop()
+
+
+class _AbortTransactionError(Exception):
+    """Raised inside a producer transaction to abort it."""

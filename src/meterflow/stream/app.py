@@ -84,6 +84,7 @@ def create_app(settings: Settings) -> faust.App:
 
     meter_records = raw_topic(METER_RECORDS, compacted=False)
     setattr(app, faust_fixes.NO_DROP_TOPICS_ATTR, {settings.topic(METER_RECORDS)})
+    setattr(app, faust_fixes.READ_COMMITTED_ATTR, True)  # aborted records are never priced
     locations = raw_topic(LOCATIONS, compacted=True)
     market_prices_topic = raw_topic(MARKET_PRICES, compacted=True)
     energy_costs = ProducerTopic(app, settings.topic(ENERGY_COSTS))

@@ -31,6 +31,8 @@ _PATCHED_READ = "_meterflow_never_drops"
 _PATCHED_ACK = "_meterflow_acks_only_tracked"
 _PATCHED_COMMIT = "_meterflow_commits_contiguously"
 _PATCHED_INLINE = "_meterflow_delivers_inline"
+_PATCHED_READ_COMMITTED = "_meterflow_reads_committed"
+READ_COMMITTED_ATTR = "meterflow_read_committed"
 _EVENT_WAIT_CODE = asyncio.Event.wait.__code__  # faust's `suspend_flow` is an asyncio.Event
 _NEXT_OFFSETS_ATTR = "_meterflow_next_offsets"
 NO_DROP_TOPICS_ATTR = "meterflow_no_drop_topics"
@@ -65,6 +67,7 @@ def install() -> None:
     _install_ack_only_tracked()
     _install_contiguous_commits()
     _install_inline_delivery()
+    _install_read_committed()
 
 
 def keep_queued_events_on_redundant_resume(app: Any) -> None:
@@ -189,6 +192,40 @@ def _install_inline_delivery() -> None:
     setattr(Consumer, _PATCHED_INLINE, True)
 
 
+def _install_read_committed() -> None:
+    """Read input topics at `read_committed` when the app asks (`meterflow_read_committed`).
+
+    faust reads at `read_uncommitted` unless it produces transactionally itself, so records a
+    transactional producer aborted would be priced. At `read_committed` they are skipped like
+    commit markers (`InputGapGuard` passes such offsets), and an open transaction holds its
+    partition back at the last stable offset until it ends.
+    """
+    if getattr(AIOKafkaConsumerThread, _PATCHED_READ_COMMITTED, False):
+        return
+    original: Callable[[Any, Any], Any] = AIOKafkaConsumerThread._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        if getattr(self.app, READ_COMMITTED_ATTR, False):
+            consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
+        return consumer
+
+    setattr(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer)  # noqa: B010
+    setattr(AIOKafkaConsumerThread, _PATCHED_READ_COMMITTED, True)
+
+
+def _readable_end(consumer: Any, tp: Any) -> int | None:
+    """Where reading `tp` ends: the last stable offset at `read_committed` (records of an open
+    transaction are not readable yet), else the high-water mark."""
+    aio = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    if aio is not None and getattr(aio, "_isolation_level", None) == "read_committed":
+        stable = aio.last_stable_offset(tp)
+        if stable is not None and stable >= 0:
+            return int(stable)
+    end: int | None = consumer.highwater(tp)
+    return end
+
+
 def _install_ack_only_tracked() -> None:
     """Never mark a record safe-to-commit that no stream has processed.
 
@@ -308,7 +345,7 @@ class InputGapGuard:
         for tp, owed in list(expected.items()):
             if tp not in assigned:
                 continue
-            highwater = consumer.highwater(tp)
+            highwater = _readable_end(consumer, tp)
             if highwater is None or highwater <= owed:
                 self._tail_rewinds.pop(tp, None)
                 continue
