@@ -13,9 +13,7 @@ Tests never skip for a missing service.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import socket
 import subprocess
 import time
@@ -23,11 +21,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
-import asyncpg
 import pytest
 import pytest_asyncio
+
+from database_support import temporary_database
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / "deploy" / "local"
@@ -227,25 +226,6 @@ def database_url() -> Iterator[str]:
     finally:
         for stop in reversed(stops):
             stop()
-
-
-@contextlib.asynccontextmanager
-async def temporary_database(database_url: str) -> AsyncIterator[str]:
-    """A new empty database `mf_test_<random>` owned by the test role, dropped on exit."""
-    name = f"mf_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    finally:
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import pytest
@@ -34,6 +32,8 @@ from dashboard_sql import (
     run_panel,
     variable_queries,
 )
+
+from database_support import temporary_database
 
 pytestmark = pytest.mark.integration
 
@@ -96,14 +96,7 @@ ROWS = [
 @pytest_asyncio.fixture(scope="module")
 async def costs_db(database_url: str) -> AsyncIterator[str]:
     """A fresh database, migrated by `meterflow db migrate`, holding ROWS."""
-    name = f"mf_test_ops_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    try:
+    async with temporary_database(database_url) as url:
         migrate = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "meterflow"),
             "db",
@@ -137,12 +130,6 @@ async def costs_db(database_url: str) -> AsyncIterator[str]:
         finally:
             await conn.close()
         yield url
-    finally:
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 ALL_LOCATIONS = ["loc_lon", "loc_lon2", "loc_nyc"]

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import time
@@ -28,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 from net import free_port
 
-from meterflow.db import migrate
+from database_support import temporary_database
 from meterflow.models import DeadLetter, dumps, loads
 from meterflow.sink import Sink, SinkConfig
 
@@ -44,20 +43,8 @@ T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
 @pytest_asyncio.fixture
 async def database(database_url: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = f"mf_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    await migrate(url)
-    yield url
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(database_url, migrated=True) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
