@@ -8,47 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import aiohttp
 import asyncpg
 from net import free_port
+from processes import MF, Process, service_env, spawn, wait_ready
 
+from database_support import temporary_database
 from meterflow.api.repository import create_api_key, revoke_api_key
-from meterflow.db import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
-MF = str(Path(sys.executable).with_name("meterflow"))
 TOKEN_SECRET = "test-secret-" + secrets.token_hex(8)
-
-
-@dataclass
-class Process:
-    name: str
-    proc: asyncio.subprocess.Process
-    log_path: Path
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout=20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-        return ""
 
 
 @dataclass
@@ -68,8 +43,7 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
-        env.update(
+        env = service_env(
             {
                 "MF_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "MF_DATABASE_URL": self.database_url,
@@ -84,18 +58,12 @@ class Stack:
                 "MF_WORKER_WEB_ENABLED": "false",
                 "MF_STORE": "memory://",
             }
+            | self.extra_env
         )
-        env.update(self.extra_env)
         return env
 
     async def spawn(self, name: str, *args: str) -> Process:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        log_path = self.tmp / f"{name}.log"
-        with log_path.open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                MF, *args, env=self.env(), cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT
-            )
-        process = Process(name, proc, log_path)
+        process = await spawn(name, [MF, *args], env=self.env(), cwd=ROOT, log_dir=self.tmp)
         self.processes.append(process)
         return process
 
@@ -118,18 +86,8 @@ class Stack:
             api = await self.spawn("worker", "worker", "--api", "--api-port", str(self.port))
         else:
             api = await self.spawn("api", "api", "--port", str(self.port))
-        deadline = asyncio.get_running_loop().time() + wait_seconds
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if api.proc.returncode is not None:
-                    raise RuntimeError(f"meterflow api exited:\n{api.log_tail()}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{self.base_url}/readyz") as response:
-                        if response.status == 200:
-                            return api
-                if asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeError(f"meterflow api never became ready:\n{api.log_tail()}")
-                await asyncio.sleep(0.2)
+        await wait_ready(api, f"{self.base_url}/readyz", timeout_s=wait_seconds, interval_s=0.2)
+        return api
 
     async def stop_all(self) -> None:
         for process in reversed(self.processes):
@@ -154,30 +112,10 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(admin_url: str) -> AsyncIterator[str]:
-    name = f"mf_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunparse(urlparse(admin_url)._replace(path=f"/{name}"))
-    try:
-        await migrate(url)
-        yield url
-    finally:
-        admin = await asyncpg.connect(admin_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@contextlib.asynccontextmanager
 async def api_stack(
     kafka_bootstrap: str, database_url: str, *, via_worker: bool = False, **extra_env: str
 ) -> AsyncIterator[Stack]:
-    async with fresh_database(database_url) as url:
+    async with temporary_database(database_url, migrated=True) as url:
         stack = Stack(
             kafka_bootstrap=kafka_bootstrap,
             database_url=url,

@@ -19,15 +19,14 @@ import tempfile
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import aiohttp
-import asyncpg
 import pytest
 import pytest_asyncio
 from net import free_port
+from processes import service_env
 
-from meterflow.db import migrate
+from database_support import temporary_database
 
 pytestmark = pytest.mark.integration
 
@@ -51,44 +50,31 @@ async def script(env: dict[str, str], name: str, action: str) -> tuple[int, str]
 
 @pytest_asyncio.fixture
 async def local_env(kafka_bootstrap: str, database_url: str) -> AsyncIterator[dict[str, str]]:
-    name = f"mf_test_ops_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    await migrate(url)
-    state = Path(tempfile.mkdtemp(prefix="mf-ops-local-"))
-    prefix = f"opsl{secrets.token_hex(4)}-"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
-    env.update(
-        {
-            "MF_STATE_DIR": str(state),
-            "MF_VENV": str(Path(sys.executable).parent.parent),
-            "MF_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "MF_DATABASE_URL": url,
-            "MF_TOPIC_PREFIX": prefix,
-            "MF_TOPIC_PARTITIONS": "2",
-            "MF_SINK_GROUP_ID": f"{prefix}sink",
-            "MF_STORE": "memory://",
-            "MF_HTTP_PORT": str(free_port()),
-            "MF_SINK_HTTP_PORT": str(free_port()),
-            "MF_WORKER_WEB_PORT": str(free_port()),
-            "MF_PROMETHEUS_PORT": str(free_port()),
-        }
-    )
-    try:
-        yield env
-    finally:
-        for service in reversed(APP_SERVICES):
-            await script(env, service, "stop")
-        shutil.rmtree(state, ignore_errors=True)
-        admin = await asyncpg.connect(database_url)
+    async with temporary_database(database_url, migrated=True) as url:
+        state = Path(tempfile.mkdtemp(prefix="mf-ops-local-"))
+        prefix = f"opsl{secrets.token_hex(4)}-"
+        env = service_env(
+            {
+                "MF_STATE_DIR": str(state),
+                "MF_VENV": str(Path(sys.executable).parent.parent),
+                "MF_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                "MF_DATABASE_URL": url,
+                "MF_TOPIC_PREFIX": prefix,
+                "MF_TOPIC_PARTITIONS": "2",
+                "MF_SINK_GROUP_ID": f"{prefix}sink",
+                "MF_STORE": "memory://",
+                "MF_HTTP_PORT": str(free_port()),
+                "MF_SINK_HTTP_PORT": str(free_port()),
+                "MF_WORKER_WEB_PORT": str(free_port()),
+                "MF_PROMETHEUS_PORT": str(free_port()),
+            }
+        )
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield env
         finally:
-            await admin.close()
+            for service in reversed(APP_SERVICES):
+                await script(env, service, "stop")
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def pids(env: dict[str, str]) -> dict[str, int]:

@@ -10,21 +10,16 @@ times the 1 s scrape interval plus margin, what Grafana itself would pick) befor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
 import secrets
 import shutil
-import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import aiohttp
 import asyncpg
@@ -33,14 +28,14 @@ import pytest_asyncio
 import yaml
 from dashboard_sql import PANELS, Row, Scope, expected_panel, panel_queries, run_panel
 from net import free_port
+from processes import MF, Process, service_env, spawn, wait_ready
 
+from database_support import temporary_database
 from meterflow.api.repository import create_api_key
-from meterflow.db import migrate
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-MF = str(Path(sys.executable).with_name("meterflow"))
 RATE_INTERVAL = "30s"
 LOCATION = json.loads((REPO / "deploy/local/demo/location.json").read_text())
 
@@ -51,38 +46,16 @@ class Stack:
     database_url: str
     prefix: str
     ports: dict[str, int]
-    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
 
     def url(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
 
-    def log(self, name: str, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join((self.tmp / f"{name}.log").read_text().splitlines()[-lines:])
-        return ""
+    async def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.processes[name] = await spawn(name, argv, env=env, cwd=self.tmp, log_dir=self.tmp)
 
-
-async def start(stack: Stack, name: str, argv: list[str], env: dict[str, str]) -> None:
-    log = (stack.tmp / f"{name}.log").open("ab")
-    stack.processes[name] = await asyncio.create_subprocess_exec(
-        *argv, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=stack.tmp
-    )
-    log.close()
-
-
-async def wait_ready(stack: Stack, name: str, url: str, timeout_s: float = 120) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while asyncio.get_running_loop().time() < deadline:
-            process = stack.processes[name]
-            if process.returncode is not None:
-                pytest.fail(f"{name} exited ({process.returncode}):\n{stack.log(name)}")
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.5)
-    pytest.fail(f"{name} not ready at {url} after {timeout_s}s:\n{stack.log(name)}")
+    async def wait_ready(self, name: str, path: str) -> None:
+        await wait_ready(self.processes[name], self.url(name, path), timeout_s=120)
 
 
 def prometheus_config(stack: Stack) -> str:
@@ -109,76 +82,56 @@ async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]
     prometheus = shutil.which("prometheus") or shutil.which("/usr/bin/prometheus")
     if prometheus is None:
         pytest.fail("prometheus is missing: apt-get install prometheus", pytrace=False)
-    name = f"mf_test_ops_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    await migrate(url)
-    tmp = Path(tempfile.mkdtemp(prefix="mf-ops-prom-"))
-    prefix = f"ops{secrets.token_hex(4)}-"
-    stack = Stack(
-        tmp=tmp,
-        database_url=url,
-        prefix=prefix,
-        ports={n: free_port() for n in ("api", "sink", "worker", "prometheus")},
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
-    env.update(
-        {
-            "MF_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "MF_DATABASE_URL": url,
-            "MF_TOPIC_PREFIX": prefix,
-            "MF_TOPIC_PARTITIONS": "2",
-            "MF_HTTP_PORT": str(stack.ports["api"]),
-            "MF_SINK_HTTP_PORT": str(stack.ports["sink"]),
-            "MF_WORKER_WEB_PORT": str(stack.ports["worker"]),
-            "MF_SINK_GROUP_ID": f"{prefix}sink",
-            "MF_STORE": "memory://",
-            "MF_DATA_DIR": str(tmp / "worker"),
-            "MF_SINK_LINGER_MS": "50",
-        }
-    )
-    (tmp / "prometheus.yml").write_text(prometheus_config(stack))
-    try:
-        # The API creates the topics with MF_TOPIC_PARTITIONS; a sink subscribing first would
-        # have the broker auto-create `locations` with its default partition count instead.
-        await start(stack, "api", [MF, "api"], env)
-        await wait_ready(stack, "api", stack.url("api", "/readyz"))
-        await start(stack, "sink", [MF, "sink"], env)
-        await start(stack, "worker", [MF, "worker"], env)
-        await start(
-            stack,
-            "prometheus",
-            [
-                prometheus,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{stack.ports['prometheus']}",
-            ],
-            env,
+    async with temporary_database(database_url, migrated=True) as url:
+        tmp = Path(tempfile.mkdtemp(prefix="mf-ops-prom-"))
+        prefix = f"ops{secrets.token_hex(4)}-"
+        stack = Stack(
+            tmp=tmp,
+            database_url=url,
+            prefix=prefix,
+            ports={n: free_port() for n in ("api", "sink", "worker", "prometheus")},
         )
-        await wait_ready(stack, "sink", stack.url("sink", "/healthz"))
-        await wait_ready(stack, "worker", stack.url("worker", "/metrics"))
-        await wait_ready(stack, "prometheus", stack.url("prometheus", "/-/ready"))
-        yield stack
-    finally:
-        for process in reversed(list(stack.processes.values())):
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), timeout=20)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-        admin = await asyncpg.connect(database_url)
+        env = service_env(
+            {
+                "MF_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                "MF_DATABASE_URL": url,
+                "MF_TOPIC_PREFIX": prefix,
+                "MF_TOPIC_PARTITIONS": "2",
+                "MF_HTTP_PORT": str(stack.ports["api"]),
+                "MF_SINK_HTTP_PORT": str(stack.ports["sink"]),
+                "MF_WORKER_WEB_PORT": str(stack.ports["worker"]),
+                "MF_SINK_GROUP_ID": f"{prefix}sink",
+                "MF_STORE": "memory://",
+                "MF_DATA_DIR": str(tmp / "worker"),
+                "MF_SINK_LINGER_MS": "50",
+            }
+        )
+        (tmp / "prometheus.yml").write_text(prometheus_config(stack))
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # The API creates the topics with MF_TOPIC_PARTITIONS; a sink subscribing first would
+            # have the broker auto-create `locations` with its default partition count instead.
+            await stack.start("api", [MF, "api"], env)
+            await stack.wait_ready("api", "/readyz")
+            await stack.start("sink", [MF, "sink"], env)
+            await stack.start("worker", [MF, "worker"], env)
+            await stack.start(
+                "prometheus",
+                [
+                    prometheus,
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{stack.ports['prometheus']}",
+                ],
+                env,
+            )
+            await stack.wait_ready("sink", "/healthz")
+            await stack.wait_ready("worker", "/metrics")
+            await stack.wait_ready("prometheus", "/-/ready")
+            yield stack
         finally:
-            await admin.close()
+            for process in reversed(list(stack.processes.values())):
+                await process.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def record(n: int, *, year: int = 2026) -> dict[str, Any]:
@@ -243,7 +196,7 @@ async def wait_for(stack: Stack, expr: str, minimum: float, timeout_s: float = 1
         if seen and sum(seen) >= minimum:
             return
         await asyncio.sleep(1)
-    logs = "\n".join(f"--- {n}\n{stack.log(n)}" for n in ("worker", "sink", "api"))
+    logs = "\n".join(f"--- {n}\n{stack.processes[n].log_tail()}" for n in ("worker", "sink", "api"))
     pytest.fail(f"{expr} stayed at {seen}, expected >= {minimum}\n{logs}")
 
 
