@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from meterflow.settings import get_settings
+from meterflow.cli.options import settings_with_options
 
 
 @click.command(name="api")
@@ -16,17 +16,8 @@ def api(host: str | None, port: int | None, log_level: str | None) -> None:
     from aiohttp import web
 
     from meterflow.api import create_api
-    from meterflow.logs import configure_logging
 
-    updates: dict[str, object] = {}
-    if host is not None:
-        updates["http_host"] = host
-    if port is not None:
-        updates["http_port"] = port
-    if log_level is not None:
-        updates["log_level"] = log_level
-    settings = get_settings().model_copy(update=updates)
-    configure_logging(settings.log_level, settings.log_format)
+    settings = settings_with_options(http_host=host, http_port=port, log_level=log_level)
     web.run_app(
         create_api(settings),
         host=settings.http_host,

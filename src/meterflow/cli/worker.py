@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from meterflow.settings import get_settings
+from meterflow.cli.options import settings_with_options
 
 
 @click.command(name="worker")
@@ -23,20 +23,14 @@ def worker(
     """Price `meter-records` into `energy-costs` / `dead-letters`; topics are created if missing."""
     from faust.worker import Worker
 
-    from meterflow.logs import configure_logging
     from meterflow.stream import create_app, diagnostics, ensure_topics
 
-    updates: dict[str, object] = {}
-    if web_port is not None:
-        updates["worker_web_port"] = web_port
-    if web is not None:
-        updates["worker_web_enabled"] = web
-    if log_level is not None:
-        updates["log_level"] = log_level
-    if api_port is not None:
-        updates["http_port"] = api_port
-    settings = get_settings().model_copy(update=updates)
-    configure_logging(settings.log_level, settings.log_format)
+    settings = settings_with_options(
+        worker_web_port=web_port,
+        worker_web_enabled=web,
+        log_level=log_level,
+        http_port=api_port,
+    )
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
