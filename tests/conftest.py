@@ -242,6 +242,13 @@ async def empty_database(database_url: str) -> AsyncIterator[str]:
         yield url
 
 
+@pytest_asyncio.fixture
+async def migrated_database(database_url: str) -> AsyncIterator[str]:
+    """One database per test with every migration applied."""
+    async with temporary_database(database_url, migrated=True) as url:
+        yield url
+
+
 @pytest.fixture
 def topic_prefix() -> str:
     """A fresh topic prefix, so tests sharing one broker never see each other's records."""

@@ -9,17 +9,14 @@ digits and scale, instants, jsonb, NULLs.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from typing import Any
 from unittest.mock import patch
-from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meterflow.db import migrate
 from meterflow.models import dumps
 from meterflow.sink import decode
 from meterflow.sink.decode import Persist, decode_cost
@@ -107,39 +104,15 @@ async def _round_trip(url: str, documents: list[dict[str, Any]]) -> int:
     return len(text_costs)
 
 
-def test_postgres_stores_text_lines_as_the_model_paths_rows(database_url: str) -> None:
-    name = f"mf_test_{secrets.token_hex(6)}"
-    url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-
-    async def create() -> None:
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        await migrate(url)
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
+def test_postgres_stores_text_lines_as_the_model_paths_rows(migrated_database: str) -> None:
     written = []
-    try:
 
-        @SETTINGS
-        @given(
-            st.lists(
-                energy_costs(unescaped_texts).map(plain) | energy_costs(), min_size=5, max_size=16
-            )
-        )
-        def check(documents: list[dict[str, Any]]) -> None:
-            written.append(asyncio.run(_round_trip(url, documents)))
+    @SETTINGS
+    @given(
+        st.lists(energy_costs(unescaped_texts).map(plain) | energy_costs(), min_size=5, max_size=16)
+    )
+    def check(documents: list[dict[str, Any]]) -> None:
+        written.append(asyncio.run(_round_trip(migrated_database, documents)))
 
-        check()
-    finally:
-        asyncio.run(drop())
+    check()
     assert sum(written) > 100  # the comparison did run, on many rows
