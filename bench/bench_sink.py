@@ -9,12 +9,13 @@
 
 Usage: .venv/bin/python bench/bench_sink.py [--quick] [--events N] [--batch-size N] [--linger-ms N]
                                             [--decode-chunk N] [--instances N]
-                                            [--binary-path | --model-path]
+                                            [--binary-path | --model-path] [--with-fk]
 Prints rows/s of `energy_costs` for both and the ratio (target: >= 20,000 rows/s and >= 40 %).
 `--instances N` runs N `meterflow sink` processes in one consumer group instead of one in-process
 sink (timed from the first stored row). `--binary-path` switches the text path off (`fast_rows` +
 binary COPY, the sink before `text_rows`), `--model-path` both fast paths (every result through
 `EnergyCost.model_validate`), so older designs can be measured in the same session.
+`--with-fk` puts back, in both databases, the breakdown foreign key migration 0002 dropped.
 """
 
 from __future__ import annotations
@@ -110,7 +111,14 @@ def event(n: int) -> dict[str, Any]:
     }
 
 
-async def fresh_database() -> str:
+# The schema before migration 0002, for `--with-fk` (measure both in one session).
+RESTORE_FK = (
+    "ALTER TABLE energy_cost_breakdown ADD CONSTRAINT energy_cost_breakdown_cost_id_fkey "
+    "FOREIGN KEY (cost_id) REFERENCES energy_costs (id) ON DELETE CASCADE"
+)
+
+
+async def fresh_database(*, with_fk: bool = False) -> str:
     name = f"mf_bench_{secrets.token_hex(5)}"
     admin = await asyncpg.connect(DATABASE)
     try:
@@ -119,6 +127,12 @@ async def fresh_database() -> str:
         await admin.close()
     url = urlunparse(urlparse(DATABASE)._replace(path=f"/{name}"))
     await migrate(url)
+    if with_fk:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(RESTORE_FK)
+        finally:
+            await conn.close()
     return url
 
 
@@ -156,7 +170,7 @@ async def bare_copy(url: str, payloads: list[tuple[bytes, bytes]]) -> tuple[floa
         started = time.perf_counter()
         await conn.copy_records_to_table("energy_costs", records=costs, columns=COST_COLUMNS)
         costs_only = time.perf_counter() - started
-        await conn.execute("TRUNCATE energy_costs CASCADE")
+        await conn.execute("TRUNCATE energy_costs, energy_cost_breakdown")  # no FK: name both
         started = time.perf_counter()
         async with conn.transaction():
             await conn.copy_records_to_table("energy_costs", records=costs, columns=COST_COLUMNS)
@@ -205,11 +219,34 @@ async def drain_with_processes(
     return finished - (first_row or launched), finished - launched
 
 
+async def backends_cpu_s(url: str) -> float | None:
+    """CPU seconds used so far by the other client backends of this database (the sink's
+    connection), read from /proc; None when PostgreSQL is not a local process."""
+    conn = await asyncpg.connect(url)
+    try:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    try:
+        ticks = sum(_cpu_ticks(row["pid"]) for row in pids)
+    except OSError:
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK") if pids else None
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
 async def drain_with_sink(
     url: str, prefix: str, count: int, batch_size: int, linger_s: float
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float | None]:
     """(seconds from first record read to last result stored, seconds including start-up,
-    this process's CPU seconds over the first span)."""
+    this process's CPU seconds over the first span, the PostgreSQL backend's CPU seconds)."""
     config = SinkConfig(
         bootstrap=KAFKA,
         database_url=url,
@@ -236,10 +273,11 @@ async def drain_with_sink(
             first_read, first_cpu = time.perf_counter(), time.process_time()
         await asyncio.sleep(0.005)
     finished, cpu = time.perf_counter(), time.process_time() - first_cpu
+    backend_cpu = await backends_cpu_s(url)
     stop.set()
     await task
     assert first_read is not None
-    return finished - first_read, finished - launched, cpu
+    return finished - first_read, finished - launched, cpu, backend_cpu
 
 
 async def main() -> None:
@@ -264,6 +302,11 @@ async def main() -> None:
         "--model-path",
         action="store_true",
         help="decode every result with EnergyCost.model_validate (the path before fast_rows)",
+    )
+    parser.add_argument(
+        "--with-fk",
+        action="store_true",
+        help="both databases with the breakdown -> costs foreign key (the schema before 0002)",
     )
     args = parser.parse_args()
     if args.binary_path or args.model_path:
@@ -293,18 +336,19 @@ async def main() -> None:
         await produce(topic, payloads)
         print(f"produced in {time.perf_counter() - started:.1f} s")
 
-        baseline_db = await fresh_database()
+        baseline_db = await fresh_database(with_fk=args.with_fk)
         costs_only_s, copy_s = await bare_copy(baseline_db, payloads)
         baseline = count / copy_s
 
-        sink_db = await fresh_database()
+        sink_db = await fresh_database(with_fk=args.with_fk)
         cpu_s: float | None = None
+        backend_cpu_s: float | None = None
         if args.instances > 1:
             drain_s, wall_s = await drain_with_processes(
                 sink_db, prefix, count, args.batch_size, args.instances
             )
         else:
-            drain_s, wall_s, cpu_s = await drain_with_sink(
+            drain_s, wall_s, cpu_s, backend_cpu_s = await drain_with_sink(
                 sink_db, prefix, count, args.batch_size, args.linger_ms / 1000
             )
         rate = count / drain_s
@@ -330,6 +374,12 @@ async def main() -> None:
                 f"({cpu_s / drain_s:.0%} of one core)"
                 + ("  [--model-path]" if args.model_path else "")
                 + ("  [--binary-path]" if args.binary_path else "")
+                + ("  [--with-fk]" if args.with_fk else "")
+            )
+        if backend_cpu_s is not None:
+            print(
+                f"PostgreSQL backend CPU (sink's):  {backend_cpu_s / count * 1e6:>10.1f} µs/row "
+                f"({backend_cpu_s / drain_s:.0%} of one core)"
             )
         print(
             f"ratio sink / bare COPY (same rows): {rate / baseline:.0%}  "

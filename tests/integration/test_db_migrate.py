@@ -130,5 +130,42 @@ async def _run_cli(*args: str, env: dict[str, str]) -> str:
 
 async def test_cli_migrate_twice(empty_database: str) -> None:
     env = {**os.environ, "MF_DATABASE_URL": empty_database, "MF_LOG_FORMAT": "text"}
-    assert "applied" in await _run_cli("db", "migrate", env=env)
-    assert "up to date" in await _run_cli("db", "migrate", env=env)
+    assert "schema at version 2" in await _run_cli("db", "migrate", env=env)
+    assert "schema up to date at version 2" in await _run_cli("db", "migrate", env=env)
+
+
+async def test_version_1_database_upgrades_and_loses_only_the_breakdown_foreign_key(
+    empty_database: str,
+) -> None:
+    """A database migrated before 0002 (the shared and deployed ones): the breakdown's foreign
+    key goes, its primary key stays."""
+    initial, *later = available_migrations()
+    assert [m.version for m in later] == [2]
+    await migrate(empty_database, [initial])
+    constraints = (
+        "SELECT contype::text, pg_get_constraintdef(oid) AS definition FROM pg_constraint "
+        "WHERE conrelid = 'energy_cost_breakdown'::regclass ORDER BY 1"
+    )
+    orphan = "INSERT INTO energy_cost_breakdown VALUES ('ecs_1', 0, now(), now(), 1, 1, 1)"
+    conn = await asyncpg.connect(empty_database)
+    try:
+        assert [r["contype"] for r in await conn.fetch(constraints)] == ["f", "p"]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(orphan)
+    finally:
+        await conn.close()
+
+    assert [m.version for m in await migrate(empty_database)] == [2]
+    conn = await asyncpg.connect(empty_database)
+    try:
+        rows = await conn.fetch(constraints)
+        assert [(r["contype"], r["definition"]) for r in rows] == [
+            ("p", "PRIMARY KEY (cost_id, seq)")
+        ]
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        assert [r["version"] for r in versions] == [1, 2]
+        await conn.execute(orphan)  # now only the writer keeps items with their cost
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(orphan)
+    finally:
+        await conn.close()

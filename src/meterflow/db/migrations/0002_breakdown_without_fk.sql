@@ -1,0 +1,21 @@
+-- meterflow schema, version 2: energy_cost_breakdown.cost_id no longer REFERENCES energy_costs.
+--
+-- Why: the foreign key's per-row check (a lookup of the parent row, locked FOR KEY SHARE) was
+-- about a third of PostgreSQL's CPU per stored result (two breakdown rows: 13-17 us with it,
+-- 4.3-4.7 us without), and PostgreSQL is the sink's bottleneck (docs/sink.md, Throughput).
+--
+-- Integrity is kept by the only writer, the sink (sink/writer.py): a result's cost row and its
+-- breakdown rows are written in one transaction from the same decoded record, and the replay
+-- path inserts breakdown rows only for the costs its ON CONFLICT (id) DO NOTHING inserted.
+-- Tested on PostgreSQL: tests/integration/test_sink_writer_integrity.py.
+--
+-- ON DELETE CASCADE goes with it: nothing deletes costs today; anything that does (a retention
+-- job, a manual cleanup) must delete the breakdown rows itself, in the same transaction:
+--     DELETE FROM energy_cost_breakdown WHERE cost_id IN (...);
+--     DELETE FROM energy_costs WHERE id IN (...);
+-- and TRUNCATE needs both tables: TRUNCATE energy_costs, energy_cost_breakdown.
+--
+-- The primary key (cost_id, seq) stays: it orders and finds a result's items and refuses a
+-- doubled item. Dropping the constraint only changes the catalog (no table rewrite, brief lock).
+
+ALTER TABLE energy_cost_breakdown DROP CONSTRAINT IF EXISTS energy_cost_breakdown_cost_id_fkey;
