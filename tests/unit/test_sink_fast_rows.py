@@ -20,6 +20,12 @@ from unittest.mock import patch
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+
+from meterflow.models import dumps, loads
+from meterflow.sink import decode
+from meterflow.sink.decode import CostOutcome, Persist, Poison, Simulated, decode_cost
+from meterflow.sink.fast_rows import fast_cost_rows
+from meterflow.sink.rows import Source
 from sink_documents import (
     DELETE,
     NOW,
@@ -33,12 +39,6 @@ from sink_documents import (
     set_path,
     valid,
 )
-
-from meterflow.models import dumps, loads
-from meterflow.sink import decode
-from meterflow.sink.decode import CostOutcome, Persist, Poison, Simulated, decode_cost
-from meterflow.sink.fast_rows import fast_cost_rows
-from meterflow.sink.rows import Source
 
 SOURCE = Source("energy-costs", 3, 42)
 
