@@ -9,8 +9,10 @@ consumer thread's state is read without its lock, so a field can be a moment sta
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +57,10 @@ def _await_chain(coro: Any, limit: int = 25) -> list[str]:
 def _consumer_state(app: Any) -> str:
     consumer = app.consumer
     lines = [
+        "== interpreter",
+        f"loop debug={asyncio.get_event_loop().get_debug()} trace={sys.gettrace()!r}"
+        f" profile={sys.getprofile()!r} switch_interval={sys.getswitchinterval()}"
+        f" gc_threshold={gc.get_threshold()} gc_count={gc.get_count()}",
         "== faust consumer",
         f"flow_active={consumer.flow_active} can_resume_flow={consumer.can_resume_flow.is_set()}",
         f"app.flow_control.is_active={app.flow_control.is_active()}",
