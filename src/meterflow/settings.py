@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(default=1.0, gt=0)
     progress_interval_s: float = Field(default=5.0, gt=0)
     producer_linger_s: float = Field(default=0.02, ge=0)
+    # The cost agent takes up to this many records at a time (or what came within 5 ms).
+    price_batch_size: int = Field(default=500, ge=1)
 
     # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
     # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
@@ -139,9 +139,7 @@ class RecordPricer:
         max_record_hours: int,
         clock: Clock = utc_now,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
-        ack_after_delivery: bool = False,
     ) -> None:
-        self._ack_after_delivery = ack_after_delivery
         self._before_partition = before_partition
         self._profiles = profiles
         self._market_prices = market_prices
@@ -176,47 +174,57 @@ class RecordPricer:
             )
 
     async def on_event(self, event: EventLike) -> None:
-        message = event.message
-        if self._before_partition is not None:
-            await self._before_partition(message.partition, message.offset)
-        source = source_of(message)
-        metrics.record_consumed(message.topic)
-        with metrics.time_pricing():
-            result = self.price(event.value, source)
-        # Acking on delivery (stream.noack) was tried and dropped: dead letters and costs go to
-        # different topics, so deliveries, hence acks, can come out of order, and faust then
-        # commits past an unacked offset (the `> 1` gap check of #606).
-        ack = getattr(event, "ack", None) if self._ack_after_delivery else None
-        if isinstance(result, EnergyCost):
-            await send_or_die(
-                self._energy_costs,
-                key=result.location_id.encode(),
-                value=dumps(result),
-                kind="energy_cost",
-                on_delivered=ack,
-            )
-            # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
-            metrics.cost_emitted(getattr(message, "timestamp", None))
-            self.priced += 1
-            return
+        await self.on_events((event,))
+
+    async def on_events(self, events: Sequence[EventLike]) -> None:
+        """Price a batch, then encode it, then hand it to the producer, in input order.
+
+        In phases rather than record by record: the same code runs back to back over the batch
+        (measured +5-9 % over interleaving the three steps per record). Every result is with the
+        producer before the batch's events are acked (faust acks `take_events` batches after
+        this returns, and flushes the producer before it commits).
+        """
+        priced: list[tuple[EventLike, SourceRef, EnergyCost | DeadLetter]] = []
+        for event in events:
+            message = event.message
+            if self._before_partition is not None:
+                await self._before_partition(message.partition, message.offset)
+            source = source_of(message)
+            metrics.record_consumed(message.topic)
+            with metrics.time_pricing():
+                priced.append((event, source, self.price(event.value, source)))
+        encoded = [(event, source, result, dumps(result)) for event, source, result in priced]
+        for event, source, result, value in encoded:
+            if isinstance(result, EnergyCost):
+                await send_or_die(
+                    self._energy_costs,
+                    key=result.location_id.encode(),
+                    value=value,
+                    kind="energy_cost",
+                )
+                # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
+                metrics.cost_emitted(getattr(event.message, "timestamp", None))
+                self.priced += 1
+            else:
+                await self._dead_letter(event, source, result, value)
+
+    async def _dead_letter(
+        self, event: EventLike, source: SourceRef, letter: DeadLetter, value: bytes
+    ) -> None:
         log_event(
             log,
             "record_dead_lettered",
             logging.WARNING,
-            code=result.error.code.value,
-            reason=result.error.message,
+            code=letter.error.code.value,
+            reason=letter.error.message,
             topic=source.topic,
             partition=source.partition,
             offset=source.offset,
         )
         await send_or_die(
-            self._dead_letters,
-            key=message.key,
-            value=dumps(result),
-            kind="dead_letter",
-            on_delivered=ack,
+            self._dead_letters, key=event.message.key, value=value, kind="dead_letter"
         )
-        metrics.record_dead_lettered(result.error.code)
+        metrics.record_dead_lettered(letter.error.code)
         self.dead_lettered += 1
 
 
