@@ -39,17 +39,23 @@ start() {
   (exec setsid "$binary" --config.file="$state/prometheus.yml" --storage.tsdb.path="$state/data" \
     --storage.tsdb.retention.time=2d --web.listen-address="127.0.0.1:$port" \
     >>"$MF_STATE_DIR/logs/prometheus.log" 2>&1 </dev/null) &
-  echo $! >"$pidfile"
+  local pid=$!
+  echo "$pid" >"$pidfile"
   for _ in $(seq 1 120); do
     if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/-/ready" 2>/dev/null; then
-      echo "prometheus: ready (pid $(cat "$pidfile")) at http://127.0.0.1:$port" >&2
+      echo "prometheus: ready (pid $pid) at http://127.0.0.1:$port" >&2
       return 0
     fi
-    running || break
+    # Liveness by pid only: while the subshell execs into prometheus its cmdline can read as
+    # empty, and `running` (which also checks the name) then sent us to wait on a live child.
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
   local status=running
-  running || { wait "$(cat "$pidfile")" 2>/dev/null; status="exited with $?"; }
+  if ! kill -0 "$pid" 2>/dev/null; then
+    status="exited"
+    wait "$pid" 2>/dev/null || status="exited with $?"
+  fi
   echo "prometheus: did not become ready ($status); see $MF_STATE_DIR/logs/prometheus.log" >&2
   tail -n 15 "$MF_STATE_DIR/logs/prometheus.log" >&2 || true
   return 1
