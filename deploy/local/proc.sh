@@ -19,7 +19,9 @@ _running() {
   [[ -f "$pidfile" ]] || return 1
   pid="$(cat "$pidfile")"
   kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "meterflow"
+  # Read the name into a variable: under pipefail, `… | grep -q` fails when grep quits early.
+  local cmdline; cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+  [[ "$cmdline" == *meterflow* ]]
 }
 
 _ready() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }

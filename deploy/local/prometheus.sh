@@ -14,8 +14,12 @@ port="${MF_PROMETHEUS_PORT:-9090}"
 binary="$(command -v prometheus || true)"
 
 running() {
-  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
-    && tr '\0' ' ' <"/proc/$(cat "$pidfile")/cmdline" 2>/dev/null | grep -q "prometheus"
+  [[ -f "$pidfile" ]] || return 1
+  local pid; pid="$(cat "$pidfile")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  # Read the name into a variable: under pipefail, `… | grep -q` fails when grep quits early.
+  local cmdline; cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+  [[ "$cmdline" == *prometheus* ]]
 }
 
 write_config() {
