@@ -44,7 +44,6 @@ def faust_app_id(settings: Settings) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
-    faust_fixes.install()
     app = faust.App(
         faust_app_id(settings),
         broker=faust_broker_url(settings),
@@ -84,8 +83,7 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     meter_records = raw_topic(METER_RECORDS, compacted=False)
-    setattr(app, faust_fixes.NO_DROP_TOPICS_ATTR, {settings.topic(METER_RECORDS)})
-    setattr(app, faust_fixes.READ_COMMITTED_ATTR, True)  # aborted records are never priced
+    gaps = faust_fixes.guard_input(app, settings.topic(METER_RECORDS))
     locations = raw_topic(LOCATIONS, compacted=True)
     market_prices_topic = raw_topic(MARKET_PRICES, compacted=True)
     energy_costs = ProducerTopic(app, settings.topic(ENERGY_COSTS))
@@ -149,10 +147,6 @@ def create_app(settings: Settings) -> faust.App:
         decide=market_prices_change,
         kind="market_prices",
     )
-
-    faust_fixes.keep_queued_events_on_redundant_resume(app)
-    gaps = faust_fixes.InputGapGuard(app)
-    app.timer(interval=1.0)(gaps.rewind_stalled)
 
     async def price_records(stream: faust.StreamT[Any]) -> None:
         # Batches: faust's per-event path is shared by all, and pricing runs back to back

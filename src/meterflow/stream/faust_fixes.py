@@ -1,15 +1,23 @@
-"""A targeted fix for faust-streaming 0.15.3 losing the first records of a fresh partition.
+"""Fixes for faust-streaming 0.15.3 (pinned) so that no input record is lost, stuck or priced
+twice under another id, around rebalances, restarts and transactional producers.
 
-Seen in our two-worker test: records that arrive while a rebalance's table recovery is running
-are fetched, dropped by the suspended flow, and never fetched again when the partition has no
-committed offset yet. faust "seeks stream partitions to committed offsets" after recovery, but
-aiokafka's `seek_to_committed` only seeks when the committed offset is > 0, so the fetch
-position stays past the dropped records (with a committed offset the seek rewinds them; that
-is the path every later rebalance takes). The first records of a new partition were lost.
+`guard_input(app, topic)` is the one entry point: it installs the class-level patches below
+(once per process), turns on the per-app ones for the input topic and returns the
+`InputGapGuard` the agent loop admits records through. Each fix says in its docstring what it
+was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests that found them:
 
-The fix: after seeking to committed offsets, rewind every source-topic partition that has no
-committed offset (None or 0) to its beginning, which is what `auto_offset_reset="earliest"`
-means anyway. Changelog partitions are left to faust's recovery.
+- `_install_rewind`: a fresh partition (no committed offset) is rewound to its beginning after
+  the post-recovery seek (aiokafka only seeks to committed offsets > 0);
+- `_install_never_drop`: faust never drops a refetched input record as "already read";
+- `_install_ack_only_tracked`: a record no stream processed is never acked;
+- `_install_contiguous_commits`: an input partition is committed only up to its first record
+  not processed (faust-streaming #606);
+- `_install_inline_delivery`: records reach the streams without four tasks each;
+- `_install_read_committed`: aborted transactions are never read;
+- `keep_queued_events_on_redundant_resume`: recovery's second `resume()` no longer empties the
+  agent's queue (the restart stall);
+- `InputGapGuard`: holes in an input partition are fetched again, empty offsets (transaction
+  markers) passed, a stalled tail rewound.
 """
 
 from __future__ import annotations
@@ -59,9 +67,21 @@ class _NeverDropReadOffsets(defaultdict[Any, int | None]):
         return super().__getitem__(tp)
 
 
+def guard_input(app: Any, topic: str) -> InputGapGuard:
+    """Make `topic` reach `app`'s agent whole, in order; returns the guard its loop admits
+    records through (`with guard.handling(): … await guard.admit(event)`)."""
+    install()
+    setattr(app, NO_DROP_TOPICS_ATTR, frozenset({topic}))
+    setattr(app, READ_COMMITTED_ATTR, True)  # records of aborted transactions are never priced
+    keep_queued_events_on_redundant_resume(app)
+    guard = InputGapGuard(app)
+    app.timer(interval=1.0)(guard.rewind_stalled)
+    return guard
+
+
 def install() -> None:
-    """Install the patches once per process (idempotent). The read-offset one applies to the
-    topics an app lists in its `meterflow_no_drop_topics` attribute."""
+    """Install the class-level patches once per process (idempotent). Most act only on the
+    topics an app lists in its `meterflow_no_drop_topics` attribute (see `guard_input`)."""
     _install_rewind()
     _install_never_drop()
     _install_ack_only_tracked()
@@ -266,7 +286,15 @@ def _install_never_drop() -> None:
 
 
 def _install_rewind() -> None:
-    """Patch `AIOKafkaConsumerThread.seek_to_committed` (see the module docstring)."""
+    """Rewind fresh input partitions after faust's seek to committed offsets.
+
+    Seen in the two-worker test: records that arrive while a rebalance's table recovery runs are
+    fetched, dropped by the suspended flow, and never fetched again when the partition has no
+    committed offset yet: aiokafka's `seek_to_committed` only seeks when the committed offset is
+    > 0, so the fetch position stays past them. After that seek, every source-topic partition
+    without a committed offset (None or 0) is rewound to its beginning, which is what
+    `auto_offset_reset="earliest"` means anyway. Changelog partitions are left to recovery.
+    """
     if getattr(AIOKafkaConsumerThread, _PATCHED, False):
         return
     original: Callable[[Any], Awaitable[Mapping[Any, int | None]]] = (
