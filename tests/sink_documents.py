@@ -130,6 +130,19 @@ def set_path(document: dict[str, Any], path: tuple[str | int, ...], new: object)
         target[path[-1]] = new
 
 
+def with_changes(
+    document: dict[str, Any], changes: list[tuple[tuple[str | int, ...], object]]
+) -> dict[str, Any]:
+    """`plain(document)` with each change applied where its path still exists."""
+    broken = plain(document)
+    for path, new in changes:
+        try:
+            set_path(broken, path, new)
+        except (KeyError, IndexError, TypeError):
+            continue  # that path no longer exists in this document
+    return broken
+
+
 DELETE = object()
 PATHS: list[tuple[str | int, ...]] = [
     ("id",),
