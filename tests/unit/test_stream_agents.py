@@ -24,12 +24,8 @@ class FakeTopic:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes | None, bytes | None]] = []
 
-    async def send(
-        self, *, key: bytes | None, value: bytes | None, on_delivered: Any = None
-    ) -> None:
+    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
         self.sent.append((key, value))
-        if on_delivered is not None:
-            on_delivered()
 
 
 @dataclass
@@ -155,9 +151,7 @@ async def test_a_failed_send_stops_the_process_before_anything_is_acked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     class BrokenTopic:
-        async def send(
-            self, *, key: bytes | None, value: bytes | None, on_delivered: Any = None
-        ) -> None:
+        async def send(self, *, key: bytes | None, value: bytes | None) -> None:
             raise ConnectionError("broker gone")
 
     exits: list[int] = []

@@ -40,13 +40,7 @@ EXIT_SEND_FAILED = 70
 class Sender(Protocol):
     """Where the agents send: a topic, seen as "hand this message to the producer"."""
 
-    def send(
-        self,
-        *,
-        key: bytes | None,
-        value: bytes | None,
-        on_delivered: Callable[[], object] | None = None,
-    ) -> Awaitable[Any]: ...
+    def send(self, *, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
 
 
 class ProducerTopic:
@@ -61,13 +55,7 @@ class ProducerTopic:
         self._app = app
         self.topic = topic
 
-    async def send(
-        self,
-        *,
-        key: bytes | None,
-        value: bytes | None,
-        on_delivered: Callable[[], object] | None = None,
-    ) -> None:
+    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
         future = await self._app.producer.send(
             self.topic, key, value, partition=None, timestamp=None, headers=None
         )
@@ -76,8 +64,6 @@ class ProducerTopic:
             if done.cancelled() or done.exception() is not None:
                 error = "cancelled" if done.cancelled() else repr(done.exception())
                 _stop_worker(f"delivery to {self.topic}", error)
-            elif on_delivered is not None:
-                on_delivered()
 
         future.add_done_callback(check_delivery)
 
@@ -117,11 +103,10 @@ async def send_or_die(
     key: bytes | None,
     value: bytes,
     kind: str,
-    on_delivered: Callable[[], object] | None = None,
 ) -> None:
     """Hand a message to the producer; if that fails, stop the process before anything commits."""
     try:
-        await topic.send(key=key, value=value, on_delivered=on_delivered)
+        await topic.send(key=key, value=value)
     except BaseException as exc:
         _stop_worker(kind, repr(exc))
 
