@@ -7,12 +7,16 @@ import asyncio
 from meterflow.stream.catch_up import ProfilesCatchUp
 
 
-def gate(ends: dict[int, int], committed: dict[int, int] | None = None) -> ProfilesCatchUp:
-    async def end_offset(partition: int) -> int:
-        return ends[partition]
+def gate(
+    ends: dict[int, int], committed: dict[int, int] | None = None, asked: list[int] | None = None
+) -> ProfilesCatchUp:
+    async def end_offsets(partition: int) -> dict[int, int]:
+        if asked is not None:
+            asked.append(partition)
+        return dict(ends)
 
     return ProfilesCatchUp(
-        end_offset=end_offset,
+        end_offsets=end_offsets,
         committed_offset=lambda p: (committed or {}).get(p),
         max_wait_s=5,
     )
@@ -48,3 +52,19 @@ async def test_a_rebalance_checks_again_against_the_new_end() -> None:
     assert not waiting.done()
     subject.applied(0, 1)
     await asyncio.wait_for(waiting, timeout=1)
+
+
+async def test_one_request_serves_every_partition_until_the_next_assignment() -> None:
+    asked: list[int] = []
+    subject = gate({0: 0, 1: 0, 2: 0}, asked=asked)
+    for partition in (1, 0, 2):
+        await asyncio.wait_for(subject.wait(partition), timeout=1)
+    assert asked == [1]
+    subject.reset()
+    await asyncio.wait_for(subject.wait(2), timeout=1)
+    assert asked == [1, 2]
+
+
+async def test_a_partition_missing_from_the_answer_is_not_held() -> None:
+    subject = gate({0: 5})
+    await asyncio.wait_for(subject.wait(3), timeout=1)  # logged as skipped, priced at once

@@ -107,9 +107,11 @@ def create_app(settings: Settings) -> faust.App:
 
     locations_topic = settings.topic(LOCATIONS)
 
-    async def locations_end_offset(partition: int) -> int:
-        tp = TP(locations_topic, partition)
-        return int((await app.consumer.highwaters(tp)).get(tp) or 0)
+    async def locations_end_offsets(partition: int) -> dict[int, int]:
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == locations_topic}
+        tps = [TP(locations_topic, p) for p in sorted(assigned | {partition})]
+        ends = await app.consumer.highwaters(*tps)
+        return {tp.partition: int(offset or 0) for tp, offset in ends.items()}
 
     def locations_committed(partition: int) -> int | None:
         # faust keeps the group's committed offsets here (no public accessor in 0.15.3)
@@ -118,7 +120,7 @@ def create_app(settings: Settings) -> faust.App:
         return committed
 
     catch_up = ProfilesCatchUp(
-        end_offset=locations_end_offset, committed_offset=locations_committed
+        end_offsets=locations_end_offsets, committed_offset=locations_committed
     )
 
     async def on_assigned(*args: Any, **kwargs: Any) -> None:
