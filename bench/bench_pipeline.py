@@ -50,6 +50,7 @@ from meterflow.stream.topics import (
     LOCATIONS,
     METER_RECORDS,
     bootstrap_servers,
+    delete_topics_with_prefix,
     ensure_topics,
 )
 
@@ -298,6 +299,7 @@ async def measure_recovery(profiles: int) -> None:
                     await asyncio.sleep(3)  # let the changelog writes and a commit happen
             finally:
                 stop_process(worker)
+        await delete_topics_with_prefix(settings, prefix)
         print(
             f"{store:12} {profiles:,} profiles: first start ready in {timings[0]:.1f} s, "
             f"all {profiles:,} applied at {timings[1]:.1f} s; "
@@ -313,6 +315,22 @@ async def run(
 ) -> int:
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
+    try:
+        return await measure(settings, records, locations_n, latency_rate, latency_s, profile)
+    finally:
+        deleted = await delete_topics_with_prefix(settings, prefix)
+        print(f"deleted the {len(deleted)} topics {prefix}*")
+
+
+async def measure(
+    settings: Settings,
+    records: int,
+    locations_n: int,
+    latency_rate: float,
+    latency_s: float,
+    profile: bool,
+) -> int:
+    prefix = settings.topic_prefix
     workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
     workdir.mkdir(parents=True, exist_ok=True)
     await ensure_topics(settings)

@@ -82,3 +82,23 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         await admin.close()
+
+
+async def delete_topics_with_prefix(settings: Settings, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a bench's or a test's own topics,
+    faust's changelogs included); return the names.
+
+    Throw-away topics add up on a long-lived broker: each partition keeps tens of KB of the
+    broker's heap, and a full heap stalls every client in 0.6 s full collections.
+    """
+    if not prefix:
+        raise ValueError("an empty prefix would delete every topic")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    await admin.start()
+    try:
+        doomed = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
+    finally:
+        await admin.close()
