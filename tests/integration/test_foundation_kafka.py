@@ -1,12 +1,16 @@
-"""The real broker: a consumer group commits, stops, and a new member resumes after the commit."""
+"""The real broker: a consumer group resumes after its commit; topics are created and deleted."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from meterflow.settings import Settings
+from meterflow.stream.topics import delete_topics_with_prefix, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +74,40 @@ async def test_group_resumes_from_committed_offset(kafka_bootstrap: str, topic_p
     finally:
         await second.stop()
     assert got_rest == sent[4:]
+
+
+async def test_topics_with_a_prefix_are_deleted_and_no_others(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    mine = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix)
+    neighbour = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{topic_prefix}x")
+    created = await ensure_topics(mine)
+    kept = await ensure_topics(
+        Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"n{topic_prefix}")
+    )
+    assert len(created) == 5
+    assert len(kept) == 5
+
+    deleted = await delete_topics_with_prefix(neighbour, f"{topic_prefix}x")
+    assert deleted == []
+    deleted = await delete_topics_with_prefix(mine, topic_prefix)
+    assert deleted == sorted(created)
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        for _ in range(50):  # deletion is asynchronous on the broker
+            left = set(await admin.list_topics())
+            if not left & set(created):
+                break
+            await asyncio.sleep(0.1)
+        assert not left & set(created)
+        assert set(kept) <= left
+        await admin.delete_topics(kept)
+    finally:
+        await admin.close()
+
+
+async def test_an_empty_prefix_is_refused(kafka_bootstrap: str) -> None:
+    with pytest.raises(ValueError, match="every topic"):
+        await delete_topics_with_prefix(Settings(kafka_bootstrap=kafka_bootstrap), "")
