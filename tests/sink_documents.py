@@ -126,8 +126,8 @@ def set_path(document: dict[str, Any], path: tuple[str | int, ...], new: object)
         target = target[step]
     if new is DELETE:
         del target[path[-1]]
-    else:
-        target[path[-1]] = new
+    else:  # a copy: the strategies share their values, and a later change may edit this one
+        target[path[-1]] = copy.deepcopy(new)
 
 
 def with_changes(
