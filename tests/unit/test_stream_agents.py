@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +27,9 @@ class FakeTopic:
 
     async def send(self, *, key: bytes | None, value: bytes | None) -> None:
         self.sent.append((key, value))
+
+    async def send_many(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+        self.sent.extend(messages)
 
 
 @dataclass
@@ -152,6 +156,9 @@ async def test_a_failed_send_stops_the_process_before_anything_is_acked(
 ) -> None:
     class BrokenTopic:
         async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+            raise ConnectionError("broker gone")
+
+        async def send_many(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
             raise ConnectionError("broker gone")
 
     exits: list[int] = []

@@ -37,18 +37,25 @@ log = logging.getLogger(__name__)
 EXIT_SEND_FAILED = 70
 
 
+Message = tuple[bytes | None, bytes]  # (key, value)
+
+
 class Sender(Protocol):
-    """Where the agents send: a topic, seen as "hand this message to the producer"."""
+    """Where the agents send: a topic, seen as "hand these messages to the producer"."""
 
     def send(self, *, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
+
+    def send_many(self, messages: Sequence[Message]) -> Awaitable[Any]:
+        """Like `send` for each message in turn (same partitions, same order per partition)."""
+        ...
 
 
 class ProducerTopic:
     """Sends straight to faust's producer (aiokafka underneath), skipping `Topic.send`'s
     per-message bookkeeping (FutureMessage, sensors, callbacks): a third of the agent's time in
-    the profile. Delivery is unchanged: the consumer flushes this same producer before it
-    commits offsets. A delivery that fails later, after the producer's own retries, stops the
-    worker like a failed send does.
+    the profile. Delivery is unchanged: the consumer flushes this same producer (batches from
+    `send_many` included) before it commits offsets. A delivery that fails later, after the
+    producer's own retries, stops the worker like a failed send does.
     """
 
     def __init__(self, app: Any, topic: str) -> None:
@@ -59,13 +66,42 @@ class ProducerTopic:
         future = await self._app.producer.send(
             self.topic, key, value, partition=None, timestamp=None, headers=None
         )
+        future.add_done_callback(self._check_delivery)
 
-        def check_delivery(done: Any) -> None:
-            if done.cancelled() or done.exception() is not None:
-                error = "cancelled" if done.cancelled() else repr(done.exception())
-                _stop_worker(f"delivery to {self.topic}", error)
+    async def send_many(self, messages: Sequence[Message]) -> None:
+        """One produce batch per partition rather than one `send` per message: half the CPU per
+        message (measured 5.3 vs 11.6 us), one delivery future per batch. The partitioner is
+        the producer's own, so every message lands where `send` would have put it, in order.
+        """
+        producer = self._app.producer
+        kafka = producer._ensure_producer()  # faust's aiokafka producer (no public accessor)
+        partitions = sorted(await kafka.partitions_for(self.topic))
+        choose = producer.partitioner  # what the aiokafka producer was built with
+        open_batches: dict[int, Any] = {}
+        for key, value in messages:
+            partition = choose(key, partitions, partitions)
+            batch = open_batches.get(partition)
+            if batch is not None and batch.append(key=key, value=value, timestamp=None):
+                continue
+            if batch is not None:  # full: ship it, then start the next one
+                await self._ship(kafka, open_batches.pop(partition), partition)
+            batch = kafka.create_batch()
+            if batch.append(key=key, value=value, timestamp=None):
+                open_batches[partition] = batch
+            else:  # larger than a whole batch: `send` sizes a batch for it
+                await self.send(key=key, value=value)
+        for partition, batch in open_batches.items():
+            await self._ship(kafka, batch, partition)
 
-        future.add_done_callback(check_delivery)
+    async def _ship(self, kafka: Any, batch: Any, partition: int) -> None:
+        batch.close()
+        future = await kafka.send_batch(batch, self.topic, partition=partition)
+        future.add_done_callback(self._check_delivery)
+
+    def _check_delivery(self, done: Any) -> None:
+        if done.cancelled() or done.exception() is not None:
+            error = "cancelled" if done.cancelled() else repr(done.exception())
+            _stop_worker(f"delivery to {self.topic}", error)
 
 
 def _stop_worker(kind: str, error: str) -> None:
@@ -107,6 +143,14 @@ async def send_or_die(
     """Hand a message to the producer; if that fails, stop the process before anything commits."""
     try:
         await topic.send(key=key, value=value)
+    except BaseException as exc:
+        _stop_worker(kind, repr(exc))
+
+
+async def send_many_or_die(topic: Sender, messages: Sequence[Message], *, kind: str) -> None:
+    """`send_or_die` for a batch."""
+    try:
+        await topic.send_many(messages)
     except BaseException as exc:
         _stop_worker(kind, repr(exc))
 
@@ -165,33 +209,35 @@ class RecordPricer:
         """Price a batch, then encode it, then hand it to the producer, in input order.
 
         In phases rather than record by record: the same code runs back to back over the batch
-        (measured +5-9 % over interleaving the three steps per record). Every result is with the
-        producer before the batch's events are acked (faust acks `take_events` batches after
-        this returns, and flushes the producer before it commits).
+        (measured +5-9 % over interleaving the three steps per record), and the costs go to the
+        producer as one batch per partition. Every result is with the producer before the
+        batch's events are acked (faust acks `take_events` batches after this returns, and
+        flushes the producer before it commits).
         """
+        if not events:
+            return
         priced: list[tuple[EventLike, SourceRef, EnergyCost | DeadLetter]] = []
         for event in events:
             message = event.message
             if self._before_partition is not None:
                 await self._before_partition(message.partition, message.offset)
             source = source_of(message)
-            metrics.record_consumed(message.topic)
             with metrics.time_pricing():
                 priced.append((event, source, self.price(event.value, source)))
-        encoded = [(event, source, result, dumps(result)) for event, source, result in priced]
-        for event, source, result, value in encoded:
+        metrics.record_consumed(events[0].message.topic, len(events))
+        costs: list[Message] = []
+        for event, source, result in priced:
+            value = dumps(result)
             if isinstance(result, EnergyCost):
-                await send_or_die(
-                    self._energy_costs,
-                    key=result.location_id.encode(),
-                    value=value,
-                    kind="energy_cost",
-                )
-                # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
-                metrics.cost_emitted(getattr(event.message, "timestamp", None))
-                self.priced += 1
+                costs.append((result.location_id.encode(), value))
             else:
                 await self._dead_letter(event, source, result, value)
+        await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
+        for event, _, result in priced:
+            if isinstance(result, EnergyCost):
+                # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
+                metrics.cost_emitted(getattr(event.message, "timestamp", None))
+        self.priced += len(costs)
 
     async def _dead_letter(
         self, event: EventLike, source: SourceRef, letter: DeadLetter, value: bytes
