@@ -31,6 +31,8 @@ import aiohttp
 import asyncpg
 
 from meterflow.models import dumps
+from meterflow.settings import Settings
+from meterflow.stream.topics import delete_topics_with_prefix
 
 SELF = str(Path(__file__).resolve())
 STATIC_DOC = {"object": "bench", "status": "ok", "value": 1}
@@ -343,6 +345,8 @@ async def bench(quick: bool) -> int:
         admin = await asyncpg.connect(admin_url)
         await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         await admin.close()
+        prefix = env["MF_TOPIC_PREFIX"]
+        await delete_topics_with_prefix(Settings(topic_prefix=prefix), prefix)
 
 
 def main() -> int:

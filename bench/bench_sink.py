@@ -42,6 +42,7 @@ from meterflow.models import EnergyCost, dumps, loads
 from meterflow.settings import Settings
 from meterflow.sink import Sink, SinkConfig, decode, service
 from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, Source, cost_rows
+from meterflow.stream.topics import delete_topics_with_prefix
 
 KAFKA = os.environ.get("MF_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 DATABASE = os.environ.get(
@@ -388,8 +389,8 @@ async def main() -> None:
         )
         print("rows = energy_costs rows; each also writes 2 energy_cost_breakdown rows")
     finally:
-        await admin.delete_topics([topic, f"{prefix}locations"])
         await admin.close()
+        await delete_topics_with_prefix(Settings(topic_prefix=prefix), prefix)
         for url in (sink_db, baseline_db):
             if url:
                 await drop_database(url)
