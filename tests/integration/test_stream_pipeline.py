@@ -307,6 +307,22 @@ async def test_a_record_becomes_the_expected_energy_cost(shared: Pipeline) -> No
     assert cost["request"]["location_id"] == "loc_expected"
 
 
+async def test_a_ready_worker_freezes_its_long_lived_objects_out_of_the_collector(
+    shared: Pipeline,
+) -> None:
+    worker = shared.workers[0]
+    await eventually(lambda: '"gc_frozen"' in worker.log(), "gc_frozen logged", worker)
+    [line] = [line for line in worker.log().splitlines() if '"gc_frozen"' in line]
+    assert loads(line)["objects"] > 10_000  # faust, aiokafka and pydantic alone hold more
+
+
+async def test_every_line_a_worker_logs_is_a_json_object(shared: Pipeline) -> None:
+    lines = shared.workers[0].log().splitlines()
+    assert any("Worker ready" in line for line in lines)
+    assert [line for line in lines if not line.startswith("{")] == []
+    assert all(isinstance(loads(line), dict) for line in lines)
+
+
 async def test_failures_are_dead_lettered_with_their_code_and_the_agent_keeps_going(
     shared: Pipeline,
 ) -> None:

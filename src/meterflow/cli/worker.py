@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 
 import click
 
 from meterflow.cli.options import settings_with_options
+from meterflow.logs import event as log_event
+
+log = logging.getLogger(__name__)
 
 
 @click.command(name="worker")
@@ -43,11 +48,20 @@ def worker(
         services.append(ApiService(settings))
 
     class MeterflowWorker(Worker):
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            # What is alive once the worker is ready (faust, aiokafka, pydantic, the recovered
+            # tables) lives as long as the process. Frozen, it is no longer re-walked by every
+            # full collection that pricing's allocations trigger: GC time over a 100k-record
+            # drain fell from 1.6 to 0.86 s (bench_pipeline, 3 runs each).
+            gc.freeze()
+            log_event(log, "gc_frozen", objects=gc.get_freeze_count())
+
         def _on_sigusr2(self) -> None:
             # mode's default enters pdb, which a daemon cannot use; log the diagnostics instead
             diagnostics.log.warning(diagnostics.dump(app, loop))
 
-    MeterflowWorker(
+    runner = MeterflowWorker(
         app,
         *services,
         loop=loop,
@@ -55,4 +69,6 @@ def worker(
         override_logging=False,
         redirect_stdouts=False,
         quiet=True,
-    ).execute_from_commandline()
+    )
+    runner.spinner = None  # faust's terminal spinner wrote control characters into the JSON log
+    runner.execute_from_commandline()
