@@ -465,6 +465,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
         await asyncio.wait_for(proc.wait(), 60)
         err = final_log.read_text()
         assert proc.returncode == 0, err[-2000:]
+        assert '"gc_frozen", "process": "sink"' in err  # startup objects kept off the collector
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

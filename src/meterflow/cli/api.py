@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from meterflow.cli.long_lived import freeze_startup_objects
 from meterflow.cli.options import settings_with_options
 
 
@@ -18,8 +19,14 @@ def api(host: str | None, port: int | None, log_level: str | None) -> None:
     from meterflow.api import create_api
 
     settings = settings_with_options(http_host=host, http_port=port, log_level=log_level)
+    application = create_api(settings)
+
+    async def freeze(_: web.Application) -> None:
+        freeze_startup_objects("api")
+
+    application.on_startup.append(freeze)
     web.run_app(
-        create_api(settings),
+        application,
         host=settings.http_host,
         port=settings.http_port,
         print=None,

@@ -8,6 +8,7 @@ import signal
 
 import click
 
+from meterflow.cli.long_lived import freeze_startup_objects
 from meterflow.settings import get_settings
 
 
@@ -30,6 +31,7 @@ async def _serve(group_id: str | None, http_port: int | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    freeze_startup_objects("sink")
     try:
         await Sink(config, health).run(stop)
     finally:
