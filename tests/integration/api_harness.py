@@ -21,6 +21,8 @@ from processes import MF, Process, service_env, spawn, wait_ready
 
 from database_support import temporary_database
 from meterflow.api.repository import create_api_key, revoke_api_key
+from meterflow.settings import Settings
+from meterflow.stream.topics import delete_topics_with_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_SECRET = "test-secret-" + secrets.token_hex(8)
@@ -128,6 +130,8 @@ async def api_stack(
             yield stack
         finally:
             await stack.stop_all()
+            settings = Settings(kafka_bootstrap=kafka_bootstrap)
+            await delete_topics_with_prefix(settings, stack.topic_prefix)
 
 
 class Client:

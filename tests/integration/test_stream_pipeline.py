@@ -33,6 +33,7 @@ from meterflow.stream.topics import (
     ENERGY_COSTS,
     LOCATIONS,
     METER_RECORDS,
+    delete_topics_with_prefix,
     ensure_topics,
 )
 
@@ -272,6 +273,7 @@ async def pipeline(
         yield pipe
     finally:
         await pipe.stop()
+        await delete_topics_with_prefix(settings, topic_prefix)  # a dev broker keeps them all
 
 
 @pytest.fixture(scope="module")
