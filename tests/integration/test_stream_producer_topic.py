@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
@@ -35,7 +37,7 @@ async def _read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, b
 
 
 async def test_send_many_puts_messages_on_the_default_partitions_in_order(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: object
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
@@ -44,33 +46,35 @@ async def test_send_many_puts_messages_on_the_default_partitions_in_order(
         data_dir=str(tmp_path),
     )
     await ensure_topics(settings)
-    app = create_app(settings)
-    await app.producer.start()
-    topic = ProducerTopic(app, settings.topic(ENERGY_COSTS))
-    # Three calls, so a partition's batches queue behind each other; three 100 kB values on one
-    # key fill a produce batch (262,144 bytes), and one 300 kB value is larger than a whole
-    # batch, so it takes the per-message path in between.
-    keys = [f"loc_{n % 37:03d}".encode() for n in range(400)]
-    sent = [(key, b"%d " % n) for n, key in enumerate(keys)]
-    for n in (130, 131, 132):
-        sent[n] = (b"loc_007", b"%d " % n + b"x" * 100_000)
-    sent[250] = (b"loc_000", b"250 " + b"y" * 300_000)
     try:
-        await topic.send_many(sent[:120])
-        await topic.send_many(sent[120:260])
-        await topic.send_many(sent[260:])
-        await app.producer.flush()
+        app = create_app(settings)
+        await app.producer.start()
+        topic = ProducerTopic(app, settings.topic(ENERGY_COSTS))
+        # Three calls, so a partition's batches queue behind each other; three 100 kB values on one
+        # key fill a produce batch (262,144 bytes), and one 300 kB value is larger than a whole
+        # batch, so it takes the per-message path in between.
+        keys = [f"loc_{n % 37:03d}".encode() for n in range(400)]
+        sent = [(key, b"%d " % n) for n, key in enumerate(keys)]
+        for n in (130, 131, 132):
+            sent[n] = (b"loc_007", b"%d " % n + b"x" * 100_000)
+        sent[250] = (b"loc_000", b"250 " + b"y" * 300_000)
+        try:
+            await topic.send_many(sent[:120])
+            await topic.send_many(sent[120:260])
+            await topic.send_many(sent[260:])
+            await app.producer.flush()
+        finally:
+            await app.producer.stop()
+
+        seen = await _read_all(kafka_bootstrap, settings.topic(ENERGY_COSTS), len(sent))
+
+        default = DefaultPartitioner()
+        assert sorted(value for _, _, value in seen) == sorted(value for _, value in sent)
+        for partition, key, _ in seen:
+            assert partition == default(key, list(range(PARTITIONS)), list(range(PARTITIONS)))
+        for partition in range(PARTITIONS):
+            order = [int(value.split()[0]) for p, _, value in seen if p == partition]
+            assert order == sorted(order), f"partition {partition} out of order"
+        assert {p for p, _, _ in seen} == set(range(PARTITIONS))
     finally:
-        await app.producer.stop()
-
-    seen = await _read_all(kafka_bootstrap, settings.topic(ENERGY_COSTS), len(sent))
-
-    default = DefaultPartitioner()
-    assert sorted(value for _, _, value in seen) == sorted(value for _, value in sent)
-    for partition, key, _ in seen:
-        assert partition == default(key, list(range(PARTITIONS)), list(range(PARTITIONS)))
-    for partition in range(PARTITIONS):
-        order = [int(value.split()[0]) for p, _, value in seen if p == partition]
-        assert order == sorted(order), f"partition {partition} out of order"
-    assert {p for p, _, _ in seen} == set(range(PARTITIONS))
-    await delete_topics_with_prefix(settings, topic_prefix)
+        await delete_topics_with_prefix(settings, topic_prefix)
