@@ -25,7 +25,7 @@ from meterflow.settings import Settings
 from meterflow.stream.topics import delete_topics_with_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN_SECRET = "test-secret-" + secrets.token_hex(8)
+TOKEN_SECRET = "test-secret-" + secrets.token_hex(16)  # >= 32 bytes: PyJWT warns below
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
+import jwt
 import pytest
 
 from meterflow.api.credentials import (
@@ -17,6 +21,14 @@ from meterflow.api.credentials import (
 from meterflow.api.ratelimit import RateLimiter
 
 WHO = Principal(account_id="acc_1", live_mode=True, key_id="key_1")
+SECRET = "s" * 32  # RFC 7518 §3.2: an HS256 key as long as the hash; PyJWT warns below that
+OTHER = "o" * 32
+# Signed by the hand-written HS256 code before PyJWT: tokens issued before the switch stay valid.
+BEFORE_PYJWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJtZXRlcmZsb3ciLCJzdWIiOiJrZXlfMSIsImFjY291bnRf"
+    "aWQiOiJhY2NfMSIsImxpdmVfbW9kZSI6dHJ1ZSwiaWF0IjoxMDAwLCJuYmYiOjEwMDAsImV4cCI6MTA2MH0."
+    "vC9haG0ltWfuNo4_49YrKjLxXEX2WjSYLo6SOtcW2vw"
+)
 
 
 def test_keys_carry_their_mode_and_hash_stably() -> None:
@@ -34,20 +46,52 @@ def test_keys_carry_their_mode_and_hash_stably() -> None:
     assert display_prefix(live) == live[:14]
 
 
+def test_token_is_byte_identical_to_the_hand_written_one() -> None:
+    assert sign_token(WHO, now=1000, ttl_seconds=60, secret=SECRET) == BEFORE_PYJWT
+    assert verify_token(BEFORE_PYJWT, now=1000, secret=SECRET) == WHO
+
+
+def _unsigned(header: dict[str, object], claims: dict[str, object]) -> str:
+    def part(doc: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(claims)}."
+
+
+def test_alg_none_and_other_issuers_are_refused() -> None:
+    claims = jwt.decode(BEFORE_PYJWT, options={"verify_signature": False})
+    with pytest.raises(TokenError, match="signature"):
+        verify_token(_unsigned({"alg": "none", "typ": "JWT"}, claims), now=1000, secret=SECRET)
+    hs512 = jwt.encode(claims, SECRET + SECRET, algorithm="HS512")
+    with pytest.raises(TokenError, match="signature"):
+        verify_token(hs512, now=1000, secret=SECRET + SECRET)
+    foreign = jwt.encode({**claims, "iss": "someone-else"}, SECRET, algorithm="HS256")
+    with pytest.raises(TokenError, match="issuer"):
+        verify_token(foreign, now=1000, secret=SECRET)
+    for missing in ("account_id", "exp"):
+        partial = {k: v for k, v in claims.items() if k != missing}
+        token = jwt.encode(partial, SECRET, algorithm="HS256")
+        with pytest.raises(TokenError, match="malformed"):
+            verify_token(token, now=1000, secret=SECRET)
+    odd = jwt.encode({**claims, "nbf": "soon"}, SECRET, algorithm="HS256")
+    with pytest.raises(TokenError, match="claims"):
+        verify_token(odd, now=1000, secret=SECRET)
+
+
 def test_token_round_trip() -> None:
-    token = sign_token(WHO, now=1000, ttl_seconds=60, secret="s")
-    assert verify_token(token, now=1000, secret="s") == WHO
-    assert verify_token(token, now=1059, secret="s") == WHO
+    token = sign_token(WHO, now=1000, ttl_seconds=60, secret=SECRET)
+    assert verify_token(token, now=1000, secret=SECRET) == WHO
+    assert verify_token(token, now=1059, secret=SECRET) == WHO
 
 
 @pytest.mark.parametrize(
     ("now", "secret", "message"),
-    [(1060, "s", "expired"), (999, "s", "expired"), (1000, "other", "signature")],
+    [(1060, SECRET, "expired"), (999, SECRET, "expired"), (1000, OTHER, "signature")],
 )
 def test_token_rejected_outside_its_window_or_with_another_secret(
     now: int, secret: str, message: str
 ) -> None:
-    token = sign_token(WHO, now=1000, ttl_seconds=60, secret="s")
+    token = sign_token(WHO, now=1000, ttl_seconds=60, secret=SECRET)
     with pytest.raises(TokenError, match=message):
         verify_token(token, now=now, secret=secret)
 
@@ -55,16 +99,16 @@ def test_token_rejected_outside_its_window_or_with_another_secret(
 @pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c", "x.y.z.w", "..."])
 def test_malformed_tokens_are_token_errors(token: str) -> None:
     with pytest.raises(TokenError):
-        verify_token(token, now=0, secret="s")
+        verify_token(token, now=0, secret=SECRET)
 
 
 def test_tampered_claims_fail_the_signature() -> None:
-    header, _, signature = sign_token(WHO, now=1000, ttl_seconds=60, secret="s").split(".")
+    header, _, signature = sign_token(WHO, now=1000, ttl_seconds=60, secret=SECRET).split(".")
     other = sign_token(
-        Principal("acc_2", True, "key_1"), now=1000, ttl_seconds=60, secret="s"
+        Principal("acc_2", True, "key_1"), now=1000, ttl_seconds=60, secret=SECRET
     ).split(".")[1]
     with pytest.raises(TokenError, match="signature"):
-        verify_token(f"{header}.{other}.{signature}", now=1000, secret="s")
+        verify_token(f"{header}.{other}.{signature}", now=1000, secret=SECRET)
 
 
 def test_rate_limiter_allows_the_burst_then_the_rate() -> None:

@@ -2,21 +2,22 @@
 
 Keys are 32 random bytes, so a plain SHA-256 is enough to store them: a slow password hash
 protects guessable secrets, and nothing about a 256-bit random key is guessable. Login tokens
-are HS256 JWTs (Flatpeak's `/login` answers a JWT) signed with `MF_API_TOKEN_SECRET`.
+are HS256 JWTs (Flatpeak's `/login` answers a JWT) signed with `MF_API_TOKEN_SECRET`, encoded and
+checked by PyJWT (docs/architecture.md, "Libraries and what we keep by hand").
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
+
 KEY_PREFIXES = {False: "sk_test_", True: "sk_live_"}
 TOKEN_ISSUER = "meterflow"
+TOKEN_ALGORITHM = "HS256"
 
 
 @dataclass(frozen=True)
@@ -53,17 +54,6 @@ def display_prefix(key: str) -> str:
     return key[:14]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-_HEADER = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-
-
 def sign_token(principal: Principal, *, now: int, ttl_seconds: int, secret: str) -> str:
     claims = {
         "iss": TOKEN_ISSUER,
@@ -74,36 +64,46 @@ def sign_token(principal: Principal, *, now: int, ttl_seconds: int, secret: str)
         "nbf": now,
         "exp": now + ttl_seconds,
     }
-    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{_HEADER}.{body}".encode()
-    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
-    return f"{_HEADER}.{body}.{_b64(signature)}"
+    return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
 
 
 class TokenError(ValueError):
     """A bearer token that is malformed, forged, or outside its validity window."""
 
 
+# PyJWT checks the signature, the algorithm (only HS256: no `none`, no key confusion), the issuer
+# and that the claims are there; the validity window is ours because PyJWT reads the wall clock
+# and the core takes `now` from the caller (the API's injectable clock).
+_DECODE_OPTIONS: jwt.types.Options = {
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "require": ["iss", "sub", "nbf", "exp", "account_id", "live_mode"],
+}
+
+
 def verify_token(token: str, *, now: int, secret: str) -> Principal:
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise TokenError("malformed token")
-    header, body, signature = parts
-    expected = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
     try:
-        given = _unb64(signature)
-        claims: dict[str, Any] = json.loads(_unb64(body))
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError("malformed token") from None
-    if header != _HEADER or not hmac.compare_digest(expected, given):
-        raise TokenError("bad token signature")
-    try:
-        if claims["iss"] != TOKEN_ISSUER or not claims["nbf"] <= now < claims["exp"]:
-            raise TokenError("token expired or not yet valid")
-        return Principal(
-            account_id=str(claims["account_id"]),
-            live_mode=bool(claims["live_mode"]),
-            key_id=str(claims["sub"]),
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=[TOKEN_ALGORITHM],
+            issuer=TOKEN_ISSUER,
+            options=_DECODE_OPTIONS,
         )
-    except (KeyError, TypeError):
+    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+        raise TokenError("bad token signature") from None
+    except jwt.InvalidIssuerError:
+        raise TokenError("token from another issuer") from None
+    except jwt.InvalidTokenError:
+        raise TokenError("malformed token") from None
+    try:
+        if not claims["nbf"] <= now < claims["exp"]:
+            raise TokenError("token expired or not yet valid")
+    except TypeError:
         raise TokenError("malformed token claims") from None
+    return Principal(
+        account_id=str(claims["account_id"]),
+        live_mode=bool(claims["live_mode"]),
+        key_id=str(claims["sub"]),
+    )
