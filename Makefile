@@ -1,10 +1,10 @@
 # Thin entry points; the logic lives in deploy/local/*.sh and bench/run.py.
 # Ports, state dir and URLs: see deploy/local/env.sh (MF_KAFKA_PORT, MF_PG_PORT, MF_STATE_DIR, ...).
-.PHONY: up down status test bench lint venv
+.PHONY: up down status test bench lint venv system
 
 VENV ?= .venv
 
-up:  ## set up the venv if missing, start Kafka + PostgreSQL (+ migrations), print where they are
+up:  ## install what is missing (system packages, venv), start Kafka + PostgreSQL (+ migrations), print where they are
 	deploy/local/up.sh
 
 down:  ## stop exactly what `make up` started
@@ -13,10 +13,13 @@ down:  ## stop exactly what `make up` started
 status:
 	@for svc in $$(grep -Ev '^\s*(#|$$)' deploy/local/services); do deploy/local/$$svc.sh status || true; done
 
+system:  ## the Debian packages the services and tests need (PostgreSQL, Prometheus/promtool)
+	deploy/local/system-packages.sh install
+
 venv:
 	deploy/local/venv.sh
 
-test: venv  ## every test (unit + integration against the running services)
+test: system venv  ## every test (unit + integration against the running services)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv  ## every benchmark in bench/bench_*.py

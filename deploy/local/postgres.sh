@@ -42,16 +42,7 @@ bindir() {
 
 install() {
   if bindir >/dev/null; then return; fi
-  log "installing PostgreSQL from Debian's packages"
-  local sudo=""; [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
-  # Debian starts a default cluster on 5432; ours uses its own data dir, so stop that one.
-  if command -v pg_lsclusters >/dev/null; then
-    pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
-      $sudo pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
-    done
-  fi
+  "$here/system-packages.sh" install
 }
 
 # The server refuses to run as root: run its tools as the `postgres` system user when we are root.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make up`: sets up what is missing (the venv), starts every service listed in
+# `make up`: sets up what is missing (system packages, the venv), starts every service listed in
 # deploy/local/services in order, and prints where each one answers and how to stop.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -8,6 +8,7 @@ source "$here/env.sh"
 
 services() { grep -Ev '^\s*(#|$)' "$here/services"; }
 
+"$here/system-packages.sh" install
 "$here/venv.sh"
 for svc in $(services); do
   "$here/$svc.sh" start
