@@ -18,6 +18,11 @@ was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests tha
   agent's queue (the restart stall);
 - `InputGapGuard`: holes in an input partition are fetched again, empty offsets (transaction
   markers) passed, a stalled tail rewound.
+
+Each fix declares with `@BORROWED.patch(...)` the library versions it was written for and the
+faust internals it replaces, wraps or reads; `install()` checks them all first and refuses to
+start (`BorrowedInternalsError`, naming the patch, the attribute, expected vs found) when an
+upgrade changed any of them (docs/stream.md, "Guards on the patched internals").
 """
 
 from __future__ import annotations
@@ -30,8 +35,15 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import aiokafka
+import faust.transport.consumer as faust_consumer
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as WorkerConsumer
+from faust.types.tuples import Message
+from mode.utils.queues import FlowControlEvent
+
+from meterflow._guards import Borrowings, Names, Signature, Value, replace
 
 _log = logging.getLogger(__name__)
 _PATCHED = "_meterflow_rewinds_uncommitted"
@@ -44,6 +56,14 @@ READ_COMMITTED_ATTR = "meterflow_read_committed"
 _EVENT_WAIT_CODE = asyncio.Event.wait.__code__  # faust's `suspend_flow` is an asyncio.Event
 _NEXT_OFFSETS_ATTR = "_meterflow_next_offsets"
 NO_DROP_TOPICS_ATTR = "meterflow_no_drop_topics"
+
+BORROWED = Borrowings(
+    "meterflow.stream.faust_fixes",
+    written_for={"faust-streaming": "0.15.3"},
+    docs='docs/stream.md, "Guards on the patched internals"',
+)
+_AIOKAFKA = {"aiokafka": "0.14.0"}
+_MODE = {"mode-streaming": "0.7"}  # any 0.7.x (pyproject: <0.8)
 
 
 class _NeverDropReadOffsets(defaultdict[Any, int | None]):
@@ -81,7 +101,11 @@ def guard_input(app: Any, topic: str) -> InputGapGuard:
 
 def install() -> None:
     """Install the class-level patches once per process (idempotent). Most act only on the
-    topics an app lists in its `meterflow_no_drop_topics` attribute (see `guard_input`)."""
+    topics an app lists in its `meterflow_no_drop_topics` attribute (see `guard_input`).
+
+    First checks every fix's declared versions and borrowed internals: a worker on a faust it
+    was not written for must not start with patches that silently do nothing or harm."""
+    BORROWED.check()
     _install_rewind()
     _install_never_drop()
     _install_ack_only_tracked()
@@ -90,6 +114,11 @@ def install() -> None:
     _install_read_committed()
 
 
+@BORROWED.patch(
+    Signature(FlowControlEvent, "resume", "(self)"),
+    Signature(FlowControlEvent, "is_active", "(self)"),
+    also_written_for=_MODE,
+)
 def keep_queued_events_on_redundant_resume(app: Any) -> None:
     """Make `app.flow_control.resume()` a no-op while flow is already active.
 
@@ -116,6 +145,13 @@ def _guarded(consumer: Any, tp: Any) -> bool:
     return tp.topic in getattr(consumer.app, NO_DROP_TOPICS_ATTR, ())
 
 
+@BORROWED.patch(
+    Signature(Consumer, "_new_offset", "(self, tp)", reached_from=WorkerConsumer),
+    Signature(Consumer, "perform_seek", "async (self)", reached_from=WorkerConsumer),
+    Signature(WorkerConsumer, "earliest_offsets", "async (self, *partitions)"),
+    Signature(WorkerConsumer, "assignment", "(self)"),
+    Names(Consumer, "__init__", ("_acked", "_acked_index", "_committed_offset")),
+)
 def _install_contiguous_commits() -> None:
     """Commit an input partition only up to its first record that was not processed.
 
@@ -172,11 +208,20 @@ def _install_contiguous_commits() -> None:
             },
         )
 
-    setattr(Consumer, "_new_offset", new_offset)  # noqa: B010
-    setattr(Consumer, "perform_seek", perform_seek)  # noqa: B010
+    replace(Consumer, "_new_offset", new_offset, original_new_offset)
+    replace(Consumer, "perform_seek", perform_seek, original_perform_seek)
     setattr(Consumer, _PATCHED_COMMIT, True)
 
 
+@BORROWED.patch(
+    Signature(
+        Consumer, "wait_first", "async (self, *coros, timeout=None)", reached_from=WorkerConsumer
+    ),
+    # the fetch loop's `wait_first(callback(message), self.suspend_flow.wait())`
+    Names(Consumer, "_drain_messages", ("wait_first", "suspend_flow", "wait")),
+    Value(faust_consumer, "Event", asyncio.Event),  # `suspend_flow`, told by its wait's code
+    also_written_for=_MODE,
+)
 def _install_inline_delivery() -> None:
     """Deliver a fetched record to the streams without four tasks per record.
 
@@ -208,10 +253,15 @@ def _install_inline_delivery() -> None:
             return None  # faust's fetch loop ignores the result
         return await original(self, *coros, timeout=timeout)
 
-    setattr(Consumer, "wait_first", wait_first)  # noqa: B010
+    replace(Consumer, "wait_first", wait_first, original)
     setattr(Consumer, _PATCHED_INLINE, True)
 
 
+@BORROWED.patch(
+    Signature(AIOKafkaConsumerThread, "_create_worker_consumer", "(self, transport)"),
+    Names(aiokafka.AIOKafkaConsumer, "start", ("_isolation_level",)),
+    also_written_for=_AIOKAFKA,
+)
 def _install_read_committed() -> None:
     """Read input topics at `read_committed` when the app asks (`meterflow_read_committed`).
 
@@ -230,7 +280,7 @@ def _install_read_committed() -> None:
             consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
         return consumer
 
-    setattr(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer)  # noqa: B010
+    replace(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer, original)
     setattr(AIOKafkaConsumerThread, _PATCHED_READ_COMMITTED, True)
 
 
@@ -246,6 +296,10 @@ def _readable_end(consumer: Any, tp: Any) -> int | None:
     return end
 
 
+@BORROWED.patch(
+    Signature(Consumer, "ack", "(self, message)", reached_from=WorkerConsumer),
+    Names(Message, "__init__", ("tracked",)),
+)
 def _install_ack_only_tracked() -> None:
     """Never mark a record safe-to-commit that no stream has processed.
 
@@ -266,10 +320,21 @@ def _install_ack_only_tracked() -> None:
             return False
         return original(self, message)
 
-    setattr(Consumer, "ack", ack_only_tracked)  # noqa: B010
+    replace(Consumer, "ack", ack_only_tracked, original)
     setattr(Consumer, _PATCHED_ACK, True)
 
 
+@BORROWED.patch(
+    Signature(
+        Consumer,
+        "__init__",
+        "(self, transport, callback, on_partitions_revoked, on_partitions_assigned, *, "
+        "commit_interval=None, commit_livelock_soft_timeout=None, loop=None, **kwargs)",
+    ),
+    Names(Consumer, "__init__", ("_read_offset",)),
+    # the fetch loop reads it through `__getitem__`, which `_NeverDropReadOffsets` overrides
+    Names(Consumer, "_drain_messages", ("_read_offset", "__getitem__")),
+)
 def _install_never_drop() -> None:
     if getattr(Consumer, _PATCHED_READ, False):
         return
@@ -281,10 +346,15 @@ def _install_never_drop() -> None:
         if topics:
             self._read_offset = _NeverDropReadOffsets(topics)
 
-    setattr(Consumer, "__init__", init_never_dropping)  # noqa: B010
+    replace(Consumer, "__init__", init_never_dropping, original_init)
     setattr(Consumer, _PATCHED_READ, True)
 
 
+@BORROWED.patch(
+    Signature(AIOKafkaConsumerThread, "seek_to_committed", "async (self)"),
+    Signature(AIOKafkaConsumerThread, "seek_to_beginning", "async (self, *partitions)"),
+    also_written_for=_AIOKAFKA,  # aiokafka's seek_to_committed skips committed offsets of 0
+)
 def _install_rewind() -> None:
     """Rewind fresh input partitions after faust's seek to committed offsets.
 
@@ -311,10 +381,19 @@ def _install_rewind() -> None:
             await self.seek_to_beginning(*rewind)
         return committed
 
-    setattr(AIOKafkaConsumerThread, "seek_to_committed", seek_to_committed)  # noqa: B010
+    replace(AIOKafkaConsumerThread, "seek_to_committed", seek_to_committed, original)
     setattr(AIOKafkaConsumerThread, _PATCHED, True)
 
 
+@BORROWED.patch(
+    Signature(WorkerConsumer, "seek", "async (self, partition, offset)"),
+    Signature(WorkerConsumer, "highwater", "(self, tp)"),
+    Signature(aiokafka.AIOKafkaConsumer, "last_stable_offset", "(self, partition)"),
+    Names(Consumer, "__init__", ("_acked", "_acked_index", "_unacked_messages")),
+    Names(faust_consumer.ThreadDelegateConsumer, "__init__", ("_thread",)),
+    Names(AIOKafkaConsumerThread, "on_start", ("_consumer",)),
+    also_written_for=_AIOKAFKA,
+)
 class InputGapGuard:
     """Makes an input partition reach the agent in order, without holes.
 
