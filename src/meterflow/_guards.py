@@ -66,12 +66,14 @@ def signature_text(attr: Any) -> str:
 
 
 def code_names(attr: Any) -> frozenset[str]:
-    """The attribute and global names `attr`'s code refers to, nested code included."""
+    """The names `attr`'s code refers to (attributes, globals, string constants such as the
+    slot names given to `object.__setattr__`), nested code included."""
     names: set[str] = set()
     pending = [inspect.unwrap(attr).__code__]
     while pending:
         code = pending.pop()
         names.update(code.co_names)
+        names.update(c for c in code.co_consts if isinstance(c, str))
         pending.extend(c for c in code.co_consts if inspect.iscode(c))
     return frozenset(names)
 
