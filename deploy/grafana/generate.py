@@ -2,6 +2,7 @@
 
 The SQL and PromQL live here, readable, and the JSON Grafana loads is generated from them:
 `.venv/bin/python deploy/grafana/generate.py` after an edit (a test fails when they differ).
+Standard library only; why not grafana-foundation-sdk or grafanalib: docs/architecture.md.
 
 Conventions of the "Energy costs" SQL (Grafana's PostgreSQL data source):
 - `$__timeFilter(start_time)`: a record belongs to the range when it starts in it;

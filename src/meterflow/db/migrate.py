@@ -4,6 +4,7 @@ Each migration runs in its own transaction together with its `schema_migrations`
 applied fully or not at all. A session-level advisory lock serialises concurrent runners (two
 workers starting at once): the second waits, then finds nothing left to do. An applied migration
 whose file changed since is an error, never silently skipped: fix forward with a new file.
+Why not yoyo-migrations or alembic: docs/architecture.md, "Libraries and what we keep by hand".
 """
 
 from __future__ import annotations
