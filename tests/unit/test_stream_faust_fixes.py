@@ -1,4 +1,7 @@
-"""The faust fixes that need no broker: queue clearing on resume, and the tail-stall rewind.
+"""The faust fixes without a broker: each class patch on real faust objects (a faust app that
+is never started, with fakes where aiokafka would talk to the broker), queue clearing on resume,
+the gap guard, and the guard that refuses to install the patches on a faust they were not
+written for.
 
 Their effect on a real broker is tested by the SIGKILL and two-worker tests
 (tests/integration/test_stream_pipeline.py).
@@ -6,13 +9,23 @@ Their effect on a real broker is tested by the SIGKILL and two-worker tests
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import faust
+import faust.transport.consumer as faust_consumer
+import pytest
+from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import Consumer as WorkerConsumer
 from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
+from meterflow import _guards
+from meterflow._guards import BorrowedInternalsError
 from meterflow.stream import faust_fixes
 from meterflow.stream.faust_fixes import InputGapGuard
 
@@ -169,3 +182,320 @@ async def test_a_tail_without_records_is_passed_after_a_rewind_that_brought_noth
     assert consumer._acked[TP0] == [40]
     await guard.rewind_stalled()
     assert consumer.seeks == [(TP0, 40)]  # nothing owed any more
+
+
+# The class patches, on the consumer of a faust app that is never started.
+
+INPUT = "mf-unit-fixes-input"
+OTHER = "mf-unit-fixes-other"
+IN0, IN1, IN2 = TP(INPUT, 0), TP(INPUT, 1), TP(INPUT, 2)
+OTHER0 = TP(OTHER, 0)
+
+
+_CREATED: list[faust.App] = []
+
+
+def new_app(*, guarded: bool) -> faust.App:
+    app = faust.App(
+        "mf-unit-fixes",
+        broker="kafka://127.0.0.1:1",  # never connected: nothing here starts the app
+        autodiscover=False,
+        web_enabled=False,
+    )
+    app.Table("profiles", partitions=1, key_type=bytes, value_type=bytes)
+    if guarded:
+        faust_fixes.guard_input(app, INPUT)
+    else:
+        faust_fixes.install()
+    _CREATED.append(app)
+    return app
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[faust.App]:
+    app = new_app(guarded=True)
+    for name in (INPUT, OTHER):
+        app.topics.add(app.topic(name))
+    await app.topics._update_indices()  # what subscribing does: both topics are acked
+    yield app
+    while _CREATED:  # the consumer thread's event loop, made with the consumer, never ran
+        _CREATED.pop().consumer._thread.thread_loop.close()
+
+
+def fetched(tp: TP, offset: int) -> ConsumerMessage:
+    return ConsumerMessage(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, tp=tp)
+
+
+def test_the_input_topic_is_never_taken_for_already_read(app: faust.App) -> None:
+    """never_drop: the fetch loop drops a record below the partition's read offset."""
+    read_offset = app.consumer._read_offset
+    read_offset[IN0] = 500  # what the fetch loop records after delivering offset 500
+    read_offset[OTHER0] = 500
+    assert read_offset[IN0] is None
+    assert read_offset[OTHER0] == 500
+
+
+def test_an_app_without_an_input_topic_keeps_fausts_read_offsets(app: faust.App) -> None:
+    read_offset = new_app(guarded=False).consumer._read_offset
+    read_offset[IN0] = 500
+    assert read_offset[IN0] == 500
+
+
+class Fetcher:
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+
+
+async def test_the_fetch_loop_delivers_a_refetched_input_record_inline(app: faust.App) -> None:
+    """never_drop and inline_delivery through faust's own fetch loop: after a seek back, the
+    input record below the read offset is delivered (another topic's is dropped, as faust
+    does), each from the fetch loop's task itself."""
+    consumer = app.consumer
+    fetcher = Fetcher()
+    batches = [
+        [(IN0, fetched(IN0, 500)), (OTHER0, fetched(OTHER0, 500))],
+        [(IN0, fetched(IN0, 20)), (OTHER0, fetched(OTHER0, 20))],
+    ]
+    delivered: list[tuple[str, int, bool]] = []
+    loop_task = asyncio.current_task()
+
+    async def callback(message: ConsumerMessage) -> None:
+        delivered.append((message.topic, message.offset, asyncio.current_task() is loop_task))
+
+    def getmany(timeout: float) -> AsyncIterator[tuple[TP, ConsumerMessage]]:
+        async def one_batch() -> AsyncIterator[tuple[TP, ConsumerMessage]]:
+            for pair in batches.pop(0):
+                yield pair
+            if not batches:
+                fetcher._stopped.set()
+
+        return one_batch()
+
+    consumer.callback = callback
+    consumer.getmany = getmany
+    await consumer._drain_messages(fetcher)
+    assert delivered == [(INPUT, 500, True), (OTHER, 500, True), (INPUT, 20, True)]
+
+
+async def test_a_delivery_while_flow_is_suspended_keeps_fausts_wait(app: faust.App) -> None:
+    """inline_delivery applies only while flow runs: a suspension must still abandon it."""
+    consumer = app.consumer
+    ran_in: list[bool] = []
+
+    async def callback() -> None:
+        ran_in.append(asyncio.current_task() is this_task)
+
+    this_task = asyncio.current_task()
+    assert await consumer.wait_first(callback(), consumer.suspend_flow.wait()) is None
+    assert ran_in == [True]
+    consumer.suspend_flow.set()
+    results = await consumer.wait_first(callback(), consumer.suspend_flow.wait())
+    assert results is not None  # mode's WaitResults: faust's own race against the suspension
+    assert True not in ran_in[1:]
+
+
+def test_a_record_no_stream_processed_is_never_acked(app: faust.App) -> None:
+    """ack_only_tracked: `Stream` acks records it skipped; those stay uncommitted now."""
+    consumer = app.consumer
+    skipped = fetched(IN0, 5)
+    assert not skipped.tracked
+    assert consumer.ack(skipped) is False
+    processed = fetched(IN0, 6)
+    processed.tracked = True  # what a stream does before handing a record to the agent
+    assert consumer.ack(processed) is True
+    assert consumer._acked[IN0] == [6]
+
+
+def test_an_unprocessed_head_record_holds_the_commit_back(app: faust.App) -> None:
+    """contiguous_commits: faust commits past one missing head record (#606's `> 1`)."""
+    consumer = app.consumer
+    for tp in (IN0, OTHER0):
+        consumer._committed_offset[tp] = 10
+        consumer._acked[tp].extend([11, 12])
+        consumer._acked_index[tp].update([11, 12])
+    assert consumer._new_offset(IN0) is None  # 10 was never processed
+    assert consumer._new_offset(OTHER0) == 13  # faust's own rule, kept for other topics
+    consumer._acked[IN0].extend([10, 8])  # 8: acked before a seek back to 10
+    consumer._acked_index[IN0].update([10, 8])
+    assert consumer._new_offset(IN0) == 13
+    assert consumer._acked[IN0] == []
+    assert not consumer._acked_index[IN0]
+
+
+def test_nothing_is_committed_before_a_partitions_start_is_known(app: faust.App) -> None:
+    consumer = app.consumer
+    consumer._acked[IN0].extend([0, 1])
+    consumer._acked_index[IN0].update([0, 1])
+    assert consumer._new_offset(IN0) is None
+
+
+async def test_a_seek_makes_the_earliest_offset_the_start_of_an_uncommitted_partition(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """contiguous_commits' perform_seek: acks from before the seek are dropped, a partition
+    without a commit starts at its earliest offset, and the gap guard learns what each input
+    partition owes the agent."""
+    consumer = app.consumer
+    consumer._acked[IN0].extend([3, 9])
+    consumer._acked_index[IN0].update([3, 9])
+    asked_earliest: list[tuple[TP, ...]] = []
+
+    async def seek_to_committed() -> Mapping[TP, int | None]:
+        return {IN0: 7, IN1: 0, OTHER0: 0}
+
+    async def earliest_offsets(*tps: TP) -> Mapping[TP, int]:
+        asked_earliest.append(tps)
+        return {IN1: 4}  # retention deleted offsets 0-3
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(consumer, "assignment", lambda: {IN0, IN1, OTHER0})
+    await consumer.perform_seek()
+    assert asked_earliest == [(IN1,)]
+    assert consumer._committed_offset[IN0] == 7
+    assert consumer._committed_offset[IN1] == 4
+    assert consumer._committed_offset[OTHER0] is None  # faust's own reading, left alone
+    assert consumer._acked[IN0] == []
+    assert getattr(consumer, "_meterflow_next_offsets") == {IN0: 7, IN1: 4}  # noqa: B009
+
+
+class AIOKafkaConsumer:
+    """What faust's consumer thread calls on aiokafka when seeking."""
+
+    def __init__(self, committed: Mapping[TP, int | None]) -> None:
+        self.committed = committed
+        self.rewound: list[tuple[TP, ...]] = []
+
+    async def seek_to_committed(self) -> Mapping[TP, int | None]:
+        return self.committed
+
+    async def seek_to_beginning(self, *tps: TP) -> None:
+        self.rewound.append(tps)
+
+
+@pytest.fixture
+def consumer_thread(app: faust.App, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    thread = app.consumer._thread
+
+    async def call_thread(fun: Any, *args: Any) -> Any:  # run here, not on the thread's loop
+        return await fun(*args)
+
+    monkeypatch.setattr(thread, "call_thread", call_thread)
+    yield thread
+    thread._consumer = None
+
+
+async def test_uncommitted_input_partitions_are_rewound_after_the_seek(
+    app: faust.App, consumer_thread: Any
+) -> None:
+    """rewind: aiokafka seeks only to committed offsets > 0, leaving a fresh partition's fetch
+    position past records dropped during recovery; changelogs are left to recovery."""
+    (changelog,) = app.tables.changelog_topics
+    committed = {IN0: None, IN1: 0, IN2: 42, TP(changelog, 0): None}
+    consumer_thread._consumer = aio = AIOKafkaConsumer(committed)
+    assert await consumer_thread.seek_to_committed() == committed
+    assert aio.rewound == [(IN0, IN1)]
+
+
+async def test_nothing_is_rewound_when_every_partition_has_a_commit(consumer_thread: Any) -> None:
+    consumer_thread._consumer = aio = AIOKafkaConsumer({IN0: 3, IN1: 9})
+    await consumer_thread.seek_to_committed()
+    assert aio.rewound == []
+
+
+async def test_the_input_is_read_committed_when_the_app_asks(app: faust.App) -> None:
+    """read_committed: faust reads uncommitted (aborted transactions too) unless it produces
+    transactionally itself."""
+    for each, expected in ((app, "read_committed"), (new_app(guarded=False), "read_uncommitted")):
+        aio = each.consumer._thread._create_worker_consumer(each.transport)
+        try:
+            assert aio._isolation_level == expected
+        finally:
+            await aio.stop()
+
+
+# The guard on what the patches borrow.
+
+
+def test_the_guard_passes_on_the_pinned_versions_installed_or_not(app: faust.App) -> None:
+    faust_fixes.BORROWED.check()  # `app` has installed the patches: originals are still read
+    names = {patch.name for patch in faust_fixes.BORROWED.patches}
+    assert {
+        "rewind",
+        "never_drop",
+        "ack_only_tracked",
+        "contiguous_commits",
+        "inline_delivery",
+        "read_committed",
+    } <= names
+
+
+def faust_at(monkeypatch: pytest.MonkeyPatch, faust_version: str) -> None:
+    real = _guards.installed_version
+    monkeypatch.setattr(
+        _guards,
+        "installed_version",
+        lambda dist: faust_version if dist == "faust-streaming" else real(dist),
+    )
+
+
+def test_another_faust_version_stops_the_worker_naming_every_patch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    faust_at(monkeypatch, "0.16.0")
+    with pytest.raises(BorrowedInternalsError) as raised:
+        new_app(guarded=True)  # create_app calls guard_input at worker start-up
+    message = str(raised.value)
+    assert "patch 'ack_only_tracked': faust-streaming: expected version 0.15.3, found 0.16.0" in (
+        message
+    )
+    assert "patch 'rewind': faust-streaming" in message
+    assert 'docs/stream.md, "Guards on the patched internals"' in message
+
+
+def test_a_changed_signature_names_the_patch_the_attribute_and_both_signatures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def ack(self: Any, message: Any, *, force: bool = False) -> bool:
+        return True
+
+    monkeypatch.setattr(Consumer, "ack", ack)
+    with pytest.raises(BorrowedInternalsError) as raised:
+        faust_fixes.install()
+    assert (
+        "patch 'ack_only_tracked': faust.transport.consumer.Consumer.ack: expected signature "
+        "(self, message), found (self, message, *, force=False)"
+    ) in str(raised.value)
+
+
+def test_an_override_in_the_workers_consumer_class_is_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def new_offset(self: Any, tp: Any) -> int | None:
+        return None
+
+    monkeypatch.setattr(WorkerConsumer, "_new_offset", new_offset, raising=False)
+    with pytest.raises(BorrowedInternalsError, match=r"patch 'contiguous_commits': .*overridden"):
+        faust_fixes.install()
+
+
+def test_a_fetch_loop_that_no_longer_waits_on_the_suspension_is_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def drain_messages(self: Any, fetcher: Any) -> None:
+        await self.callback(fetcher)
+
+    monkeypatch.setattr(Consumer, "_drain_messages", drain_messages)
+    monkeypatch.setattr(faust_consumer, "Event", object)
+    with pytest.raises(BorrowedInternalsError) as raised:
+        faust_fixes.install()
+    message = str(raised.value)
+    assert (
+        "patch 'inline_delivery': faust.transport.consumer.Consumer._drain_messages: expected "
+        "its code to name wait_first, suspend_flow, wait, found no wait_first, suspend_flow, wait"
+    ) in message
+    assert "patch 'never_drop': faust.transport.consumer.Consumer._drain_messages" in message
+    assert (
+        "patch 'inline_delivery': faust.transport.consumer.Event: expected "
+        "<class 'asyncio.locks.Event'>, found <class 'object'>"
+    ) in message
