@@ -30,9 +30,9 @@ from urllib.parse import urlparse, urlunparse
 import aiohttp
 import asyncpg
 
+from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.models import dumps
 from meterflow.settings import Settings
-from meterflow.stream.topics import delete_topics_with_prefix
 
 SELF = str(Path(__file__).resolve())
 STATIC_DOC = {"object": "bench", "status": "ok", "value": 1}

@@ -35,6 +35,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
+from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix, ensure_topics
 from meterflow.models import dumps, loads
 from meterflow.settings import Settings
 from meterflow.stream.producing import (
@@ -44,14 +46,6 @@ from meterflow.stream.producing import (
     keyed,
     send_all,
     synthetic_records,
-)
-from meterflow.stream.topics import (
-    ENERGY_COSTS,
-    LOCATIONS,
-    METER_RECORDS,
-    bootstrap_servers,
-    delete_topics_with_prefix,
-    ensure_topics,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -37,12 +37,13 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS
 from meterflow.db import migrate
+from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.models import EnergyCost, dumps, loads
 from meterflow.settings import Settings
 from meterflow.sink import Sink, SinkConfig, decode, service
-from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, Source, cost_rows
-from meterflow.stream.topics import delete_topics_with_prefix
+from meterflow.sink.rows import Source, cost_rows
 
 KAFKA = os.environ.get("MF_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 DATABASE = os.environ.get(

@@ -202,8 +202,8 @@ class Borrowings:
         if problems:
             lines = "\n".join(f"- {problem}" for problem in problems)
             raise BorrowedInternalsError(
-                f"{self.module} patches library internals that are not what it was written "
-                f"for:\n{lines}\nRe-read each patch against the installed library, then "
+                f"{self.module} relies on library internals that are not what it was "
+                f"written for:\n{lines}\nRe-read each patch against the installed library, then "
                 f"update its declaration (see {self.docs})."
             )
 

@@ -1,4 +1,6 @@
-"""Deterministic identifiers (design §4): a replay or a crash reproduces the same ids."""
+"""Identifiers: deterministic where a replay must reproduce them (design §4), random where an
+answer is new each time (an HTTP-accepted record, a batch receipt, a report). Every id prefix
+the project mints is here; none takes a clock."""
 
 from __future__ import annotations
 
@@ -20,6 +22,17 @@ def meter_record_id_for_offset(topic: str, partition: int, offset: int) -> str:
 def new_meter_record_id() -> str:
     """A fresh id for a record accepted over HTTP; it travels with the record from then on."""
     return f"mre_{secrets.token_hex(_ID_BYTES)}"
+
+
+def new_batch_id() -> str:
+    """The receipt id of one `PUT /meters/interval` call (`meter_batch`)."""
+    return f"bat_{secrets.token_hex(_ID_BYTES)}"
+
+
+def new_report_id() -> str:
+    """The id of a computed cost report (interval or session): an answer, never stored, so
+    random; `ecs_` as Flatpeak's reports have it."""
+    return f"ecs_{secrets.token_hex(_ID_BYTES)}"
 
 
 def energy_cost_id(meter_record_id: str) -> str:

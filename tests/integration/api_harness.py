@@ -21,8 +21,8 @@ from processes import MF, Process, service_env, spawn, wait_ready
 
 from database_support import temporary_database
 from meterflow.api.repository import create_api_key, revoke_api_key
+from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.settings import Settings
-from meterflow.stream.topics import delete_topics_with_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_SECRET = "test-secret-" + secrets.token_hex(16)  # >= 32 bytes: PyJWT warns below

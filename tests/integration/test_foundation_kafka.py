@@ -9,8 +9,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
 from meterflow.settings import Settings
-from meterflow.stream.topics import delete_topics_with_prefix, ensure_topics
 
 pytestmark = pytest.mark.integration
 

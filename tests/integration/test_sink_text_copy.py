@@ -17,10 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS
 from meterflow.models import dumps
 from meterflow.sink import decode
 from meterflow.sink.decode import Persist, decode_cost
-from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, CostRows, Source
+from meterflow.sink.rows import CostRows, Source
 from meterflow.sink.text_rows import text_cost_rows
 from sink_documents import NOW, SETTINGS, energy_costs, plain, unescaped_texts
 

@@ -24,18 +24,12 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS, METER_RECORDS
 from meterflow.ids import energy_cost_id, meter_record_id_for_offset
+from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
 from meterflow.models import dumps, loads
 from meterflow.settings import Settings
 from meterflow.stream.producing import demo_profile, synthetic_records
-from meterflow.stream.topics import (
-    DEAD_LETTERS,
-    ENERGY_COSTS,
-    LOCATIONS,
-    METER_RECORDS,
-    delete_topics_with_prefix,
-    ensure_topics,
-)
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from meterflow.contract.topics import ENERGY_COSTS
+from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
 from meterflow.settings import Settings
 from meterflow.stream.agents import ProducerTopic
 from meterflow.stream.app import create_app
-from meterflow.stream.topics import ENERGY_COSTS, delete_topics_with_prefix, ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from meterflow.contract.columns import COST_COLUMNS
 from meterflow.models import dumps
 from meterflow.sink.batch import Batch
 from meterflow.sink.decode import (
@@ -18,7 +19,7 @@ from meterflow.sink.decode import (
     decode_cost,
     decode_location,
 )
-from meterflow.sink.rows import COST_COLUMNS, Source
+from meterflow.sink.rows import Source
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 T0 = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)

@@ -21,11 +21,12 @@ import simplejson
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS
 from meterflow.models import dumps, loads
 from meterflow.sink import decode
 from meterflow.sink.batch import Batch
 from meterflow.sink.decode import CostOutcome, Persist, Poison, Simulated, decode_cost
-from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, CostRows, Source
+from meterflow.sink.rows import CostRows, Source
 from meterflow.sink.text_rows import TextRows, text_cost_rows
 from sink_documents import (
     DELETE,

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from meterflow.contract.locations import decide_location
 from meterflow.ids import energy_cost_id, meter_record_id_for_offset
 from meterflow.models import dumps, loads
 from meterflow.stream import agents
 from meterflow.stream.agents import DocumentApplier, RecordPricer
 from meterflow.stream.lookups import ProfileLookup
 from meterflow.stream.producing import demo_profile
-from meterflow.stream.profiles import profile_change
 
 NOW = datetime(2026, 1, 6, tzinfo=UTC)
 
@@ -135,7 +135,7 @@ async def test_profiles_are_stored_deleted_or_dead_lettered(
     _, letters = topics
     table: dict[bytes, bytes] = {}
     applier = DocumentApplier(
-        table=table, dead_letters=letters, decide=profile_change, kind="profile", clock=lambda: NOW
+        table=table, dead_letters=letters, decide=decide_location, kind="profile", clock=lambda: NOW
     )
     raw = dumps(demo_profile("loc_a"))
     await applier.on_event(event(raw, b"loc_a"))

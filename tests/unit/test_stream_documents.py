@@ -1,5 +1,5 @@
-"""Pure parts of the stream adapter: dead letters and their replay payload, table changes,
-table lookups. No broker."""
+"""Pure parts of the stream adapter: dead letters and their replay payload, table lookups.
+No broker. (The decisions on `locations` / `market-prices`: test_contract_decisions.py.)"""
 
 from __future__ import annotations
 
@@ -8,24 +8,17 @@ from decimal import Decimal
 from typing import Any
 
 from meterflow.ids import meter_record_id_for_offset
-from meterflow.models import ErrorCode, SourceRef, dumps, loads
-from meterflow.stream.dead_letters import make_dead_letter, original_payload, replay_payload
+from meterflow.models import ErrorCode, SourceRef, dead_letter, dumps, loads, original_payload
+from meterflow.stream.dead_letters import replay_payload
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.producing import demo_profile
-from meterflow.stream.profiles import (
-    DeleteProfile,
-    RejectProfile,
-    StoreProfile,
-    market_prices_change,
-    profile_change,
-)
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
 SOURCE = SourceRef(topic="meter-records", partition=2, offset=41)
 
 
 def letter_for(payload: bytes, source: SourceRef | None = SOURCE) -> Any:
-    return make_dead_letter(payload, ErrorCode.UNKNOWN_LOCATION, "no profile", source, NOW)
+    return dead_letter(payload, ErrorCode.UNKNOWN_LOCATION, "no profile", source, NOW)
 
 
 def test_utf8_payload_travels_as_text_and_other_bytes_as_base64() -> None:
@@ -59,29 +52,6 @@ def test_replay_keeps_an_existing_id_and_leaves_non_objects_alone() -> None:
     )
 
 
-def test_a_valid_profile_is_stored_as_published_and_a_tombstone_deletes() -> None:
-    raw = dumps(demo_profile("loc_a"))
-    assert profile_change(b"loc_a", raw) == StoreProfile(b"loc_a", raw)
-    assert profile_change(b"loc_a", None) == DeleteProfile(b"loc_a")
-
-
-def test_invalid_profiles_are_rejected_with_the_reason() -> None:
-    gap = demo_profile("loc_a")
-    gap["tariffs"]["IMPORT"][0]["rules"].pop()  # 19:00-24:00 no longer covered
-    change = profile_change(b"loc_a", dumps(gap))
-    assert isinstance(change, RejectProfile)
-    assert "19:00" in change.message
-
-    wrong_key = profile_change(b"loc_b", dumps(demo_profile("loc_a")))
-    assert isinstance(wrong_key, RejectProfile)
-    assert "location_id" in wrong_key.message
-
-    assert isinstance(profile_change(None, dumps(demo_profile("loc_a"))), RejectProfile)
-    assert isinstance(profile_change(b"loc_a", b"{not json"), RejectProfile)
-    unknown_field = demo_profile("loc_a") | {"tarifs": {}}
-    assert isinstance(profile_change(b"loc_a", dumps(unknown_field)), RejectProfile)
-
-
 def market_day(series: str = "agile", day: str = "2026-01-05") -> dict[str, Any]:
     return {
         "series_id": series,
@@ -90,13 +60,6 @@ def market_day(series: str = "agile", day: str = "2026-01-05") -> dict[str, Any]
             {"valid_from": f"{day}T00:00:00Z", "valid_to": f"{day}T12:00:00Z", "rate": "0.1"},
         ],
     }
-
-
-def test_market_prices_must_match_their_key() -> None:
-    raw = dumps(market_day())
-    assert market_prices_change(b"agile/2026-01-05", raw) == StoreProfile(b"agile/2026-01-05", raw)
-    assert isinstance(market_prices_change(b"agile/2026-01-06", raw), RejectProfile)
-    assert market_prices_change(b"agile/2026-01-05", None) == DeleteProfile(b"agile/2026-01-05")
 
 
 def test_profile_lookup_parses_once_and_sees_updates() -> None:

@@ -20,10 +20,10 @@ from meterflow.api.ratelimit import RateLimiter
 from meterflow.api.schemas import Health
 from meterflow.api.views import PricingView
 from meterflow.db import create_pool
+from meterflow.kafka_admin import ensure_topics
 from meterflow.logs import event
 from meterflow.metrics import add_metrics_route, http_metrics_middleware
 from meterflow.settings import Settings
-from meterflow.stream.topics import ensure_topics
 
 log = logging.getLogger("meterflow.api")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 from aiohttp import web
@@ -14,11 +14,8 @@ from meterflow.api.credentials import Principal
 from meterflow.api.kafka import Publisher, ViewFeeder
 from meterflow.api.ratelimit import RateLimiter
 from meterflow.api.views import PricingView
+from meterflow.contract.clock import utc_now
 from meterflow.settings import Settings
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

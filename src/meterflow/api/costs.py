@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from meterflow.api import repository
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import JSON, ApiError, not_found
-from meterflow.api.http import answer, describe, principal_of, query_bool, read_json
+from meterflow.api.http import answer, principal_of, query_bool, read_json
 from meterflow.api.schemas import (
     Aggregation,
     CostReport,
@@ -27,6 +26,7 @@ from meterflow.api.schemas import (
     ReportRow,
     SessionBody,
 )
+from meterflow.contract.topics import ENERGY_COSTS, METER_RECORDS
 from meterflow.costing import price_payload
 from meterflow.models import (
     CostValue,
@@ -37,6 +37,7 @@ from meterflow.models import (
     TariffDirection,
     dumps,
 )
+    validation_summary,
 from meterflow.stream.topics import ENERGY_COSTS, METER_RECORDS
 
 
@@ -90,7 +91,7 @@ def _check_record(
     try:
         record = MeterRecord.model_validate(document)
     except ValidationError as exc:
-        return "", reference, f"invalid_record: {describe(exc)}"
+        return "", reference, f"invalid_record: {validation_summary(exc, whole='record', limit=3)}"
     if record.end_time <= record.start_time:
         return "", reference, "invalid_time_range: end_time must be after start_time"
     hours = ctx.settings.max_record_hours
@@ -135,7 +136,7 @@ async def submit_interval(request: web.Request) -> web.Response:
     if accepted:
         await ctx.kafka().send_many(METER_RECORDS, accepted)
     batch = MeterBatch(
-        id=f"bat_{secrets.token_hex(12)}",
+        id=ids.new_batch_id(),
         account_id=principal.account_id,
         live_mode=principal.live_mode,
         records_submitted=len(documents),
@@ -201,7 +202,9 @@ async def interval_report(request: web.Request) -> web.Response:
     try:
         body = ReportBody.model_validate(await read_json(request))
     except ValidationError as exc:
-        raise ApiError(400, "invalid_request", describe(exc)) from None
+        raise ApiError(
+            400, "invalid_request", validation_summary(exc, whole="body", limit=3)
+        ) from None
     if body.end_time <= body.start_time:
         raise ApiError(400, "invalid_time_range", "end_time must be after start_time")
     direction = _tariff_direction(request, body.tariff_direction)
@@ -229,7 +232,7 @@ async def interval_report(request: web.Request) -> web.Response:
             end = _next_bucket(start, aggregation)
             data.append(_report_row(dict(bucket), zone, start, end))
     report = CostReport(
-        id=f"ecs_{secrets.token_hex(12)}",
+        id=ids.new_report_id(),
         account_id=principal.account_id,
         object_id=object_id,
         live_mode=principal.live_mode,
@@ -259,7 +262,9 @@ async def session_report(request: web.Request) -> web.Response:
         try:
             body = SessionBody.model_validate(await read_json(request))
         except ValidationError as exc:
-            raise ApiError(400, "invalid_request", describe(exc)) from None
+            raise ApiError(
+                400, "invalid_request", validation_summary(exc, whole="body", limit=3)
+            ) from None
     direction = _tariff_direction(request, body.tariff_direction)
     summary = await repository.session_summary(
         ctx.db(), principal, session_reference_id=session_id, tariff_direction=direction.value
@@ -272,7 +277,7 @@ async def session_report(request: web.Request) -> web.Response:
         summary["session_reference_id"] = session_id
         data.append(_report_row(summary, zone))
     report = CostReport(
-        id=f"ecs_{secrets.token_hex(12)}",
+        id=ids.new_report_id(),
         account_id=principal.account_id,
         object_id=summary["object_id"],
         live_mode=principal.live_mode,

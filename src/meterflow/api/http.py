@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from meterflow.api.context import PRINCIPAL
 from meterflow.api.credentials import Principal
@@ -29,18 +29,6 @@ async def read_json(request: web.Request, *, code: str = "invalid_request") -> A
 
 def answer(document: BaseModel | Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=dumps(document), content_type=JSON)
-
-
-def describe(exc: ValidationError, limit: int = 3) -> str:
-    """A validation failure as one readable line: `field.path: reason; …`."""
-    parts = []
-    for error in exc.errors()[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    more = len(exc.errors()) - limit
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:

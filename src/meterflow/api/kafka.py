@@ -15,9 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
 from meterflow.api.views import Position, PricingView
+from meterflow.contract.topics import LOCATIONS, MARKET_PRICES
+from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event
 from meterflow.settings import Settings
-from meterflow.stream.topics import LOCATIONS, MARKET_PRICES, bootstrap_servers
 
 log = logging.getLogger("meterflow.api.kafka")
 

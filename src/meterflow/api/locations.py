@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from meterflow.api import repository
 from meterflow.api.context import CONTEXT
 from meterflow.api.errors import ApiError, not_found
-from meterflow.api.http import answer, describe, principal_of, read_json
+from meterflow.api.http import answer, principal_of, read_json
 from meterflow.api.schemas import DeletedLocation, Location, LocationBody, LocationList
-from meterflow.models import LocationProfile, dumps
-from meterflow.stream.topics import LOCATIONS
-from meterflow.tariffs import ProfileError, validate_profile
+from meterflow.contract.locations import profile_from
+from meterflow.contract.topics import LOCATIONS
+from meterflow.models import LocationProfile, dumps, validation_summary
+from meterflow.tariffs import ProfileError
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 30
@@ -35,6 +36,10 @@ def _location_id(request: web.Request) -> str:
     return location_id
 
 
+def _summary(exc: ValidationError) -> str:
+    return validation_summary(exc, whole="body", limit=3)
+
+
 def _profile_from(
     body: object, location_id: str, account_id: str, live_mode: bool
 ) -> LocationProfile:
@@ -43,15 +48,15 @@ def _profile_from(
     try:
         given = LocationBody.model_validate(body)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_profile", describe(exc)) from None
+        raise ApiError(422, "invalid_profile", _summary(exc)) from None
     if given.location_id is not None and given.location_id != location_id:
         raise ApiError(422, "invalid_profile", "`location_id` in the body differs from the path")
     if given.account_id is not None and given.account_id != account_id:
         raise ApiError(403, "forbidden", "`account_id` is set by your API key; omit it")
     if given.live_mode is not None and given.live_mode != live_mode:
         raise ApiError(403, "forbidden", "`live_mode` is set by your API key (test or live)")
-    try:
-        profile = LocationProfile.model_validate(
+    try:  # the rules every reader of `locations` applies (contract.locations.decide_location)
+        profile = profile_from(
             {
                 **body,
                 "location_id": location_id,
@@ -59,9 +64,8 @@ def _profile_from(
                 "live_mode": live_mode,
             }
         )
-        validate_profile(profile)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_profile", describe(exc)) from None
+        raise ApiError(422, "invalid_profile", _summary(exc)) from None
     except ProfileError as exc:
         raise ApiError(422, "invalid_profile", str(exc)) from None
     return profile

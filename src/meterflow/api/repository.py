@@ -22,9 +22,11 @@ from meterflow.api.credentials import (
     new_api_key,
     new_key_id,
 )
+from meterflow.contract.columns import LOCATION_COLUMNS, location_row
 from meterflow.models import LocationProfile
 
 Connection = asyncpg.Connection | PoolConnectionProxy
+_LOCATION_LIST = ", ".join(LOCATION_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,14 @@ async def claim_location(conn: Connection, profile: LocationProfile) -> datetime
     """Upsert the mirror row unless another account or mode owns this id; None = not yours.
 
     Called inside the transaction that also publishes the profile, so a failed publish rolls
-    the mirror back.
+    the mirror back. The row is the sink's (`contract.columns.location_row`): the profile is the
+    JSON text published, cast to jsonb (passing it as text skips the pool's jsonb codec, which
+    would store the text as one JSON string).
     """
     updated_at: datetime | None = await conn.fetchval(
-        """
-        INSERT INTO locations AS l
-            (location_id, account_id, live_mode, timezone, currency_code, devices, profile,
-             deleted, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, false, now())
+        f"""
+        INSERT INTO locations AS l ({_LOCATION_LIST}, deleted, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, false, now())
         ON CONFLICT (location_id) DO UPDATE SET
             account_id = EXCLUDED.account_id, live_mode = EXCLUDED.live_mode,
             timezone = EXCLUDED.timezone, currency_code = EXCLUDED.currency_code,
@@ -71,13 +73,7 @@ async def claim_location(conn: Connection, profile: LocationProfile) -> datetime
            OR (l.account_id = EXCLUDED.account_id AND l.live_mode = EXCLUDED.live_mode)
         RETURNING updated_at
         """,
-        profile.location_id,
-        profile.account_id,
-        profile.live_mode,
-        profile.timezone,
-        profile.currency_code,
-        list(profile.devices),
-        profile.model_dump(mode="json", by_alias=True),
+        *location_row(profile),
     )
     return updated_at
 

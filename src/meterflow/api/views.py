@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Generic, TypeVar
 
-from pydantic import ValidationError
-
-from meterflow.models import LocationProfile, MarketPrices, loads
+from meterflow.contract.decisions import Apply, Delete, Reject
+from meterflow.contract.keys import market_prices_key
+from meterflow.contract.locations import decide_location
+from meterflow.contract.market_prices import decide_market_prices
+from meterflow.models import LocationProfile, MarketPrices
 
 log = logging.getLogger("meterflow.api.views")
 
@@ -72,32 +74,28 @@ class PricingView:
         return self.locations.get(location_id)
 
     def prices(self, series_id: str, day: date) -> MarketPrices | None:
-        return self.market_prices.get(f"{series_id}/{day.isoformat()}")
+        return self.market_prices.get(market_prices_key(series_id, day))
 
     def apply_location_message(self, key: bytes | None, value: bytes | None, pos: Position) -> None:
-        if key is None:
-            return
-        location_id = key.decode("utf-8", "replace")
-        profile: LocationProfile | None = None
-        if value is not None:
-            try:
-                profile = LocationProfile.model_validate(loads(value))
-            except (ValidationError, ValueError):
-                log.warning("skipping an invalid profile on locations", extra={"key": location_id})
-                return
-        self.locations.apply(location_id, profile, pos)
+        """Apply one `locations` message as the contract decides; a rejected one is skipped
+        (the stream dead-letters it), so the view prices with what the stream's table holds."""
+        _apply(self.locations, decide_location(key, value), pos, "locations")
 
     def apply_market_prices_message(
         self, key: bytes | None, value: bytes | None, pos: Position
     ) -> None:
-        if key is None:
-            return
-        series_day = key.decode("utf-8", "replace")
-        prices: MarketPrices | None = None
-        if value is not None:
-            try:
-                prices = MarketPrices.model_validate(loads(value))
-            except (ValidationError, ValueError):
-                log.warning("skipping invalid prices on market-prices", extra={"key": series_day})
-                return
-        self.market_prices.apply(series_day, prices, pos)
+        _apply(self.market_prices, decide_market_prices(key, value), pos, "market-prices")
+
+
+def _apply(
+    view: TopicView[T], decision: Apply[T] | Delete | Reject, pos: Position, topic: str
+) -> None:
+    if isinstance(decision, Apply):
+        view.apply(decision.key, decision.document, pos)
+    elif isinstance(decision, Delete):
+        view.apply(decision.key, None, pos)
+    else:
+        log.warning(
+            "skipping a rejected message",
+            extra={"fields": {"topic": topic, "offset": pos.offset, "reason": decision.reason}},
+        )

@@ -71,6 +71,8 @@ async def _produce(
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from meterflow.contract.topics import LOCATIONS, METER_RECORDS
+    from meterflow.kafka_admin import ensure_topics
     from meterflow.stream.producing import (
         demo_location_id,
         demo_profile,
@@ -79,7 +81,6 @@ async def _produce(
         send_all,
         synthetic_records,
     )
-    from meterflow.stream.topics import LOCATIONS, METER_RECORDS, ensure_topics
 
     settings = get_settings()
     await ensure_topics(settings)

@@ -13,8 +13,8 @@ EXIT_INVALID = 2
 
 
 async def _publish(topic_name: str, key: bytes, value: bytes | None) -> str:
+    from meterflow.kafka_admin import ensure_topics
     from meterflow.stream.producing import kafka_producer
-    from meterflow.stream.topics import ensure_topics
 
     settings = get_settings()
     await ensure_topics(settings)
@@ -33,8 +33,9 @@ def profiles() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def put_profile(file: Path) -> None:
     """Validate a LocationProfile JSON file, then publish it (keyed by its location_id)."""
-    from meterflow.stream.profiles import parse_profile
-    from meterflow.stream.topics import LOCATIONS
+    from meterflow.contract.keys import location_key
+    from meterflow.contract.locations import parse_profile
+    from meterflow.contract.topics import LOCATIONS
 
     raw = file.read_bytes()
     try:
@@ -42,7 +43,7 @@ def put_profile(file: Path) -> None:
     except ValueError as exc:
         click.echo(f"invalid profile {file}: {exc}", err=True)
         raise SystemExit(EXIT_INVALID) from None
-    where = asyncio.run(_publish(LOCATIONS, profile.location_id.encode(), raw))
+    where = asyncio.run(_publish(LOCATIONS, location_key(profile.location_id), raw))
     click.echo(f"published profile {profile.location_id} to {where}")
 
 
@@ -50,9 +51,10 @@ def put_profile(file: Path) -> None:
 @click.argument("location_id")
 def delete_profile(location_id: str) -> None:
     """Publish a tombstone: the location's profile is removed from the table."""
-    from meterflow.stream.topics import LOCATIONS
+    from meterflow.contract.keys import location_key
+    from meterflow.contract.topics import LOCATIONS
 
-    where = asyncio.run(_publish(LOCATIONS, location_id.encode(), None))
+    where = asyncio.run(_publish(LOCATIONS, location_key(location_id), None))
     click.echo(f"deleted profile {location_id} ({where})")
 
 
@@ -65,16 +67,16 @@ def prices() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def put_prices(file: Path) -> None:
     """Validate a MarketPrices JSON file, then publish it under `{series_id}/{day}`."""
-    from pydantic import ValidationError
-
-    from meterflow.models import MarketPrices, loads
-    from meterflow.stream.topics import MARKET_PRICES
+    from meterflow.contract.keys import market_prices_key_of
+    from meterflow.contract.market_prices import parse_market_prices
+    from meterflow.contract.topics import MARKET_PRICES
 
     raw = file.read_bytes()
     try:
-        document = MarketPrices.model_validate(loads(raw))
-    except (ValueError, ValidationError) as exc:
+        document = parse_market_prices(raw)
+    except ValueError as exc:  # ValidationError is one
         click.echo(f"invalid market prices {file}: {exc}", err=True)
         raise SystemExit(EXIT_INVALID) from None
-    where = asyncio.run(_publish(MARKET_PRICES, document.key.encode(), raw))
-    click.echo(f"published market prices {document.key} to {where}")
+    key = market_prices_key_of(document)
+    where = asyncio.run(_publish(MARKET_PRICES, key.encode(), raw))
+    click.echo(f"published market prices {key} to {where}")

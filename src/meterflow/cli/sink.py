@@ -13,9 +13,9 @@ from meterflow.settings import get_settings
 
 
 async def _serve(group_id: str | None, http_port: int | None) -> None:
+    from meterflow.kafka_admin import ensure_topics
     from meterflow.sink import Sink, SinkConfig, SinkHealth
     from meterflow.sink.health import start_health_server
-    from meterflow.stream.topics import ensure_topics
 
     settings = get_settings()
     # Subscribing to a missing topic makes the broker auto-create it with its own default

@@ -24,7 +24,8 @@ def worker(
     """Price `meter-records` into `energy-costs` / `dead-letters`; topics are created if missing."""
     from faust.worker import Worker
 
-    from meterflow.stream import create_app, diagnostics, ensure_topics
+    from meterflow.kafka_admin import ensure_topics
+    from meterflow.stream import create_app, diagnostics
 
     settings = settings_with_options(
         worker_web_port=web_port,

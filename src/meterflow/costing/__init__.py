@@ -6,11 +6,10 @@ from meterflow.costing.engine import (
     round_money,
     tariff_direction_of,
 )
-from meterflow.costing.payload import dead_letter, parse_record, price_payload
+from meterflow.costing.payload import parse_record, price_payload
 
 __all__ = [
     "MAX_ENERGY_KWH",
-    "dead_letter",
     "parse_record",
     "price_payload",
     "price_record",

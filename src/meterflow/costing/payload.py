@@ -6,39 +6,30 @@ way, with the same error codes (design §5).
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from meterflow import ids
-from meterflow.costing._trusted import trusted
 from meterflow.costing.engine import price_record
 from meterflow.models import (
     DeadLetter,
     EnergyCost,
     ErrorCode,
-    ErrorInfo,
     LocationProfile,
     MarketPrices,
     MeterRecord,
     PricingError,
     SourceRef,
+    dead_letter,
     loads,
+    validation_summary,
 )
 
 log = logging.getLogger("meterflow.costing")
-
-
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors(include_url=False, include_input=False)[:5]:
-        where = ".".join(str(part) for part in item["loc"]) or "record"
-        problems.append(f"{where}: {item['msg']}")
-    return "; ".join(problems)
 
 
 def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
@@ -57,32 +48,10 @@ def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
     try:
         record = MeterRecord.model_validate(request)
     except ValidationError as error:
-        raise PricingError(ErrorCode.INVALID_RECORD, _describe(error)) from None
+        raise PricingError(
+            ErrorCode.INVALID_RECORD, validation_summary(error, whole="record")
+        ) from None
     return record, request
-
-
-def dead_letter(
-    payload: bytes | str, code: ErrorCode, message: str, source: SourceRef | None, now: datetime
-) -> DeadLetter:
-    """A DeadLetter carrying the original bytes: UTF-8 text, or base64 when not UTF-8."""
-    encoding: Literal["utf-8", "base64"] = "utf-8"
-    if isinstance(payload, str):  # tolerate callers that already decoded the body
-        text = payload
-    else:
-        try:
-            text = bytes(payload).decode("utf-8")
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-    return trusted(
-        DeadLetter,
-        {
-            "error": trusted(ErrorInfo, {"code": code, "message": message}),
-            "payload": text,
-            "payload_encoding": encoding,
-            "source": source,
-            "time_created": now,
-        },
-    )
 
 
 def price_payload(

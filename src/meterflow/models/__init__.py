@@ -2,7 +2,16 @@
 
 from meterflow.models._base import AwareDatetime, Money, dumps, loads
 from meterflow.models.costs import BreakdownItem, CostData, CostValue, EnergyCost, EnergyValue
-from meterflow.models.errors import DeadLetter, ErrorCode, ErrorInfo, PricingError, SourceRef
+from meterflow.models.errors import (
+    DeadLetter,
+    ErrorCode,
+    ErrorInfo,
+    PricingError,
+    SourceRef,
+    dead_letter,
+    original_payload,
+    validation_summary,
+)
 from meterflow.models.profiles import (
     DynamicTariff,
     FixedTariff,
@@ -42,6 +51,9 @@ __all__ = [
     "TimeOfUseRule",
     "TimeOfUseTariff",
     "Weekday",
+    "dead_letter",
     "dumps",
     "loads",
+    "original_payload",
+    "validation_summary",
 ]

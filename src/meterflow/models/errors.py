@@ -1,12 +1,13 @@
-"""Error codes of the contract and the DeadLetter document (design §2)."""
+"""Error codes of the contract, the DeadLetter document and its builder (design §2)."""
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from meterflow.models._base import Document
 
@@ -46,3 +47,55 @@ class DeadLetter(Document):
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
     source: SourceRef | None = None
     time_created: datetime
+
+
+def dead_letter(
+    payload: bytes | str | None,
+    code: ErrorCode,
+    message: str,
+    source: SourceRef | None,
+    now: datetime,
+) -> DeadLetter:
+    """The one bytes -> DeadLetter builder (design §2): the original bytes as UTF-8 text, or as
+    base64 when they are not UTF-8; `None` (a Kafka null value) is an empty payload, and text
+    that a caller already decoded travels as it is.
+
+    Here in the core, not in the contract package, because the pricing path (`costing`) builds
+    dead letters itself and the core imports nothing above it.
+    """
+    text = ""
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    if isinstance(payload, str):
+        text = payload
+    elif payload:
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+    return DeadLetter(
+        error=ErrorInfo(code=code, message=message),
+        payload=text,
+        payload_encoding=encoding,
+        source=source,
+        time_created=now,
+    )
+
+
+def original_payload(letter: DeadLetter) -> bytes:
+    """The exact bytes that were dead-lettered (the inverse of `dead_letter`)."""
+    if letter.payload_encoding == "base64":
+        return base64.b64decode(letter.payload)
+    return letter.payload.encode("utf-8")
+
+
+def validation_summary(error: ValidationError, *, whole: str = "(document)", limit: int = 5) -> str:
+    """A pydantic ValidationError as one readable line, `field.path: reason; …`, naming at most
+    `limit` problems (`whole` stands for the document itself); the same words on every path
+    (dead letters, HTTP answers, CLI messages)."""
+    problems = error.errors(include_url=False, include_input=False)
+    parts = [
+        f"{'.'.join(str(part) for part in item['loc']) or whole}: {item['msg']}"
+        for item in problems[:limit]
+    ]
+    more = len(problems) - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -138,14 +138,10 @@ class LocationProfile(Document):
 class MarketPrices(Document):
     """One UTC day of one market price series.
 
-    The value on `market-prices`, with key `{series_id}/{day}`.
+    The value on `market-prices`, keyed by `contract.keys.market_prices_key_of(document)`.
     """
 
     series_id: str = Field(min_length=1, pattern=r"^[^/]+$")
     day: date
     currency_code: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     prices: list[PricePoint]
-
-    @property
-    def key(self) -> str:
-        return f"{self.series_id}/{self.day.isoformat()}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -10,17 +9,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from meterflow.contract.columns import location_row
+from meterflow.contract.decisions import Apply, Delete
+from meterflow.contract.locations import decide_location
 from meterflow.models import (
     DeadLetter,
     EnergyCost,
     ErrorCode,
-    ErrorInfo,
-    LocationProfile,
     SourceRef,
+    dead_letter,
     loads,
+    validation_summary,
 )
 from meterflow.sink.fast_rows import fast_cost_rows
-from meterflow.sink.rows import MAX_EXPONENT, CostRows, Source, cost_rows, location_row
+from meterflow.sink.rows import MAX_EXPONENT, CostRows, Source, cost_rows
 from meterflow.sink.text_rows import TextRows, text_cost_rows
 
 
@@ -74,30 +76,10 @@ CostOutcome = Persist | Simulated | Poison
 LocationOutcome = LocationUpsert | LocationDelete | Ignored
 
 
-def _validation_summary(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "(document)"
-        parts.append(f"{where}: {item['msg']}")
-    more = error.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-
-
 def invalid_record(value: bytes | None, message: str, source: Source, now: datetime) -> DeadLetter:
     """The dead letter of a record the sink can never store."""
-    payload, encoding = "", "utf-8"
-    if value is not None:
-        try:
-            payload = value.decode("utf-8")
-        except UnicodeDecodeError:
-            payload, encoding = base64.b64encode(value).decode("ascii"), "base64"
-    return DeadLetter(
-        error=ErrorInfo(code=ErrorCode.INVALID_RECORD, message=message),
-        payload=payload,
-        payload_encoding=encoding,
-        source=SourceRef(topic=source.topic, partition=source.partition, offset=source.offset),
-        time_created=now,
-    )
+    where = SourceRef(topic=source.topic, partition=source.partition, offset=source.offset)
+    return dead_letter(value, ErrorCode.INVALID_RECORD, message, where, now)
 
 
 def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
@@ -150,7 +132,7 @@ def decode_cost(
     try:
         cost = EnergyCost.model_validate(document)
     except ValidationError as exc:
-        message = f"not an EnergyCost: {_validation_summary(exc)}"
+        message = f"not an EnergyCost: {validation_summary(exc)}"
         return Poison(key, invalid_record(value, message, source, now))
     if cost.non_persistent:
         return Simulated(cost.id)
@@ -168,20 +150,14 @@ def decode_cost(
 
 
 def decode_location(key: bytes | None, value: bytes | None) -> LocationOutcome:
-    """Decode one `locations` record: a profile to mirror, or a tombstone (null value).
+    """One `locations` record as the contract decides it: a profile to mirror, or a tombstone.
 
-    An invalid profile is not dead-lettered here: the cost agent reads the same topic and owns
+    A rejected message is not dead-lettered here: the cost agent reads the same topic and owns
     that report; the mirror keeps the last valid profile.
     """
-    if value is None:
-        if not key:
-            return Ignored("tombstone without a key")
-        try:
-            return LocationDelete(key.decode("utf-8"))
-        except UnicodeDecodeError:
-            return Ignored("tombstone key is not UTF-8")
-    try:
-        profile = LocationProfile.model_validate(loads(value))
-    except (ValueError, RecursionError) as exc:  # ValidationError is a ValueError
-        return Ignored(f"not a LocationProfile: {str(exc)[:300]}")
-    return LocationUpsert(profile.location_id, location_row(profile))
+    decision = decide_location(key, value)
+    if isinstance(decision, Apply):
+        return LocationUpsert(decision.key, location_row(decision.document))
+    if isinstance(decision, Delete):
+        return LocationDelete(decision.key)
+    return Ignored(decision.reason)

@@ -1,54 +1,16 @@
-"""Documents -> database rows (pure): the one place that maps EnergyCost fields to columns."""
+"""EnergyCost -> database rows (pure), in the column order of `contract.columns`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from meterflow.models import EnergyCost, LocationProfile, dumps
-
-COST_COLUMNS = (
-    "id",
-    "account_id",
-    "live_mode",
-    "object_id",
-    "location_id",
-    "device_id",
-    "meter_record_id",
-    "session_reference_id",
-    "record_reference_id",
-    "energy_flow_direction",
-    "tariff_direction",
-    "currency_code",
-    "location_timezone",
-    "start_time",
-    "end_time",
-    "energy_kwh",
-    "cost",
-    "confidence",
-    "request",
-    "time_created",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-)
+from meterflow.models import EnergyCost, dumps
 
 MAX_EXPONENT = 1000
 """NUMERIC stores up to ~10^131072, but asyncpg's binary encoder silently writes 0 for larger
 numbers: the sink refuses magnitudes outside 10^±1000 (no energy or money is). Values asyncpg
 refuses to encode (too many decimals) raise, and are found by the writer's per-row probe."""
-
-BREAKDOWN_COLUMNS = ("cost_id", "seq", "start_time", "end_time", "rate", "energy_kwh", "cost")
-
-LOCATION_COLUMNS = (
-    "location_id",
-    "account_id",
-    "live_mode",
-    "timezone",
-    "currency_code",
-    "devices",
-    "profile",
-)
 
 
 class Source(NamedTuple):
@@ -104,16 +66,3 @@ def cost_rows(cost: EnergyCost, source: Source) -> CostRows:
         for seq, item in enumerate(data.breakdown)
     ]
     return CostRows(row, breakdown)
-
-
-def location_row(profile: LocationProfile) -> tuple[Any, ...]:
-    """The mirror row of one profile; `profile` holds the whole document as published."""
-    return (
-        profile.location_id,
-        profile.account_id,
-        profile.live_mode,
-        profile.timezone,
-        profile.currency_code,
-        list(profile.devices),
-        dumps(profile).decode(),
-    )

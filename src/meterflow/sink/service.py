@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from meterflow import metrics
+from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS
 from meterflow.logs import event
 from meterflow.models import dumps
 from meterflow.settings import Settings
@@ -69,9 +70,9 @@ class SinkConfig:
         return cls(
             bootstrap=settings.kafka_bootstrap,
             database_url=settings.database_url,
-            costs_topic=settings.topic("energy-costs"),
-            locations_topic=settings.topic("locations"),
-            dead_letters_topic=settings.topic("dead-letters"),
+            costs_topic=settings.topic(ENERGY_COSTS),
+            locations_topic=settings.topic(LOCATIONS),
+            dead_letters_topic=settings.topic(DEAD_LETTERS),
             group_id=settings.sink_group_id,
             batch_size=settings.sink_batch_size,
             linger_s=settings.sink_linger_ms / 1000,

@@ -18,9 +18,9 @@ from typing import Any
 
 import asyncpg
 
+from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS, LOCATION_COLUMNS
 from meterflow.db import connect
 from meterflow.sink.batch import Batch
-from meterflow.sink.rows import BREAKDOWN_COLUMNS, COST_COLUMNS, LOCATION_COLUMNS
 from meterflow.sink.text_rows import TextRows
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, Protocol
 
 from meterflow import metrics
+from meterflow.contract.clock import Clock, utc_now
+from meterflow.contract.decisions import Apply, Delete, Reject
 from meterflow.costing import price_payload
 from meterflow.logs import event as log_event
 from meterflow.models import (
@@ -27,10 +29,9 @@ from meterflow.models import (
     LocationProfile,
     MarketPrices,
     SourceRef,
+    dead_letter,
     dumps,
 )
-from meterflow.stream.dead_letters import make_dead_letter
-from meterflow.stream.profiles import DeleteProfile, ProfileChange, RejectProfile, StoreProfile
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +123,6 @@ class EventLike(Protocol):
     message: Any
 
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def source_of(message: MessageLike) -> SourceRef:
     return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
 
@@ -194,7 +188,7 @@ class RecordPricer:
             )
         except Exception as exc:
             log.exception("pricing raised", extra={"fields": {"offset": source.offset}})
-            return make_dead_letter(
+            return dead_letter(
                 payload,
                 ErrorCode.INVALID_RECORD,
                 f"unexpected error while pricing: {exc!r}",
@@ -271,7 +265,7 @@ class DocumentApplier:
         *,
         table: MutableMapping[bytes, bytes],
         dead_letters: Sender,
-        decide: Callable[[bytes | None, bytes | None], ProfileChange],
+        decide: Callable[[bytes | None, bytes | None], Apply[Any] | Delete | Reject],
         kind: str,
         clock: Clock = utc_now,
         on_applied: Callable[[int, int], None] | None = None,
@@ -286,28 +280,29 @@ class DocumentApplier:
     async def on_event(self, event: EventLike) -> None:
         message = event.message
         key = message.key
+        change: Apply[Any] | Delete | Reject
         try:
             change = self._decide(key, event.value)
         except Exception as exc:  # never escape the agent
-            change = RejectProfile(f"unexpected error while reading the {self._kind}: {exc!r}")
+            change = Reject(f"unexpected error while reading the {self._kind}: {exc!r}")
         name = key.decode(errors="replace") if isinstance(key, bytes) else None
-        if isinstance(change, StoreProfile):
-            self._table[change.key] = change.raw
+        if isinstance(change, Apply):
+            self._table[change.key.encode()] = change.raw
             log_event(log, f"{self._kind}_stored", key=name, offset=message.offset)
-        elif isinstance(change, DeleteProfile):
-            self._table.pop(change.key, None)
+        elif isinstance(change, Delete):
+            self._table.pop(change.key.encode(), None)
             log_event(log, f"{self._kind}_deleted", key=name, offset=message.offset)
         else:
             source = source_of(message)
-            letter = make_dead_letter(
-                event.value or b"", ErrorCode.INVALID_RECORD, change.message, source, self._clock()
+            letter = dead_letter(
+                event.value, ErrorCode.INVALID_RECORD, change.reason, source, self._clock()
             )
             log_event(
                 log,
                 f"{self._kind}_rejected",
                 logging.WARNING,
                 code=letter.error.code.value,
-                reason=change.message,
+                reason=change.reason,
                 key=name,
                 topic=source.topic,
                 partition=source.partition,

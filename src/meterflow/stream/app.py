@@ -14,6 +14,16 @@ import faust
 from faust.streams import Stream
 from faust.types import TP
 
+from meterflow.contract.locations import decide_location
+from meterflow.contract.market_prices import decide_market_prices
+from meterflow.contract.topics import (
+    DEAD_LETTERS,
+    ENERGY_COSTS,
+    LOCATIONS,
+    MARKET_PRICES,
+    METER_RECORDS,
+)
+from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event as log_event
 from meterflow.metrics import install_faust_metrics
 from meterflow.settings import Settings
@@ -22,20 +32,15 @@ from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.catch_up import ProfilesCatchUp
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.partitioner import cached_murmur2_partitioner
-from meterflow.stream.profiles import market_prices_change, profile_change
-from meterflow.stream.topics import (
-    DEAD_LETTERS,
-    ENERGY_COSTS,
-    LOCATIONS,
-    MARKET_PRICES,
-    METER_RECORDS,
-    faust_broker_url,
-)
 
 log = logging.getLogger(__name__)
 
 PROFILES_TABLE = "profiles"
 MARKET_PRICES_TABLE = "market-prices"
+
+
+def faust_broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{server}" for server in bootstrap_servers(settings))
 
 
 def faust_app_id(settings: Settings) -> str:
@@ -140,14 +145,14 @@ def create_app(settings: Settings) -> faust.App:
     applier = DocumentApplier(
         table=profiles,
         dead_letters=dead_letters,
-        decide=profile_change,
+        decide=decide_location,
         kind="profile",
         on_applied=catch_up.applied,
     )
     prices_applier = DocumentApplier(
         table=market_prices,
         dead_letters=dead_letters,
-        decide=market_prices_change,
+        decide=decide_market_prices,
         kind="market_prices",
     )
 

@@ -1,43 +1,12 @@
-"""Dead letters written by the stream adapter itself, and the way back: the original payload.
-
-The cost engine builds the dead letters of records it cannot price; this module covers what only
-the adapter sees (an invalid profile on `locations`, an unexpected exception) and turns a dead
-letter back into bytes to re-publish, with the id the record had, so a replay is idempotent.
-"""
+"""The way back from a dead letter: the bytes to re-publish, with the id the record had, so a
+replay is idempotent. (Dead letters are built by `models.dead_letter`, on every path.)"""
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from meterflow.ids import meter_record_id_for_offset
-from meterflow.models import DeadLetter, ErrorCode, ErrorInfo, SourceRef, dumps, loads
-
-
-def make_dead_letter(
-    payload: bytes, code: ErrorCode, message: str, source: SourceRef | None, now: datetime
-) -> DeadLetter:
-    """A dead letter carrying the original bytes: UTF-8 text when they are, else base64."""
-    encoding: Literal["utf-8", "base64"] = "utf-8"
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-    return DeadLetter(
-        error=ErrorInfo(code=code, message=message),
-        payload=text,
-        payload_encoding=encoding,
-        source=source,
-        time_created=now,
-    )
-
-
-def original_payload(letter: DeadLetter) -> bytes:
-    """The exact bytes that were dead-lettered."""
-    if letter.payload_encoding == "base64":
-        return base64.b64decode(letter.payload)
-    return letter.payload.encode("utf-8")
+from meterflow.models import DeadLetter, dumps, loads, original_payload
 
 
 def replay_payload(letter: DeadLetter) -> tuple[bytes, str | None]:

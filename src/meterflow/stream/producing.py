@@ -15,9 +15,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from meterflow.kafka_admin import bootstrap_servers
 from meterflow.models import dumps
 from meterflow.settings import Settings
-from meterflow.stream.topics import bootstrap_servers
 
 DEMO_ACCOUNT = "acc_demo"
 DEMO_EFFECTIVE_FROM = "2020-01-01T00:00:00Z"

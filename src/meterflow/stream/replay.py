@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
+from meterflow.contract.topics import DEAD_LETTERS, METER_RECORDS
+from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event
 from meterflow.models import DeadLetter, loads
 from meterflow.settings import Settings
 from meterflow.stream.dead_letters import replay_payload
 from meterflow.stream.producing import kafka_producer
-from meterflow.stream.topics import DEAD_LETTERS, METER_RECORDS, bootstrap_servers
 
 log = logging.getLogger(__name__)
 

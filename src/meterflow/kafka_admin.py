@@ -1,52 +1,28 @@
-"""The contract's topics (design §1): names, cleanup policies, and their creation on the broker.
+"""The contract's topics on a real broker: creation, clean-up, and where the broker is.
 
 Topics are created explicitly (not by faust, which only declares its internal topics, nor by the
 broker's auto-create, which would pick its own partition count and delete policy), so every
 process that touches the pipeline can call `ensure_topics` first and agree on the layout.
+aiokafka only, no faust: the API, the sink and the CLI use it without loading the stream app.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from meterflow.contract.topics import TOPICS
 from meterflow.logs import event
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-METER_RECORDS = "meter-records"
-ENERGY_COSTS = "energy-costs"
-LOCATIONS = "locations"
-MARKET_PRICES = "market-prices"
-DEAD_LETTERS = "dead-letters"
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    name: str
-    compacted: bool
-
-
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(METER_RECORDS, compacted=False),
-    TopicSpec(ENERGY_COSTS, compacted=False),
-    TopicSpec(LOCATIONS, compacted=True),
-    TopicSpec(MARKET_PRICES, compacted=True),
-    TopicSpec(DEAD_LETTERS, compacted=False),
-)
-
 
 def bootstrap_servers(settings: Settings) -> list[str]:
     """`MF_KAFKA_BOOTSTRAP` is a comma list of host:port."""
     return [part.strip() for part in settings.kafka_bootstrap.split(",") if part.strip()]
-
-
-def faust_broker_url(settings: Settings) -> str:
-    return ";".join(f"kafka://{server}" for server in bootstrap_servers(settings))
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
