@@ -36,9 +36,8 @@ from meterflow.models import (
     MeterRecord,
     TariffDirection,
     dumps,
-)
     validation_summary,
-from meterflow.stream.topics import ENERGY_COSTS, METER_RECORDS
+)
 
 
 def visible_profiles(
