@@ -138,7 +138,7 @@ class LocationProfile(Document):
 class MarketPrices(Document):
     """One UTC day of one market price series.
 
-    The value on `market-prices`, keyed by `contract.keys.market_prices_key_of(document)`.
+    The value on `market-prices`, with key `{series_id}/{day}`.
     """
 
     series_id: str = Field(min_length=1, pattern=r"^[^/]+$")
