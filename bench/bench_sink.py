@@ -42,7 +42,7 @@ from meterflow.db import migrate
 from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.models import EnergyCost, dumps, loads
 from meterflow.settings import Settings
-from meterflow.sink import Sink, SinkConfig, decode, service
+from meterflow.sink import Sink, SinkConfig, decode, service, sink_clients
 from meterflow.sink.rows import Source, cost_rows
 
 KAFKA = os.environ.get("MF_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -260,7 +260,7 @@ async def drain_with_sink(
         linger_s=linger_s,
         retry_max_s=5.0,
     )
-    sink = Sink(config)
+    sink = Sink(config, sink_clients(config))
     stop = asyncio.Event()
     launched = time.perf_counter()
     task = asyncio.create_task(sink.run(stop))

@@ -29,7 +29,7 @@ from net import free_port
 
 from database_support import temporary_database
 from meterflow.models import DeadLetter, dumps, loads
-from meterflow.sink import Sink, SinkConfig
+from meterflow.sink import Sink, SinkConfig, sink_clients
 
 pytestmark = pytest.mark.integration
 
@@ -315,7 +315,7 @@ async def test_rows_match_events_once_and_simulated_never_land(
         ],
     )
     config = sink_config(kafka_bootstrap, database, topic_prefix)
-    sink = Sink(config)
+    sink = Sink(config, sink_clients(config))
     async with running(sink):
         await wait_for(
             lambda: drained(kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS),
@@ -532,7 +532,7 @@ async def test_rebalances_under_load_lose_nothing(
     kafka_bootstrap: str, database: str, topic_prefix: str, topics: dict[str, str]
 ) -> None:
     config = sink_config(kafka_bootstrap, database, topic_prefix, batch_size=300)
-    first, second = Sink(config), Sink(config)
+    first, second = Sink(config, sink_clients(config)), Sink(config, sink_clients(config))
     produced: list[str] = []
     stop_producing = asyncio.Event()
     loader = asyncio.create_task(
@@ -638,7 +638,7 @@ async def test_postgres_outage_under_load_then_everything_lands(
     config = sink_config(
         kafka_bootstrap, via_proxy, topic_prefix, batch_size=batch_size, linger_s=0.1
     )
-    sink = Sink(config)
+    sink = Sink(config, sink_clients(config))
     health_port = free_port()
     runner = await start_health_server(sink.health, "127.0.0.1", health_port)
     healthz = f"http://127.0.0.1:{health_port}/healthz"

@@ -14,7 +14,7 @@ from meterflow.settings import get_settings
 
 async def _serve(group_id: str | None, http_port: int | None) -> None:
     from meterflow.kafka_admin import ensure_topics
-    from meterflow.sink import Sink, SinkConfig, SinkHealth
+    from meterflow.sink import Sink, SinkConfig, SinkHealth, sink_clients
     from meterflow.sink.health import start_health_server
 
     settings = get_settings()
@@ -33,7 +33,7 @@ async def _serve(group_id: str | None, http_port: int | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     freeze_startup_objects("sink")
     try:
-        await Sink(config, health).run(stop)
+        await Sink(config, sink_clients(config), health).run(stop)
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -2,17 +2,14 @@
 
 A plain aiokafka consumer with manual commits (docs/sink.md says why not a Faust agent). The loop
 reads into a bounded `Batch` while the previous batch is written (at most one checkpoint in
-flight, so commits stay in order); `checkpoint()` is the one place that orders the effects:
-
-    1. rows and location changes, one database transaction
-    2. dead letters, acknowledged by the broker
-    3. offsets, for partitions this member still owns
+flight, so commits stay in order); `Checkpoint` (sink/checkpoint.py) is the one place that orders
+the effects: rows, then dead letters, then offsets for partitions this member still owns.
 
 A crash between any two steps replays the batch: rows are deduplicated by their primary key, so
 replays cost a little time and never a row. While the database is down, checkpoint attempts are
 spaced by capped exponential backoff, offsets stay where they are, the failed batch is kept (merged
 ahead of what was read since) and a full batch pauses the partitions, so memory stays bounded
-(two batches at most) until the database returns.
+(two batches at most) until the database returns. The clients are passed in (`clients.py`).
 """
 
 from __future__ import annotations
@@ -24,21 +21,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from meterflow import metrics
 from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS
 from meterflow.logs import event
-from meterflow.models import dumps
 from meterflow.settings import Settings
 from meterflow.sink.batch import Batch
+from meterflow.sink.checkpoint import Checkpoint
+from meterflow.sink.clients import KafkaDeadLetters, SinkClients
 from meterflow.sink.decode import Ignored, Poison, decode_cost, decode_location, invalid_record
 from meterflow.sink.health import SinkHealth
 from meterflow.sink.rows import Source
-from meterflow.sink.writer import PostgresWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +45,6 @@ DECODE_CHUNK = 50
 the loop for its round trips (BEGIN, two COPYs, COMMIT, the offset commit), so writing and
 decoding really overlap; each round trip waits for the chunk being decoded, so smaller chunks
 keep PostgreSQL busier (measured: 250 -> 50 gave +15-25 % results/s, docs/sink.md)."""
-RETRY_BASE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -92,30 +86,28 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Sink:
-    def __init__(self, config: SinkConfig, health: SinkHealth | None = None) -> None:
+    """Reads, decodes and batches; `checkpoint` applies each batch. `run` starts the clients it
+    is given (`clients.sink_clients(config)` builds the real ones) and closes them at the end."""
+
+    def __init__(
+        self, config: SinkConfig, clients: SinkClients, health: SinkHealth | None = None
+    ) -> None:
         self.config = config
         self.health = health or SinkHealth()
-        self._writer = PostgresWriter(config.database_url)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=config.bootstrap,
-            group_id=config.group_id,
-            client_id=f"{config.group_id}-sink",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-        )
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=config.bootstrap, acks="all", enable_idempotence=True
+        self._clients = clients
+        self._consumer = clients.consumer
+        self.checkpoint = Checkpoint(
+            writer=clients.writer,
+            dead_letters=KafkaDeadLetters(clients.producer, config.dead_letters_topic),
+            offsets=clients.consumer,
+            health=self.health,
+            retry_max_s=config.retry_max_s,
         )
         self._batch = Batch()  # being filled
         self._writing: asyncio.Task[None] | None = None  # the one checkpoint in flight
         self._writing_records = 0
         self._lock = asyncio.Lock()  # one checkpoint at a time (loop vs. rebalance callbacks)
         self._rebalancing = False
-        self._failures = 0
-        self._retry_at = 0.0
         self._paused = False
         self._lag_refresh_at = 0.0
 
@@ -123,7 +115,7 @@ class Sink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then make one last checkpoint attempt and leave."""
-        await self._producer.start()
+        await self._clients.producer.start()
         try:
             self._consumer.subscribe(
                 [self.config.costs_topic, self.config.locations_topic], listener=_Rebalance(self)
@@ -144,8 +136,8 @@ class Sink:
                     await asyncio.wait([self._writing])
                 await self._consumer.stop()
         finally:
-            await self._producer.stop()
-            await self._writer.close()
+            await self._clients.producer.stop()
+            await self._clients.writer.close()
             event(log, "sink_stopped", stats=self.health.as_json()["stats"])
 
     # -- the loop: read while the previous batch is written -------------------------------------
@@ -195,7 +187,7 @@ class Sink:
             task.result()  # a bug in a checkpoint crashes the sink loudly instead of stalling it
 
     def _checkpoint_due(self, now: float) -> bool:
-        if not len(self._batch) or now < self._retry_at:
+        if not len(self._batch) or now < self.checkpoint.retry_at:
             return False
         full = len(self._batch) >= self.config.batch_size
         return full or self._batch.age(now) >= self.config.linger_s
@@ -208,11 +200,12 @@ class Sink:
             return IDLE_POLL_MS
         if self._writing is not None or self._rebalancing:
             return BUSY_POLL_MS
+        retry_at = self.checkpoint.retry_at
         if len(self._batch) >= self.config.batch_size:
-            due = self._retry_at
+            due = retry_at
         else:
             started = self._batch.started_at if self._batch.started_at is not None else now
-            due = max(started + self.config.linger_s, self._retry_at)
+            due = max(started + self.config.linger_s, retry_at)
         return int(min(max(due - now, 0.0), IDLE_POLL_MS / 1000) * 1000)
 
     def _apply_backpressure(self, full: bool) -> None:
@@ -263,134 +256,6 @@ class Sink:
                         )
                     batch.add_location(change, topic, partition, record.offset, now)
             stats.records_read += len(records)
-
-    # -- the checkpoint: the order of effects lives here and nowhere else ------------------------
-
-    async def checkpoint(self, batch: Batch) -> bool:
-        """Write the batch, send its dead letters, then commit its offsets. Call under `_lock`.
-
-        Returns False (offsets untouched, retry scheduled) when step 1 or 2 fails; the caller
-        keeps the batch to retry it, or drops it unacknowledged.
-        """
-        try:
-            with metrics.time_sink_write():
-                written = await self._write_rows(batch)  # 1. one database transaction
-            await self._send_dead_letters(batch)  # 2. dead letters acked by the broker
-        except Exception as exc:
-            self._failed(exc, batch)
-            return False
-        await self._commit(batch.next_offsets)  # 3. offsets, only after 1 and 2
-
-        stats = self.health.stats
-        metrics.sink_batch_written(
-            rows=written.costs_inserted,
-            duplicates=len(batch.costs) - written.costs_inserted + batch.duplicates,
-        )
-        metrics.set_sink_healthy(True)
-        stats.batches_written += 1
-        stats.costs_inserted += written.costs_inserted
-        stats.costs_already_stored += len(batch.costs) - written.costs_inserted + batch.duplicates
-        stats.breakdown_inserted += written.breakdown_inserted
-        stats.simulated_skipped += batch.simulated
-        stats.dead_lettered += len(batch.dead_letters)
-        stats.locations_changed += written.locations_changed
-        if not self.health.healthy:
-            event(log, "sink_recovered", failures=self._failures, records=len(batch))
-        self._failures, self._retry_at = 0, 0.0
-        self.health.mark_healthy()
-        event(
-            log,
-            "batch_written",
-            logging.DEBUG,
-            records=len(batch),
-            inserted=written.costs_inserted,
-            already_stored=len(batch.costs) - written.costs_inserted,
-            simulated=batch.simulated,
-            dead_letters=len(batch.dead_letters),
-            locations=written.locations_changed,
-            fast_path=written.fast_path,
-        )
-        return True
-
-    async def _write_rows(self, batch: Batch) -> WriteResult:
-        try:
-            return await self._writer.write(batch)
-        except (asyncpg.DataError, ValueError):
-            # A value passed validation but cannot be stored (PostgreSQL refuses it, e.g. a JSON
-            # number beyond NUMERIC's range in `request`, or asyncpg cannot encode it, e.g. a
-            # lone surrogate in a string): retrying cannot help, so dead-letter it instead of
-            # stalling forever.
-            costs, locations = await self._writer.find_unstorable(batch)
-            if not costs and not locations:
-                raise
-            for location_id, reason in locations.items():
-                event(
-                    log,
-                    "location_unstorable",
-                    logging.WARNING,
-                    location_id=location_id,
-                    reason=reason,
-                )
-            batch.reject(costs, locations, datetime.now(UTC))
-            return await self._writer.write(batch)
-
-    def _failed(self, exc: Exception, batch: Batch) -> None:
-        self._failures += 1
-        delay = min(self.config.retry_max_s, RETRY_BASE_S * 2 ** (self._failures - 1))
-        self._retry_at = time.monotonic() + delay
-        self.health.stats.write_failures += 1
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-        self.health.mark_unhealthy(reason)
-        metrics.database_error("checkpoint")
-        metrics.set_sink_healthy(False)
-        event(
-            log,
-            "checkpoint_failed",
-            logging.WARNING,
-            error=reason,
-            attempt=self._failures,
-            retry_in_s=round(delay, 3),
-            records=len(batch),
-        )
-
-    async def _send_dead_letters(self, batch: Batch) -> None:
-        if not batch.dead_letters:
-            return
-        sent = [
-            await self._producer.send(self.config.dead_letters_topic, dumps(letter), key=key)
-            for key, letter in batch.dead_letters
-        ]
-        await asyncio.gather(*sent)
-        for _, letter in batch.dead_letters:
-            assert letter.source is not None
-            event(
-                log,
-                "dead_lettered",
-                logging.WARNING,
-                code=letter.error.code.value,
-                reason=letter.error.message[:300],
-                topic=letter.source.topic,
-                partition=letter.source.partition,
-                offset=letter.source.offset,
-            )
-
-    async def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
-        owned = self._consumer.assignment()
-        offsets = {
-            tp: offset
-            for (topic, partition), offset in next_offsets.items()
-            if (tp := TopicPartition(topic, partition)) in owned
-        }
-        if len(offsets) < len(next_offsets):
-            event(log, "commit_skipped_unowned", partitions=len(next_offsets) - len(offsets))
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
-            # The rows are durable; whoever owns these partitions now re-reads and skips them.
-            self.health.stats.commit_failures += 1
-            event(log, "commit_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 
     # -- rebalances ---------------------------------------------------------------------------
 
