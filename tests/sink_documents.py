@@ -10,6 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from samples import energy_cost
+
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -207,30 +209,14 @@ WRONG = st.sampled_from(WRONG_VALUES)
 
 def valid() -> dict[str, Any]:
     start = datetime(2026, 3, 29, tzinfo=timezone(timedelta(hours=1)))
-    return {
-        "id": "ecs_1",
-        "object": "energy_cost",
-        "account_id": "acc_1",
-        "object_id": "loc_1",
-        "location_id": "loc_1",
-        "device_id": None,
-        "meter_record_id": "mre_1",
-        "live_mode": True,
-        "non_persistent": False,
-        "energy_flow_direction": "OUTBOUND",
-        "tariff_direction": "EXPORT",
-        "location_timezone": "Europe/London",
-        "currency_code": "GBP",
-        "energy_units": "KWH",
-        "request": {"energy": Decimal("1.50")},
-        "data": {
-            "start_time": start.isoformat(),
-            "end_time": start.isoformat(),
-            "session_reference_id": None,
-            "record_reference_id": None,
-            "energy": {"value": Decimal(0)},
-            "cost": {"value": Decimal(0), "confidence": Decimal(1)},
-            "breakdown": [],
-        },
-        "time_created": start.isoformat(),
-    }
+    return energy_cost(
+        "ecs_1",
+        "mre_1",
+        start,
+        start,
+        [],
+        request={"energy": Decimal("1.50")},
+        time_created=start,
+        live_mode=True,
+        export=True,
+    )
