@@ -119,7 +119,8 @@ def test_the_api_and_the_sink_load_no_stream_library(module: str) -> None:
     memory, and brings in faust_fixes' patches, for nothing they use."""
     probe = (
         f"import sys, {module}\n"
-        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(STREAM_LIBRARIES)})\n"
+        f"stream = {sorted(STREAM_LIBRARIES)}\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in stream)\n"
         "print(len(sys.modules), loaded)\n"
     )
     out = subprocess.run(
