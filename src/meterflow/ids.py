@@ -29,6 +29,12 @@ def new_batch_id() -> str:
     return f"bat_{secrets.token_hex(_ID_BYTES)}"
 
 
+def new_key_id() -> str:
+    """The id of an API key (`key_…`), shown and stored; the secret itself is
+    `api.credentials.new_api_key`'s."""
+    return f"key_{secrets.token_hex(_ID_BYTES)}"
+
+
 def new_report_id() -> str:
     """The id of a computed cost report (interval or session): an answer, never stored, so
     random; `ecs_` as Flatpeak's reports have it."""

@@ -33,10 +33,6 @@ def new_api_key(live_mode: bool) -> str:
     return KEY_PREFIXES[live_mode] + secrets.token_urlsafe(32)
 
 
-def new_key_id() -> str:
-    return f"key_{secrets.token_hex(12)}"
-
-
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

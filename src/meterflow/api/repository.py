@@ -15,12 +15,12 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from meterflow import ids
 from meterflow.api.credentials import (
     Principal,
     display_prefix,
     hash_api_key,
     new_api_key,
-    new_key_id,
 )
 from meterflow.contract.columns import LOCATION_COLUMNS, location_row
 from meterflow.models import LocationProfile
@@ -297,7 +297,7 @@ async def create_api_key(
         VALUES ($1, $2, $3, $4, $5)
         RETURNING id, account_id, live_mode, key_prefix, created_at, revoked_at
         """,
-        new_key_id(),
+        ids.new_key_id(),
         account_id,
         live_mode,
         hash_api_key(key),

@@ -15,6 +15,8 @@ from typing import IO
 import click
 from pydantic import ValidationError
 
+from meterflow.contract.locations import parse_profile
+from meterflow.contract.market_prices import parse_market_prices
 from meterflow.costing import price_payload
 from meterflow.models import (
     DeadLetter,
@@ -22,9 +24,9 @@ from meterflow.models import (
     MarketPrices,
     SourceRef,
     dumps,
-    loads,
+    validation_summary,
 )
-from meterflow.tariffs import ProfileError, validate_profile
+from meterflow.tariffs import ProfileError
 
 STDIN_TOPIC = "stdin"
 """A record without `id` gets `ids.meter_record_id_for_offset("stdin", 0, <line number>)`."""
@@ -37,22 +39,18 @@ def _fail(message: str) -> None:
 
 def _load_profile(path: Path) -> LocationProfile:
     try:
-        profile = LocationProfile.model_validate(loads(path.read_bytes()))
-        validate_profile(profile)
+        profile = parse_profile(path.read_bytes())
     except OSError as error:
         _fail(f"cannot read profile {path}: {error.strerror}")
     except ValueError as error:  # JSON, ValidationError and ProfileError are ValueErrors
-        detail = str(error) if not isinstance(error, ValidationError) else _summary(error)
+        detail = (
+            validation_summary(error, whole="profile")
+            if isinstance(error, ValidationError)
+            else str(error)
+        )
         kind = "profile problem" if isinstance(error, ProfileError) else "invalid profile"
         _fail(f"{kind} in {path}: {detail}")
     return profile
-
-
-def _summary(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in item['loc']) or 'profile'}: {item['msg']}"
-        for item in error.errors(include_url=False, include_input=False)[:5]
-    )
 
 
 def _load_market_prices(path: Path | None) -> Callable[[str, date], MarketPrices | None]:
@@ -62,7 +60,7 @@ def _load_market_prices(path: Path | None) -> Callable[[str, date], MarketPrices
             if not line.strip():
                 continue
             try:
-                doc = MarketPrices.model_validate(loads(line))
+                doc = parse_market_prices(line)
             except ValueError as error:
                 _fail(f"invalid market prices on line {number} of {path}: {error}")
             days[(doc.series_id, doc.day)] = doc
