@@ -26,6 +26,7 @@ def worker(
 
     from meterflow.kafka_admin import ensure_topics
     from meterflow.stream import create_app, diagnostics
+    from meterflow.stream.worker_topics import prepare_worker_topics
 
     settings = settings_with_options(
         worker_web_port=web_port,
@@ -38,6 +39,8 @@ def worker(
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
+    # faust's own topics exist and every broker lists them before the group's first assignment
+    loop.run_until_complete(prepare_worker_topics(app, settings))
     services = []
     if api:
         from meterflow.api.service import ApiService
