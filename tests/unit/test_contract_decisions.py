@@ -51,7 +51,7 @@ def test_a_profile_breaking_a_whole_profile_rule_is_rejected_naming_the_gap() ->
 def test_a_profile_under_another_key_is_rejected() -> None:
     decision = decide_location(b"loc_b", dumps(demo_profile("loc_a")))
     assert isinstance(decision, Reject)
-    assert "'loc_b' is not the profile's location_id 'loc_a'" in decision.reason
+    assert decision.reason == "key 'loc_b' is not the location profile's own key 'loc_a'"
 
 
 @pytest.mark.parametrize(

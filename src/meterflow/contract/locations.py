@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
-from meterflow.contract.decisions import Apply, Delete, Reject
-from meterflow.contract.keys import key_text
-from meterflow.models import LocationProfile, loads, validation_summary
+from meterflow.contract.decisions import Apply, Delete, Reject, decide
+from meterflow.contract.topics import LOCATIONS
+from meterflow.models import LocationProfile, loads
 from meterflow.tariffs import validate_profile
 
 LocationDecision = Apply[LocationProfile] | Delete | Reject
@@ -33,21 +31,18 @@ def parse_profile(raw: bytes) -> LocationProfile:
 
 
 def decide_location(key: bytes | None, value: bytes | None) -> LocationDecision:
-    """A null value deletes the key; a value applies when it is a valid profile whose
-    `location_id` is the key; anything else is rejected with the reason."""
-    location_id = key_text(key)
-    if location_id is None:
-        return Reject("a message on `locations` must be keyed by its location_id (UTF-8)")
-    if value is None:
-        return Delete(location_id)
-    try:
-        profile = parse_profile(value)
-    except ValidationError as exc:
-        return Reject(f"invalid location profile: {validation_summary(exc, limit=3)}")
-    except (ValueError, RecursionError) as exc:  # JSON, UTF-8, profile rules, absurd nesting
-        return Reject(f"invalid location profile: {str(exc)[:500]}")
-    if profile.location_id != location_id:
-        return Reject(
-            f"key {location_id!r} is not the profile's location_id {profile.location_id!r}"
-        )
-    return Apply(location_id, profile, value)
+    """A null value deletes the key; a value applies when it is a valid profile (whole-profile
+    rules included) whose `location_id` is the key; anything else is rejected with the reason."""
+    return decide(
+        key,
+        value,
+        parse=parse_profile,
+        key_of=_location_id,
+        topic=LOCATIONS,
+        keyed_by="its location_id",
+        document="location profile",
+    )
+
+
+def _location_id(profile: LocationProfile) -> str:
+    return profile.location_id
