@@ -34,6 +34,9 @@ from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.models import dumps
 from meterflow.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the tests
+from samples import NIGHT_AND_DAY, london, time_of_use
+
 SELF = str(Path(__file__).resolve())
 STATIC_DOC = {"object": "bench", "status": "ok", "value": 1}
 TARGET_P99_MS = 50.0
@@ -258,22 +261,7 @@ async def bench(quick: bool) -> int:
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         async with aiohttp.ClientSession(connector=client_connector()) as session:
             await wait_ready(session, base, proc)
-            profile = {
-                "timezone": "Europe/London",
-                "currency_code": "GBP",
-                "tariffs": {
-                    "IMPORT": [
-                        {
-                            "type": "TIME_OF_USE",
-                            "effective_from": "2024-01-01T00:00:00Z",
-                            "rules": [
-                                {"from": "00:00", "to": "07:00", "rate": "0.10"},
-                                {"from": "07:00", "to": "24:00", "rate": "0.30"},
-                            ],
-                        }
-                    ]
-                },
-            }
+            profile = london(time_of_use(*NIGHT_AND_DAY))
             async with session.put(
                 f"{base}/locations/loc_bench", data=dumps(profile), headers=headers
             ) as response:

@@ -15,43 +15,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from meterflow.costing import parse_record, price_payload, price_record
 from meterflow.models import LocationProfile, MarketPrices, dumps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the tests
+from samples import london, time_of_use
 
 NOW = datetime(2024, 7, 1, tzinfo=UTC)
 START = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)  # a Monday
 
 
 def _profile(tariff: dict[str, Any]) -> LocationProfile:
+    """loc_bench with `tariff` as its only import tariff, in force since 2020."""
+    since_2020 = {**tariff, "effective_from": "2020-01-01T00:00:00Z"}
     return LocationProfile.model_validate(
-        {
-            "location_id": "loc_bench",
-            "account_id": "acc_bench",
-            "timezone": "Europe/London",
-            "currency_code": "GBP",
-            "tariffs": {"IMPORT": [{"effective_from": "2020-01-01T00:00:00Z", **tariff}]},
-        }
+        london(since_2020, location_id="loc_bench", account_id="acc_bench")
     )
 
 
 FIXED = _profile({"type": "FIXED", "rate": "0.245"})
 TIME_OF_USE = _profile(
-    {
-        "type": "TIME_OF_USE",
-        "rules": [
-            {"from": "00:00", "to": "05:00", "rate": "0.09"},
-            {"from": "05:00", "to": "09:00", "rate": "0.21"},
-            {"from": "09:00", "to": "16:00", "rate": "0.18"},
-            {"from": "16:00", "to": "19:00", "rate": "0.39"},
-            {"from": "19:00", "to": "24:00", "rate": "0.24"},
-        ],
-    }
+    time_of_use(
+        ("00:00", "05:00", "0.09"),
+        ("05:00", "09:00", "0.21"),
+        ("09:00", "16:00", "0.18"),
+        ("16:00", "19:00", "0.39"),
+        ("19:00", "24:00", "0.24"),
+    )
 )
 DYNAMIC = _profile({"type": "DYNAMIC", "series_id": "agile", "surcharge_fixed": "0.015"})
 

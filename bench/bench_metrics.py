@@ -14,9 +14,11 @@ Run: .venv/bin/python bench/bench_metrics.py [--quick]
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from prometheus_client import REGISTRY, generate_latest
 
@@ -24,29 +26,23 @@ from meterflow import metrics
 from meterflow.costing import price_payload
 from meterflow.models import LocationProfile, dumps
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the tests
+from samples import london, time_of_use
+
 NOW = datetime(2024, 7, 1, tzinfo=UTC)
 START = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+PEAKS = (
+    ("00:00", "07:00", "0.09"),
+    ("07:00", "16:00", "0.21"),
+    ("16:00", "19:00", "0.39"),
+    ("19:00", "24:00", "0.24"),
+)
 PROFILE = LocationProfile.model_validate(
-    {
-        "location_id": "loc_bench",
-        "account_id": "acc_bench",
-        "timezone": "Europe/London",
-        "currency_code": "GBP",
-        "tariffs": {
-            "IMPORT": [
-                {
-                    "effective_from": "2020-01-01T00:00:00Z",
-                    "type": "TIME_OF_USE",
-                    "rules": [
-                        {"from": "00:00", "to": "07:00", "rate": "0.09"},
-                        {"from": "07:00", "to": "16:00", "rate": "0.21"},
-                        {"from": "16:00", "to": "19:00", "rate": "0.39"},
-                        {"from": "19:00", "to": "24:00", "rate": "0.24"},
-                    ],
-                }
-            ]
-        },
-    }
+    london(
+        time_of_use(*PEAKS, effective_from="2020-01-01T00:00:00Z"),
+        location_id="loc_bench",
+        account_id="acc_bench",
+    )
 )
 PAYLOAD = dumps(
     {

@@ -19,26 +19,13 @@ import pytest
 import pytest_asyncio
 from api_harness import Client, Stack, api_stack
 
+from samples import NIGHT_AND_DAY, london, time_of_use
+
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 
-PROFILE = {
-    "timezone": "Europe/London",
-    "currency_code": "GBP",
-    "tariffs": {
-        "IMPORT": [
-            {
-                "type": "TIME_OF_USE",
-                "effective_from": "2024-01-01T00:00:00Z",
-                "rules": [
-                    {"from": "00:00", "to": "07:00", "rate": "0.10"},
-                    {"from": "07:00", "to": "24:00", "rate": "0.30"},
-                ],
-            }
-        ]
-    },
-}
+PROFILE = london(time_of_use(*NIGHT_AND_DAY))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -24,6 +24,7 @@ from api_harness import TOKEN_SECRET, Client, Stack, api_stack
 
 from meterflow.api.credentials import Principal, sign_token
 from meterflow.models import loads
+from samples import london, time_of_use
 
 pytestmark = pytest.mark.integration
 
@@ -357,19 +358,7 @@ async def test_location_put_is_published_to_the_locations_topic(
 async def test_location_validation_errors(stack: Stack, client: Client) -> None:
     _, key = await new_account(stack)
     location = uid("loc")
-    gap = {
-        "timezone": "Europe/London",
-        "currency_code": "GBP",
-        "tariffs": {
-            "IMPORT": [
-                {
-                    "type": "TIME_OF_USE",
-                    "effective_from": "2024-01-01T00:00:00Z",
-                    "rules": [{"from": "00:00", "to": "07:00", "rate": "0.1"}],
-                }
-            ]
-        },
-    }
+    gap = london(time_of_use(("00:00", "07:00", "0.1")))  # 07:00-24:00 has no rate
     status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, json=gap)
     assert_error(status, doc, 422, "invalid_profile")
     assert "07:00" in doc["message"]

@@ -9,26 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from meterflow import ids
+from samples import EFFECTIVE_FROM, NIGHT_AND_DAY, london, time_of_use
 
-PROFILE: dict[str, Any] = {
-    "location_id": "loc_cli",
-    "account_id": "acc_cli",
-    "timezone": "Europe/London",
-    "currency_code": "GBP",
-    "tariffs": {
-        "IMPORT": [
-            {
-                "type": "TIME_OF_USE",
-                "effective_from": "2024-01-01T00:00:00Z",
-                "rules": [
-                    {"from": "00:00", "to": "07:00", "rate": "0.10"},
-                    {"from": "07:00", "to": "24:00", "rate": "0.30"},
-                ],
-            }
-        ],
-        "EXPORT": [{"type": "FIXED", "effective_from": "2024-01-01T00:00:00Z", "rate": 0.05}],
-    },
-}
+PROFILE = london(
+    time_of_use(*NIGHT_AND_DAY),
+    exports=[{"type": "FIXED", "effective_from": EFFECTIVE_FROM, "rate": 0.05}],
+    location_id="loc_cli",
+    account_id="acc_cli",
+)
 
 
 def _run(
