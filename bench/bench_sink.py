@@ -9,12 +9,12 @@
 
 Usage: .venv/bin/python bench/bench_sink.py [--quick] [--events N] [--batch-size N] [--linger-ms N]
                                             [--decode-chunk N] [--instances N]
-                                            [--binary-path | --model-path] [--with-fk]
+                                            [--model-path] [--with-fk]
 Prints rows/s of `energy_costs` for both and the ratio (target: >= 20,000 rows/s and >= 40 %).
 `--instances N` runs N `meterflow sink` processes in one consumer group instead of one in-process
-sink (timed from the first stored row). `--binary-path` switches the text path off (`fast_rows` +
-binary COPY, the sink before `text_rows`), `--model-path` both fast paths (every result through
-`EnergyCost.model_validate`), so older designs can be measured in the same session.
+sink (timed from the first stored row). `--model-path` switches the text path off (every result
+through `EnergyCost.model_validate` and binary COPY, the sink before `text_rows`), so the older
+design can be measured in the same session.
 `--with-fk` puts back, in both databases, the breakdown foreign key migration 0002 dropped.
 """
 
@@ -294,16 +294,10 @@ async def main() -> None:
     parser.add_argument(
         "--instances", type=int, default=1, help="> 1: that many `meterflow sink` processes"
     )
-    paths = parser.add_mutually_exclusive_group()
-    paths.add_argument(
-        "--binary-path",
-        action="store_true",
-        help="no text path: fast_rows + binary COPY (the path before text_rows)",
-    )
-    paths.add_argument(
+    parser.add_argument(
         "--model-path",
         action="store_true",
-        help="decode every result with EnergyCost.model_validate (the path before fast_rows)",
+        help="no text path: EnergyCost.model_validate + binary COPY (the path before text_rows)",
     )
     parser.add_argument(
         "--with-fk",
@@ -311,10 +305,8 @@ async def main() -> None:
         help="both databases with the breakdown -> costs foreign key (the schema before 0002)",
     )
     args = parser.parse_args()
-    if args.binary_path or args.model_path:
-        decode.text_cost_rows = lambda value, source: None
     if args.model_path:
-        decode.fast_cost_rows = lambda document, source: None
+        decode.text_cost_rows = lambda value, source: None
     if args.decode_chunk:
         service.DECODE_CHUNK = args.decode_chunk
     count = args.events or (20_000 if args.quick else 100_000)
@@ -375,7 +367,6 @@ async def main() -> None:
                 f"sink process CPU while draining:  {cpu_s / count * 1e6:>10.1f} µs/row "
                 f"({cpu_s / drain_s:.0%} of one core)"
                 + ("  [--model-path]" if args.model_path else "")
-                + ("  [--binary-path]" if args.binary_path else "")
                 + ("  [--with-fk]" if args.with_fk else "")
             )
         if backend_cpu_s is not None:

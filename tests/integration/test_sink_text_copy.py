@@ -40,10 +40,7 @@ async def _once(data: bytes) -> Any:
 
 
 def _model_rows(value: bytes, source: Source) -> CostRows | None:
-    with (
-        patch.object(decode, "text_cost_rows", lambda value, source: None),
-        patch.object(decode, "fast_cost_rows", lambda document, source: None),
-    ):
+    with patch.object(decode, "text_cost_rows", lambda value, source: None):
         outcome = decode_cost(b"key", value, source, NOW)
     if not isinstance(outcome, Persist):
         return None

@@ -48,10 +48,7 @@ SOURCE = Source("energy-costs", 3, 42)
 
 
 def model_path(value: bytes) -> CostOutcome:
-    with (
-        patch.object(decode, "text_cost_rows", lambda value, source: None),
-        patch.object(decode, "fast_cost_rows", lambda document, source: None),
-    ):
+    with patch.object(decode, "text_cost_rows", lambda value, source: None):
         return decode_cost(b"key", value, SOURCE, NOW)
 
 

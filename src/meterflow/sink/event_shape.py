@@ -1,8 +1,7 @@
-"""The exact shape of an `energy_cost` event, as the sink's fast decoders accept it.
+"""The exact shape of an `energy_cost` event, as the sink's text path accepts it.
 
-`fast_rows` and `text_rows` vouch for a document only when it has exactly these keys and
-values; anything else goes to the model path, the authority on what is poison. One list, so
-the two fast paths cannot drift apart.
+`text_rows` vouches for a document only when it has exactly these keys and values; anything
+else goes to the model path, the authority on what is poison.
 """
 
 from __future__ import annotations

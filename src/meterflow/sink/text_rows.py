@@ -1,18 +1,18 @@
 """Raw `energy-costs` bytes -> COPY text lines, numbers and instants kept as their JSON text.
 
 The sink spent ~60 µs of Python per result, most of it building `Decimal`s and `datetime`s
-(`models.loads`, `fast_rows`: ~20 µs) only for asyncpg to encode them again into binary COPY
+(`models.loads` and a dict reader: ~20 µs) only for asyncpg to encode them again into binary COPY
 (~30 µs for a result and its two breakdown rows). PostgreSQL parses numeric and timestamptz
 text in C for about the same server CPU as the binary forms, so this path never builds those
 objects: it decodes the JSON with numbers left as their exact text, checks every value it writes
 against a strict pattern, and renders PostgreSQL's COPY text format directly (~20 µs per result,
 all included).
 
-It only answers when it is sure, like `fast_rows`: anything it does not fully recognise gives
-None and the record takes the next path (`fast_rows`, then the model, which stays the authority
-on poison). In particular it defers on any backslash, tab, CR or LF in the record: without them
-no decoded string can hold a character the COPY text format would need to escape (JSON forbids
-raw control characters inside strings), and no `\\u0000` or lone surrogate can appear.
+It only answers when it is sure: anything it does not fully recognise gives None and the record
+takes the model path, which stays the authority on poison. In particular it defers on any
+backslash, tab, CR or LF in the record: without them no decoded string can hold a character
+the COPY text format would need to escape (JSON forbids raw control characters inside strings),
+and no `\\u0000` or lone surrogate can appear.
 `tests/unit/test_sink_text_rows.py` and `tests/integration/test_sink_text_copy.py` check on
 random documents that PostgreSQL stores the same values from these lines as from the model
 path's rows.
@@ -80,8 +80,9 @@ _scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignor
 _NUMBER = re.compile(
     r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,30})?(?:[eE][+-]?[0-9]{1,2})?"
 ).fullmatch
-# `fast_rows`' RFC 3339 subset, narrowed to what PostgreSQL reads the same way: years 1000-2999
-# (no overflow when shifted to UTC) and offsets up to 15:59 (PostgreSQL refuses larger ones).
+# The RFC 3339 subset on which pydantic and `datetime.fromisoformat` agree (ASCII digits, an
+# upper-case T, at most microseconds), narrowed to what PostgreSQL reads the same way: years
+# 1000-2999 (no overflow when shifted to UTC) and offsets up to 15:59 (PostgreSQL refuses more).
 _INSTANT = re.compile(
     r"[12][0-9]{3}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
     r"(?:Z|[+-](?:0[0-9]|1[0-5]):[0-5][0-9])"
