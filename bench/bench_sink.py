@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -31,19 +32,21 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS
-from meterflow.db import migrate
 from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.models import EnergyCost, dumps, loads
 from meterflow.settings import Settings
 from meterflow.sink import Sink, SinkConfig, decode, service, sink_clients
 from meterflow.sink.rows import Source, cost_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the tests
+from database_support import temporary_database
+from samples import Item, energy_cost
 
 KAFKA = os.environ.get("MF_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 DATABASE = os.environ.get(
@@ -62,22 +65,13 @@ def event(n: int) -> dict[str, Any]:
     c1, c2 = (e1 * r1).quantize(Decimal("0.000001")), (e2 * r2).quantize(Decimal("0.000001"))
     device = f"dev_{n % 50}"
     location = f"loc_{n % 200}"
-    return {
-        "id": f"ecs_{n:012d}",
-        "object": "energy_cost",
-        "account_id": f"acc_{n % 10}",
-        "object_id": device,
-        "location_id": location,
-        "device_id": device,
-        "meter_record_id": f"mre_{n:012d}",
-        "live_mode": False,
-        "non_persistent": False,
-        "energy_flow_direction": "INBOUND",
-        "tariff_direction": "IMPORT",
-        "location_timezone": "Europe/London",
-        "currency_code": "GBP",
-        "energy_units": "KWH",
-        "request": {
+    return energy_cost(
+        f"ecs_{n:012d}",
+        f"mre_{n:012d}",
+        start,
+        end,
+        [Item(start, middle, r1, e1, c1), Item(middle, end, r2, e2, c2)],
+        request={
             "location_id": location,
             "device_id": device,
             "energy": e1 + e2,
@@ -85,32 +79,12 @@ def event(n: int) -> dict[str, Any]:
             "end_time": end.isoformat(),
             "session_reference_id": f"s{n // 48}",
         },
-        "data": {
-            "start_time": start.isoformat(),
-            "end_time": end.isoformat(),
-            "session_reference_id": f"s{n // 48}",
-            "record_reference_id": None,
-            "energy": {"value": e1 + e2},
-            "cost": {"value": c1 + c2, "confidence": Decimal(1)},
-            "breakdown": [
-                {
-                    "start_time": start.isoformat(),
-                    "end_time": middle.isoformat(),
-                    "rate": r1,
-                    "energy": e1,
-                    "cost": c1,
-                },
-                {
-                    "start_time": middle.isoformat(),
-                    "end_time": end.isoformat(),
-                    "rate": r2,
-                    "energy": e2,
-                    "cost": c2,
-                },
-            ],
-        },
-        "time_created": (T0 + timedelta(days=400)).isoformat(),
-    }
+        time_created=T0 + timedelta(days=400),
+        account_id=f"acc_{n % 10}",
+        location_id=location,
+        device_id=device,
+        session_reference_id=f"s{n // 48}",
+    )
 
 
 # The schema before migration 0002, for `--with-fk` (measure both in one session).
@@ -120,15 +94,9 @@ RESTORE_FK = (
 )
 
 
-async def fresh_database(*, with_fk: bool = False) -> str:
-    name = f"mf_bench_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(DATABASE)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunparse(urlparse(DATABASE)._replace(path=f"/{name}"))
-    await migrate(url)
+async def fresh_database(databases: contextlib.AsyncExitStack, *, with_fk: bool) -> str:
+    """A new migrated database, dropped when `databases` closes."""
+    url = await databases.enter_async_context(temporary_database(DATABASE, migrated=True))
     if with_fk:
         conn = await asyncpg.connect(url)
         try:
@@ -136,14 +104,6 @@ async def fresh_database(*, with_fk: bool = False) -> str:
         finally:
             await conn.close()
     return url
-
-
-async def drop_database(url: str) -> None:
-    admin = await asyncpg.connect(DATABASE)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlparse(url).path[1:]}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def produce(topic: str, payloads: list[tuple[bytes, bytes]]) -> None:
@@ -315,7 +275,7 @@ async def main() -> None:
     topic = f"{prefix}energy-costs"
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
-    sink_db = baseline_db = ""
+    databases = contextlib.AsyncExitStack()
     try:
         await admin.create_topics(
             [NewTopic(topic, PARTITIONS, 1), NewTopic(f"{prefix}locations", 1, 1)]
@@ -330,11 +290,11 @@ async def main() -> None:
         await produce(topic, payloads)
         print(f"produced in {time.perf_counter() - started:.1f} s")
 
-        baseline_db = await fresh_database(with_fk=args.with_fk)
+        baseline_db = await fresh_database(databases, with_fk=args.with_fk)
         costs_only_s, copy_s = await bare_copy(baseline_db, payloads)
         baseline = count / copy_s
 
-        sink_db = await fresh_database(with_fk=args.with_fk)
+        sink_db = await fresh_database(databases, with_fk=args.with_fk)
         cpu_s: float | None = None
         backend_cpu_s: float | None = None
         if args.instances > 1:
@@ -383,9 +343,7 @@ async def main() -> None:
     finally:
         await admin.close()
         await delete_topics_with_prefix(Settings(topic_prefix=prefix), prefix)
-        for url in (sink_db, baseline_db):
-            if url:
-                await drop_database(url)
+        await databases.aclose()
 
 
 if __name__ == "__main__":

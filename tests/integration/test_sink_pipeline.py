@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 from net import free_port
 
-from database_support import temporary_database
+import samples
 from meterflow.models import DeadLetter, dumps, loads
 from meterflow.sink import Sink, SinkConfig, sink_clients
 
@@ -40,11 +40,10 @@ T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
 # -- fixtures and helpers ---------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def database(database_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test, dropped afterwards."""
-    async with temporary_database(database_url, migrated=True) as url:
-        yield url
+@pytest.fixture
+def database(migrated_database: str) -> str:
+    """A fresh, migrated database for one test, dropped afterwards (conftest's)."""
+    return migrated_database
 
 
 @pytest_asyncio.fixture
@@ -111,48 +110,27 @@ def energy_cost(n: int, *, simulated: bool = False, export: bool = False) -> dic
     }
     if device:
         request["device_id"] = device
-    return {
-        "id": f"ecs_{n:010d}_{'sim' if simulated else 'real'}",
-        "object": "energy_cost",
-        "account_id": f"acc_{n % 2}",
-        "object_id": device or location,
-        "location_id": location,
-        "device_id": device,
-        "meter_record_id": f"mre_{n:010d}",
-        "live_mode": bool(n % 2),
-        "non_persistent": simulated,
-        "energy_flow_direction": "OUTBOUND" if export else "INBOUND",
-        "tariff_direction": "EXPORT" if export else "IMPORT",
-        "location_timezone": "Europe/London",
-        "currency_code": "GBP",
-        "energy_units": "KWH",
-        "request": request,
-        "data": {
-            "start_time": start.isoformat(),
-            "end_time": end.isoformat(),
-            "session_reference_id": f"session {n // 10}",
-            "record_reference_id": None if n % 4 else f"rec-{n}",
-            "energy": {"value": first_energy + second_energy},
-            "cost": {"value": cost_a + cost_b, "confidence": Decimal("0.95")},
-            "breakdown": [
-                {
-                    "start_time": start.isoformat(),
-                    "end_time": middle.isoformat(),
-                    "rate": rate_a,
-                    "energy": first_energy,
-                    "cost": cost_a,
-                },
-                {
-                    "start_time": middle.isoformat(),
-                    "end_time": end.isoformat(),
-                    "rate": rate_b,
-                    "energy": second_energy,
-                    "cost": cost_b,
-                },
-            ],
-        },
-        "time_created": (T0 + timedelta(days=1, microseconds=n)).isoformat(),
-    }
+    return samples.energy_cost(
+        f"ecs_{n:010d}_{'sim' if simulated else 'real'}",
+        f"mre_{n:010d}",
+        start,
+        end,
+        [
+            samples.Item(start, middle, rate_a, first_energy, cost_a),
+            samples.Item(middle, end, rate_b, second_energy, cost_b),
+        ],
+        request=request,
+        time_created=T0 + timedelta(days=1, microseconds=n),
+        account_id=f"acc_{n % 2}",
+        location_id=location,
+        device_id=device,
+        live_mode=bool(n % 2),
+        simulated=simulated,
+        export=export,
+        session_reference_id=f"session {n // 10}",
+        record_reference_id=None if n % 4 else f"rec-{n}",
+        confidence=Decimal("0.95"),
+    )
 
 
 def profile(location_id: str, *, currency: str = "GBP", devices: int = 1) -> dict[str, Any]:
@@ -238,6 +216,11 @@ async def drained(bootstrap: str, group_id: str, topic: str, partitions: int) ->
     return await committed_total(bootstrap, group_id, topic) == sum(ends.values())
 
 
+async def wait_drained(bootstrap: str, group_id: str, topic: str, what: str) -> None:
+    """Until `group_id` has committed every record of `topic`."""
+    await wait_for(lambda: drained(bootstrap, group_id, topic, COST_PARTITIONS), what)
+
+
 @contextlib.asynccontextmanager
 async def running(sink: Sink) -> AsyncIterator[Sink]:
     stop = asyncio.Event()
@@ -317,15 +300,13 @@ async def test_rows_match_events_once_and_simulated_never_land(
     config = sink_config(kafka_bootstrap, database, topic_prefix)
     sink = Sink(config, sink_clients(config))
     async with running(sink):
-        await wait_for(
-            lambda: drained(kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS),
-            "the first round to be committed",
+        await wait_drained(
+            kafka_bootstrap, config.group_id, config.costs_topic, "the first round to be committed"
         )
         # A replay of everything already stored, after it was committed (a later batch).
         await produce(kafka_bootstrap, topics["energy-costs"], [cost_message(d) for d in real])
-        await wait_for(
-            lambda: drained(kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS),
-            "the replay to be committed",
+        await wait_drained(
+            kafka_bootstrap, config.group_id, config.costs_topic, "the replay to be committed"
         )
     assert sink.health.healthy
 
@@ -457,8 +438,10 @@ async def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
         assert 15_000 <= stored <= total
         final_log = tmp_path / "sink-final.log"
         proc = await start_sink_process(env, final_log)
-        await wait_for(
-            lambda: drained(kafka_bootstrap, group, topics["energy-costs"], COST_PARTITIONS),
+        await wait_drained(
+            kafka_bootstrap,
+            group,
+            topics["energy-costs"],
             "the restarted sink to commit everything",
         )
         proc.send_signal(signal.SIGTERM)
@@ -525,6 +508,26 @@ async def steady_load(
         await producer.stop()
 
 
+class SteadyLoad:
+    """`steady_load` in a task for one `async with` block: `produced` fills until `stop()`,
+    which leaving the block also does (a failing test leaves no producer running)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.produced: list[str] = []
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(steady_load(bootstrap, topic, self.produced, self._stop))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
+
+    async def __aenter__(self) -> SteadyLoad:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
 # -- rebalances: a second member joins, the first one leaves --------------------------------------
 
 
@@ -533,40 +536,27 @@ async def test_rebalances_under_load_lose_nothing(
 ) -> None:
     config = sink_config(kafka_bootstrap, database, topic_prefix, batch_size=300)
     first, second = Sink(config, sink_clients(config)), Sink(config, sink_clients(config))
-    produced: list[str] = []
-    stop_producing = asyncio.Event()
-    loader = asyncio.create_task(
-        steady_load(kafka_bootstrap, config.costs_topic, produced, stop_producing)
-    )
-    try:
-        async with running(first):
-            await wait_for(lambda: has_rows(database, 500), "rows from the first member")
-            async with running(second):  # joins: the group rebalances under load
-                await wait_for(
-                    lambda: asyncio.sleep(0, second.health.stats.costs_inserted > 0),
-                    "the second member to write",
-                )
-                await asyncio.sleep(2)
-            # the second member left (last checkpoint, then revoke): the first takes all back
-            await asyncio.sleep(3)
-            stop_producing.set()
-            await loader
+    async with SteadyLoad(kafka_bootstrap, config.costs_topic) as load, running(first):
+        await wait_for(lambda: has_rows(database, 500), "rows from the first member")
+        async with running(second):  # joins: the group rebalances under load
             await wait_for(
-                lambda: drained(
-                    kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS
-                ),
-                "the first member to catch up",
+                lambda: asyncio.sleep(0, second.health.stats.costs_inserted > 0),
+                "the second member to write",
             )
-    finally:
-        stop_producing.set()
-        await loader
+            await asyncio.sleep(2)
+        # the second member left (last checkpoint, then revoke): the first takes all back
+        await asyncio.sleep(3)
+        await load.stop()
+        await wait_drained(
+            kafka_bootstrap, config.group_id, config.costs_topic, "the first member to catch up"
+        )
 
     ids = [r["id"] for r in await fetch(database, "SELECT id FROM energy_costs")]
-    assert sorted(ids) == sorted(produced)
+    assert sorted(ids) == sorted(load.produced)
     assert first.health.stats.costs_inserted > 0
     assert second.health.stats.costs_inserted > 0
     inserted = first.health.stats.costs_inserted + second.health.stats.costs_inserted
-    assert inserted == len(produced)  # each row inserted once; replays only ever skipped
+    assert inserted == len(load.produced)  # each row inserted once; replays only ever skipped
 
 
 # -- outage: PostgreSQL unreachable for 20 s under load -----------------------------------------
@@ -643,14 +633,9 @@ async def test_postgres_outage_under_load_then_everything_lands(
     runner = await start_health_server(sink.health, "127.0.0.1", health_port)
     healthz = f"http://127.0.0.1:{health_port}/healthz"
 
-    produced: list[str] = []
-    stop_producing = asyncio.Event()
-
-    loader = asyncio.create_task(
-        steady_load(kafka_bootstrap, config.costs_topic, produced, stop_producing)
-    )
+    load = SteadyLoad(kafka_bootstrap, config.costs_topic)
     try:
-        async with running(sink), ClientSession() as http:
+        async with load, running(sink), ClientSession() as http:
             await wait_for(lambda: has_rows(database, 1_000), "rows before the outage")
             assert (await http.get(healthz)).status == 200
 
@@ -670,28 +655,22 @@ async def test_postgres_outage_under_load_then_everything_lands(
             assert committed_late == committed_early  # no offset moved while writes failed
             in_flight = sink.health.stats.records_read - committed_late
             assert in_flight <= 2 * batch_size  # paused: bounded while the producer went on
-            assert len(produced) > committed_late + 2 * batch_size  # the backlog is real
+            assert len(load.produced) > committed_late + 2 * batch_size  # the backlog is real
 
             await proxy.start()  # the database is back
             await asyncio.sleep(3)
-            stop_producing.set()
-            await loader
-            await wait_for(
-                lambda: drained(
-                    kafka_bootstrap, config.group_id, config.costs_topic, COST_PARTITIONS
-                ),
-                "the sink to catch up",
+            await load.stop()
+            await wait_drained(
+                kafka_bootstrap, config.group_id, config.costs_topic, "the sink to catch up"
             )
             assert sink.health.healthy
             assert (await http.get(healthz)).status == 200
     finally:
-        stop_producing.set()
-        await loader
         await runner.cleanup()
         if proxy._server is not None:
             await proxy.cut()
 
     ids = [r["id"] for r in await fetch(database, "SELECT id FROM energy_costs")]
-    assert sorted(ids) == sorted(produced)
+    assert sorted(ids) == sorted(load.produced)
     assert sink.health.stats.write_failures >= 3  # it retried, with backoff
     assert not any(i.endswith("_sim") for i in ids)
