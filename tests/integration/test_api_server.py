@@ -121,8 +121,12 @@ async def test_health_ready_openapi_and_metrics_are_public(client: Client) -> No
 async def test_unknown_path_and_wrong_method_answer_error_objects(client: Client) -> None:
     status, doc, _ = await client.call("GET", "/nope")
     assert_error(status, doc, 404, "not_found")
-    status, doc, _ = await client.call("DELETE", "/costs/instant")
+    status, doc, headers = await client.call("DELETE", "/costs/instant")
     assert_error(status, doc, 405, "method_not_allowed")
+    assert headers["Allow"] == "POST"
+    status, doc, headers = await client.call("TRACE", "/locations/loc_x")
+    assert_error(status, doc, 405, "method_not_allowed")
+    assert set(headers["Allow"].split(",")) == {"DELETE", "GET", "HEAD", "PUT"}
 
 
 async def test_nul_characters_are_refused_before_the_database(stack: Stack, client: Client) -> None:
@@ -226,10 +230,18 @@ async def test_login_with_bad_credentials_is_403(stack: Stack, client: Client) -
             "GET", "/login", headers={"Authorization": f"Basic {basic}"}
         )
         assert_error(status, doc, 403, "bad_credentials")
-    status, doc, _ = await client.call("GET", "/login")
+    status, doc, _ = await client.call("GET", "/login", headers={"Authorization": "Bearer x"})
     assert_error(status, doc, 403, "bad_credentials")
     status, doc, _ = await client.call("GET", "/login", headers={"Authorization": "Basic %%%"})
     assert_error(status, doc, 403, "bad_credentials")
+
+
+async def test_login_without_credentials_is_401_with_a_basic_challenge(
+    stack: Stack, client: Client
+) -> None:
+    status, doc, headers = await client.call("GET", "/login")
+    assert_error(status, doc, 401, "unauthorized")
+    assert headers["WWW-Authenticate"] == 'Basic realm="meterflow"'
 
 
 async def test_other_accounts_objects_answer_404(stack: Stack, client: Client) -> None:
@@ -462,15 +474,45 @@ async def test_instant_cost_flatpeak_units_and_non_persistent(stack: Stack, clie
     assert export["data"]["cost"]["value"] == Decimal("0.15")  # 1 kWh exported at 0.15
 
 
+async def test_the_older_releases_record_names_are_accepted_but_not_both(
+    stack: Stack, client: Client
+) -> None:
+    _, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    older = record(location, direction="EXPORT", tariff_rate="EXPORT", units="KWH", value="1")
+    del older["energy"]  # Flatpeak's units + value form
+    status, cost, _ = await client.call("POST", "/costs/instant", key=key, json=older)
+    assert status == 200, cost
+    assert cost["energy_flow_direction"] == "OUTBOUND"
+    assert cost["tariff_direction"] == "EXPORT"
+    assert cost["data"]["cost"]["value"] == Decimal("0.15")  # 1 kWh exported at 0.15
+
+    both = older | {"energy_flow_direction": "OUTBOUND"}
+    status, batch, _ = await client.call("PUT", "/meters/interval", key=key, json=[older, both])
+    assert status == 200, batch
+    assert batch["records_accepted"] == 1
+    [failed] = batch["failed_records"]
+    assert failed["record_num"] == 1
+    assert "give one, not both" in failed["error"]
+
+
 async def test_instant_cost_errors_use_the_dead_letter_codes(stack: Stack, client: Client) -> None:
     _, key = await new_account(stack)
     location = uid("loc")
     await put_location(client, key, location)
     old_times = {"start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-01T00:30:00Z"}
-    cases: list[tuple[Any, str]] = [
-        ({"location_id": location}, "invalid_record"),
-        ([1, 2], "invalid_record"),
-        (record(location, start_time="2025-06-01T10:00:00"), "invalid_record"),
+    broken: list[Any] = [  # break the MeterRecord schema: 400
+        {"location_id": location},
+        [1, 2],
+        record(location, start_time="2025-06-01T10:00:00"),
+        record(location, direction="IMPORT", energy_flow_direction="INBOUND"),
+    ]
+    for body in broken:
+        status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=body)
+        assert_error(status, doc, 400, "invalid_record")
+    cases: list[tuple[Any, str]] = [  # fit the schema, cannot be priced: 422
+        (record(location, energy="1e16"), "invalid_record"),  # an absurd energy
         (record(location, end_time="2025-06-01T09:00:00Z"), "invalid_time_range"),
         (record(location, energy="-1", energy_flow_direction="OUTBOUND"), "direction_conflict"),
         (record(uid("loc")), "unknown_location"),
@@ -745,7 +787,7 @@ async def test_report_request_errors(stack: Stack, client: Client) -> None:
         key=key,
         json={"start_time": "2025-01-02T00:00:00Z", "end_time": "2025-01-01T00:00:00Z"},
     )
-    assert_error(status, doc, 400, "invalid_time_range")
+    assert_error(status, doc, 422, "invalid_time_range")
     for params in ({"aggregation": "WEEK"}, {"tariff_direction": "LOCAL"}):
         status, doc, _ = await client.call("POST", path, key=key, json=REPORT_RANGE, params=params)
         assert_error(status, doc, 400, "invalid_request")

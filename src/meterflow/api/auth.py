@@ -108,7 +108,19 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str]:
-    if not header or not header.lower().startswith("basic "):
+    """(account_id, api_key) from a Basic header.
+
+    No header at all is a 401 with a Basic challenge (RFC 9110: the client has not tried yet);
+    credentials that were sent and are wrong stay 403 `bad_credentials`, as Flatpeak answers.
+    """
+    if not header:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send `Authorization: Basic base64(account_id:api_key)`",
+            headers={"WWW-Authenticate": 'Basic realm="meterflow"'},
+        )
+    if not header.lower().startswith("basic "):
         raise ApiError(
             403,
             "bad_credentials",

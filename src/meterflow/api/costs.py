@@ -32,12 +32,29 @@ from meterflow.models import (
     CostValue,
     DeadLetter,
     EnergyValue,
+    ErrorCode,
     LocationProfile,
     MeterRecord,
     TariffDirection,
     dumps,
     validation_summary,
 )
+
+
+def _status_of(document: Any, code: ErrorCode) -> int:
+    """400 when the record breaks the published MeterRecord schema; 422 when it fits the schema
+    but cannot be priced: a rule JSON Schema cannot say (end after start, an absurd energy over
+    the record's duration) or one the data decides (unknown location, no tariff in force).
+
+    `invalid_record` covers both sides, so only that failure is validated again to tell them
+    apart: the success path pays nothing."""
+    if code is not ErrorCode.INVALID_RECORD:
+        return 422
+    try:
+        MeterRecord.model_validate(document)
+    except ValidationError:
+        return 400
+    return 422
 
 
 def visible_profiles(
@@ -73,7 +90,8 @@ async def instant_cost(request: web.Request) -> web.Response:
             max_record_hours=ctx.settings.max_record_hours,
         )
     if isinstance(result, DeadLetter):
-        raise ApiError(422, result.error.code.value, result.error.message)
+        status = _status_of(document, result.error.code)
+        raise ApiError(status, result.error.code.value, result.error.message)
     encoded = dumps(result)  # one encoding: the event and the answer are the same bytes
     await ctx.kafka().send(ENERGY_COSTS, result.location_id, encoded)
     return web.Response(body=encoded, content_type=JSON)
@@ -205,7 +223,7 @@ async def interval_report(request: web.Request) -> web.Response:
             400, "invalid_request", validation_summary(exc, whole="body", limit=3)
         ) from None
     if body.end_time <= body.start_time:
-        raise ApiError(400, "invalid_time_range", "end_time must be after start_time")
+        raise ApiError(422, "invalid_time_range", "end_time must be after start_time")
     direction = _tariff_direction(request, body.tariff_direction)
     aggregation = _aggregation(request, body.aggregation)
     subject = await repository.report_subject(ctx.db(), principal, object_id)

@@ -74,6 +74,10 @@ _HTTP_CODES = {
 }
 
 
+_KEPT_HEADERS = ("Allow",)
+"""Headers of aiohttp's own HTTP errors that carry meaning and survive into the error object."""
+
+
 def _check_url(request: web.Request) -> None:
     """PostgreSQL text holds neither NUL nor unpaired surrogates: refuse them at the door, as
     a 400, rather than as a database error."""
@@ -101,7 +105,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 413:
             limit = request.app[CONTEXT].settings.api_max_body_bytes
             message = f"request body is larger than {limit} bytes"
-        return error_response(exc.status, code, message)
+        # RFC 9110: a 405 lists the methods the resource does allow (aiohttp computed them)
+        kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+        return error_response(exc.status, code, message, kept or None)
     except Exception:
         log.exception(
             "unhandled error answering request",

@@ -58,6 +58,16 @@ class Operation:
 
 
 _DIRECTION = {"type": "string", "enum": ["IMPORT", "EXPORT"]}
+_TEXT = {"type": "string", "pattern": r"^[^\u0000]*$"}
+"""A URL part: the server refuses NUL characters in URLs (PostgreSQL text cannot hold them)."""
+_LOCATION_ID = {**_TEXT, "minLength": 1, "maxLength": 128}
+_BATCH_ITEM = {
+    "description": (
+        "A MeterRecord. The batch is judged record by record: any other JSON value is not "
+        "refused with the request, it is listed in `failed_records` (with `record_num`)."
+    ),
+    "anyOf": [{"$ref": REF.format(model="MeterRecord")}, {}],
+}
 _AUTHED = (400, 401, 429)
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -95,10 +105,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "intervalCostReport",
         "Stored costs of a location or device, per record or per local DAY/MONTH",
         CostReport,
-        (*_AUTHED, 404, 413),
+        (*_AUTHED, 404, 413, 422),
         body=ReportBody,
         params=(
-            Param("object_id", "path", {"type": "string"}, "location_id or device_id", True),
+            Param("object_id", "path", _TEXT, "location_id or device_id", True),
             Param("aggregation", "query", {"type": "string", "enum": ["DAY", "MONTH"]}),
             Param("tariff_direction", "query", _DIRECTION, "default IMPORT"),
         ),
@@ -113,7 +123,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=SessionBody,
         body_required=False,
         params=(
-            Param("session_reference_id", "path", {"type": "string"}, required=True),
+            Param("session_reference_id", "path", _TEXT, required=True),
             Param("tariff_direction", "query", _DIRECTION, "default IMPORT"),
         ),
     ),
@@ -126,7 +136,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _AUTHED,
         params=(
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
-            Param("starting_after", "query", {"type": "string"}, "the last id of the page before"),
+            Param("starting_after", "query", _TEXT, "the last id of the page before"),
         ),
         tags=("locations",),
     ),
@@ -138,7 +148,7 @@ OPERATIONS: tuple[Operation, ...] = (
         Location,
         (*_AUTHED, 403, 404, 413, 422),
         body=LocationBody,
-        params=(Param("location_id", "path", {"type": "string"}, required=True),),
+        params=(Param("location_id", "path", _LOCATION_ID, required=True),),
         tags=("locations",),
     ),
     Operation(
@@ -148,7 +158,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "One location profile",
         Location,
         (*_AUTHED, 404),
-        params=(Param("location_id", "path", {"type": "string"}, required=True),),
+        params=(Param("location_id", "path", _LOCATION_ID, required=True),),
         tags=("locations",),
     ),
     Operation(
@@ -158,7 +168,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Delete a location (a tombstone on the locations topic)",
         DeletedLocation,
         (*_AUTHED, 404),
-        params=(Param("location_id", "path", {"type": "string"}, required=True),),
+        params=(Param("location_id", "path", _LOCATION_ID, required=True),),
         tags=("locations",),
     ),
     Operation(
@@ -167,7 +177,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "login",
         "Basic account_id:api_key -> a short-lived bearer token",
         LoginResponse,
-        (403, 429),
+        (401, 403, 429),
         public=True,
         tags=("auth",),
     ),
@@ -186,11 +196,14 @@ OPERATIONS: tuple[Operation, ...] = (
 
 ERROR_DESCRIPTIONS = {
     400: "Bad request (body not JSON, bad parameter)",
-    401: "Missing, unknown or revoked API key, or an invalid or expired token",
+    401: "No credentials (also on /login), an unknown or revoked API key, or a bad token",
     403: "Bad credentials or a field the API key decides",
     404: "Not found (or another account's object)",
     413: "Request body too large",
-    422: "Record or profile that cannot be priced or stored; `code` = the dead-letter code",
+    422: (
+        "Fits the schema but cannot be processed (unknown location, no tariff in force, "
+        "end_time not after start_time, a profile with a gap); `code` says which"
+    ),
     429: "Rate limited; see Retry-After",
     503: "Not ready",
 }
@@ -255,7 +268,7 @@ def build_openapi() -> dict[str, Any]:
         if op.body is not None:
             schema = refs[(op.body, "validation")]
             if op.body_array:
-                schema = {"type": "array", "items": schema, "maxItems": 10_000}
+                schema = {"type": "array", "items": _BATCH_ITEM, "maxItems": 10_000}
             spec["requestBody"] = {
                 "required": op.body_required,
                 "content": {"application/json": {"schema": schema}},

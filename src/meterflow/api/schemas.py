@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from meterflow.models import (
     AwareDatetime,
@@ -59,7 +59,7 @@ class LocationBody(_Body):
 
     location_id: str | None = Field(default=None, min_length=1, max_length=128)
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
-    live_mode: bool | None = None
+    live_mode: StrictBool | None = None  # the schema says boolean: 0 or "true" are refused
     timezone: str
     currency_code: str = Field(pattern=r"^[A-Z]{3}$")
     devices: list[str] = Field(default_factory=list)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
 from meterflow.models._base import AwareDatetime, Document, Money
 
@@ -27,6 +28,54 @@ class EnergyUnit(StrEnum):
     KWH = "KWH"
 
 
+_CONFIDENCE_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 1},
+        {"type": "string", "pattern": r"^(?:0*(?:0(?:\.\d*)?|\.\d+)|0*1(?:\.0*)?)$"},
+    ]
+}
+"""0 to 1, as a number or a plain decimal string (pydantic's own schema allowed any string)."""
+
+OLDER_NAMES = {"direction": "energy_flow_direction", "tariff_rate": "tariff_direction"}
+"""Flatpeak's older release (zero, 2024-08-24) named two record fields differently; both names
+are accepted on input (never both at once) and records are always written with the new ones."""
+
+_OLDER_FLOW = {"IMPORT": "INBOUND", "EXPORT": "OUTBOUND"}
+"""The older `direction` said IMPORT/EXPORT where `energy_flow_direction` says INBOUND/OUTBOUND."""
+
+
+def _record_schema(schema: dict[str, Any]) -> None:
+    """What the validators below enforce, said in JSON Schema so that clients and fuzzers know:
+    one energy form (`energy`, or `units` with `value`), the older names, never both names."""
+    given = {"not": {"type": "null"}}
+    absent = {"type": "null"}
+    schema["properties"]["direction"] = {
+        "enum": list(_OLDER_FLOW),
+        "deprecated": True,
+        "description": "older name of energy_flow_direction: IMPORT = INBOUND, EXPORT = OUTBOUND",
+    }
+    schema["properties"]["tariff_rate"] = {
+        "enum": [direction.value for direction in TariffDirection],
+        "deprecated": True,
+        "description": "older name of tariff_direction",
+    }
+    schema["allOf"] = [
+        {
+            "anyOf": [
+                {
+                    "required": ["energy"],
+                    "properties": {"energy": given, "units": absent, "value": absent},
+                },
+                {
+                    "required": ["units", "value"],
+                    "properties": {"energy": absent, "units": given, "value": given},
+                },
+            ]
+        },
+        *({"not": {"required": [old, new]}} for old, new in OLDER_NAMES.items()),
+    ]
+
+
 class MeterRecord(Document):
     """One interval of metered energy.
 
@@ -34,6 +83,8 @@ class MeterRecord(Document):
     Flatpeak's `units` + `value`. Exactly one must be present; which one is checked here, while
     the energy rules (direction conflicts, power → energy) live in `meterflow.costing`.
     """
+
+    model_config = ConfigDict(json_schema_extra=_record_schema)
 
     id: str | None = Field(default=None, pattern=r"^mre_[A-Za-z0-9_]+$")
     location_id: str = Field(min_length=1, max_length=128)
@@ -47,8 +98,31 @@ class MeterRecord(Document):
     session_reference_id: str | None = Field(default=None, max_length=256)
     record_reference_id: str | None = Field(default=None, max_length=256)
     tariff_direction: TariffDirection | None = None
-    confidence: Decimal = Field(default=Decimal(1), ge=0, le=1)
+    confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] = Field(
+        default=Decimal(1), ge=0, le=1
+    )
     non_persistent: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_names(cls, data: Any) -> Any:
+        """`direction`/`tariff_rate` → the new names; a record giving both names is an error
+        (a silent pick would price the record by whichever name happened to win)."""
+        if not isinstance(data, dict) or not ("direction" in data or "tariff_rate" in data):
+            return data
+        data = dict(data)
+        for old, new in OLDER_NAMES.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise ValueError(f"`{old}` is the older name of `{new}`: give one, not both")
+            value = data.pop(old)
+            if old == "direction":
+                if value not in _OLDER_FLOW:
+                    raise ValueError("`direction` must be IMPORT or EXPORT")
+                value = _OLDER_FLOW[value]
+            data[new] = value
+        return data
 
     @model_validator(mode="after")
     def _one_energy_form(self) -> MeterRecord:
