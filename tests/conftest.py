@@ -107,6 +107,15 @@ class _Provider:
         self.address_of, self.from_docker = address_of, from_docker
         self.local_script, self.hint = local_script, hint
 
+    def provide(self) -> Iterator[str]:
+        """The address for a session fixture; afterwards, stops only what it started."""
+        stops: list[Callable[[], None]] = []
+        try:
+            yield self.resolve(stops)
+        finally:
+            for stop in reversed(stops):
+                stop()
+
     def resolve(self, stops: list[Callable[[], None]]) -> str:
         configured = os.environ.get(self.env_var)
         if configured:
@@ -140,46 +149,48 @@ class _Provider:
         return self.default
 
 
-def _kafka_container(containers: list[Any]) -> str:
+def _container(
+    containers: list[Any], image: str, inner_port: int, port: int, env: dict[str, str], label: str
+) -> None:
+    """Start `image` with `inner_port` published on `port` and wait until it answers there."""
     from testcontainers.core.container import DockerContainer
 
-    # The broker must advertise the address the host sees, so the host port is chosen up front.
-    port = _free_port()
-    container = (
-        DockerContainer(KAFKA_IMAGE)
-        .with_bind_ports(9092, port)
-        .with_env("KAFKA_NODE_ID", "1")
-        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
-        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
-        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
-        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
-        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", PROTOCOL_MAP)
-        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
-    )
+    container = DockerContainer(image).with_bind_ports(inner_port, port)
+    for name, value in env.items():
+        container = container.with_env(name, value)
     container.start()
     containers.append(container)
-    _wait_reachable("127.0.0.1", port, "Kafka (testcontainers)")
+    _wait_reachable("127.0.0.1", port, f"{label} (testcontainers)")
+
+
+def _kafka_container(containers: list[Any]) -> str:
+    # The broker must advertise the address the host sees, so the host port is chosen up front.
+    port = _free_port()
+    env = {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": PROTOCOL_MAP,
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    }
+    _container(containers, KAFKA_IMAGE, 9092, port, env, "Kafka")
     return f"127.0.0.1:{port}"
 
 
 def _postgres_container(containers: list[Any]) -> str:
-    from testcontainers.core.container import DockerContainer
-
     port = _free_port()
-    container = (
-        DockerContainer(POSTGRES_IMAGE)
-        .with_bind_ports(5432, port)
-        .with_env("POSTGRES_USER", "meterflow")
-        .with_env("POSTGRES_PASSWORD", "meterflow")
-        .with_env("POSTGRES_DB", "meterflow")
-    )
-    container.start()
-    containers.append(container)
-    _wait_reachable("127.0.0.1", port, "PostgreSQL (testcontainers)")
+    env = {
+        "POSTGRES_USER": "meterflow",
+        "POSTGRES_PASSWORD": "meterflow",
+        "POSTGRES_DB": "meterflow",
+    }
+    _container(containers, POSTGRES_IMAGE, 5432, port, env, "PostgreSQL")
     return f"postgresql://meterflow:meterflow@127.0.0.1:{port}/meterflow"
 
 
@@ -210,22 +221,12 @@ POSTGRES = _Provider(
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    stops: list[Callable[[], None]] = []
-    try:
-        yield KAFKA.resolve(stops)
-    finally:
-        for stop in reversed(stops):
-            stop()
+    yield from KAFKA.provide()
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    stops: list[Callable[[], None]] = []
-    try:
-        yield POSTGRES.resolve(stops)
-    finally:
-        for stop in reversed(stops):
-            stop()
+    yield from POSTGRES.provide()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
