@@ -40,6 +40,17 @@ def london(
     return {**fields, "timezone": "Europe/London", "currency_code": "GBP", "tariffs": tariffs}
 
 
+def market_day(series: str = "agile", day: str = "2026-01-05") -> dict[str, Any]:
+    """A `market-prices` message: one price (0.1) of `series` from 00:00 to 12:00 UTC on `day`."""
+    return {
+        "series_id": series,
+        "day": day,
+        "prices": [
+            {"valid_from": f"{day}T00:00:00Z", "valid_to": f"{day}T12:00:00Z", "rate": "0.1"},
+        ],
+    }
+
+
 class Item(NamedTuple):
     """One breakdown item of an EnergyCost."""
 

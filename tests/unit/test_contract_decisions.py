@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -16,17 +15,7 @@ from meterflow.contract.locations import decide_location, parse_profile
 from meterflow.contract.market_prices import decide_market_prices
 from meterflow.models import LocationProfile, dumps, loads
 from meterflow.stream.producing import demo_profile
-
-
-def market_day(series: str = "agile", day: str = "2026-01-05") -> dict[str, Any]:
-    return {
-        "series_id": series,
-        "day": day,
-        "prices": [
-            {"valid_from": f"{day}T00:00:00Z", "valid_to": f"{day}T12:00:00Z", "rate": "0.1"},
-        ],
-    }
-
+from samples import market_day
 
 # --- locations ---------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from meterflow.models import ErrorCode, SourceRef, dead_letter, dumps, loads, or
 from meterflow.stream.dead_letters import replay_payload
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.producing import demo_profile
+from samples import market_day
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
 SOURCE = SourceRef(topic="meter-records", partition=2, offset=41)
@@ -50,16 +51,6 @@ def test_replay_keeps_an_existing_id_and_leaves_non_objects_alone() -> None:
         b'{"location_id": "x"}',
         None,
     )
-
-
-def market_day(series: str = "agile", day: str = "2026-01-05") -> dict[str, Any]:
-    return {
-        "series_id": series,
-        "day": day,
-        "prices": [
-            {"valid_from": f"{day}T00:00:00Z", "valid_to": f"{day}T12:00:00Z", "rate": "0.1"},
-        ],
-    }
 
 
 def test_profile_lookup_parses_once_and_sees_updates() -> None:
