@@ -502,7 +502,7 @@ async def test_instant_cost_errors_use_the_dead_letter_codes(stack: Stack, clien
     location = uid("loc")
     await put_location(client, key, location)
     old_times = {"start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-01T00:30:00Z"}
-    broken: list[Any] = [  # break the MeterRecord schema: 400
+    broken: list[Any] = [  # break the MeterRecord schema: 422 like any dead letter (design §5)
         {"location_id": location},
         [1, 2],
         record(location, start_time="2025-06-01T10:00:00"),
@@ -510,8 +510,8 @@ async def test_instant_cost_errors_use_the_dead_letter_codes(stack: Stack, clien
     ]
     for body in broken:
         status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=body)
-        assert_error(status, doc, 400, "invalid_record")
-    cases: list[tuple[Any, str]] = [  # fit the schema, cannot be priced: 422
+        assert_error(status, doc, 422, "invalid_record")
+    cases: list[tuple[Any, str]] = [  # fit the schema, cannot be priced: 422 too
         (record(location, energy="1e16"), "invalid_record"),  # an absurd energy
         (record(location, end_time="2025-06-01T09:00:00Z"), "invalid_time_range"),
         (record(location, energy="-1", energy_flow_direction="OUTBOUND"), "direction_conflict"),

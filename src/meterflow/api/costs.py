@@ -32,29 +32,12 @@ from meterflow.models import (
     CostValue,
     DeadLetter,
     EnergyValue,
-    ErrorCode,
     LocationProfile,
     MeterRecord,
     TariffDirection,
     dumps,
     validation_summary,
 )
-
-
-def _status_of(document: Any, code: ErrorCode) -> int:
-    """400 when the record breaks the published MeterRecord schema; 422 when it fits the schema
-    but cannot be priced: a rule JSON Schema cannot say (end after start, an absurd energy over
-    the record's duration) or one the data decides (unknown location, no tariff in force).
-
-    `invalid_record` covers both sides, so only that failure is validated again to tell them
-    apart: the success path pays nothing."""
-    if code is not ErrorCode.INVALID_RECORD:
-        return 422
-    try:
-        MeterRecord.model_validate(document)
-    except ValidationError:
-        return 400
-    return 422
 
 
 def visible_profiles(
@@ -90,8 +73,8 @@ async def instant_cost(request: web.Request) -> web.Response:
             max_record_hours=ctx.settings.max_record_hours,
         )
     if isinstance(result, DeadLetter):
-        status = _status_of(document, result.error.code)
-        raise ApiError(status, result.error.code.value, result.error.message)
+        # design §5: the same failure as the stream path, as a 422 with the dead letter's code
+        raise ApiError(422, result.error.code.value, result.error.message)
     encoded = dumps(result)  # one encoding: the event and the answer are the same bytes
     await ctx.kafka().send(ENERGY_COSTS, result.location_id, encoded)
     return web.Response(body=encoded, content_type=JSON)
