@@ -152,6 +152,10 @@ SINK_ROWS_DUPLICATE = Counter(
     "meterflow_sink_rows_duplicate_total",
     "EnergyCost rows already in PostgreSQL (a redelivery), skipped by ON CONFLICT DO NOTHING.",
 )
+SINK_ROWS_REPLACED = Counter(
+    "meterflow_sink_rows_replaced_total",
+    "EnergyCost rows replaced by a correction (the old version moved to energy_cost_history).",
+)
 SINK_BATCHES_WRITTEN = Counter(
     "meterflow_sink_batches_written_total",
     "Batches committed to PostgreSQL (and then their offsets to Kafka).",
@@ -322,12 +326,14 @@ def time_sink_write() -> _Timer:
     return _Timer(SINK_WRITE_DURATION)
 
 
-def sink_batch_written(rows: int, duplicates: int = 0) -> None:
-    """A batch was committed: `rows` newly inserted, `duplicates` skipped by ON CONFLICT."""
+def sink_batch_written(rows: int, duplicates: int = 0, replaced: int = 0) -> None:
+    """A batch was committed: `rows` newly inserted, `duplicates` skipped (already stored, or
+    an older version), `replaced` stored rows superseded by a correction."""
     SINK_BATCHES_WRITTEN.inc()
     SINK_ROWS_WRITTEN.inc(rows)
     SINK_ROWS_DUPLICATE.inc(duplicates)
-    SINK_BATCH_ROWS.observe(rows + duplicates)
+    SINK_ROWS_REPLACED.inc(replaced)
+    SINK_BATCH_ROWS.observe(rows + duplicates + replaced)
 
 
 def set_sink_healthy(healthy: bool) -> None:

@@ -50,6 +50,14 @@ async def test_schema_has_the_contract_tables_and_types(empty_database: str) -> 
         "location_timezone",
     ):
         assert costs[name][1] is False, name
+    assert costs["revision"] == ("integer", False)
+    history = await _columns(empty_database, "energy_cost_history")
+    # Every column of a stored version is kept when it is replaced (0003): a column added to
+    # energy_costs needs its twin here, or corrections would drop it from the history.
+    assert set(costs) <= set(history)
+    assert history["breakdown"] == ("jsonb", False)
+    assert history["replaced_at"] == ("timestamp with time zone", False)
+    assert history["revision"] == ("integer", False)
     breakdown = await _columns(empty_database, "energy_cost_breakdown")
     assert breakdown["rate"] == ("numeric", False)
     locations = await _columns(empty_database, "locations")
@@ -130,8 +138,10 @@ async def _run_cli(*args: str, env: dict[str, str]) -> str:
 
 async def test_cli_migrate_twice(empty_database: str) -> None:
     env = {**os.environ, "MF_DATABASE_URL": empty_database, "MF_LOG_FORMAT": "text"}
-    assert "schema at version 2" in await _run_cli("db", "migrate", env=env)
-    assert "schema up to date at version 2" in await _run_cli("db", "migrate", env=env)
+    latest = available_migrations()[-1].version
+    assert latest >= 3
+    assert f"schema at version {latest}" in await _run_cli("db", "migrate", env=env)
+    assert f"schema up to date at version {latest}" in await _run_cli("db", "migrate", env=env)
 
 
 async def test_version_1_database_upgrades_and_loses_only_the_breakdown_foreign_key(
@@ -140,7 +150,7 @@ async def test_version_1_database_upgrades_and_loses_only_the_breakdown_foreign_
     """A database migrated before 0002 (the shared and deployed ones): the breakdown's foreign
     key goes, its primary key stays."""
     initial, *later = available_migrations()
-    assert [m.version for m in later] == [2]
+    assert [m.version for m in later][:2] == [2, 3]
     await migrate(empty_database, [initial])
     constraints = (
         "SELECT contype::text, pg_get_constraintdef(oid) AS definition FROM pg_constraint "
@@ -155,7 +165,7 @@ async def test_version_1_database_upgrades_and_loses_only_the_breakdown_foreign_
     finally:
         await conn.close()
 
-    assert [m.version for m in await migrate(empty_database)] == [2]
+    assert [m.version for m in await migrate(empty_database)] == [m.version for m in later]
     conn = await asyncpg.connect(empty_database)
     try:
         rows = await conn.fetch(constraints)
@@ -163,7 +173,7 @@ async def test_version_1_database_upgrades_and_loses_only_the_breakdown_foreign_
             ("p", "PRIMARY KEY (cost_id, seq)")
         ]
         versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
-        assert [r["version"] for r in versions] == [1, 2]
+        assert [r["version"] for r in versions] == [1, *(m.version for m in later)]
         await conn.execute(orphan)  # now only the writer keeps items with their cost
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(orphan)

@@ -40,6 +40,23 @@ COST_COLUMNS = (
 
 BREAKDOWN_COLUMNS = ("cost_id", "seq", "start_time", "end_time", "rate", "energy_kwh", "cost")
 
+CONTENT_COLUMNS = (
+    "start_time",
+    "end_time",
+    "energy_kwh",
+    "energy_flow_direction",
+    "tariff_direction",
+    "confidence",
+    "location_id",
+    "session_reference_id",
+)
+"""What makes a second result with a stored id a correction rather than a duplicate (design
+§8.2): the record's instants, energy, direction and tariff direction, plus its confidence (an
+estimate replaced by an actual read may keep the energy), its location and its session (both
+change what reports sum). Numbers compare as numbers (1.5 = 1.50). Not compared: the price and
+breakdown (the same record priced again later is a duplicate: the first price stays), ids,
+`request`, `time_created` and where it was read."""
+
 LOCATION_COLUMNS = (
     "location_id",
     "account_id",

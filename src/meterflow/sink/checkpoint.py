@@ -5,8 +5,9 @@
     3. offsets .................... only for partitions still owned    (`OffsetCommitter`)
 
 Offsets move only after 1 and 2 are durable, so a crash or a failure between any two steps
-replays the batch from the last commit: rows are deduplicated by their primary key (a replay
-costs time, never a row), a dead letter may be sent twice. The collaborators are injected
+replays the batch from the last commit: rows are deduplicated by their primary key and a
+correction applies only over an older version (a replay costs time, never a row or a revision),
+a dead letter may be sent twice. The collaborators are injected
 protocols, so this order is unit-tested with fakes (tests/unit/test_sink_checkpoint.py); the
 real ones are `PostgresWriter`, `clients.KafkaDeadLetters` and the aiokafka consumer itself.
 """
@@ -162,12 +163,16 @@ class Checkpoint:
 
     def _succeeded(self, batch: Batch, written: WriteResult) -> None:
         stats = self.health.stats
-        already_stored = len(batch.costs) - written.costs_inserted + batch.duplicates
-        metrics.sink_batch_written(rows=written.costs_inserted, duplicates=already_stored)
+        # Neither inserted nor replacing: a duplicate, a replay, or an older version.
+        already_stored = batch.results - written.costs_inserted - written.costs_replaced
+        metrics.sink_batch_written(
+            rows=written.costs_inserted, duplicates=already_stored, replaced=written.costs_replaced
+        )
         metrics.set_sink_healthy(True)
         stats.batches_written += 1
         stats.costs_inserted += written.costs_inserted
         stats.costs_already_stored += already_stored
+        stats.costs_replaced += written.costs_replaced
         stats.breakdown_inserted += written.breakdown_inserted
         stats.simulated_skipped += batch.simulated
         stats.dead_lettered += len(batch.dead_letters)
@@ -182,7 +187,8 @@ class Checkpoint:
             logging.DEBUG,
             records=len(batch),
             inserted=written.costs_inserted,
-            already_stored=len(batch.costs) - written.costs_inserted,
+            already_stored=already_stored,
+            replaced=written.costs_replaced,
             simulated=batch.simulated,
             dead_letters=len(batch.dead_letters),
             locations=written.locations_changed,

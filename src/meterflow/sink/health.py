@@ -19,6 +19,7 @@ class SinkStats:
     records_read: int = 0
     costs_inserted: int = 0
     costs_already_stored: int = 0
+    costs_replaced: int = 0
     breakdown_inserted: int = 0
     simulated_skipped: int = 0
     dead_lettered: int = 0

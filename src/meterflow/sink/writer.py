@@ -1,12 +1,17 @@
-"""One batch -> PostgreSQL in ONE transaction: costs, breakdown and location changes.
+"""One batch -> PostgreSQL in ONE transaction: costs, breakdown, corrections, locations.
 
 Fast path: COPY straight into `energy_costs` and `energy_cost_breakdown`: the text path's lines
 in COPY text format, the other results' Python values in binary format. The primary key
 makes that transaction fail as a whole if any result is already stored (a replay after a crash
-between the database commit and the Kafka commit); the batch is then written again the safe way:
-COPY into session-local staging tables, then `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`.
-Either way a row is never doubled. Breakdown rows are inserted only for costs the statement
-inserted, so a result that is already stored keeps exactly the breakdown it was stored with.
+between the database commit and the Kafka commit, a duplicate, a correction); the batch is then
+written the safe way: COPY into session-local staging tables, then
+`INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, with breakdown rows only for the costs that
+statement inserted. Only when that statement met stored ids do the correction statements run
+(`_CORRECTIONS`): a stored version whose content differs (`CONTENT_COLUMNS`) and that was read
+earlier in partition order is archived with its breakdown in `energy_cost_history`, then
+replaced, `revision + 1`. A result equal in content, or older, changes nothing. Several reads
+of one id in a batch are written in rounds, in the order they were read (`Batch.rounds`).
+docs/sink.md, "Duplicates and corrections", says why an older version can never win.
 """
 
 from __future__ import annotations
@@ -18,9 +23,16 @@ from typing import Any
 
 import asyncpg
 
-from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS, LOCATION_COLUMNS
+from meterflow.contract.columns import (
+    BREAKDOWN_COLUMNS,
+    CONTENT_COLUMNS,
+    COST_COLUMNS,
+    LOCATION_COLUMNS,
+)
 from meterflow.db import connect
 from meterflow.sink.batch import Batch
+from meterflow.sink.batch_failures import write_batch_failures
+from meterflow.sink.decode import Persist
 from meterflow.sink.text_rows import TextRows
 
 log = logging.getLogger(__name__)
@@ -51,7 +63,67 @@ WITH inserted AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted) AS costs,
-       (SELECT count(*) FROM inserted_breakdown) AS breakdown
+       (SELECT count(*) FROM inserted_breakdown) AS breakdown,
+       ARRAY(SELECT id FROM {STAGE_COSTS} EXCEPT SELECT id FROM inserted) AS stored
+"""
+"""`stored`: the staged ids already in the table, the only candidates for a correction."""
+
+# A staged version `s` replaces the stored one `e` when its content differs and it was read
+# later: in the same partition, at a higher offset; across partitions (topic re-partitioned,
+# a device moved to another location's key), by the time it was priced, then by where it was
+# read, so a replay decides every pair the same way again.
+_DIFFERS = (
+    f"({', '.join(f's.{c}' for c in CONTENT_COLUMNS)}) IS DISTINCT FROM "
+    f"({', '.join(f'e.{c}' for c in CONTENT_COLUMNS)})"
+)
+_NEWER = """
+CASE WHEN s.source_topic = e.source_topic AND s.source_partition = e.source_partition
+     THEN s.source_offset > e.source_offset
+     ELSE (s.time_created, s.source_topic, s.source_partition, s.source_offset)
+          > (e.time_created, coalesce(e.source_topic, ''), coalesce(e.source_partition, -1),
+             coalesce(e.source_offset, -1))
+END"""
+
+_LOCK_CORRECTED = f"""
+SELECT e.id FROM energy_costs e JOIN {STAGE_COSTS} s ON s.id = e.id
+WHERE e.id = ANY($1::text[]) AND {_DIFFERS} AND {_NEWER}
+ORDER BY e.id
+FOR UPDATE OF e
+"""
+"""Which stored ids a staged version replaces, locked (in id order: two writers never
+deadlock on them). The next statements take a new snapshot, so they see these rows as a
+writer that held them before us left them."""
+
+_HISTORY_COLUMNS = (*COST_COLUMNS, "revision", "inserted_at")
+_BREAKDOWN_JSON = """coalesce((
+    SELECT jsonb_agg(jsonb_build_object('seq', b.seq, 'start_time', b.start_time,
+        'end_time', b.end_time, 'rate', b.rate, 'energy_kwh', b.energy_kwh, 'cost', b.cost)
+        ORDER BY b.seq)
+    FROM energy_cost_breakdown b WHERE b.cost_id = e.id), '[]'::jsonb)"""
+
+_REPLACE = f"""
+WITH archived AS (
+    INSERT INTO energy_cost_history ({", ".join(_HISTORY_COLUMNS)}, breakdown)
+    SELECT {", ".join(f"e.{c}" for c in _HISTORY_COLUMNS)}, {_BREAKDOWN_JSON}
+    FROM energy_costs e JOIN {STAGE_COSTS} s ON s.id = e.id
+    WHERE e.id = ANY($1::text[]) AND {_DIFFERS} AND {_NEWER}
+    RETURNING id
+)
+UPDATE energy_costs e
+SET ({", ".join(COST_COLUMNS[1:])}) = ({", ".join(f"s.{c}" for c in COST_COLUMNS[1:])}),
+    revision = e.revision + 1, inserted_at = now()
+FROM {STAGE_COSTS} s
+WHERE s.id = e.id AND e.id IN (SELECT id FROM archived)
+RETURNING e.id
+"""
+"""Write 1 of a correction: the stored version (row, revision, breakdown) into history, the
+staged one in its place. Its breakdown follows in write 2 (`_DROP_BREAKDOWN`, then
+`_ADD_BREAKDOWN`), in the same transaction: a crash between them leaves nothing."""
+
+_DROP_BREAKDOWN = "DELETE FROM energy_cost_breakdown WHERE cost_id = ANY($1::text[])"
+_ADD_BREAKDOWN = f"""
+INSERT INTO energy_cost_breakdown ({_BREAKDOWN_LIST})
+SELECT {_BREAKDOWN_SELECT} FROM {STAGE_BREAKDOWN} b WHERE b.cost_id = ANY($1::text[])
 """
 
 _UPSERT_LOCATION = f"""
@@ -81,6 +153,7 @@ class WriteResult:
     breakdown_inserted: int
     locations_changed: int
     fast_path: bool
+    costs_replaced: int = 0  # corrections applied (each archived one version)
 
 
 class PostgresWriter:
@@ -90,6 +163,10 @@ class PostgresWriter:
         self._database_url = database_url
         self._timeout_s = timeout_s
         self._conn: asyncpg.Connection | None = None
+        self._expect_stored = False
+        """The last batch met stored ids: go straight to staging (a stream of duplicates or
+        corrections would otherwise pay a failed COPY per batch). Reset by a batch that met
+        none, so a plain stream keeps the fast path."""
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -106,51 +183,90 @@ class PostgresWriter:
         """Write the batch atomically; raises (and forgets the connection) on any failure."""
         conn = await self._connection()
         try:
-            try:
-                return await self._write(conn, batch, direct=True)
-            except asyncpg.UniqueViolationError:
-                # Some result is already stored (a replay): merge through staging instead.
-                return await self._write(conn, batch, direct=False)
+            if not self._expect_stored:
+                try:
+                    return await self._write(conn, batch, direct=True)
+                except asyncpg.UniqueViolationError:
+                    pass  # some result is already stored: merge through staging instead
+            result = await self._write(conn, batch, direct=False)
+            self._expect_stored = result.costs_inserted < len(batch.costs)
+            return result
         except BaseException:
             self._conn = None
             conn.terminate()
             raise
 
     async def _write(self, conn: asyncpg.Connection, batch: Batch, *, direct: bool) -> WriteResult:
-        """`direct`: COPY straight into the tables, which fails as a whole on any duplicate id;
-        else COPY into staging and merge with ON CONFLICT (id) DO NOTHING. Same end state."""
-        costs_inserted = breakdown_inserted = 0
+        """`direct`: COPY the first round straight into the tables, which fails as a whole on
+        any stored id; else COPY into staging and merge, then apply corrections. Later rounds
+        (ids read again in this batch) always take staging. Same end state either way."""
+        inserted = breakdown_inserted = replaced = 0
         async with conn.transaction():
-            if batch.costs:
-                costs, breakdown = batch.cost_rows(), batch.breakdown_rows()
-                breakdown_text = batch.breakdown_text()
-                cost_table = "energy_costs" if direct else STAGE_COSTS
-                breakdown_table = "energy_cost_breakdown" if direct else STAGE_BREAKDOWN
-                await self._copy(conn, cost_table, COST_COLUMNS, batch.cost_text(), costs)
-                await self._copy(
-                    conn, breakdown_table, BREAKDOWN_COLUMNS, breakdown_text, breakdown
-                )
-                if direct:
-                    costs_inserted = len(batch.costs)
-                    breakdown_inserted = breakdown_text.count("\n") + len(breakdown)
-                else:
-                    merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
-                    assert merged is not None
-                    costs_inserted, breakdown_inserted = merged["costs"], merged["breakdown"]
-            upserts: list[tuple[Any, ...]] = []
-            deletes: list[tuple[Any, ...]] = []
-            for location_id, change in batch.locations.items():
-                if change.row is not None:
-                    upserts.append((*change.row, change.deleted))
-                else:
-                    deletes.append((location_id,))
-            if upserts:
-                await conn.executemany(_UPSERT_LOCATION, upserts, timeout=self._timeout_s)
-            if deletes:
-                await conn.executemany(_DELETE_LOCATION, deletes, timeout=self._timeout_s)
-        return WriteResult(
-            costs_inserted, breakdown_inserted, len(upserts) + len(deletes), fast_path=direct
+            rounds = [results for results in batch.rounds() if results]
+            for n, results in enumerate(rounds):
+                if n > 0:
+                    await conn.execute(f"TRUNCATE {STAGE_COSTS}, {STAGE_BREAKDOWN}")
+                if direct and n == 0:
+                    text = batch.breakdown_text(results)
+                    binary = batch.breakdown_rows(results)
+                    await self._copy_results(conn, batch, results, staged=False)
+                    inserted += len(results)
+                    breakdown_inserted += text.count("\n") + len(binary)
+                    continue
+                await self._copy_results(conn, batch, results, staged=True)
+                merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
+                assert merged is not None
+                inserted += merged["costs"]
+                breakdown_inserted += merged["breakdown"]
+                if merged["stored"]:
+                    corrected, items = await self._correct(conn, merged["stored"])
+                    replaced += corrected
+                    breakdown_inserted += items
+            locations = await self._write_locations(conn, batch)
+            failures = batch.batch_failures.values()
+            await write_batch_failures(conn, failures, timeout_s=self._timeout_s)
+        return WriteResult(inserted, breakdown_inserted, locations, direct, replaced)
+
+    async def _copy_results(
+        self, conn: asyncpg.Connection, batch: Batch, results: dict[str, Persist], *, staged: bool
+    ) -> None:
+        costs_table = STAGE_COSTS if staged else "energy_costs"
+        breakdown_table = STAGE_BREAKDOWN if staged else "energy_cost_breakdown"
+        await self._copy(
+            conn, costs_table, COST_COLUMNS, batch.cost_text(results), batch.cost_rows(results)
         )
+        await self._copy(
+            conn,
+            breakdown_table,
+            BREAKDOWN_COLUMNS,
+            batch.breakdown_text(results),
+            batch.breakdown_rows(results),
+        )
+
+    async def _correct(self, conn: asyncpg.Connection, stored: list[str]) -> tuple[int, int]:
+        """Replace the stored versions the staged ones supersede: (costs, breakdown rows)."""
+        timeout = self._timeout_s
+        locked = [r["id"] for r in await conn.fetch(_LOCK_CORRECTED, stored, timeout=timeout)]
+        if not locked:
+            return 0, 0  # duplicates and replays of older versions: nothing changes
+        ids = [r["id"] for r in await conn.fetch(_REPLACE, locked, timeout=timeout)]
+        await conn.execute(_DROP_BREAKDOWN, ids, timeout=timeout)
+        status = await conn.execute(_ADD_BREAKDOWN, ids, timeout=timeout)
+        return len(ids), int(status.rsplit(" ", 1)[1])
+
+    async def _write_locations(self, conn: asyncpg.Connection, batch: Batch) -> int:
+        upserts: list[tuple[Any, ...]] = []
+        deletes: list[tuple[Any, ...]] = []
+        for location_id, change in batch.locations.items():
+            if change.row is not None:
+                upserts.append((*change.row, change.deleted))
+            else:
+                deletes.append((location_id,))
+        if upserts:
+            await conn.executemany(_UPSERT_LOCATION, upserts, timeout=self._timeout_s)
+        if deletes:
+            await conn.executemany(_DELETE_LOCATION, deletes, timeout=self._timeout_s)
+        return len(upserts) + len(deletes)
 
     async def _copy(
         self,
@@ -183,7 +299,7 @@ class PostgresWriter:
         locations: dict[str, str] = {}
         try:
             async with conn.transaction():
-                for cost_id, persist in batch.costs.items():
+                for cost_id, persist in batch.versions().items():
                     try:
                         async with conn.transaction():  # a savepoint per row
                             rows = persist.rows
