@@ -1,10 +1,11 @@
-"""Identifiers: deterministic where a replay must reproduce them (design §4), random where an
-answer is new each time (an HTTP-accepted record, a batch receipt, a report). Every id prefix
-the project mints is here; none takes a clock."""
+"""Identifiers: deterministic where a replay or a re-sent record must reproduce them (design §4,
+§8.1), random where an answer is new each time (an HTTP-accepted record without a reference, a
+batch receipt, a report). Every id prefix the project mints is here; none takes a clock."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 
 _ID_BYTES = 12
@@ -19,8 +20,22 @@ def meter_record_id_for_offset(topic: str, partition: int, offset: int) -> str:
     return f"mre_{_digest('offset', topic, str(partition), str(offset))}"
 
 
+def meter_record_id_for_reference(
+    account_id: str, live_mode: bool, object_id: str, record_reference_id: str
+) -> str:
+    """The id of a record that names itself (design §8.1): its identity alone, never its
+    transport or position, so a retried or re-sent record gets the same `mre_…` (and so the same
+    `ecs_…`) and the sink and every consumer see a duplicate or a correction, not a new record.
+
+    The parts are encoded as a JSON array, not joined with a separator: an account, location or
+    device id is free text, and no choice of separator could keep two identities apart."""
+    identity = json.dumps([account_id, live_mode, object_id, record_reference_id])
+    return f"mre_{_digest('reference', identity)}"
+
+
 def new_meter_record_id() -> str:
-    """A fresh id for a record accepted over HTTP; it travels with the record from then on."""
+    """A fresh id for a record accepted over HTTP without a `record_reference_id`; it travels
+    with the record from then on."""
     return f"mre_{secrets.token_hex(_ID_BYTES)}"
 
 

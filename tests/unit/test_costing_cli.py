@@ -68,6 +68,41 @@ def test_prices_lines_in_order_and_bad_lines_do_not_stop_the_others(tmp_path: Pa
     assert set(out[5]) == {"error"}
 
 
+def test_a_referenced_record_gets_its_id_from_the_reference_not_its_line(
+    tmp_path: Path,
+) -> None:
+    """Design §8.1 offline: the same reference on any line, with or without a carried `id`,
+    gets the id the worker and the API give it (account and mode from the profile)."""
+    good = {
+        "location_id": "loc_cli",
+        "energy": 1,
+        "start_time": "2024-06-03T05:30:00Z",
+        "end_time": "2024-06-03T06:30:00Z",
+        "record_reference_id": "read-42",
+    }
+    lines = [
+        good,
+        good | {"id": "mre_given"},
+        good | {"energy": 2},  # a correction: same id, another cost
+        good | {"record_reference_id": "read-43"},
+        good | {"record_reference_id": "x" * 257},
+        good | {"record_reference_id": "read\n42"},
+    ]
+    done = _run(PROFILE, "".join(json.dumps(line) + "\n" for line in lines), tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    expected = ids.meter_record_id_for_reference("acc_cli", False, "loc_cli", "read-42")
+    assert [result["meter_record_id"] for result in out[:3]] == [expected] * 3
+    assert {result["id"] for result in out[:3]} == {ids.energy_cost_id(expected)}
+    assert out[2]["data"]["cost"]["value"] == 2 * out[0]["data"]["cost"]["value"]
+    assert out[3]["meter_record_id"] not in (
+        expected,
+        ids.meter_record_id_for_offset("stdin", 0, 4),
+    )
+    assert [result["error"]["code"] for result in out[4:]] == ["invalid_record"] * 2
+    assert "priced 4 record(s), 2 failed" in done.stderr
+
+
 def test_invalid_profile_exits_2_naming_the_problem(tmp_path: Path) -> None:
     broken = json.loads(json.dumps(PROFILE))
     broken["tariffs"]["IMPORT"][0]["rules"][1]["from"] = "07:30"

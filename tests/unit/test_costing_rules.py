@@ -640,8 +640,10 @@ def test_result_fields_and_identity() -> None:
         non_persistent=True,
     )
     cost = priced(body, FLAT)
-    assert cost.id == ids.energy_cost_id("mre_test")
-    assert cost.meter_record_id == "mre_test"
+    # design §8.1: the reference, not the carried `id`, names the record
+    expected = ids.meter_record_id_for_reference("acc_test", False, "loc_test", "R1")
+    assert cost.meter_record_id == expected
+    assert cost.id == ids.energy_cost_id(expected)
     assert cost.non_persistent is True
     assert cost.time_created == NOW
     assert (cost.account_id, cost.currency_code, cost.location_timezone) == (

@@ -55,13 +55,26 @@ def visible_profiles(
     return lookup
 
 
+def assign_record_id(document: dict[str, Any]) -> None:
+    """The id an HTTP record travels with, the same on both paths (instant and batch).
+
+    Without a `record_reference_id`, a fresh one (design §4). With one, none: pricing derives
+    the id from the reference (`costing.meter_record_id`, design §8.1), so a retry gets the
+    same id and cost, and the priced `request` is the same bytes whichever path it took. A
+    client's own `id` is never used (it would not match the reference's anyway)."""
+    if document.get("record_reference_id") is None:
+        document["id"] = ids.new_meter_record_id()
+    else:
+        document.pop("id", None)
+
+
 async def instant_cost(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     principal = principal_of(request)
     non_persistent = query_bool(request, "non_persistent")
     document = await read_json(request, code="invalid_record")
     if isinstance(document, dict):
-        document["id"] = ids.new_meter_record_id()
+        assign_record_id(document)
         if non_persistent is not None:
             document["non_persistent"] = non_persistent
     with metrics.time_pricing():
@@ -125,7 +138,7 @@ async def submit_interval(request: web.Request) -> web.Response:
         if number % 500 == 499:
             await asyncio.sleep(0)  # a 10,000-record batch must not stall other requests
         if isinstance(document, dict):
-            document["id"] = ids.new_meter_record_id()
+            assign_record_id(document)
         location_id, reference, error = _check_record(ctx, principal, document)
         if error is None:
             accepted.append((location_id, dumps(document)))

@@ -6,13 +6,20 @@ from meterflow.costing.engine import (
     round_money,
     tariff_direction_of,
 )
-from meterflow.costing.payload import parse_record, price_payload
+from meterflow.costing.payload import (
+    meter_record_id,
+    parse_record,
+    price_payload,
+    referenced_record_id,
+)
 
 __all__ = [
     "MAX_ENERGY_KWH",
+    "meter_record_id",
     "parse_record",
     "price_payload",
     "price_record",
+    "referenced_record_id",
     "round_money",
     "tariff_direction_of",
 ]

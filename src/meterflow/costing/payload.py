@@ -54,6 +54,41 @@ def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
     return record, request
 
 
+def referenced_record_id(record: MeterRecord, account_id: str, live_mode: bool) -> str | None:
+    """The `mre_…` id a record's `record_reference_id` fixes for this account and mode
+    (design §8.1: the object is the device if given, else the location), or None without one.
+
+    For the adapters that need the id before pricing (a batch receipt); pricing itself calls
+    `meter_record_id`, which gives the same answer."""
+    if record.record_reference_id is None:
+        return None
+    object_id = record.device_id if record.device_id is not None else record.location_id
+    return ids.meter_record_id_for_reference(
+        account_id, live_mode, object_id, record.record_reference_id
+    )
+
+
+def meter_record_id(record: MeterRecord, profile: LocationProfile, source: SourceRef | None) -> str:
+    """Which id a record gets, on every path (worker, API, `meterflow cost`); the one place
+    this is decided.
+
+    1. A `record_reference_id`: the id of (account, mode, object, reference), account and mode
+       from the location's profile (design §8.1). It wins over an `id` the record carries, so a
+       producer that re-sends a record with a new id, or a dead letter replayed with its
+       positional id, still lands on the same result.
+    2. Else the record's own `id` (the API's fresh one, a replayed dead letter's).
+    3. Else its source position (design §4).
+    """
+    referenced = referenced_record_id(record, profile.account_id, profile.live_mode)
+    if referenced is not None:
+        return referenced
+    if record.id is not None:
+        return record.id
+    if source is not None:
+        return ids.meter_record_id_for_offset(source.topic, source.partition, source.offset)
+    raise _MissingIdentityError("a record without `id` or reference needs its source position")
+
+
 def price_payload(
     payload: bytes,
     *,
@@ -65,9 +100,9 @@ def price_payload(
 ) -> EnergyCost | DeadLetter:
     """Parse, validate and price one raw record; every failure becomes a DeadLetter.
 
-    Never raises, except ValueError when the record has no `id` and no `source` was given (a
-    programming error: the API always sets an id, the stream always has a source position).
-    The result id derives from the record's `id`, else from its source position (design §4).
+    Never raises, except ValueError when the record has no `record_reference_id`, no `id` and
+    no `source` was given (a programming error: the API sets an id on every record without a
+    reference, the stream always has a source position). The result id is `meter_record_id`'s.
     """
     try:
         record, request = parse_record(payload)
@@ -81,18 +116,10 @@ def price_payload(
                 ErrorCode.UNKNOWN_DEVICE,
                 f"device {record.device_id!r} is not a device of location {record.location_id!r}",
             )
-        if record.id is not None:
-            meter_record_id = record.id
-        elif source is not None:
-            meter_record_id = ids.meter_record_id_for_offset(
-                source.topic, source.partition, source.offset
-            )
-        else:
-            raise _MissingIdentityError("a record without `id` needs its source position")
         return price_record(
             record,
             profile,
-            meter_record_id=meter_record_id,
+            meter_record_id=meter_record_id(record, profile, source),
             request=request,
             market_prices=market_prices,
             now=now,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from meterflow.models._base import AwareDatetime, Document, Money
 
@@ -39,6 +40,14 @@ _CONFIDENCE_SCHEMA = {
 OLDER_NAMES = {"direction": "energy_flow_direction", "tariff_rate": "tariff_direction"}
 """Flatpeak's older release (zero, 2024-08-24) named two record fields differently; both names
 are accepted on input (never both at once) and records are always written with the new ones."""
+
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""A reference is a client's name for a record or a session: printable text. A control
+character (C0, DEL, C1) is refused, as more than 256 characters are, and an empty
+`record_reference_id`: it identifies the record (design §8.1), so "" would make every record of
+a device one record."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 _OLDER_FLOW = {"IMPORT": "INBOUND", "EXPORT": "OUTBOUND"}
 """The older `direction` said IMPORT/EXPORT where `energy_flow_direction` says INBOUND/OUTBOUND."""
@@ -95,13 +104,30 @@ class MeterRecord(Document):
     value: Money | None = None
     start_time: AwareDatetime
     end_time: AwareDatetime
-    session_reference_id: str | None = Field(default=None, max_length=256)
-    record_reference_id: str | None = Field(default=None, max_length=256)
+    session_reference_id: str | None = Field(
+        default=None, max_length=256, json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}
+    )
+    record_reference_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
+    )
     tariff_direction: TariffDirection | None = None
     confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] = Field(
         default=Decimal(1), ge=0, le=1
     )
     non_persistent: bool = False
+
+    @field_validator("session_reference_id", "record_reference_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        """`NO_CONTROL_CHARACTERS`, said in words (the schema carries the pattern)."""
+        found = _CONTROL.search(value) if value is not None else None
+        if found is not None:
+            code = f"U+{ord(found.group()):04X}"
+            raise ValueError(f"must not contain control characters ({code} at {found.start()})")
+        return value
 
     @model_validator(mode="before")
     @classmethod
