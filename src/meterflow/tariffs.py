@@ -1,9 +1,10 @@
 """Whole-profile validation and the compact rate tables the cost engine walks.
 
 The models check the shape of one tariff at a time; the rules that span a whole profile live
-here: TIME_OF_USE rules must cover every local minute of every month and weekday exactly once,
-versions of one direction must not overlap, inline dynamic prices must not overlap. Errors name
-the version and the gap or overlap precisely, because a silent default would misprice records.
+here: TIME_OF_USE rules (of a tariff or of a component) must cover every local minute of every
+month and weekday exactly once, versions of one direction must not overlap, inline dynamic prices
+must not overlap. Errors name the version (and component) and the gap or overlap precisely,
+because a silent default would misprice records.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from meterflow.models import (
     FixedTariff,
     LocationProfile,
     PricePoint,
+    TimeOfUseComponent,
     TimeOfUseRule,
     TimeOfUseTariff,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "DaySchedule",
     "ProfileError",
     "TimeOfUseTable",
+    "describe_component",
     "describe_version",
     "validate_profile",
 ]
@@ -133,12 +136,24 @@ class TimeOfUseTable:
         return found
 
 
-def _validate_time_of_use(label: str, version: TimeOfUseTariff) -> None:
+def describe_component(version_label: str, name: str) -> str:
+    """ "IMPORT version from 2024-01-01, component 'duos'": how errors name a component."""
+    return f"{version_label}, component {name!r}"
+
+
+def _validate_time_of_use(label: str, rules: Sequence[TimeOfUseRule]) -> None:
     for month in range(1, 13):
         for weekday in range(7):
-            _, problem = _schedule_problem(version.rules, month, weekday)
+            _, problem = _schedule_problem(rules, month, weekday)
             if problem is not None:
                 raise ProfileError(f"{label}: {problem}")
+
+
+def _validate_components(label: str, version: Version) -> None:
+    """Each TIME_OF_USE component covers every local minute exactly once, like a tariff."""
+    for component in version.components or ():
+        if isinstance(component, TimeOfUseComponent):
+            _validate_time_of_use(describe_component(label, component.name), component.rules)
 
 
 def _validate_prices(label: str, prices: Sequence[PricePoint]) -> None:
@@ -179,6 +194,7 @@ def validate_profile(profile: LocationProfile) -> None:
         for version in versions:
             label = describe_version(name, version)
             if isinstance(version, TimeOfUseTariff):
-                _validate_time_of_use(label, version)
+                _validate_time_of_use(label, version.rules)
             elif isinstance(version, DynamicTariff) and version.prices is not None:
                 _validate_prices(label, version.prices)
+            _validate_components(label, version)

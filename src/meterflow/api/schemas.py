@@ -20,6 +20,7 @@ from meterflow.models import (
     TariffDirection,
     TariffVersion,
 )
+from meterflow.models.profiles import TaxPercentage
 
 
 class _Body(BaseModel):
@@ -64,6 +65,7 @@ class LocationBody(_Body):
     currency_code: str = Field(pattern=r"^[A-Z]{3}$")
     devices: list[str] = Field(default_factory=list)
     tariffs: dict[TariffDirection, list[TariffVersion]] = Field(default_factory=dict)
+    tax_percentage: TaxPercentage | None = None
 
 
 class Location(LocationProfile):

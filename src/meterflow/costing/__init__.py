@@ -1,11 +1,7 @@
 """The pricing engine (pure: no I/O, no clock): meter record + location profile -> EnergyCost."""
 
-from meterflow.costing.engine import (
-    MAX_ENERGY_KWH,
-    price_record,
-    round_money,
-    tariff_direction_of,
-)
+from meterflow.costing.engine import MAX_ENERGY_KWH, price_record, tariff_direction_of
+from meterflow.costing.money import round_money
 from meterflow.costing.payload import (
     meter_record_id,
     parse_record,

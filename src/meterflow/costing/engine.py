@@ -1,24 +1,28 @@
-"""Design §3: the monetary value of one meter record under a location profile.
+"""Design §3 and §11: the monetary value of one meter record under a location profile.
 
 Energy is spread evenly over `[start_time, end_time)`. The interval is cut where the rate in
-force changes (`rates.rate_parts`), and cost = Σ energy_part × rate_part, computed as
-`k × Σ(rate × duration)` with one exact multiplication per part and a single division, in a
-50-digit decimal context, then rounded once, half-even, to 6 places.
+force changes (`rates.rate_parts`; `periods.rate_periods` when the tariff has components), and
+cost = Σ energy_part × rate_part, computed as `k × Σ(rate × duration)` with one exact
+multiplication per part and a single division, in a 50-digit decimal context, then rounded
+once, half-even, to 6 places. Tax (a profile's `tax_percentage`) is computed from the exact net
+and rounded on its own, as is the total.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from meterflow import ids
 from meterflow.costing._trusted import trusted
-from meterflow.costing.rates import Part, compiled, rate_parts
+from meterflow.costing.breakdown import plain_breakdown, stacked_breakdown
+from meterflow.costing.money import CONTEXT, round_money
+from meterflow.costing.periods import Period, rate_periods
+from meterflow.costing.rates import compiled, rate_parts
 from meterflow.costing.timeline import US_PER_HOUR, to_us
 from meterflow.models import (
-    BreakdownItem,
     CostData,
     CostValue,
     EnergyCost,
@@ -38,18 +42,8 @@ MAX_ENERGY_KWH = Decimal("1e9")
 MAX_INPUT_VALUE = Decimal("1e15")
 """Any `energy`/`value` beyond this magnitude is rejected before arithmetic (also absurd)."""
 
-_CONTEXT = Context(
-    prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
-)
-_SIX_PLACES = Decimal("0.000001")
-_ZERO = Decimal("0.000000")
+_CONTEXT = CONTEXT
 _THOUSAND = Decimal(1000)
-
-
-def round_money(value: Decimal) -> Decimal:
-    """Half-even to 6 decimal places; never a negative zero."""
-    rounded = value.quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN, context=_CONTEXT)
-    return rounded if rounded else _ZERO
 
 
 def _energy_per_us(record: MeterRecord, duration_us: int) -> tuple[Decimal, Decimal]:
@@ -92,58 +86,6 @@ def tariff_direction_of(record: MeterRecord) -> tuple[EnergyFlowDirection, Tarif
     return flow, record.tariff_direction or default
 
 
-def _breakdown(
-    record: MeterRecord,
-    parts: list[Part],
-    start: int,
-    magnitude: Decimal,
-    denominator: Decimal,
-    total_energy: Decimal,
-    total_cost: Decimal,
-) -> list[BreakdownItem]:
-    """One item per part, times in the end_time's offset, energy and cost rounded per item."""
-    end_time = record.end_time
-    first_start = record.start_time
-    if first_start.utcoffset() != end_time.utcoffset():
-        first_start = first_start.astimezone(end_time.tzinfo)
-    if len(parts) == 1:
-        item = {
-            "start_time": first_start,
-            "end_time": end_time,
-            "rate": parts[0][2],
-            "energy": total_energy,
-            "cost": total_cost,
-        }
-        return [trusted(BreakdownItem, item)]
-    ctx = _CONTEXT
-    multiply, divide = ctx.multiply, ctx.divide
-    last = len(parts) - 1
-    items: list[BreakdownItem] = []
-    part_end_time = first_start  # each part starts where the previous one ended
-    for index, (part_start, part_end, rate) in enumerate(parts):
-        part_start_time = part_end_time
-        # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
-        part_end_time = (
-            end_time if index == last else first_start + timedelta(microseconds=part_end - start)
-        )
-        length = Decimal(part_end - part_start)
-        energy = round_money(divide(multiply(magnitude, length), denominator))
-        cost = round_money(divide(multiply(magnitude, multiply(rate, length)), denominator))
-        items.append(
-            trusted(
-                BreakdownItem,
-                {
-                    "start_time": part_start_time,
-                    "end_time": part_end_time,
-                    "rate": rate,
-                    "energy": energy,
-                    "cost": cost,
-                },
-            )
-        )
-    return items
-
-
 def price_record(
     record: MeterRecord,
     profile: LocationProfile,
@@ -175,15 +117,46 @@ def price_record(
             ErrorCode.INVALID_RECORD, f"energy {total_energy} kWh is absurd (limit 1e9 kWh)"
         )
 
-    parts = rate_parts(compiled(profile), direction, start, end, market_prices)
+    timeline = compiled(profile)
+    periods: list[Period] | None = None
+    if direction in timeline.stacked:
+        periods = rate_periods(timeline, direction, start, end, market_prices)
+        if all(len(period.names) == 1 for period in periods):  # no component in this record
+            parts = [(period.start, period.end, period.rate) for period in periods]
+            periods = None
+    if periods is None:
+        parts = rate_parts(timeline, direction, start, end, market_prices)
 
     weighted = Decimal(0)
-    for part_start, part_end, rate in parts:
-        weighted = ctx.add(weighted, ctx.multiply(rate, Decimal(part_end - part_start)))
-    total_cost = round_money(ctx.divide(ctx.multiply(magnitude, weighted), denominator))
+    if periods is None:
+        for part_start, part_end, rate in parts:
+            weighted = ctx.add(weighted, ctx.multiply(rate, Decimal(part_end - part_start)))
+    else:
+        for period in periods:
+            weighted = ctx.add(
+                weighted, ctx.multiply(period.rate, Decimal(period.end - period.start))
+            )
+    net = ctx.divide(ctx.multiply(magnitude, weighted), denominator)
+    total_cost = round_money(net)
     total_energy = round_money(total_energy)
 
-    breakdown = _breakdown(record, parts, start, magnitude, denominator, total_energy, total_cost)
+    if periods is None:
+        breakdown = plain_breakdown(
+            record, parts, start, magnitude, denominator, total_energy, total_cost
+        )
+    else:
+        breakdown = stacked_breakdown(record, periods, start, magnitude, denominator, total_energy)
+    tax_rate = timeline.tax_rate
+    if tax_rate is None:
+        cost = {"value": total_cost, "confidence": record.confidence, "tax": None, "total": None}
+    else:  # each field rounded once from the exact net (design §3.4, §11)
+        tax = ctx.multiply(net, tax_rate)
+        cost = {
+            "value": total_cost,
+            "confidence": record.confidence,
+            "tax": round_money(tax),
+            "total": round_money(ctx.add(net, tax)),
+        }
     data = trusted(
         CostData,
         {
@@ -192,7 +165,7 @@ def price_record(
             "session_reference_id": record.session_reference_id,
             "record_reference_id": record.record_reference_id,
             "energy": trusted(EnergyValue, {"value": total_energy}),
-            "cost": trusted(CostValue, {"value": total_cost, "confidence": record.confidence}),
+            "cost": trusted(CostValue, cost),
             "breakdown": breakdown,
         },
     )

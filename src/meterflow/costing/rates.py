@@ -2,18 +2,22 @@
 
 A profile is compiled once (cached by object identity) into versions sorted by start, each with
 what it needs to answer "which rate, and until when": a FIXED rate, a TIME_OF_USE table walked
-in local wall time, or sorted dynamic prices. Walking costs one step per rate change, DST
-change or local midnight inside the record, never one step per minute.
+in local wall time, or sorted dynamic prices, with the version's surcharges already applied,
+plus its components (a FIXED rate or a TIME_OF_USE table each). Walking costs one step per rate
+change, DST change or local midnight inside the record, never one step per minute.
+
+`rate_parts` gives the energy rate alone (the fast path of profiles without components);
+`periods.rate_periods` stacks the components on it.
 """
 
 from __future__ import annotations
 
 import itertools
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
 
 from meterflow.costing.timeline import (
     US_PER_DAY,
@@ -25,16 +29,20 @@ from meterflow.costing.timeline import (
     zone_offsets,
 )
 from meterflow.models import (
+    ENERGY_COMPONENT,
+    Component,
     DynamicTariff,
     ErrorCode,
+    FixedComponent,
     FixedTariff,
     LocationProfile,
     MarketPrices,
     PricingError,
     TariffDirection,
+    TimeOfUseRule,
     TimeOfUseTariff,
 )
-from meterflow.tariffs import ProfileError, TimeOfUseTable, describe_version
+from meterflow.tariffs import ProfileError, TimeOfUseTable, describe_component, describe_version
 
 MarketPricesLookup = Callable[[str, date], MarketPrices | None]
 Part = tuple[int, int, Decimal]
@@ -52,6 +60,44 @@ class _Prices:
     rates: list[Decimal]
 
 
+_CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
+_HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True, slots=True)
+class Surcharges:
+    """`(rate + fixed) × multiplier` (design §11): the fixed surcharge first, then the percentage.
+
+    `multiplier` is None without a `surcharge_percentage`, so an old profile's rates go through
+    exactly the arithmetic they always did (`rate + fixed`).
+    """
+
+    fixed: Decimal = Decimal(0)
+    multiplier: Decimal | None = None
+
+    def apply(self, rate: Decimal) -> Decimal:
+        if self.fixed:
+            rate = _CONTEXT.add(rate, self.fixed)
+        if self.multiplier is not None:
+            rate = _CONTEXT.multiply(rate, self.multiplier)
+        return rate
+
+    def __bool__(self) -> bool:
+        return bool(self.fixed) or self.multiplier is not None
+
+
+NO_SURCHARGES = Surcharges()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledComponent:
+    """One component of a version: a FIXED rate or a TIME_OF_USE table (local wall time)."""
+
+    name: str
+    fixed: Decimal | None = None
+    table: TimeOfUseTable | None = None
+
+
 @dataclass(slots=True)
 class CompiledVersion:
     start: int
@@ -61,7 +107,12 @@ class CompiledVersion:
     table: TimeOfUseTable | None = None
     prices: _Prices | None = None
     series_id: str | None = None
-    surcharge: Decimal = Decimal(0)
+    surcharges: Surcharges = NO_SURCHARGES
+    """Already applied to `fixed`, `table` and `prices`; applied to series prices on use."""
+    components: tuple[CompiledComponent, ...] = ()
+    names: tuple[str, ...] = (ENERGY_COMPONENT,)
+    """`"energy"`, then the components' names in the profile's order (one shared tuple)."""
+    standing_charge: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -69,10 +120,14 @@ class CompiledProfile:
     zone: ZoneOffsets
     currency_code: str
     directions: dict[TariffDirection, tuple[list[int], list[CompiledVersion]]]
+    stacked: frozenset[TariffDirection] = frozenset()
+    """Directions with at least one version that has components."""
+    tax_rate: Decimal | None = None
+    """`tax_percentage / 100`, exact; None when the profile has no tax."""
 
 
 def _compile_prices(
-    points: list[tuple[int, int, Decimal]], surcharge: Decimal, what: str
+    points: list[tuple[int, int, Decimal]], surcharges: Surcharges, what: str
 ) -> _Prices:
     points = sorted(set(points))
     for (_, end, _), (start, _, _) in itertools.pairwise(points):
@@ -80,33 +135,57 @@ def _compile_prices(
             raise PricingError(
                 ErrorCode.TARIFF_NOT_AVAILABLE, f"{what}: overlapping prices at {from_us(start)}"
             )
-    if surcharge:
+    if surcharges:
+        apply = surcharges.apply
         return _Prices(
-            [p[0] for p in points], [p[1] for p in points], [p[2] + surcharge for p in points]
+            [p[0] for p in points], [p[1] for p in points], [apply(p[2]) for p in points]
         )
     return _Prices([p[0] for p in points], [p[1] for p in points], [p[2] for p in points])
+
+
+def _surcharged_rules(
+    rules: Sequence[TimeOfUseRule], surcharges: Surcharges
+) -> list[TimeOfUseRule]:
+    if not surcharges:
+        return list(rules)
+    return [r.model_copy(update={"rate": surcharges.apply(r.rate)}) for r in rules]
+
+
+def _compile_component(label: str, component: Component) -> CompiledComponent:
+    if isinstance(component, FixedComponent):
+        return CompiledComponent(component.name, fixed=component.rate)
+    where = describe_component(label, component.name)
+    return CompiledComponent(component.name, table=TimeOfUseTable(component.rules, where))
 
 
 def _compile_version(
     direction: str, version: FixedTariff | TimeOfUseTariff | DynamicTariff
 ) -> CompiledVersion:
     label = describe_version(direction, version)
+    percentage = version.surcharge_percentage
+    surcharges = Surcharges(
+        version.surcharge_fixed or Decimal(0),
+        None if percentage is None else _CONTEXT.add(1, percentage.scaleb(-2, _CONTEXT)),
+    )
+    components = tuple(_compile_component(label, c) for c in version.components or ())
     compiled = CompiledVersion(
         start=to_us(version.effective_from),
         end=_OPEN_END if version.effective_to is None else to_us(version.effective_to),
         label=label,
+        surcharges=surcharges,
+        components=components,
+        names=(ENERGY_COMPONENT, *(c.name for c in components)),
+        standing_charge=version.standing_charge,
     )
     if isinstance(version, FixedTariff):
-        compiled.fixed = version.rate
+        compiled.fixed = surcharges.apply(version.rate)
     elif isinstance(version, TimeOfUseTariff):
-        compiled.table = TimeOfUseTable(version.rules, label)
+        compiled.table = TimeOfUseTable(_surcharged_rules(version.rules, surcharges), label)
+    elif version.prices is not None:
+        points = [(to_us(p.valid_from), to_us(p.valid_to), p.rate) for p in version.prices]
+        compiled.prices = _compile_prices(points, surcharges, label)
     else:
-        compiled.surcharge = version.surcharge_fixed or Decimal(0)
-        if version.prices is not None:
-            points = [(to_us(p.valid_from), to_us(p.valid_to), p.rate) for p in version.prices]
-            compiled.prices = _compile_prices(points, compiled.surcharge, label)
-        else:
-            compiled.series_id = version.series_id
+        compiled.series_id = version.series_id
     return compiled
 
 
@@ -117,7 +196,17 @@ def compile_profile(profile: LocationProfile) -> CompiledProfile:
             (_compile_version(direction.value, v) for v in versions), key=lambda c: c.start
         )
         directions[direction] = ([c.start for c in compiled], compiled)
-    return CompiledProfile(zone_offsets(profile.timezone), profile.currency_code, directions)
+    stacked = frozenset(
+        d for d, (_, versions) in directions.items() if any(v.components for v in versions)
+    )
+    tax = profile.tax_percentage
+    return CompiledProfile(
+        zone_offsets(profile.timezone),
+        profile.currency_code,
+        directions,
+        stacked,
+        None if tax is None else tax.scaleb(-2, _CONTEXT),
+    )
 
 
 _CACHE_LIMIT = 4096
@@ -245,11 +334,74 @@ def _series_prices(
     ):
         return hit[2]
     points = [point for doc in docs for point in _market_points(doc)]
-    prices = _compile_prices(points, version.surcharge, f"{version.label}: series {series_id!r}")
+    what = f"{version.label}: series {series_id!r}"
+    prices = _compile_prices(points, version.surcharges, what)
     if len(_series_cache) >= _CACHE_LIMIT:
         _series_cache.clear()
     _series_cache[key] = (version, tuple(docs), prices)  # the references keep the ids unique
     return prices
+
+
+def versions_over(
+    profile: CompiledProfile, direction: TariffDirection, start: int, end: int
+) -> Iterator[tuple[CompiledVersion, int, int]]:
+    """The versions in force over `[start, end)`, in order, each with the stretch it prices.
+
+    PricingError(tariff_not_available) at the first instant no version covers.
+    """
+    found = profile.directions.get(direction)
+    if found is None:
+        raise PricingError(
+            ErrorCode.TARIFF_NOT_AVAILABLE, f"the location has no {direction.value} tariff"
+        )
+    starts, versions = found
+    t = start
+    index = max(bisect_right(starts, t) - 1, 0)
+    while t < end:
+        if index >= len(versions) or versions[index].start > t:
+            raise _no_rate(direction, t, " (no tariff version)")
+        version = versions[index]
+        index += 1
+        if version.end <= t:
+            continue
+        stop = min(version.end, end)
+        yield version, t, stop
+        t = stop
+
+
+def energy_parts(
+    parts: list[Part],
+    profile: CompiledProfile,
+    version: CompiledVersion,
+    direction: TariffDirection,
+    start: int,
+    stop: int,
+    market_prices: MarketPricesLookup,
+) -> None:
+    """Append the energy rate's parts of one version over `[start, stop)`, surcharges applied.
+
+    May raise ProfileError (a TIME_OF_USE table that skipped validation).
+    """
+    if version.fixed is not None:
+        _add(parts, start, stop, version.fixed)
+    elif version.table is not None:
+        _walk_time_of_use(parts, version.table, profile.zone, start, stop)
+    else:
+        prices = version.prices
+        if prices is None:
+            prices = _series_prices(version, profile.currency_code, market_prices, start, stop)
+        _walk_prices(parts, prices, direction, start, stop)
+
+
+def component_parts(
+    parts: list[Part], zone: ZoneOffsets, component: CompiledComponent, start: int, stop: int
+) -> None:
+    """Append one component's parts over `[start, stop)` (its rules in local wall time)."""
+    if component.fixed is not None:
+        _add(parts, start, stop, component.fixed)
+    else:
+        assert component.table is not None
+        _walk_time_of_use(parts, component.table, zone, start, stop)
 
 
 def rate_parts(
@@ -259,35 +411,13 @@ def rate_parts(
     end: int,
     market_prices: MarketPricesLookup,
 ) -> list[Part]:
-    """Cut `[start, end)` into maximal parts of constant rate; PricingError if any has none."""
-    found = profile.directions.get(direction)
-    if found is None:
-        raise PricingError(
-            ErrorCode.TARIFF_NOT_AVAILABLE, f"the location has no {direction.value} tariff"
-        )
-    starts, versions = found
+    """Cut `[start, end)` into maximal parts of constant energy rate (surcharges applied);
+    PricingError if any instant has none. Components are not included: `periods.rate_periods`
+    stacks them."""
     parts: list[Part] = []
-    t = start
-    index = max(bisect_right(starts, t) - 1, 0)
     try:
-        while t < end:
-            if index >= len(versions) or versions[index].start > t:
-                raise _no_rate(direction, t, " (no tariff version)")
-            version = versions[index]
-            index += 1
-            if version.end <= t:
-                continue
-            stop = min(version.end, end)
-            if version.fixed is not None:
-                _add(parts, t, stop, version.fixed)
-            elif version.table is not None:
-                _walk_time_of_use(parts, version.table, profile.zone, t, stop)
-            else:
-                prices = version.prices
-                if prices is None:
-                    prices = _series_prices(version, profile.currency_code, market_prices, t, stop)
-                _walk_prices(parts, prices, direction, t, stop)
-            t = stop
+        for version, t, stop in versions_over(profile, direction, start, end):
+            energy_parts(parts, profile, version, direction, t, stop, market_prices)
     except ProfileError as error:
         raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
     return parts

@@ -13,12 +13,17 @@ from meterflow.models.errors import (
     validation_summary,
 )
 from meterflow.models.profiles import (
+    ENERGY_COMPONENT,
+    Component,
+    ComponentKind,
     DynamicTariff,
+    FixedComponent,
     FixedTariff,
     LocationProfile,
     MarketPrices,
     PricePoint,
     TariffVersion,
+    TimeOfUseComponent,
     TimeOfUseRule,
     TimeOfUseTariff,
     Weekday,
@@ -26,8 +31,11 @@ from meterflow.models.profiles import (
 from meterflow.models.records import EnergyFlowDirection, EnergyUnit, MeterRecord, TariffDirection
 
 __all__ = [
+    "ENERGY_COMPONENT",
     "AwareDatetime",
     "BreakdownItem",
+    "Component",
+    "ComponentKind",
     "CostData",
     "CostValue",
     "DeadLetter",
@@ -38,6 +46,7 @@ __all__ = [
     "EnergyValue",
     "ErrorCode",
     "ErrorInfo",
+    "FixedComponent",
     "FixedTariff",
     "LocationProfile",
     "MarketPrices",
@@ -48,6 +57,7 @@ __all__ = [
     "SourceRef",
     "TariffDirection",
     "TariffVersion",
+    "TimeOfUseComponent",
     "TimeOfUseRule",
     "TimeOfUseTariff",
     "Weekday",

@@ -103,14 +103,11 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-_DECIMAL_SCHEMA = {
-    "anyOf": [
-        {"type": "number"},
-        {"type": "string", "pattern": r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"},
-    ]
-}
+DECIMAL_PATTERN = r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+"""A decimal string in the JSON Schemas (the models accept whatever `Decimal` reads)."""
+DECIMAL_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "pattern": DECIMAL_PATTERN}]}
 
-Money = Annotated[Decimal, AfterValidator(_finite), WithJsonSchema(_DECIMAL_SCHEMA)]
+Money = Annotated[Decimal, AfterValidator(_finite), WithJsonSchema(DECIMAL_SCHEMA)]
 """A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float."""
 
 AwareDatetime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]

@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import simplejson.encoder
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
-from meterflow.models._base import FAST_ENCODERS, AwareDatetime, Document, Money, encode_any
+from meterflow.models._base import (
+    DECIMAL_SCHEMA,
+    FAST_ENCODERS,
+    AwareDatetime,
+    Document,
+    Money,
+    encode_any,
+)
 from meterflow.models.records import EnergyFlowDirection, TariffDirection
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+_OMITTED_WHEN_NONE = "left out when it does not apply (never null)"
+OptionalMoney = Annotated[
+    Money | None,
+    WithJsonSchema({**DECIMAL_SCHEMA, "description": _OMITTED_WHEN_NONE}, mode="serialization"),
+]
+"""Serialized only when set: older consumers see exactly the first release's documents."""
+OptionalName = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "description": _OMITTED_WHEN_NONE}, mode="serialization"),
+]
+
+
 class BreakdownItem(Document):
-    """One stretch of the record at one rate; the items partition `[start_time, end_time)`."""
+    """One stretch of the record at one rate.
+
+    Without components the items partition `[start_time, end_time)` and carry no `component`.
+    When the tariff has components (design §11), each period of constant rates has one item
+    per component, `"energy"` first: same times and energy, that component's rate and cost.
+    """
 
     start_time: AwareDatetime
     end_time: AwareDatetime
     rate: Money
     energy: Money
     cost: Money
+    component: OptionalName = Field(default=None, min_length=1, exclude_if=_absent)
 
 
 class EnergyValue(Document):
@@ -27,8 +56,12 @@ class EnergyValue(Document):
 
 
 class CostValue(Document):
+    """`value` is the net cost; with a profile `tax_percentage`, `tax` and `total` follow."""
+
     value: Money
     confidence: Money
+    tax: OptionalMoney = Field(default=None, exclude_if=_absent)
+    total: OptionalMoney = Field(default=None, exclude_if=_absent)
 
 
 class CostData(Document):
@@ -69,10 +102,21 @@ def _text(value: str | None) -> str:
 
 
 def _item(item: BreakdownItem) -> str:
+    component = item.component
     return (
         f'{{"start_time":"{item.start_time.isoformat()}","end_time":"{item.end_time.isoformat()}",'
-        f'"rate":{item.rate},"energy":{item.energy},"cost":{item.cost}}}'
+        f'"rate":{item.rate},"energy":{item.energy},"cost":{item.cost}'
+        + ("}" if component is None else f',"component":{_string(component)}}}')
     )
+
+
+def _cost(value: CostValue) -> str:
+    text = f'{{"value":{value.value},"confidence":{value.confidence}'
+    if value.tax is not None:
+        text += f',"tax":{value.tax}'
+    if value.total is not None:
+        text += f',"total":{value.total}'
+    return text + "}"
 
 
 def _encode_energy_cost(cost: EnergyCost) -> bytes:
@@ -95,7 +139,7 @@ def _encode_energy_cost(cost: EnergyCost) -> bytes:
         f'"session_reference_id":{_text(data.session_reference_id)},'
         f'"record_reference_id":{_text(data.record_reference_id)},'
         f'"energy":{{"value":{data.energy.value}}},'
-        f'"cost":{{"value":{data.cost.value},"confidence":{data.cost.confidence}}},'
+        f'"cost":{_cost(data.cost)},'
         f'"breakdown":[{breakdown}]}},"time_created":"{cost.time_created.isoformat()}"}}'
     ).encode()
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from meterflow.models._base import AwareDatetime, Document, Money
+from meterflow.models._base import DECIMAL_PATTERN, AwareDatetime, Document, Money
 from meterflow.models.records import TariffDirection
 
 _HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -75,14 +76,108 @@ class PricePoint(Document):
         return self
 
 
+def _at_least_minus_100(value: Decimal) -> Decimal:
+    if value < -100:
+        raise ValueError("must be at least -100 (a percentage: 12 means 12 %)")
+    return value
+
+
+def _not_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _zero_to_100(value: Decimal) -> Decimal:
+    if not 0 <= value <= 100:
+        raise ValueError("must be between 0 and 100 (a percentage: 5 means 5 %)")
+    return value
+
+
+def _decimal_schema(**bounds: int) -> WithJsonSchema:
+    """A decimal number or string (as `Money`), with the bounds on the number form."""
+    return WithJsonSchema(
+        {"anyOf": [{"type": "number", **bounds}, {"type": "string", "pattern": DECIMAL_PATTERN}]}
+    )
+
+
+SurchargePercentage = Annotated[
+    Money, AfterValidator(_at_least_minus_100), _decimal_schema(minimum=-100)
+]
+"""A percentage applied to a rate: −100 (free) or more; may be negative (a discount)."""
+StandingCharge = Annotated[Money, AfterValidator(_not_negative), _decimal_schema(minimum=0)]
+"""Money per local calendar day (design §11); never negative."""
+TaxPercentage = Annotated[
+    Money, AfterValidator(_zero_to_100), _decimal_schema(minimum=0, maximum=100)
+]
+"""A tax rate in percent (VAT 5 means 5 %), 0 to 100."""
+
+ENERGY_COMPONENT = "energy"
+"""The name breakdown items give the energy rate; no component may take it."""
+
+
+class ComponentKind(StrEnum):
+    NON_COMMODITY = "NON_COMMODITY"
+    LEVY = "LEVY"
+
+
+class _ComponentBase(Document):
+    """A per-kWh charge stacked on the energy rate (network fee, levy), design §11."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^\S(?:.*\S)?$")
+    kind: ComponentKind
+
+    @field_validator("name")
+    @classmethod
+    def _not_energy(cls, value: str) -> str:
+        if value == ENERGY_COMPONENT:
+            raise ValueError(f"{ENERGY_COMPONENT!r} names the energy rate itself")
+        return value
+
+
+class FixedComponent(_ComponentBase):
+    type: Literal["FIXED"]
+    rate: Money
+
+
+class TimeOfUseComponent(_ComponentBase):
+    """Rules as a TIME_OF_USE tariff's, in local wall time, with their own coverage check."""
+
+    type: Literal["TIME_OF_USE"]
+    rules: list[TimeOfUseRule] = Field(min_length=1)
+
+
+Component = Annotated[FixedComponent | TimeOfUseComponent, Field(discriminator="type")]
+
+
 class _VersionBase(Document):
+    """What every tariff version carries besides its energy rates (design §2, §11).
+
+    The rate in force is `(energy rate + surcharge_fixed) × (1 + surcharge_percentage / 100)`
+    plus every component's rate at that instant. `standing_charge` is not part of any record's
+    cost: reports add it per local day.
+    """
+
     effective_from: AwareDatetime
     effective_to: AwareDatetime | None = None
+    surcharge_fixed: Money | None = None
+    surcharge_percentage: SurchargePercentage | None = None
+    components: list[Component] | None = None
+    standing_charge: StandingCharge | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> _VersionBase:
         if self.effective_to is not None and self.effective_to <= self.effective_from:
             raise ValueError("`effective_to` must be after `effective_from`")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_components(self) -> _VersionBase:
+        seen: set[str] = set()
+        for component in self.components or ():
+            if component.name in seen:
+                raise ValueError(f"two components are named {component.name!r}")
+            seen.add(component.name)
         return self
 
 
@@ -102,7 +197,6 @@ class DynamicTariff(_VersionBase):
     type: Literal["DYNAMIC"]
     prices: list[PricePoint] | None = None
     series_id: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+$")
-    surcharge_fixed: Money | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DynamicTariff:
@@ -124,6 +218,8 @@ class LocationProfile(Document):
     currency_code: str = Field(pattern=r"^[A-Z]{3}$")
     devices: list[str] = Field(default_factory=list)
     tariffs: dict[TariffDirection, list[TariffVersion]] = Field(default_factory=dict)
+    tax_percentage: TaxPercentage | None = None
+    """Tax on every cost (VAT 5 means 5 %): costs then carry `cost.tax` and `cost.total`."""
 
     @field_validator("timezone")
     @classmethod

@@ -1,0 +1,120 @@
+"""`data.breakdown`: the record's interval, item by item (design §2, §11).
+
+Without components: one item per maximal stretch at one rate, no `component` key (exactly the
+first release's shape). With components: per period of constant rates, one item per component,
+`"energy"` first, each with that component's rate and cost and the period's energy. Every
+item's `energy` and `cost` are rounded on their own (design §3.4), so their sum may differ from
+the rounded totals by rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from meterflow.costing._trusted import trusted
+from meterflow.costing.money import CONTEXT, round_money
+from meterflow.costing.periods import Period
+from meterflow.costing.rates import Part
+from meterflow.models import BreakdownItem, MeterRecord
+
+
+def _times(
+    record: MeterRecord, bounds: list[tuple[int, int]], start: int
+) -> Iterator[tuple[datetime, datetime]]:
+    """Each span's (start_time, end_time), written in the end_time's UTC offset."""
+    end_time = record.end_time
+    first_start = record.start_time
+    if first_start.utcoffset() != end_time.utcoffset():
+        first_start = first_start.astimezone(end_time.tzinfo)
+    last = len(bounds) - 1
+    span_end_time = first_start  # each span starts where the previous one ended
+    for index, (_, span_end) in enumerate(bounds):
+        span_start_time = span_end_time
+        # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
+        span_end_time = (
+            end_time if index == last else first_start + timedelta(microseconds=span_end - start)
+        )
+        yield span_start_time, span_end_time
+
+
+def plain_breakdown(
+    record: MeterRecord,
+    parts: list[Part],
+    start: int,
+    magnitude: Decimal,
+    denominator: Decimal,
+    total_energy: Decimal,
+    total_cost: Decimal,
+) -> list[BreakdownItem]:
+    """One item per part; a single part carries exactly the totals."""
+    if len(parts) == 1:
+        item = {
+            "start_time": record.start_time
+            if record.start_time.utcoffset() == record.end_time.utcoffset()
+            else record.start_time.astimezone(record.end_time.tzinfo),
+            "end_time": record.end_time,
+            "rate": parts[0][2],
+            "energy": total_energy,
+            "cost": total_cost,
+            "component": None,
+        }
+        return [trusted(BreakdownItem, item)]
+    multiply, divide = CONTEXT.multiply, CONTEXT.divide
+    items: list[BreakdownItem] = []
+    bounds = [(part[0], part[1]) for part in parts]
+    for (part_start, part_end, rate), (start_time, end_time) in zip(
+        parts, _times(record, bounds, start), strict=True
+    ):
+        length = Decimal(part_end - part_start)
+        energy = round_money(divide(multiply(magnitude, length), denominator))
+        cost = round_money(divide(multiply(magnitude, multiply(rate, length)), denominator))
+        items.append(
+            trusted(
+                BreakdownItem,
+                {
+                    "start_time": start_time,
+                    "end_time": end_time,
+                    "rate": rate,
+                    "energy": energy,
+                    "cost": cost,
+                    "component": None,
+                },
+            )
+        )
+    return items
+
+
+def stacked_breakdown(
+    record: MeterRecord,
+    periods: list[Period],
+    start: int,
+    magnitude: Decimal,
+    denominator: Decimal,
+    total_energy: Decimal,
+) -> list[BreakdownItem]:
+    """Per period, one item per component (`"energy"` first), each cost rounded on its own."""
+    multiply, divide = CONTEXT.multiply, CONTEXT.divide
+    single = len(periods) == 1
+    items: list[BreakdownItem] = []
+    bounds = [(period.start, period.end) for period in periods]
+    for period, (start_time, end_time) in zip(periods, _times(record, bounds, start), strict=True):
+        length = Decimal(period.end - period.start)
+        scaled = multiply(magnitude, length)
+        energy = total_energy if single else round_money(divide(scaled, denominator))
+        for name, rate in zip(period.names, period.rates, strict=True):
+            items.append(
+                trusted(
+                    BreakdownItem,
+                    {
+                        "start_time": start_time,
+                        "end_time": end_time,
+                        "rate": rate,
+                        "energy": energy,
+                        "cost": round_money(divide(multiply(scaled, rate), denominator)),
+                        "component": name,
+                    },
+                )
+            )
+    return items

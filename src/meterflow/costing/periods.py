@@ -1,0 +1,112 @@
+"""The rate in force with its components: `[start, end)` cut at every change of any of them.
+
+Design §11: the rate in force is the energy rate (surcharges applied) plus every component's
+rate at that instant. `rate_periods` answers "which rates, and until when" for any interval:
+the cost engine prices records with stacked components from it, and the views of the timeline
+ahead of time (`GET /tariffs/rates`, `GET /slots/time`, design §12) read it too, so a record and
+a quote can never disagree.
+
+Each component is walked on its own (TIME_OF_USE rules in local wall time, DST as design §3.2)
+and the walks are merged with one sweep: one step per change of any of them, never per minute.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
+from typing import NamedTuple
+
+from meterflow.costing.rates import (
+    CompiledProfile,
+    MarketPricesLookup,
+    Part,
+    component_parts,
+    energy_parts,
+    versions_over,
+)
+from meterflow.models import ErrorCode, PricingError, TariffDirection
+from meterflow.tariffs import ProfileError
+
+_CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
+
+
+class Period(NamedTuple):
+    """`[start, end)` (µs since the epoch) over which every rate below is constant.
+
+    `rates[i]` is the rate of `names[i]`: `names[0]` is `"energy"` (the energy rate with the
+    version's surcharges applied), then the version's components in the profile's order. `rate`
+    is their exact sum, the rate in force. A version without components gives one name.
+    """
+
+    start: int
+    end: int
+    rate: Decimal
+    rates: tuple[Decimal, ...]
+    names: tuple[str, ...]
+
+
+def _extend(periods: list[Period], period: Period) -> None:
+    """Append, merging with the previous period when it continues at the same rates."""
+    if periods:
+        last = periods[-1]
+        if (
+            last.end == period.start
+            and last.rates == period.rates
+            and (last.names is period.names or last.names == period.names)
+        ):
+            periods[-1] = last._replace(end=period.end)
+            return
+    periods.append(period)
+
+
+def _stack(periods: list[Period], layers: list[list[Part]], names: tuple[str, ...]) -> None:
+    """Merge layers that each partition the same stretch into periods of constant rates."""
+    add = _CONTEXT.add
+    cursors = [0] * len(layers)
+    t = layers[0][0][0]
+    stop = layers[0][-1][1]
+    while t < stop:
+        current = [layer[i] for layer, i in zip(layers, cursors, strict=True)]
+        end = min(part[1] for part in current)
+        rates = tuple(part[2] for part in current)
+        total = rates[0]
+        for rate in rates[1:]:
+            total = add(total, rate)
+        _extend(periods, Period(t, end, total, rates, names))
+        for k, part in enumerate(current):
+            if part[1] == end:
+                cursors[k] += 1
+        t = end
+
+
+def rate_periods(
+    profile: CompiledProfile,
+    direction: TariffDirection,
+    start: int,
+    end: int,
+    market_prices: MarketPricesLookup,
+) -> list[Period]:
+    """Cut `[start, end)` into maximal periods of constant rates (energy and each component).
+
+    Raises PricingError(tariff_not_available) when any instant has no rate in force, like
+    `rates.rate_parts`. Adjacent periods with equal names and rates are merged (also across
+    versions); periods with the same total but different component rates are not.
+    """
+    periods: list[Period] = []
+    try:
+        for version, t, stop in versions_over(profile, direction, start, end):
+            energy: list[Part] = []
+            energy_parts(energy, profile, version, direction, t, stop, market_prices)
+            names = version.names
+            if not version.components:
+                for part_start, part_end, rate in energy:
+                    _extend(periods, Period(part_start, part_end, rate, (rate,), names))
+                continue
+            layers = [energy]
+            for component in version.components:
+                layer: list[Part] = []
+                component_parts(layer, profile.zone, component, t, stop)
+                layers.append(layer)
+            _stack(periods, layers, names)
+    except ProfileError as error:
+        raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
+    return periods
