@@ -12,7 +12,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from meterflow import ids, metrics
-from meterflow.api import repository
+from meterflow.api import batches, repository
+from meterflow.api.batch_store import BatchEntry
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import JSON, ApiError, not_found
@@ -26,8 +27,8 @@ from meterflow.api.schemas import (
     ReportRow,
     SessionBody,
 )
-from meterflow.contract.topics import ENERGY_COSTS, METER_RECORDS
-from meterflow.costing import price_payload
+from meterflow.contract.topics import ENERGY_COSTS
+from meterflow.costing import price_payload, referenced_record_id
 from meterflow.models import (
     CostValue,
     DeadLetter,
@@ -75,6 +76,8 @@ async def instant_cost(request: web.Request) -> web.Response:
     document = await read_json(request, code="invalid_record")
     if isinstance(document, dict):
         assign_record_id(document)
+        for name in batches.BATCH_FIELDS:  # set by the batch PUT only (design §9)
+            document.pop(name, None)
         if non_persistent is not None:
             document["non_persistent"] = non_persistent
     with metrics.time_pricing():
@@ -95,32 +98,38 @@ async def instant_cost(request: web.Request) -> web.Response:
 
 def _check_record(
     ctx: ApiContext, principal: Principal, document: Any
-) -> tuple[str, str | None, str | None]:
-    """(location_id or "", record_reference_id, error): what the batch says about one record."""
+) -> tuple[MeterRecord | None, str | None, str | None]:
+    """(the record if accepted, record_reference_id, error): what the batch says about one."""
     if not isinstance(document, dict):
-        return "", None, "invalid_record: a meter record must be a JSON object"
+        return None, None, "invalid_record: a meter record must be a JSON object"
     reference = document.get("record_reference_id")
     reference = reference if isinstance(reference, str) else None
     try:
         record = MeterRecord.model_validate(document)
     except ValidationError as exc:
-        return "", reference, f"invalid_record: {validation_summary(exc, whole='record', limit=3)}"
+        return (
+            None,
+            reference,
+            f"invalid_record: {validation_summary(exc, whole='record', limit=3)}",
+        )
     if record.end_time <= record.start_time:
-        return "", reference, "invalid_time_range: end_time must be after start_time"
+        return None, reference, "invalid_time_range: end_time must be after start_time"
     hours = ctx.settings.max_record_hours
     if record.end_time - record.start_time > timedelta(hours=hours):
-        return "", reference, f"invalid_time_range: a record may span at most {hours} hours"
+        return None, reference, f"invalid_time_range: a record may span at most {hours} hours"
 
     if visible_profiles(ctx, principal)(record.location_id) is None:
-        return "", reference, f"unknown_location: no location {record.location_id!r}"
-    return record.location_id, reference, None
+        return None, reference, f"unknown_location: no location {record.location_id!r}"
+    return record, reference, None
 
 
 async def submit_interval(request: web.Request) -> web.Response:
     """`PUT /meters/interval`: check each record, publish the good ones, report the rest.
 
     Records are checked for shape, time range and ownership here; pricing happens in the stream,
-    where a record that cannot be priced becomes a dead letter.
+    where a record that cannot be priced becomes a dead letter. Accepted records carry
+    `batch_id`/`batch_index`, and the batch is stored before the answer, so that
+    `GET /meters/batch` shows each record's fate (api/batches.py).
     """
     ctx = request.app[CONTEXT]
     principal = principal_of(request)
@@ -132,24 +141,33 @@ async def submit_interval(request: web.Request) -> web.Response:
         raise ApiError(
             400, "too_many_records", f"at most {limit} records per call, got {len(documents)}"
         )
+    batch_id = ids.new_batch_id()
     accepted: list[tuple[str, bytes]] = []
     failed: list[FailedRecord] = []
+    entries: list[BatchEntry] = []  # one per record, for `GET /meters/batch`
     for number, document in enumerate(documents):
         if number % 500 == 499:
             await asyncio.sleep(0)  # a 10,000-record batch must not stall other requests
         if isinstance(document, dict):
             assign_record_id(document)
-        location_id, reference, error = _check_record(ctx, principal, document)
-        if error is None:
-            accepted.append((location_id, dumps(document)))
+            for name in batches.BATCH_FIELDS:
+                document.pop(name, None)
+        record, reference, error = _check_record(ctx, principal, document)
+        if record is not None and error is None:
+            document["batch_id"], document["batch_index"] = batch_id, number
+            accepted.append((record.location_id, dumps(document)))
+            referenced = referenced_record_id(record, principal.account_id, principal.live_mode)
+            meter_record_id = referenced or record.id
+            assert meter_record_id is not None  # `assign_record_id` gave it one, or a reference
+            entries.append(batches.accepted(number, meter_record_id, reference))
         else:
+            error = error or "invalid_record: not accepted"
             failed.append(
                 FailedRecord(record_num=number, record_reference_id=reference, error=error)
             )
-    if accepted:
-        await ctx.kafka().send_many(METER_RECORDS, accepted)
+            entries.append(batches.refused(number, reference, error))
     batch = MeterBatch(
-        id=ids.new_batch_id(),
+        id=batch_id,
         account_id=principal.account_id,
         live_mode=principal.live_mode,
         records_submitted=len(documents),
@@ -157,6 +175,7 @@ async def submit_interval(request: web.Request) -> web.Response:
         failed_records=failed,
         time_created=ctx.clock(),
     )
+    await batches.store_and_publish(ctx, principal, batch, entries, accepted)
     return answer(batch)
 
 

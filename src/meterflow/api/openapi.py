@@ -24,6 +24,7 @@ from meterflow.api.schemas import (
     LocationList,
     LoginResponse,
     MeterBatch,
+    MeterBatchStatus,
     ReportBody,
     SessionBody,
 )
@@ -61,6 +62,7 @@ _DIRECTION = {"type": "string", "enum": ["IMPORT", "EXPORT"]}
 _TEXT = {"type": "string", "pattern": r"^[^\u0000]*$"}
 """A URL part: the server refuses NUL characters in URLs (PostgreSQL text cannot hold them)."""
 _LOCATION_ID = {**_TEXT, "minLength": 1, "maxLength": 128}
+_BATCH_ID = {**_TEXT, "minLength": 1}
 _BATCH_ITEM = {
     "description": (
         "A MeterRecord. The batch is judged record by record: any other JSON value is not "
@@ -97,6 +99,16 @@ OPERATIONS: tuple[Operation, ...] = (
         (*_AUTHED, 413),
         body=MeterRecord,
         body_array=True,
+        tags=("meters",),
+    ),
+    Operation(
+        "get",
+        "/meters/batch",
+        "getMeterBatch",
+        "A batch's status: every record ACCEPTED, PRICED or FAILED (also after acceptance)",
+        MeterBatchStatus,
+        (*_AUTHED, 404),
+        params=(Param("batch_id", "query", _BATCH_ID, "the `id` of the PUT's answer", True),),
         tags=("meters",),
     ),
     Operation(

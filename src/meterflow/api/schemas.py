@@ -51,6 +51,39 @@ class MeterBatch(_Body):
     time_created: datetime
 
 
+class RecordStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    PRICED = "PRICED"
+    FAILED = "FAILED"
+
+
+class RecordError(_Body):
+    code: str
+    message: str
+
+
+class BatchRecord(_Body):
+    """One submitted record's status in `GET /meters/batch` (docs/api.md, Batch status)."""
+
+    index: int = Field(ge=0, description="0-based position of the record in the array")
+    status: RecordStatus
+    meter_record_id: str | None = Field(description="null for a record refused at acceptance")
+    energy_cost_id: str | None = Field(description="the stored result's id, once PRICED")
+    error: RecordError | None
+
+
+class MeterBatchStatus(MeterBatch):
+    """`GET /meters/batch`: the `meter_batch` of the PUT, now with each record's status.
+
+    `failed_records` lists every FAILED record (refused at acceptance or failed in the
+    pipeline), so a client reading only Flatpeak's fields sees late failures too.
+    """
+
+    records_processed: int = Field(ge=0, description="records PRICED or FAILED")
+    records_failed: int = Field(ge=0)
+    data: list[BatchRecord]
+
+
 class LocationBody(_Body):
     """`PUT /locations/{id}`: a LocationProfile whose owner comes from the API key.
 

@@ -49,6 +49,9 @@ a device one record."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
+BATCH_INDEX_MAX = 2**31 - 1
+"""A record's 0-based position in its batch; stored as PostgreSQL `int`."""
+
 _OLDER_FLOW = {"IMPORT": "INBOUND", "EXPORT": "OUTBOUND"}
 """The older `direction` said IMPORT/EXPORT where `energy_flow_direction` says INBOUND/OUTBOUND."""
 
@@ -118,6 +121,10 @@ class MeterRecord(Document):
         default=Decimal(1), ge=0, le=1
     )
     non_persistent: bool = False
+    # Set by the API on each accepted record of `PUT /meters/interval` (design §9), so that a
+    # failure found after acceptance (a dead letter) can be shown in that batch's status.
+    batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")
+    batch_index: int | None = Field(default=None, ge=0, le=BATCH_INDEX_MAX, strict=True)
 
     @field_validator("session_reference_id", "record_reference_id")
     @classmethod

@@ -1,4 +1,5 @@
-"""`meterflow sink`: energy-costs (and locations) -> PostgreSQL, offsets committed after the DB.
+"""`meterflow sink`: energy-costs (and locations, and batch records' dead letters) -> PostgreSQL,
+offsets committed after the DB.
 
 A plain aiokafka consumer with manual commits (docs/sink.md says why not a Faust agent). The loop
 reads into a bounded `Batch` while the previous batch is written (at most one checkpoint in
@@ -29,6 +30,7 @@ from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS
 from meterflow.logs import event
 from meterflow.settings import Settings
 from meterflow.sink.batch import Batch
+from meterflow.sink.batch_failures import decode_batch_failure
 from meterflow.sink.checkpoint import Checkpoint
 from meterflow.sink.clients import KafkaDeadLetters, SinkClients
 from meterflow.sink.decode import Ignored, Poison, decode_cost, decode_location, invalid_record
@@ -117,9 +119,12 @@ class Sink:
         """Consume until `stop` is set, then make one last checkpoint attempt and leave."""
         await self._clients.producer.start()
         try:
-            self._consumer.subscribe(
-                [self.config.costs_topic, self.config.locations_topic], listener=_Rebalance(self)
-            )
+            topics = [
+                self.config.costs_topic,
+                self.config.locations_topic,
+                self.config.dead_letters_topic,  # batch records' failures (design §9)
+            ]
+            self._consumer.subscribe(topics, listener=_Rebalance(self))
             await self._consumer.start()
             metrics.set_sink_healthy(True)
             event(log, "sink_started", group_id=self.config.group_id, topic=self.config.costs_topic)
@@ -238,6 +243,14 @@ class Sink:
                         letter = invalid_record(record.value, message, source, wall)
                         outcome = Poison(record.key, letter)
                     batch.add_cost(outcome, topic, partition, record.offset, now)
+            elif topic == self.config.dead_letters_topic:
+                for record in records:
+                    source = Source(topic, partition, record.offset)
+                    try:
+                        failure = decode_batch_failure(record.value, source)
+                    except Exception:  # a record must never stop the sink (nor be re-lettered)
+                        failure = None
+                    batch.add_batch_failure(failure, topic, partition, record.offset, now)
             else:
                 for record in records:
                     try:

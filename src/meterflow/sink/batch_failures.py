@@ -1,0 +1,124 @@
+"""Dead letters of batch records -> `batch_dead_letters` rows (design §9, migration 0004).
+
+The sink also reads `dead-letters`: a record accepted by `PUT /meters/interval` carries its
+`batch_id` and `batch_index`, so when the worker cannot price it (`unknown_device`,
+`tariff_not_available`, …) its letter is stored here, and `GET /meters/batch` shows it FAILED.
+So does a letter the sink itself wrote for a result of a batch record that PostgreSQL refused
+(the payload is then the EnergyCost, whose `request` is the record).
+
+Every other letter is read and passed over: it is not ours to report, and a letter the sink
+cannot read is never dead-lettered again (that would loop on its own topic). A letter is stored
+once per (batch, index); a newer one for the same record (a replayed record that failed again)
+replaces it, an older or the same one changes nothing: replaying the topic is harmless.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from meterflow.models import DeadLetter, loads, original_payload
+from meterflow.models.records import BATCH_INDEX_MAX
+from meterflow.sink.rows import Source
+
+MAX_MESSAGE = 1000
+_BATCH_ID = re.compile(r"bat_[0-9a-f]{1,60}")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFailure:
+    """One `batch_dead_letters` row: which record, why, when (the letter's time), where read."""
+
+    batch_id: str
+    batch_index: int
+    code: str
+    message: str
+    time_created: datetime
+    source: Source
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.batch_id, self.batch_index
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text holds neither NUL nor unpaired surrogates: a reason must never be the
+    value that stops the sink."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def _batch_fields(record: Any) -> tuple[str, int] | None:
+    if isinstance(record, dict) and "batch_id" not in record:
+        record = record.get("request")  # the sink's own letter: an EnergyCost
+    if not isinstance(record, dict):
+        return None
+    batch_id, index = record.get("batch_id"), record.get("batch_index")
+    if not isinstance(batch_id, str) or _BATCH_ID.fullmatch(batch_id) is None:
+        return None
+    if type(index) is not int or not 0 <= index <= BATCH_INDEX_MAX:
+        return None
+    return batch_id, index
+
+
+def decode_batch_failure(value: bytes | None, source: Source) -> BatchFailure | None:
+    """The row of a dead letter whose record came in a batch; None for any other letter."""
+    if not value or b"batch_id" not in value:  # cheap: most letters are not batch records'
+        return None
+    try:
+        letter = DeadLetter.model_validate(loads(value))
+        fields = _batch_fields(loads(original_payload(letter)))
+        when = letter.time_created
+        when = (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, RecursionError, OverflowError):  # ValidationError is a ValueError
+        return None
+    if fields is None:
+        return None
+    message = _storable(letter.error.message[:MAX_MESSAGE])
+    return BatchFailure(*fields, letter.error.code.value, message, when, source)
+
+
+def newer(kept: BatchFailure | None, read: BatchFailure) -> BatchFailure:
+    """Of two letters for one record, the newer; on a tie the one kept (the database's rule)."""
+    if kept is None or read.time_created > kept.time_created:
+        return read
+    return kept
+
+
+_UPSERT = """
+INSERT INTO batch_dead_letters AS d (batch_id, batch_index, error_code, error_message,
+    time_created, source_topic, source_partition, source_offset)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[],
+    $6::text[], $7::int[], $8::bigint[])
+ON CONFLICT (batch_id, batch_index) DO UPDATE SET
+    error_code = excluded.error_code, error_message = excluded.error_message,
+    time_created = excluded.time_created, source_topic = excluded.source_topic,
+    source_partition = excluded.source_partition, source_offset = excluded.source_offset,
+    inserted_at = now()
+WHERE d.time_created < excluded.time_created
+"""
+
+
+async def write_batch_failures(
+    conn: asyncpg.Connection, failures: Iterable[BatchFailure], *, timeout_s: float
+) -> None:
+    """One statement for the batch's letters (one per record: `Batch` keeps the newer)."""
+    rows = list(failures)
+    if not rows:
+        return
+    await conn.execute(
+        _UPSERT,
+        [f.batch_id for f in rows],
+        [f.batch_index for f in rows],
+        [f.code for f in rows],
+        [f.message for f in rows],
+        [f.time_created for f in rows],
+        [f.source.topic for f in rows],
+        [f.source.partition for f in rows],
+        [f.source.offset for f in rows],
+        timeout=timeout_s,
+    )

@@ -1,0 +1,144 @@
+"""Batch status (design §9), the pure parts: the sink's reading of dead letters of batch
+records, the batch's bookkeeping of them, and the API's status rule."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from meterflow.api.batches import record_status
+from meterflow.api.schemas import RecordStatus
+from meterflow.models import ErrorCode, SourceRef, dead_letter, dumps
+from meterflow.sink.batch import Batch
+from meterflow.sink.batch_failures import decode_batch_failure
+from meterflow.sink.rows import Source
+
+T1 = datetime(2026, 5, 1, 12, tzinfo=UTC)
+T2 = T1 + timedelta(seconds=5)
+WHERE = Source("dead-letters", 0, 7)
+
+
+def record(**extra: Any) -> dict[str, Any]:
+    return {
+        "location_id": "loc_1",
+        "energy": "1",
+        "start_time": "2026-05-01T00:00:00Z",
+        "end_time": "2026-05-01T00:30:00Z",
+        **extra,
+    }
+
+
+def letter(payload: Any, when: datetime = T1, code: ErrorCode = ErrorCode.UNKNOWN_DEVICE) -> bytes:
+    raw = payload if isinstance(payload, bytes) else dumps(payload)
+    source = SourceRef(topic="meter-records", partition=0, offset=3)
+    return dumps(dead_letter(raw, code, "device 'dev_x' is not a device", source, when))
+
+
+def test_a_batch_records_letter_becomes_its_row() -> None:
+    failure = decode_batch_failure(letter(record(batch_id="bat_ab12", batch_index=4)), WHERE)
+    assert failure is not None
+    assert failure.key == ("bat_ab12", 4)
+    assert failure.code == "unknown_device"
+    assert failure.time_created == T1
+    assert failure.source == WHERE
+
+
+def test_the_sinks_own_letter_of_a_batch_records_result_counts_too() -> None:
+    cost = {"id": "ecs_1", "request": record(batch_id="bat_ab12", batch_index=0)}
+    failure = decode_batch_failure(letter(cost, code=ErrorCode.INVALID_RECORD), WHERE)
+    assert failure is not None
+    assert failure.key == ("bat_ab12", 0)
+
+
+def test_other_letters_and_garbage_are_passed_over() -> None:
+    passed_over = [
+        None,
+        b"",
+        b"not json batch_id",
+        letter(record()),  # not a batch record
+        letter(record(batch_id="bat_ab12")),  # no index
+        letter(record(batch_id="bat_ab12", batch_index=True)),
+        letter(record(batch_id="bat_ab12", batch_index=-1)),
+        letter(record(batch_id="bat_ab12", batch_index=2**31)),
+        letter(record(batch_id="BAT_1", batch_index=1)),
+        letter(b"\xff\xfe batch_id"),  # a base64 payload
+        dumps({"error": "x", "payload": '{"batch_id": "bat_1", "batch_index": 1}'}),
+    ]
+    assert [decode_batch_failure(value, WHERE) for value in passed_over] == [None] * 11
+
+
+def test_a_message_postgresql_could_not_store_is_made_storable() -> None:
+    raw = dumps(record(batch_id="bat_ab12", batch_index=1))
+    source = SourceRef(topic="meter-records", partition=0, offset=3)
+    bad = dead_letter(raw, ErrorCode.INVALID_RECORD, "nul \x00 and \ud800", source, T1)
+    encoded = json.dumps(bad.model_dump(mode="json")).encode()  # ASCII: \ud800 escaped
+    failure = decode_batch_failure(encoded, WHERE)
+    assert failure is not None
+    failure.message.encode("utf-8")  # no lone surrogate left
+    assert "\x00" not in failure.message
+
+
+def test_a_batch_keeps_the_newer_letter_per_record_also_when_merged() -> None:
+    old = decode_batch_failure(letter(record(batch_id="bat_1", batch_index=0), T1), WHERE)
+    new = decode_batch_failure(letter(record(batch_id="bat_1", batch_index=0), T2), WHERE)
+    other = decode_batch_failure(letter(record(batch_id="bat_1", batch_index=1), T1), WHERE)
+    first, second = Batch(), Batch()
+    first.add_batch_failure(new, "dead-letters", 0, 1, 0.0)
+    first.add_batch_failure(old, "dead-letters", 0, 2, 0.0)  # older: read, not kept
+    first.add_batch_failure(None, "dead-letters", 0, 3, 0.0)  # another letter: read only
+    second.add_batch_failure(other, "dead-letters", 1, 9, 0.0)
+    assert first.batch_failures == {("bat_1", 0): new}
+    assert len(first) == 3
+    assert first.next_offsets == {("dead-letters", 0): 4}
+    merged = second.then(first)
+    assert merged.batch_failures == {("bat_1", 0): new, ("bat_1", 1): other}
+    assert first.then(Batch()).batch_failures == first.batch_failures
+
+
+def row(**values: Any) -> dict[str, Any]:
+    base = {
+        "record_index": 2,
+        "meter_record_id": "mre_1",
+        "record_reference_id": None,
+        "error_code": None,
+        "error_message": None,
+        "cost_id": None,
+        "cost_time": None,
+        "late_code": None,
+        "late_message": None,
+        "late_time": None,
+    }
+    return base | values
+
+
+LATE = {"late_code": "unknown_device", "late_message": "no such device"}
+
+
+def test_status_rule() -> None:
+    refused = record_status(
+        row(meter_record_id=None, error_code="invalid_record", error_message="bad")
+    )
+    assert refused.status is RecordStatus.FAILED
+    assert refused.error is not None
+    assert refused.error.code == "invalid_record"
+    assert refused.meter_record_id is None
+
+    assert record_status(row()).status is RecordStatus.ACCEPTED
+    priced = record_status(row(cost_id="ecs_1", cost_time=T1))
+    assert (priced.status, priced.energy_cost_id, priced.error) == (
+        RecordStatus.PRICED,
+        "ecs_1",
+        None,
+    )
+
+    failed = record_status(row(**LATE, late_time=T1))
+    assert failed.status is RecordStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "unknown_device"
+    # a correction that failed after an earlier version was stored: FAILED, the result stays
+    corrected = record_status(row(**LATE, late_time=T2, cost_id="ecs_1", cost_time=T1))
+    assert (corrected.status, corrected.energy_cost_id) == (RecordStatus.FAILED, "ecs_1")
+    # a replayed dead letter priced after its failure: PRICED
+    replayed = record_status(row(**LATE, late_time=T1, cost_id="ecs_1", cost_time=T2))
+    assert (replayed.status, replayed.error) == (RecordStatus.PRICED, None)
