@@ -565,7 +565,8 @@ async def test_batch_publishes_accepted_records_and_reports_failures(
 
     published = [loads(v) for k, v in await read_topic(stack, "meter-records") if k == location]
     assert [doc["record_reference_id"] for doc in published] == ["R0", "R5"]
-    assert all(doc["id"].startswith("mre_") for doc in published)
+    # a referenced record travels without an id: the worker derives it (design §8.1)
+    assert ["id" in doc for doc in published] == [False, False]
     assert published[1]["value"] == "1.25"  # forwarded as received
 
 

@@ -25,7 +25,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS, METER_RECORDS
-from meterflow.ids import energy_cost_id, meter_record_id_for_offset
+from meterflow.ids import (
+    energy_cost_id,
+    meter_record_id_for_offset,
+    meter_record_id_for_reference,
+)
 from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
 from meterflow.models import dumps, loads
 from meterflow.settings import Settings
@@ -363,6 +367,51 @@ async def test_failures_are_dead_lettered_with_their_code_and_the_agent_keeps_go
         keys = [k for k, d in shared.dead_letters if d is letter]
         assert keys == [key.encode()]
     assert "record_dead_lettered" in shared.workers[0].log()
+
+
+async def test_a_referenced_record_sent_twice_gets_the_same_ids(shared: Pipeline) -> None:
+    """Design §8.1 on Kafka: the reference, not the offset nor a producer's id, names the
+    record; the second event is a duplicate a consumer recognises by its id (§8.2)."""
+    await shared.put_profile(fixed_profile("loc_ref", "0.10"))
+    await shared.wait_cost(await shared.send_record(record("loc_ref"), "loc_ref"))
+    body = record("loc_ref", record_reference_id="meter-7/read-1")
+    first = await shared.send(METER_RECORDS, body, "loc_ref")
+    again = await shared.send(METER_RECORDS, body | {"id": "mre_producer_retry"}, "loc_ref")
+    await shared.send(METER_RECORDS, body | {"record_reference_id": "meter-7/read-2"}, "loc_ref")
+    bad = await shared.send(METER_RECORDS, body | {"record_reference_id": "a\tb"}, "loc_ref")
+    assert first != again
+
+    def cost_id(reference: str) -> str:
+        return energy_cost_id(
+            meter_record_id_for_reference("acc_test", False, "loc_ref", reference)
+        )
+
+    def events(cost_id: str) -> list[dict[str, Any]]:
+        return [cost for cost in shared.costs if cost["id"] == cost_id]
+
+    expected, expected_other = cost_id("meter-7/read-1"), cost_id("meter-7/read-2")
+    await eventually(
+        lambda: (
+            len(events(expected)) == 2
+            and len(events(expected_other)) == 1
+            and shared.letter_at(*bad) is not None
+        ),
+        "two events of one referenced record, one of another, a dead letter",
+        *shared.workers,
+    )
+    twice = events(expected)
+    assert {cost["meter_record_id"] for cost in twice} == {
+        meter_record_id_for_reference("acc_test", False, "loc_ref", "meter-7/read-1")
+    }
+    assert twice[0]["data"] == twice[1]["data"]
+    assert Decimal(twice[0]["data"]["cost"]["value"]) == Decimal("0.2")
+    topic = shared.settings.topic(METER_RECORDS)
+    for position in (first, again):
+        assert shared.cost(energy_cost_id(meter_record_id_for_offset(topic, *position))) is None
+    letter = shared.letter_at(*bad)
+    assert letter is not None
+    assert letter["error"]["code"] == "invalid_record"
+    assert "record_reference_id" in letter["error"]["message"]
 
 
 async def test_an_invalid_profile_is_dead_lettered_and_not_stored(shared: Pipeline) -> None:
