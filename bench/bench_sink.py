@@ -16,6 +16,9 @@ sink (timed from the first stored row). `--model-path` switches the text path of
 through `EnergyCost.model_validate` and binary COPY, the sink before `text_rows`), so the older
 design can be measured in the same session.
 `--with-fk` puts back, in both databases, the breakdown foreign key migration 0002 dropped.
+4. Then, unless `--no-mixed`: as many events again on another topic, ~20 % of them duplicates
+   of earlier results and ~10 % corrections (design §8), drained by a fresh sink into a fresh
+   database: events/s and the ratio to the plain run above (both `count / drain time`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 import signal
 import sys
@@ -56,10 +60,11 @@ PARTITIONS = 6
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def event(n: int) -> dict[str, Any]:
+def event(n: int, version: int = 0) -> dict[str, Any]:
+    """Result n; `version` > 0 is a correction of it (another energy, priced later)."""
     start = T0 + timedelta(minutes=30 * n)
     middle, end = start + timedelta(minutes=12), start + timedelta(minutes=30)
-    e1 = Decimal("0.1") + Decimal(n % 1000) / Decimal(1_000_000)
+    e1 = Decimal("0.1") + Decimal(n % 1000) / Decimal(1_000_000) + Decimal(version) / 1000
     e2 = Decimal("0.25")
     r1, r2 = Decimal("0.2451"), Decimal("0.1234567")
     c1, c2 = (e1 * r1).quantize(Decimal("0.000001")), (e2 * r2).quantize(Decimal("0.000001"))
@@ -79,12 +84,35 @@ def event(n: int) -> dict[str, Any]:
             "end_time": end.isoformat(),
             "session_reference_id": f"s{n // 48}",
         },
-        time_created=T0 + timedelta(days=400),
+        time_created=T0 + timedelta(days=400, seconds=version),
         account_id=f"acc_{n % 10}",
         location_id=location,
         device_id=device,
         session_reference_id=f"s{n // 48}",
     )
+
+
+DUPLICATES, CORRECTIONS = 0.20, 0.10
+
+
+def mixed_stream(count: int) -> tuple[list[tuple[bytes, bytes]], int, int]:
+    """`count` events of which ~20 % repeat an earlier result unchanged (a retry) and ~10 %
+    correct one (new content), the rest new results; ids picked at random among the results
+    sent before (seeded). (payloads, distinct results, corrections)."""
+    rng = random.Random(13)
+    payloads: list[tuple[bytes, bytes]] = []
+    versions: dict[int, int] = {}  # result n -> its latest version
+    for _ in range(count):
+        draw = rng.random()
+        if not versions or draw >= DUPLICATES + CORRECTIONS:
+            n = len(versions)
+            versions[n] = 0
+        else:
+            n = rng.randrange(len(versions))
+            if draw >= DUPLICATES:
+                versions[n] += 1
+        payloads.append((f"loc_{n % 200}".encode(), dumps(event(n, versions[n]))))
+    return payloads, len(versions), sum(versions.values())
 
 
 # The schema before migration 0002, for `--with-fk` (measure both in one session).
@@ -207,7 +235,8 @@ def _cpu_ticks(pid: int) -> int:
 async def drain_with_sink(
     url: str, prefix: str, count: int, batch_size: int, linger_s: float
 ) -> tuple[float, float, float, float | None]:
-    """(seconds from first record read to last result stored, seconds including start-up,
+    """(seconds from first record read to the checkpoint that applied the last of `count`
+    results (stored, found stored, or replacing), seconds including start-up,
     this process's CPU seconds over the first span, the PostgreSQL backend's CPU seconds)."""
     config = SinkConfig(
         bootstrap=KAFKA,
@@ -227,7 +256,7 @@ async def drain_with_sink(
     first_read: float | None = None
     first_cpu = 0.0
     stats = sink.health.stats
-    while stats.costs_inserted < count:
+    while stats.costs_inserted + stats.costs_already_stored + stats.costs_replaced < count:
         if task.done():
             task.result()
             raise RuntimeError("sink stopped early")
@@ -258,6 +287,11 @@ async def main() -> None:
         "--model-path",
         action="store_true",
         help="no text path: EnergyCost.model_validate + binary COPY (the path before text_rows)",
+    )
+    parser.add_argument(
+        "--no-mixed",
+        action="store_true",
+        help="skip the second run (20 %% duplicates, 10 %% corrections)",
     )
     parser.add_argument(
         "--with-fk",
@@ -340,10 +374,64 @@ async def main() -> None:
             "target >= 20,000 rows/s and >= 40 %"
         )
         print("rows = energy_costs rows; each also writes 2 energy_cost_breakdown rows")
+        if not args.no_mixed and args.instances == 1:
+            await mixed_run(databases, prefix, count, args, rate)
     finally:
         await admin.close()
         await delete_topics_with_prefix(Settings(topic_prefix=prefix), prefix)
         await databases.aclose()
+
+
+async def mixed_run(
+    databases: contextlib.AsyncExitStack,
+    prefix: str,
+    count: int,
+    args: argparse.Namespace,
+    plain_rate: float,
+) -> None:
+    """The same number of events, 20 % of them duplicates and 10 % corrections of earlier
+    results, drained by a fresh sink into a fresh database; compared with the plain run above."""
+    mixed = f"{prefix}mixed-"
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(f"{mixed}energy-costs", PARTITIONS, 1), NewTopic(f"{mixed}locations", 1, 1)]
+        )
+    finally:
+        await admin.close()
+    payloads, results, corrections = mixed_stream(count)
+    await produce(f"{mixed}energy-costs", payloads)
+    url = await fresh_database(databases, with_fk=args.with_fk)
+    drain_s, _, cpu_s, backend_cpu_s = await drain_with_sink(
+        url, mixed, count, args.batch_size, args.linger_ms / 1000
+    )
+    conn = await asyncpg.connect(url)
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM energy_costs")
+        revisions = await conn.fetchval("SELECT sum(revision - 1) FROM energy_costs")
+        history = await conn.fetchval("SELECT count(*) FROM energy_cost_history")
+    finally:
+        await conn.close()
+    if (stored, revisions, history) != (results, corrections, corrections):
+        raise RuntimeError(
+            f"stored {stored} rows, {revisions} revisions, {history} history rows; "
+            f"expected {results}, {corrections}, {corrections}"
+        )
+    rate = count / drain_s
+    print(
+        f"mixed: {count:,} events = {results:,} results + {count - results - corrections:,} "
+        f"duplicates + {corrections:,} corrections"
+    )
+    print(
+        f"sink, mixed events -> Postgres:   {rate:>10,.0f} events/s ({drain_s:.2f} s; "
+        f"{results / drain_s:,.0f} rows/s stored, {corrections / drain_s:,.0f} replaced/s)"
+    )
+    print(
+        f"sink process CPU while draining:  {cpu_s / count * 1e6:>10.1f} µs/event"
+        + (f"; PostgreSQL {backend_cpu_s / count * 1e6:.1f} µs/event" if backend_cpu_s else "")
+    )
+    print(f"ratio mixed / plain (events/s, same run): {rate / plain_rate:.0%}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from dashboard_sql import Scope, panel_queries, run_panel
 from test_sink_pipeline import (
     cost_message,
     fetch,
@@ -130,6 +131,13 @@ async def report_totals(url: str) -> tuple[Decimal, Decimal, int]:
     return by_session
 
 
+async def dashboard_totals(url: str) -> tuple[Decimal, Decimal, int]:
+    """(cost, energy, records) of the Grafana "Energy costs" Totals panel, all locations."""
+    scope = Scope("acc_1", "GBP", [f"loc_{n}" for n in range(6)], T0, T0 + timedelta(days=60))
+    (totals,) = await run_panel(url, panel_queries()["Totals ($currency)"], scope)
+    return totals["import_cost"], totals["import_kwh"], totals["records"]
+
+
 def expected_totals(docs: list[dict[str, Any]]) -> tuple[Decimal, Decimal, int]:
     return (
         sum((d["data"]["cost"]["value"] for d in docs), Decimal(0)),
@@ -150,6 +158,7 @@ async def test_a_thousand_corrections_then_a_replay_from_the_start(
         await produce(kafka_bootstrap, topics["energy-costs"], [cost_message(d) for d in first])
         await wait_drained(kafka_bootstrap, config.group_id, config.costs_topic, "the first 1000")
         assert await report_totals(database) == expected_totals(first)
+        assert await dashboard_totals(database) == expected_totals(first)
         await produce(
             kafka_bootstrap, topics["energy-costs"], [cost_message(d) for d in corrections]
         )
@@ -172,6 +181,7 @@ async def test_a_thousand_corrections_then_a_replay_from_the_start(
     for old in corrected["history"]:
         assert old["energy_kwh"] == first_by_id[old["id"]]["data"]["energy"]["value"]
     assert await report_totals(database) == expected_totals(corrections)
+    assert await dashboard_totals(database) == expected_totals(corrections)
     assert expected_totals(corrections) != expected_totals(first)
 
     # The whole topic again, from the start, by a new group: nothing may change.
