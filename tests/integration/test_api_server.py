@@ -746,6 +746,24 @@ async def test_per_record_and_session_reports(stack: Stack, client: Client) -> N
     ]
     assert report["data"][0]["session_reference_id"] == session
     assert report["data"][0]["cost"]["value"] == Decimal("0.125")
+    assert [r["revision"] for r in report["data"]] == [1, 1]  # as the sink stores a first version
+    conn = await asyncpg.connect(stack.database_url)
+    try:  # a correction as the sink applies it: the row replaced in place, revision + 1
+        await conn.execute(
+            "UPDATE energy_costs SET revision = 2, energy_kwh = 0.75, cost = 0.1875 "
+            "WHERE account_id = $1 AND record_reference_id = 'R2'",
+            account,
+        )
+    finally:
+        await conn.close()
+    status, report, _ = await client.call(
+        "POST", f"/costs/interval/{location}", key=key, json=window
+    )
+    assert status == 200, report
+    assert [(r["revision"], r["energy"]["value"]) for r in report["data"]] == [
+        (1, Decimal("0.5")),
+        (2, Decimal("0.75")),
+    ]
 
     status, total, _ = await client.call("POST", f"/costs/session/{session}", key=key)
     assert status == 200, total
@@ -754,8 +772,9 @@ async def test_per_record_and_session_reports(stack: Stack, client: Client) -> N
     row = total["data"][0]
     assert row["session_reference_id"] == session
     assert row["records"] == 4
-    assert row["energy"]["value"] == Decimal("2.0")
-    assert row["cost"] == {"value": Decimal("0.500"), "confidence": Decimal("0.9")}
+    assert row["revision"] is None  # a sum of records has no revision
+    assert row["energy"]["value"] == Decimal("2.25")
+    assert row["cost"] == {"value": Decimal("0.5625"), "confidence": Decimal("0.9")}
     assert row["start_time"] == "2025-07-01T13:00:00+01:00"
     assert row["end_time"] == "2025-07-01T15:00:00+01:00"
 

@@ -103,7 +103,9 @@ def _check_record(
     if not isinstance(document, dict):
         return None, None, "invalid_record: a meter record must be a JSON object"
     reference = document.get("record_reference_id")
-    reference = reference if isinstance(reference, str) else None
+    # a NUL is refused below (invalid_record) and PostgreSQL text cannot hold it (the batch is
+    # stored, api/batches.py): such a reference is reported as null
+    reference = reference if isinstance(reference, str) and "\x00" not in reference else None
     try:
         record = MeterRecord.model_validate(document)
     except ValidationError as exc:
@@ -219,6 +221,7 @@ def _report_row(
         session_reference_id=row.get("session_reference_id"),
         record_reference_id=row.get("record_reference_id"),
         records=row["records"],
+        revision=row.get("revision"),
         energy=EnergyValue(value=row["energy_kwh"]),
         cost=CostValue(value=row["cost"], confidence=row["confidence"]),
     )

@@ -181,11 +181,12 @@ async def cost_rows(
     start: datetime,
     end: datetime,
 ) -> list[asyncpg.Record]:
-    """Per record: every stored cost of the object whose interval starts in [start, end)."""
+    """Per record: every stored cost of the object whose interval starts in [start, end);
+    one row per result id, its latest version (a correction replaces the row, design §8.3)."""
     return await pool.fetch(
         f"""
         SELECT start_time, end_time, session_reference_id, record_reference_id,
-               energy_kwh, cost, confidence, 1 AS records
+               energy_kwh, cost, confidence, 1 AS records, revision
         FROM energy_costs
         WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
           AND start_time >= $5 AND start_time < $6

@@ -147,6 +147,12 @@ class ReportRow(_Body):
     session_reference_id: str | None = None
     record_reference_id: str | None = None
     records: int = Field(ge=0, description="number of meter records summed into this row")
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="per-record rows: the stored version's revision (1, +1 per correction, "
+        "design §8.3); null on summed rows",
+    )
     energy: EnergyValue
     cost: CostValue
 
