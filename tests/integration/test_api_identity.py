@@ -172,6 +172,9 @@ async def test_a_bad_reference_is_invalid_record_on_both_paths(
     assert [item["error"].split(":")[0] for item in batch["failed_records"]] == [
         "invalid_record"
     ] * len(bad)
+    references = [item["record_reference_id"] for item in batch["failed_records"]]
+    assert references[2] is None  # a NUL cannot be stored with the batch
+    assert references[:2] == ["x" * 257, "two\nlines"]
     longest = await instant(client, key, record(location, "x" * 256))
     assert longest["data"]["record_reference_id"] == "x" * 256
 
