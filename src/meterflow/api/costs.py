@@ -221,6 +221,7 @@ def _report_row(
         session_reference_id=row.get("session_reference_id"),
         record_reference_id=row.get("record_reference_id"),
         records=row["records"],
+        revision=row.get("revision"),
         energy=EnergyValue(value=row["energy_kwh"]),
         cost=CostValue(value=row["cost"], confidence=row["confidence"]),
     )
