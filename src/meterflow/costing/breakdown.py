@@ -20,14 +20,20 @@ from meterflow.costing.rates import Part
 from meterflow.models import BreakdownItem, MeterRecord
 
 
+def _first_start(record: MeterRecord) -> datetime:
+    """The record's start_time in its end_time's UTC offset (Flatpeak: "end_time wins")."""
+    first_start = record.start_time
+    if first_start.utcoffset() != record.end_time.utcoffset():
+        first_start = first_start.astimezone(record.end_time.tzinfo)
+    return first_start
+
+
 def _times(
     record: MeterRecord, bounds: list[tuple[int, int]], start: int
 ) -> Iterator[tuple[datetime, datetime]]:
     """Each span's (start_time, end_time), written in the end_time's UTC offset."""
     end_time = record.end_time
-    first_start = record.start_time
-    if first_start.utcoffset() != end_time.utcoffset():
-        first_start = first_start.astimezone(end_time.tzinfo)
+    first_start = _first_start(record)
     last = len(bounds) - 1
     span_end_time = first_start  # each span starts where the previous one ended
     for index, (_, span_end) in enumerate(bounds):
@@ -51,9 +57,7 @@ def plain_breakdown(
     """One item per part; a single part carries exactly the totals."""
     if len(parts) == 1:
         item = {
-            "start_time": record.start_time
-            if record.start_time.utcoffset() == record.end_time.utcoffset()
-            else record.start_time.astimezone(record.end_time.tzinfo),
+            "start_time": _first_start(record),
             "end_time": record.end_time,
             "rate": parts[0][2],
             "energy": total_energy,
@@ -96,13 +100,30 @@ def stacked_breakdown(
 ) -> list[BreakdownItem]:
     """Per period, one item per component (`"energy"` first), each cost rounded on its own."""
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
-    single = len(periods) == 1
+    if len(periods) == 1:  # the common case (a short record): no cut, the totals' energy
+        period = periods[0]
+        start_time, end_time = _first_start(record), record.end_time
+        kwh = divide(multiply(magnitude, Decimal(period.end - period.start)), denominator)
+        return [
+            trusted(
+                BreakdownItem,
+                {
+                    "start_time": start_time,
+                    "end_time": end_time,
+                    "rate": rate,
+                    "energy": total_energy,
+                    "cost": round_money(multiply(kwh, rate)),
+                    "component": name,
+                },
+            )
+            for name, rate in zip(period.names, period.rates, strict=True)
+        ]
     items: list[BreakdownItem] = []
-    bounds = [(period.start, period.end) for period in periods]
-    for period, (start_time, end_time) in zip(periods, _times(record, bounds, start), strict=True):
-        length = Decimal(period.end - period.start)
-        scaled = multiply(magnitude, length)
-        energy = total_energy if single else round_money(divide(scaled, denominator))
+    spans = _times(record, [(p.start, p.end) for p in periods], start)
+    for period, (start_time, end_time) in zip(periods, spans, strict=True):
+        # the period's energy to 50 digits, then one product per component
+        kwh = divide(multiply(magnitude, Decimal(period.end - period.start)), denominator)
+        energy = round_money(kwh)
         for name, rate in zip(period.names, period.rates, strict=True):
             items.append(
                 trusted(
@@ -112,7 +133,7 @@ def stacked_breakdown(
                         "end_time": end_time,
                         "rate": rate,
                         "energy": energy,
-                        "cost": round_money(divide(multiply(scaled, rate), denominator)),
+                        "cost": round_money(multiply(kwh, rate)),
                         "component": name,
                     },
                 )

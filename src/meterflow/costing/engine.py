@@ -121,7 +121,10 @@ def price_record(
     periods: list[Period] | None = None
     if direction in timeline.stacked:
         periods = rate_periods(timeline, direction, start, end, market_prices)
-        if all(len(period.names) == 1 for period in periods):  # no component in this record
+        for period in periods:
+            if len(period.names) > 1:
+                break
+        else:  # no component in this record: the first release's breakdown
             parts = [(period.start, period.end, period.rate) for period in periods]
             periods = None
     if periods is None:

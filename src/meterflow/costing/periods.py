@@ -6,15 +6,19 @@ the cost engine prices records with stacked components from it, and the views of
 ahead of time (`GET /tariffs/rates`, `GET /slots/time`, design §12) read it too, so a record and
 a quote can never disagree.
 
-Each component is walked on its own (TIME_OF_USE rules in local wall time, DST as design §3.2)
-and the walks are merged with one sweep: one step per change of any of them, never per minute.
+Components' TIME_OF_USE rules are in local wall time (DST as design §3.2). With a FIXED or
+TIME_OF_USE energy rate, a version's layers are merged once per local day (`layers`) and walked
+as one table; with a DYNAMIC one, each layer is walked on its own and the walks are merged with
+one sweep. Either way: one step per change of any layer, never per minute.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
 from typing import NamedTuple
 
+from meterflow.costing.layers import StackedTable
 from meterflow.costing.rates import (
     CompiledProfile,
     MarketPricesLookup,
@@ -23,6 +27,7 @@ from meterflow.costing.rates import (
     energy_parts,
     versions_over,
 )
+from meterflow.costing.timeline import US_PER_DAY, US_PER_MINUTE, ZoneOffsets, day_info
 from meterflow.models import ErrorCode, PricingError, TariffDirection
 from meterflow.tariffs import ProfileError
 
@@ -78,6 +83,29 @@ def _stack(periods: list[Period], layers: list[list[Part]], names: tuple[str, ..
         t = end
 
 
+def _walk_stacked(
+    periods: list[Period],
+    table: StackedTable,
+    zone: ZoneOffsets,
+    start: int,
+    end: int,
+    names: tuple[str, ...],
+) -> None:
+    """As `rates._walk_time_of_use`, on a version's merged day tables (local wall time, the
+    walk restarting at each DST change)."""
+    t = start
+    while t < end:
+        offset, offset_until = zone.offset_at(t)
+        day, in_day = divmod(t + offset, US_PER_DAY)
+        month, weekday = day_info(day)
+        schedule = table.schedule(month, weekday)
+        index = bisect_right(schedule.ends, in_day // US_PER_MINUTE)
+        segment_end = day * US_PER_DAY + schedule.ends[index] * US_PER_MINUTE - offset
+        stop = min(segment_end, offset_until, end)
+        _extend(periods, Period(t, stop, schedule.totals[index], schedule.rates[index], names))
+        t = stop
+
+
 def rate_periods(
     profile: CompiledProfile,
     direction: TariffDirection,
@@ -94,9 +122,12 @@ def rate_periods(
     periods: list[Period] = []
     try:
         for version, t, stop in versions_over(profile, direction, start, end):
+            names = version.names
+            if version.stacked is not None:
+                _walk_stacked(periods, version.stacked, profile.zone, t, stop, names)
+                continue
             energy: list[Part] = []
             energy_parts(energy, profile, version, direction, t, stop, market_prices)
-            names = version.names
             if not version.components:
                 for part_start, part_end, rate in energy:
                     _extend(periods, Period(part_start, part_end, rate, (rate,), names))

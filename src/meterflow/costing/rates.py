@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
 
+from meterflow.costing.layers import Layer, StackedTable
 from meterflow.costing.timeline import (
     US_PER_DAY,
     US_PER_MINUTE,
@@ -113,6 +114,9 @@ class CompiledVersion:
     names: tuple[str, ...] = (ENERGY_COMPONENT,)
     """`"energy"`, then the components' names in the profile's order (one shared tuple)."""
     standing_charge: Decimal | None = None
+    stacked: StackedTable | None = None
+    """Energy and components merged per local day: set when the version has components and
+    its energy rate is FIXED or TIME_OF_USE (a DYNAMIC one is merged per record instead)."""
 
 
 @dataclass(slots=True)
@@ -186,7 +190,17 @@ def _compile_version(
         compiled.prices = _compile_prices(points, surcharges, label)
     else:
         compiled.series_id = version.series_id
+    energy = compiled.fixed if compiled.fixed is not None else compiled.table
+    if components and energy is not None:
+        compiled.stacked = StackedTable((energy, *map(_layer, components)))
     return compiled
+
+
+def _layer(component: CompiledComponent) -> Layer:
+    if component.fixed is not None:
+        return component.fixed
+    assert component.table is not None
+    return component.table
 
 
 def compile_profile(profile: LocationProfile) -> CompiledProfile:
