@@ -3,6 +3,7 @@ after use, so tests never see each other's rows."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -29,8 +30,22 @@ async def temporary_database(database_url: str, *, migrated: bool = False) -> As
             await migrate(url)
         yield url
     finally:
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _drop(database_url, name)
+
+
+async def _drop(database_url: str, name: str, attempts: int = 60) -> None:
+    """DROP … WITH (FORCE), again while an autovacuum worker is in the database: PostgreSQL 15
+    lets only a superuser or pg_signal_backend terminate one, and our role is neither (a test
+    that wrote many rows failed its teardown so in CI). The worker is gone in a moment."""
+    admin = await asyncpg.connect(database_url)
+    try:
+        for attempt in range(attempts):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
