@@ -126,6 +126,20 @@ def test_identity_parts_cannot_run_into_each_other() -> None:
     ) != ids.meter_record_id_for_reference("acc", True, "a", "b")
 
 
+def test_a_lone_surrogate_in_a_reference_is_an_invalid_record() -> None:
+    """A JSON string may decode to one (`"\\ud800"`); it is refused before any digest."""
+    result = price_payload(
+        b'{"location_id": "loc_test", "energy": 1, "record_reference_id": "\\ud800",'
+        b' "start_time": "2024-06-01T10:00:00Z", "end_time": "2024-06-01T11:00:00Z"}',
+        profiles=lambda _: TEST_MODE,
+        market_prices=no_market,
+        now=NOW,
+    )
+    assert isinstance(result, DeadLetter)
+    assert result.error.code == "invalid_record"
+    assert result.error.message.startswith("record_reference_id:")
+
+
 _TEXT = st.text(st.characters(max_codepoint=0x2FF, exclude_categories=("Cc", "Cs")))
 """Printable text: Cc is exactly the C0 controls, DEL and the C1 controls the model refuses."""
 _REFERENCE = _TEXT.filter(lambda text: 1 <= len(text) <= 256)
