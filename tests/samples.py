@@ -40,6 +40,32 @@ def london(
     return {**fields, "timezone": "Europe/London", "currency_code": "GBP", "tariffs": tariffs}
 
 
+DUOS_WEEKDAY_BANDS = (
+    ("00:00", "07:00", "0.0021"),  # green
+    ("07:00", "16:00", "0.0153"),  # amber
+    ("16:00", "19:00", "0.0987"),  # red
+    ("19:00", "23:00", "0.0153"),  # amber
+    ("23:00", "24:00", "0.0021"),  # green
+)
+"""UK DUoS-style network charges per kWh on weekdays; weekends are green all day."""
+WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI"]
+
+
+def duos(name: str = "duos") -> dict[str, Any]:
+    """A TIME_OF_USE NON_COMMODITY component: DUOS_WEEKDAY_BANDS on weekdays, green at weekends."""
+    rules: list[dict[str, Any]] = [
+        {"days": WEEKDAYS, "from": start, "to": end, "rate": rate}
+        for start, end, rate in DUOS_WEEKDAY_BANDS
+    ]
+    rules.append({"days": ["SAT", "SUN"], "from": "00:00", "to": "24:00", "rate": "0.0021"})
+    return {"name": name, "kind": "NON_COMMODITY", "type": "TIME_OF_USE", "rules": rules}
+
+
+def levy(name: str, rate: str) -> dict[str, Any]:
+    """A FIXED LEVY component."""
+    return {"name": name, "kind": "LEVY", "type": "FIXED", "rate": rate}
+
+
 def market_day(series: str = "agile", day: str = "2026-01-05") -> dict[str, Any]:
     """A `market-prices` message: one price (0.1) of `series` from 00:00 to 12:00 UTC on `day`."""
     return {

@@ -14,9 +14,11 @@ from meterflow.models import (
     DeadLetter,
     DynamicTariff,
     EnergyCost,
+    FixedComponent,
     FixedTariff,
     LocationProfile,
     MarketPrices,
+    TimeOfUseRule,
     TimeOfUseTariff,
 )
 from meterflow.models.profiles import minutes_of
@@ -31,6 +33,7 @@ def profile(
     timezone: str = "Europe/London",
     devices: list[str] | None = None,
     live_mode: bool = False,
+    tax_percentage: str | None = None,
 ) -> LocationProfile:
     return LocationProfile.model_validate(
         {
@@ -41,6 +44,7 @@ def profile(
             "currency_code": "GBP",
             "devices": devices or [],
             "tariffs": tariffs,
+            "tax_percentage": tax_percentage,
         }
     )
 
@@ -130,39 +134,72 @@ def engine_cost(
     return result.data.cost.value
 
 
-def _rate_at(
-    location: LocationProfile, direction: str, instant: datetime, market: Any
-) -> Decimal | None:
+def _rule_rate(rules: list[TimeOfUseRule], local: datetime) -> Decimal | None:
+    """The rate of the first rule covering a local wall time (validation forbids overlaps)."""
+    minute = local.hour * 60 + local.minute
+    day = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")[local.weekday()]
+    for candidate in rules:
+        if candidate.months is not None and local.month not in candidate.months:
+            continue
+        if candidate.days is not None and day not in {d.value for d in candidate.days}:
+            continue
+        if minutes_of(candidate.from_) <= minute < minutes_of(candidate.to):
+            return candidate.rate
+    return None
+
+
+def _energy_rate(version: Any, local: datetime, instant: datetime, market: Any) -> Decimal | None:
+    if isinstance(version, FixedTariff):
+        return version.rate
+    if isinstance(version, TimeOfUseTariff):
+        return _rule_rate(version.rules, local)
+    assert isinstance(version, DynamicTariff)
+    points = version.prices
+    if points is None:
+        assert version.series_id is not None
+        doc = market(version.series_id, instant.astimezone(UTC).date())
+        points = [] if doc is None else doc.prices
+    for point in points:
+        if point.valid_from <= instant < point.valid_to:
+            return point.rate
+    return None
+
+
+def rates_at(
+    location: LocationProfile, direction: str, instant: datetime, market: Any = no_market
+) -> dict[str, Decimal] | None:
+    """Design §11 read literally at one instant: {"energy": (rate + fixed) × (1 + pct/100),
+    component name: its rate, …}, or None if some rate is missing."""
     for version in location.tariffs.get(direction, []):  # type: ignore[call-overload]
         if instant < version.effective_from:
             continue
         if version.effective_to is not None and instant >= version.effective_to:
             continue
-        if isinstance(version, FixedTariff):
-            return version.rate
-        if isinstance(version, TimeOfUseTariff):
-            local = instant.astimezone(ZoneInfo(location.timezone))
-            minute = local.hour * 60 + local.minute
-            day = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")[local.weekday()]
-            for candidate in version.rules:
-                if candidate.months is not None and local.month not in candidate.months:
-                    continue
-                if candidate.days is not None and day not in {d.value for d in candidate.days}:
-                    continue
-                if minutes_of(candidate.from_) <= minute < minutes_of(candidate.to):
-                    return candidate.rate
+        local = instant.astimezone(ZoneInfo(location.timezone))
+        energy = _energy_rate(version, local, instant, market)
+        if energy is None:
             return None
-        assert isinstance(version, DynamicTariff)
-        points = version.prices
-        if points is None:
-            assert version.series_id is not None
-            doc = market(version.series_id, instant.astimezone(UTC).date())
-            points = [] if doc is None else doc.prices
-        for point in points:
-            if point.valid_from <= instant < point.valid_to:
-                return point.rate + (version.surcharge_fixed or 0)
-        return None
+        energy += version.surcharge_fixed or 0
+        if version.surcharge_percentage is not None:
+            energy *= 1 + version.surcharge_percentage / 100
+        found = {"energy": energy}
+        for component in version.components or []:
+            if isinstance(component, FixedComponent):
+                found[component.name] = component.rate
+                continue
+            rate = _rule_rate(component.rules, local)
+            if rate is None:
+                return None
+            found[component.name] = rate
+        return found
     return None
+
+
+def _rate_at(
+    location: LocationProfile, direction: str, instant: datetime, market: Any
+) -> Decimal | None:
+    found = rates_at(location, direction, instant, market)
+    return None if found is None else sum(found.values(), Decimal(0))
 
 
 def reference_cost(
@@ -184,3 +221,13 @@ def reference_cost(
     with localcontext() as ctx:
         ctx.prec = 60
         return abs(energy_kwh) * total / seconds
+
+
+def reference_tax(location: LocationProfile, net: Decimal) -> tuple[Decimal, Decimal] | None:
+    """(tax, total) of an exact net cost under the profile's `tax_percentage`, or None."""
+    if location.tax_percentage is None:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 60
+        tax = net * location.tax_percentage / 100
+        return tax, net + tax

@@ -1,7 +1,8 @@
 """Property tests of the cost engine (hypothesis).
 
 (a) splitting a record at any second into two records with pro-rata energy gives the same total;
-(b) the engine agrees with a slow per-second reference on random profiles, zones and records;
+(b) the engine agrees with a slow per-second reference on random profiles, zones and records,
+    with components, surcharges and tax (design §11) on about half the versions;
 (c) the same instants written with any UTC offsets give the same cost.
 """
 
@@ -15,7 +16,15 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from costing_support import NOW, encode, no_market, profile, reference_cost
+from costing_support import (
+    NOW,
+    encode,
+    no_market,
+    profile,
+    rates_at,
+    reference_cost,
+    reference_tax,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,8 +107,47 @@ def _stamp(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat()
 
 
+percentages = st.builds(
+    lambda n, scale: Decimal(n).scaleb(-scale),
+    st.integers(-10_000, 5_000),
+    st.sampled_from([0, 1, 2]),
+).filter(lambda p: p >= -100)
+
+
+@st.composite
+def bill_extras(draw: st.DrawFn) -> dict[str, Any]:
+    """Design §11 on a version, half the time: surcharges and 0 to 2 components."""
+    if draw(st.booleans()):
+        return {}
+    extras: dict[str, Any] = {}
+    if draw(st.booleans()):
+        extras["surcharge_fixed"] = str(draw(rates))
+    if draw(st.booleans()):
+        extras["surcharge_percentage"] = str(draw(percentages))
+    components: list[dict[str, Any]] = []
+    for index in range(draw(st.integers(0, 2))):
+        name, kind = (("duos", "NON_COMMODITY"), ("levy", "LEVY"))[index]
+        if draw(st.booleans()):
+            components.append(
+                {"name": name, "kind": kind, "type": "FIXED", "rate": str(draw(rates))}
+            )
+        else:
+            rules = draw(time_of_use_rules())
+            components.append({"name": name, "kind": kind, "type": "TIME_OF_USE", "rules": rules})
+    if components:
+        extras["components"] = components
+    if draw(st.booleans()):
+        extras["standing_charge"] = "0.5"  # not in per-record costs: must change nothing here
+    return extras
+
+
 @st.composite
 def version_body(draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool) -> dict[str, Any]:
+    return draw(energy_body(start, end, gaps=gaps)) | draw(bill_extras())
+
+
+@st.composite
+def energy_body(draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool) -> dict[str, Any]:
     kind = draw(st.sampled_from(["FIXED", "TIME_OF_USE", "TIME_OF_USE", "DYNAMIC"]))
     if kind == "FIXED":
         return {"type": "FIXED", "rate": str(draw(rates))}
@@ -166,8 +214,9 @@ def scenario(draw: st.DrawFn, *, max_seconds: int, gaps: bool = False) -> dict[s
     override = draw(st.sampled_from([None, "IMPORT", "EXPORT"]))
     if override is not None:
         body["tariff_direction"] = override
+    tax = draw(st.sampled_from([None, None, "0", "5", "19", "7.7", "100"]))
     return {
-        "profile": profile(tariffs, timezone=zone),
+        "profile": profile(tariffs, timezone=zone, tax_percentage=tax),
         "body": body,
         "start": start,
         "end": end,
@@ -197,13 +246,45 @@ def test_engine_agrees_with_per_second_reference(case: dict[str, Any]) -> None:
         assert result.error.code == "tariff_not_available"
         return
     assert isinstance(result, EnergyCost), result
-    assert abs(result.data.cost.value - expected) <= Decimal("0.000001")
+    cost = result.data.cost
+    assert abs(cost.value - expected) <= Decimal("0.000001")
+    taxed = reference_tax(location, expected)
+    if taxed is None:
+        assert cost.tax is None
+        assert cost.total is None
+    else:
+        assert cost.tax is not None
+        assert cost.total is not None
+        assert abs(cost.tax - taxed[0]) <= Decimal("0.000001")
+        assert abs(cost.total - taxed[1]) <= Decimal("0.000001")
     assert result.data.energy.value == abs(energy).quantize(Decimal("0.000001"))
     items = result.data.breakdown
     assert items[0].start_time == case["start"]
     assert items[-1].end_time == case["end"]
-    assert all(a.end_time == b.start_time for a, b in itertools.pairwise(items))
-    assert all(a.rate != b.rate for a, b in itertools.pairwise(items))
+    if all(item.component is None for item in items):
+        assert all(a.end_time == b.start_time for a, b in itertools.pairwise(items))
+        assert all(a.rate != b.rate for a, b in itertools.pairwise(items))
+        return
+    _check_component_items(items, location, direction)
+
+
+def _check_component_items(items: list[Any], location: LocationProfile, direction: str) -> None:
+    """Per period, one item per rate in force ("energy" first), each rate as the reference
+    gives it at the period's first and last second; periods partition the record."""
+    periods = [list(group) for _, group in itertools.groupby(items, lambda i: i.start_time)]
+    assert all(a[0].end_time == b[0].start_time for a, b in itertools.pairwise(periods))
+    for period in periods:
+        assert period[0].component == "energy"
+        assert len({(i.end_time, i.energy) for i in period}) == 1
+        for instant in (period[0].start_time, period[0].end_time - timedelta(seconds=1)):
+            expected = rates_at(location, direction, instant)
+            assert expected is not None
+            assert {i.component: i.rate for i in period} == expected
+    changes = [
+        [(i.component, i.rate) for i in a] != [(i.component, i.rate) for i in b]
+        for a, b in itertools.pairwise(periods)
+    ]
+    assert all(changes)  # maximal periods: each cut is a change of some rate
 
 
 @SETTINGS

@@ -1,0 +1,257 @@
+"""Design §11 in the pure core: surcharges, components, standing charges and tax.
+
+Profiles without the new fields must price and serialize exactly as before; the new fields are
+validated like the rest (a clear error naming the field, the component and the gap); components
+are cut in local wall time, DST included; tax and total are each rounded once from the net.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from costing_support import NOW, fixed, no_market, priced, profile, record, rule, tou
+from pydantic import ValidationError
+
+from meterflow.cli.profiles import profiles as profiles_command
+from meterflow.contract.decisions import Reject
+from meterflow.contract.locations import decide_location, profile_from
+from meterflow.costing.periods import rate_periods
+from meterflow.costing.rates import compiled
+from meterflow.costing.timeline import to_us
+from meterflow.models import EnergyCost, TariffDirection, dumps, loads
+from meterflow.models._base import dumps_generic
+from meterflow.sink.decode import Persist, decode_cost
+from meterflow.sink.rows import CostRows, Source
+from meterflow.tariffs import ProfileError
+from samples import duos, levy
+
+HOUR = ("2024-06-03T09:00:00Z", "2024-06-03T10:00:00Z")  # a Monday, 10:00-11:00 BST
+
+
+def _one(version: dict[str, Any], **fields: Any) -> Any:
+    return profile({"IMPORT": [version]}, **fields)
+
+
+def test_a_profile_without_the_new_fields_writes_the_first_release_document() -> None:
+    result = priced(record(*HOUR, "2"), _one(fixed("0.25")))
+    document = loads(dumps(result))
+    assert document["data"]["cost"] == {"value": Decimal("0.500000"), "confidence": 1}
+    assert set(document["data"]["breakdown"][0]) == {
+        "start_time",
+        "end_time",
+        "rate",
+        "energy",
+        "cost",
+    }
+
+
+@pytest.mark.parametrize(
+    ("energy", "extras", "rate"),
+    [
+        (fixed("0.20"), {"surcharge_fixed": "0.05", "surcharge_percentage": "12"}, "0.28"),
+        (fixed("-0.10"), {"surcharge_percentage": "20"}, "-0.12"),  # a negative price too
+        (fixed("0.20"), {"surcharge_percentage": "-100"}, "0"),
+        (tou([rule("00:00", "24:00", "0.10")]), {"surcharge_fixed": "0.02"}, "0.12"),
+    ],
+)
+def test_the_fixed_surcharge_comes_first_then_the_percentage(
+    energy: dict[str, Any], extras: dict[str, Any], rate: str
+) -> None:
+    result = priced(record(*HOUR, "1"), _one(energy | extras))
+    assert result.data.cost.value == Decimal(rate)
+    assert result.data.breakdown[0].rate == Decimal(rate)
+    assert result.data.breakdown[0].component is None  # no component: the first release's items
+
+
+def test_components_give_one_item_per_period_and_component_energy_first() -> None:
+    version = fixed("0.20") | {
+        "surcharge_percentage": "10",
+        "components": [duos(), levy("cfd", "0.004")],
+    }
+    # Monday 15:30-16:30 BST: amber until 16:00, then red; 2 kWh
+    result = priced(record("2024-06-03T14:30:00Z", "2024-06-03T15:30:00Z", "2"), _one(version))
+    items = [
+        (i.start_time.hour, i.component, i.rate, i.energy, i.cost) for i in result.data.breakdown
+    ]
+    assert items == [
+        (14, "energy", Decimal("0.220"), Decimal("1.000000"), Decimal("0.220000")),
+        (14, "duos", Decimal("0.0153"), Decimal("1.000000"), Decimal("0.015300")),
+        (14, "cfd", Decimal("0.004"), Decimal("1.000000"), Decimal("0.004000")),
+        (15, "energy", Decimal("0.220"), Decimal("1.000000"), Decimal("0.220000")),
+        (15, "duos", Decimal("0.0987"), Decimal("1.000000"), Decimal("0.098700")),
+        (15, "cfd", Decimal("0.004"), Decimal("1.000000"), Decimal("0.004000")),
+    ]
+    assert result.data.cost.value == Decimal("0.562000")
+    assert dumps(result) == dumps_generic(result)
+
+
+def test_rate_periods_cut_at_every_change_of_any_component() -> None:
+    version = fixed("0.20") | {"components": [duos(), levy("cfd", "0.004")]}
+    timeline = compiled(_one(version))
+    start = to_us(NOW.replace(year=2024, month=6, day=3))  # Monday 00:00 UTC = 01:00 BST
+    day = 86_400_000_000
+    periods = rate_periods(timeline, TariffDirection.IMPORT, start, start + day, no_market)
+    hours = [(p.start - start) // 3_600_000_000 for p in periods]
+    # local 01:00, 07:00, 16:00, 19:00, 23:00; green goes on past midnight: no cut there
+    assert hours == [0, 6, 15, 18, 22]
+    assert periods[-1].end == start + day
+    assert [p.rate for p in periods][:3] == [
+        Decimal("0.2061"),
+        Decimal("0.2193"),
+        Decimal("0.3027"),
+    ]
+    assert all(p.names == ("energy", "duos", "cfd") for p in periods)
+    assert periods[3].rates == (Decimal("0.20"), Decimal("0.0153"), Decimal("0.004"))
+
+
+def test_at_fall_back_a_component_prices_the_repeated_hour_by_its_rule_twice() -> None:
+    band = {
+        "name": "peak",
+        "kind": "NON_COMMODITY",
+        "type": "TIME_OF_USE",
+        "rules": [
+            rule("00:00", "01:00", "0"),
+            rule("01:00", "02:00", "0.5"),
+            rule("02:00", "24:00", "0"),
+        ],
+    }
+    location = _one(fixed("0.1") | {"components": [band]})
+    # 2024-10-27 London: 00:00-01:00Z is 01:00-02:00 BST, 01:00-02:00Z is 01:00-02:00 GMT
+    result = priced(record("2024-10-27T00:00:00Z", "2024-10-27T03:00:00Z", "3"), location)
+    items = [
+        (i.start_time.hour, i.end_time.hour, i.component, i.cost) for i in result.data.breakdown
+    ]
+    assert items == [
+        (0, 2, "energy", Decimal("0.200000")),
+        (0, 2, "peak", Decimal("1.000000")),
+        (2, 3, "energy", Decimal("0.100000")),
+        (2, 3, "peak", Decimal("0.000000")),
+    ]
+
+
+def test_at_spring_forward_the_skipped_local_hour_of_a_component_never_happens() -> None:
+    band = {
+        "name": "skipped",
+        "kind": "LEVY",
+        "type": "TIME_OF_USE",
+        "rules": [
+            rule("01:00", "02:00", "9"),
+            rule("00:00", "01:00", "0.01"),
+            rule("02:00", "24:00", "0.01"),
+        ],
+    }
+    location = _one(fixed("0.1") | {"components": [band]})
+    # 2024-03-31 London: 01:00Z jumps from 01:00 GMT to 02:00 BST
+    result = priced(record("2024-03-31T00:30:00Z", "2024-03-31T01:30:00Z", "1"), location)
+    assert result.data.cost.value == Decimal("0.110000")
+    assert {i.component: i.rate for i in result.data.breakdown} == {
+        "energy": Decimal("0.1"),
+        "skipped": Decimal("0.01"),
+    }
+
+
+def test_tax_and_total_are_each_rounded_once_from_the_exact_net() -> None:
+    location = _one(fixed("0.0000025"), tax_percentage="20")
+    cost = priced(record(*HOUR, "1"), location).data.cost
+    # net 0.0000025 -> 0.000002; tax 0.0000005 -> 0.000000; total 0.000003 -> 0.000003
+    assert (cost.value, cost.tax, cost.total) == (
+        Decimal("0.000002"),
+        Decimal("0.000000"),
+        Decimal("0.000003"),
+    )
+    negative = priced(record(*HOUR, "1"), _one(fixed("-0.2"), tax_percentage="5")).data.cost
+    assert (negative.value, negative.tax, negative.total) == (
+        Decimal("-0.200000"),
+        Decimal("-0.010000"),
+        Decimal("-0.210000"),
+    )
+
+
+def test_a_standing_charge_is_not_in_a_record_cost() -> None:
+    plain = priced(record(*HOUR, "1"), _one(fixed("0.3")))
+    charged = priced(record(*HOUR, "1"), _one(fixed("0.3") | {"standing_charge": "0.61"}))
+    assert dumps(charged) == dumps(plain)
+
+
+def _base() -> dict[str, Any]:
+    version = fixed("0.2") | {"components": [duos()], "standing_charge": "0.5"}
+    document: dict[str, Any] = json.loads(dumps(_one(version, tax_percentage="5")))
+    return document
+
+
+def _version(**changes: Any) -> dict[str, Any]:
+    document = _base()
+    document["tariffs"]["IMPORT"][0] |= changes
+    return document
+
+
+BAD = [
+    (_version(components=[levy("x", "abc")]), "rate"),
+    (_version(components=[levy("x", "0.1") | {"kind": "TAX"}]), "kind"),
+    (_version(surcharge_percentage="-100.01"), "surcharge_percentage"),
+    (_version(standing_charge="-0.01"), "standing_charge"),
+    (_base() | {"tax_percentage": "100.5"}, "tax_percentage"),
+    (_base() | {"tax_percentage": -1}, "tax_percentage"),
+    (_version(components=[levy("x", "0.1"), levy("x", "0.2")]), "two components are named 'x'"),
+    (_version(components=[levy("energy", "0.1")]), "names the energy rate"),
+    (_version(components=[levy("x", "0.1") | {"rules": []}]), "rules"),
+]
+
+
+@pytest.mark.parametrize(("document", "named"), BAD)
+def test_bad_bill_fields_are_refused_naming_the_field(document: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        profile_from(document)
+
+
+def test_a_component_gap_or_overlap_names_the_component_and_the_gap() -> None:
+    gap = duos()
+    gap["rules"][1]["from"] = "08:00"
+    with pytest.raises(ProfileError) as raised:
+        profile_from(_version(components=[gap]))
+    assert str(raised.value) == (
+        "IMPORT version from 2000-01-01, component 'duos': no rule covers MON 07:00–08:00 in Jan"
+    )
+    overlap = duos()
+    overlap["rules"][2]["from"] = "15:00"
+    with pytest.raises(
+        ProfileError, match="component 'duos': rules 2 and 3 overlap on MON 15:00–16:00"
+    ):
+        profile_from(_version(components=[overlap]))
+
+
+def test_a_bad_profile_on_the_locations_topic_is_rejected_naming_the_field() -> None:
+    decision = decide_location(b"loc_test", dumps(_base() | {"tax_percentage": "150"}))
+    assert isinstance(decision, Reject)
+    assert "tax_percentage" in decision.reason
+    gap = duos()
+    gap["rules"].pop()
+    decision = decide_location(b"loc_test", dumps(_version(components=[gap])))
+    assert isinstance(decision, Reject)
+    assert "component 'duos': no rule covers SAT 00:00–24:00" in decision.reason
+
+
+def test_profiles_put_exits_2_on_a_bad_bill_field(tmp_path: Path) -> None:
+    path = tmp_path / "profile.json"
+    path.write_bytes(dumps(_version(standing_charge="-1")))
+    done = CliRunner().invoke(profiles_command, ["put", str(path)])
+    assert done.exit_code == 2
+    assert "standing_charge" in done.output
+
+
+def test_the_sink_stores_results_with_components_and_tax_through_the_model_path() -> None:
+    version = fixed("0.20") | {"components": [duos(), levy("cfd", "0.004")]}
+    result = priced(
+        record("2024-06-03T14:30:00Z", "2024-06-03T15:30:00Z", "2"),
+        _one(version, tax_percentage="5"),
+    )
+    assert isinstance(result, EnergyCost)
+    outcome = decode_cost(b"loc_test", dumps(result), Source("energy-costs", 0, 1), NOW)
+    assert isinstance(outcome, Persist)
+    assert isinstance(outcome.rows, CostRows)  # the text path deferred to the model path
+    assert len(outcome.rows.breakdown) == len(result.data.breakdown) == 6
