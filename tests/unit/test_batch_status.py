@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from meterflow.api.batches import record_status
+from meterflow.api.batches import record_status, refused
 from meterflow.api.schemas import RecordStatus
 from meterflow.models import ErrorCode, SourceRef, dead_letter, dumps
 from meterflow.sink.batch import Batch
@@ -142,3 +142,10 @@ def test_status_rule() -> None:
     # a replayed dead letter priced after its failure: PRICED
     replayed = record_status(row(**LATE, late_time=T1, cost_id="ecs_1", cost_time=T2))
     assert (replayed.status, replayed.error) == (RecordStatus.PRICED, None)
+
+
+def test_a_refused_records_text_is_stored_without_nul_or_lone_surrogates() -> None:
+    entry = refused(5, "ref\x00\udc00", "invalid_record: <\x00: extra inputs are not permitted")
+    assert entry.error_code == "invalid_record"
+    assert entry.error_message == "<\ufffd: extra inputs are not permitted"
+    assert entry.record_reference_id == "ref\ufffd?"

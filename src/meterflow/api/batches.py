@@ -36,17 +36,30 @@ BATCH_FIELDS = ("batch_id", "batch_index")
 """MeterRecord fields only the API sets: a client's own values are dropped on every path."""
 
 
+def _storable(text: str | None) -> str | None:
+    """PostgreSQL text holds neither NUL nor unpaired surrogates, and a refused record's
+    reference and error (which may quote a key it had) are the client's text."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def accepted(index: int, meter_record_id: str, reference: str | None) -> BatchEntry:
     """An accepted record: its id, and the id its result will have (design §4, §8.1)."""
     return BatchEntry(
-        index, meter_record_id, ids.energy_cost_id(meter_record_id), reference, None, None
+        index,
+        meter_record_id,
+        ids.energy_cost_id(meter_record_id),
+        _storable(reference),
+        None,
+        None,
     )
 
 
 def refused(index: int, reference: str | None, error: str) -> BatchEntry:
     """A record refused at acceptance; `error` is the batch reply's `code: message`."""
     code, _, message = error.partition(": ")
-    return BatchEntry(index, None, None, reference, code, message)
+    return BatchEntry(index, None, None, _storable(reference), code, _storable(message))
 
 
 async def store_and_publish(
