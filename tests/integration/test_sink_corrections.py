@@ -7,6 +7,7 @@ a version read earlier never replaces a later one, whatever the batch boundaries
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from meterflow.sink.batch import Batch
 from meterflow.sink.decode import Persist, decode_cost
 from meterflow.sink.rows import CostRows, Source
 from meterflow.sink.text_rows import TextRows
-from meterflow.sink.writer import PostgresWriter
+from meterflow.sink.writer import PostgresWriter, WriteResult
 from samples import Item, energy_cost
 
 pytestmark = pytest.mark.integration
@@ -269,3 +270,38 @@ async def test_a_plain_batch_keeps_the_fast_path(writer: PostgresWriter) -> None
     clean = await writer.write(batch((version(4, "1"), 0, 3)))
     assert (clean.fast_path, clean.costs_inserted) == (False, 1)
     assert (await writer.write(batch((version(5, "1"), 0, 4)))).fast_path
+
+
+async def test_two_writers_applying_the_same_corrections_at_once(db: str) -> None:
+    """Two members holding the same batch during a rebalance: each correction is applied once
+    (revision 2, one history row), whichever writer gets there first; the other finds its
+    version already stored. New ids in the same batches are inserted once."""
+    firsts = batch(*[(version(n, "1.0"), 0, n) for n in range(200)])
+    both = [(version(n, "2.0"), 0, 1000 + n) for n in range(200)]
+    both += [(version(n, "1.0"), 0, 2000 + n) for n in range(200, 300)]
+    setup = PostgresWriter(db)
+    writers = [PostgresWriter(db), PostgresWriter(db)]
+    try:
+        await setup.write(firsts)
+        results = await asyncio.gather(*(write_retrying(w, batch(*both)) for w in writers))
+    finally:
+        for w in (setup, *writers):
+            await w.close()
+    assert sum(r.costs_replaced for r in results) == 200
+    assert sum(r.costs_inserted for r in results) == 100
+    after = await state(db)
+    assert {k: r["revision"] for k, r in after["rows"].items()} == {
+        f"ecs_{n:06d}": 2 if n < 200 else 1 for n in range(300)
+    }
+    assert sorted(after["history"]) == [(f"ecs_{n:06d}", 1) for n in range(200)]
+    assert all(after["items"][f"ecs_{n:06d}"] == halves("2.0") for n in range(200))
+
+
+async def write_retrying(writer: PostgresWriter, b: Batch) -> WriteResult:
+    """Like the sink: a failed write (a deadlock between two writers' inserts) is retried."""
+    for _ in range(10):
+        try:
+            return await writer.write(b)
+        except asyncpg.DeadlockDetectedError:
+            continue
+    raise AssertionError("ten deadlocks in a row")

@@ -154,3 +154,50 @@ def test_reject_turns_unstorable_results_into_dead_letters() -> None:
     assert letter.source.offset == 1
     assert "nope" in letter.error.message
     assert batch.next_offsets == {("energy-costs", 0): 2}  # still committed past
+
+
+def test_later_reads_of_an_id_are_written_in_rounds_in_read_order() -> None:
+    """Several versions of one id in a batch: none is dropped; round k holds each id's
+    (k+1)-th read, so writing the rounds in order applies the versions as they were read."""
+    batch = Batch()
+    for offset, n in enumerate([1, 2, 1, 3, 1, 2]):
+        batch.add_cost(decode(cost(n), offset), "energy-costs", 0, offset, 1.0)
+    assert (batch.results, batch.duplicates) == (6, 3)
+    rounds = [{i: p.source.offset for i, p in r.items()} for r in batch.rounds()]
+    assert rounds == [
+        {"ecs_0001": 0, "ecs_0002": 1, "ecs_0003": 3},
+        {"ecs_0001": 2, "ecs_0002": 5},
+        {"ecs_0001": 4},
+    ]
+    assert len(batch.breakdown_rows(batch.rounds()[1])) == 2
+
+
+def test_then_keeps_each_ids_reads_in_order() -> None:
+    failed, since = Batch(), Batch()
+    failed.add_cost(decode(cost(1), 0), "energy-costs", 0, 0, 1.0)
+    failed.add_cost(decode(cost(1), 1), "energy-costs", 0, 1, 1.0)
+    since.add_cost(decode(cost(1), 2), "energy-costs", 0, 2, 2.0)
+    since.add_cost(decode(cost(2), 3), "energy-costs", 0, 3, 2.0)
+    since.add_cost(decode(cost(1), 4), "energy-costs", 0, 4, 2.0)
+    merged = failed.then(since)
+    offsets = [{i: p.source.offset for i, p in r.items()} for r in merged.rounds()]
+    assert offsets == [
+        {"ecs_0001": 0, "ecs_0002": 3},
+        {"ecs_0001": 1},
+        {"ecs_0001": 2},
+        {"ecs_0001": 4},
+    ]
+    assert merged.results == 5
+
+
+def test_reject_takes_out_one_version_only() -> None:
+    """A refused first read hands its place to the id's next read; a refused later read is
+    named by id@partition:offset (`versions`). The other versions stay to be written."""
+    batch = Batch()
+    for offset in range(3):
+        batch.add_cost(decode(cost(1), offset), "energy-costs", 0, offset, 1.0)
+    assert list(batch.versions()) == ["ecs_0001", "ecs_0001@0:1", "ecs_0001@0:2"]
+    batch.reject({"ecs_0001@0:2": "DataError: later"}, {}, NOW)
+    batch.reject({"ecs_0001": "DataError: first"}, {}, NOW)
+    assert [p.source.offset for p in batch.versions().values()] == [1]
+    assert [letter.source.offset for _, letter in batch.dead_letters if letter.source] == [2, 0]

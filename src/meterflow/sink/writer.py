@@ -42,7 +42,7 @@ STAGE_BREAKDOWN = "mf_stage_energy_cost_breakdown"
 
 _CREATE_STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_COSTS}
-    (LIKE energy_costs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+    (LIKE energy_costs INCLUDING DEFAULTS, PRIMARY KEY (id)) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_BREAKDOWN}
     (LIKE energy_cost_breakdown INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 """
@@ -113,7 +113,7 @@ UPDATE energy_costs e
 SET ({", ".join(COST_COLUMNS[1:])}) = ({", ".join(f"s.{c}" for c in COST_COLUMNS[1:])}),
     revision = e.revision + 1, inserted_at = now()
 FROM {STAGE_COSTS} s
-WHERE s.id = e.id AND e.id IN (SELECT id FROM archived)
+WHERE s.id = e.id AND e.id = ANY($1::text[]) AND e.id IN (SELECT id FROM archived)
 RETURNING e.id
 """
 """Write 1 of a correction: the stored version (row, revision, breakdown) into history, the
@@ -123,7 +123,8 @@ staged one in its place. Its breakdown follows in write 2 (`_DROP_BREAKDOWN`, th
 _DROP_BREAKDOWN = "DELETE FROM energy_cost_breakdown WHERE cost_id = ANY($1::text[])"
 _ADD_BREAKDOWN = f"""
 INSERT INTO energy_cost_breakdown ({_BREAKDOWN_LIST})
-SELECT {_BREAKDOWN_SELECT} FROM {STAGE_BREAKDOWN} b WHERE b.cost_id = ANY($1::text[])
+SELECT {_BREAKDOWN_SELECT}
+FROM {STAGE_BREAKDOWN} b JOIN unnest($1::text[]) AS replaced (id) ON replaced.id = b.cost_id
 """
 
 _UPSERT_LOCATION = f"""
