@@ -12,9 +12,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from meterflow.models import DeadLetter, EnergyCost, LocationProfile, MarketPrices, MeterRecord
+from meterflow.models import (
+    DeadLetter,
+    EnergyCost,
+    LocationProfile,
+    MarketPrices,
+    MeterReading,
+    MeterRecord,
+)
 
-INPUTS: tuple[type[BaseModel], ...] = (MeterRecord, LocationProfile, MarketPrices)
+INPUTS: tuple[type[BaseModel], ...] = (MeterRecord, MeterReading, LocationProfile, MarketPrices)
 """Documents we read: schema of what validation accepts."""
 OUTPUTS: tuple[type[BaseModel], ...] = (EnergyCost, DeadLetter)
 """Documents we write: schema of what serialization produces."""

@@ -18,6 +18,7 @@ def test_committed_schemas_match_the_models() -> None:
 def test_every_contract_document_is_exported(tmp_path: Path) -> None:
     names = {
         "MeterRecord.schema.json",
+        "MeterReading.schema.json",
         "LocationProfile.schema.json",
         "MarketPrices.schema.json",
         "EnergyCost.schema.json",

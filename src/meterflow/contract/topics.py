@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 METER_RECORDS = "meter-records"
+METER_READINGS = "meter-readings"  # cumulative registers (design §10); keyed like meter-records
 ENERGY_COSTS = "energy-costs"
 LOCATIONS = "locations"
 MARKET_PRICES = "market-prices"
@@ -23,6 +24,7 @@ class TopicSpec:
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(METER_RECORDS, compacted=False),
+    TopicSpec(METER_READINGS, compacted=False),
     TopicSpec(ENERGY_COSTS, compacted=False),
     TopicSpec(LOCATIONS, compacted=True),
     TopicSpec(MARKET_PRICES, compacted=True),

@@ -28,6 +28,7 @@ from meterflow.models.profiles import (
     TimeOfUseTariff,
     Weekday,
 )
+from meterflow.models.readings import MeterReading, RegisterUnit
 from meterflow.models.records import EnergyFlowDirection, EnergyUnit, MeterRecord, TariffDirection
 
 __all__ = [
@@ -50,10 +51,12 @@ __all__ = [
     "FixedTariff",
     "LocationProfile",
     "MarketPrices",
+    "MeterReading",
     "MeterRecord",
     "Money",
     "PricePoint",
     "PricingError",
+    "RegisterUnit",
     "SourceRef",
     "TariffDirection",
     "TariffVersion",

@@ -19,6 +19,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_LOCATION = "unknown_location"
     UNKNOWN_DEVICE = "unknown_device"
     TARIFF_NOT_AVAILABLE = "tariff_not_available"
+    # cumulative register readings (design §10)
+    STALE_READING = "stale_reading"
+    REGISTER_RESET = "register_reset"
 
 
 class PricingError(Exception):

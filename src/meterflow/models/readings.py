@@ -1,0 +1,71 @@
+"""MeterReading: a cumulative register reading, as published on `meter-readings` (design §10).
+
+Meters, inverters and EV chargers report "the counter read 1553 Wh at 10:42:17", not intervals;
+the worker turns consecutive readings of one meter into interval records
+(`costing.readings`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, WithJsonSchema, field_validator
+
+from meterflow.models._base import AwareDatetime, Document, Money
+from meterflow.models.records import (
+    _CONFIDENCE_SCHEMA,
+    NO_CONTROL_CHARACTERS,
+    EnergyFlowDirection,
+    MeterRecord,
+)
+
+
+class RegisterUnit(StrEnum):
+    """A register counts energy; power units (W, KW) make no sense for it."""
+
+    WH = "WH"
+    KWH = "KWH"
+
+
+_KWH_PER = {RegisterUnit.WH: Decimal("0.001"), RegisterUnit.KWH: Decimal(1)}
+
+
+class MeterReading(Document):
+    """One reading of a meter's cumulative energy register (never negative)."""
+
+    location_id: str = Field(min_length=1, max_length=128)
+    device_id: str | None = Field(default=None, min_length=1, max_length=128)
+    energy_flow_direction: EnergyFlowDirection = EnergyFlowDirection.INBOUND
+    time: AwareDatetime
+    value: Money = Field(ge=0)
+    units: RegisterUnit
+    session_reference_id: str | None = Field(
+        default=None, max_length=256, json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}
+    )
+    record_reference_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
+    )
+    confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] | None = Field(
+        default=None, ge=0, le=1
+    )
+
+    @field_validator("session_reference_id", "record_reference_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        """The same rule as a meter record's references (they become its references)."""
+        return MeterRecord._printable(value)
+
+    @property
+    def object_id(self) -> str:
+        """Whose register this is (design §8.1): the device if given, else the location."""
+        return self.device_id if self.device_id is not None else self.location_id
+
+    @property
+    def kwh(self) -> Decimal:
+        """The register in kWh, exactly (WH scaled by 0.001, no rounding)."""
+        return self.value * _KWH_PER[self.units]
