@@ -34,6 +34,15 @@ def meter_record_id_for_reference(
     return f"mre_{_digest('reference', identity + record_reference_id)}"
 
 
+def reading_interval_reference(object_id: str, direction: str, start: str, end: str) -> str:
+    """The `record_reference_id` of the interval between two register readings of one meter
+    (object + direction) that carry no reference of their own (design §10): `rdg_…`, from the
+    meter and the two instants alone (UTC text), so deriving the interval again after a crash
+    or a replay gives the same reference, hence the same `mre_…` and `ecs_…` (§8.1)."""
+    identity = f"{len(object_id)}:{object_id}{len(direction)}:{direction}{start}/{end}"
+    return f"rdg_{_digest('reading', identity)}"
+
+
 def new_meter_record_id() -> str:
     """A fresh id for a record accepted over HTTP without a `record_reference_id`; it travels
     with the record from then on."""

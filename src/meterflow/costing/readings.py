@@ -1,0 +1,298 @@
+"""Cumulative register readings -> interval meter records (design §10), pure.
+
+`next_interval(latest, reading)` is the rule of §10 for one reading against the latest reading
+of its meter. `advance(state, reading, offset)` adds what makes it crash-safe: the state is the
+meter's recent readings *with the input offset of each*, so a reading the state already holds
+(a replay after a crash: the table's changelog can run ahead of the committed input offset) is
+decided again against the state as it was before that offset, and re-emits its interval under
+the same deterministic id instead of passing for a duplicate (KAFKA-12508's trap).
+docs/stream.md, "Readings: crash safety", has the argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from meterflow import ids
+from meterflow.models import (
+    ErrorCode,
+    LocationProfile,
+    MeterReading,
+    PricingError,
+    dumps,
+    loads,
+    validation_summary,
+)
+
+MAX_POINTS = 1000
+"""A memory bound on one meter's state. Points older than the committed input offset are pruned
+first (`advance`), so this bound is reached only by a meter that sent this many readings since
+the last offset commit (about a second of input)."""
+
+
+def parse_reading(payload: bytes) -> MeterReading:
+    """Decode and validate one `meter-readings` value; PricingError(INVALID_RECORD) otherwise
+    (not JSON, a negative or non-numeric register, a time without offset, …). Numbers are read
+    as Decimal, never float."""
+    try:
+        document = loads(payload)
+    except ValueError as error:
+        raise PricingError(ErrorCode.INVALID_RECORD, f"not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise PricingError(ErrorCode.INVALID_RECORD, "a meter reading must be a JSON object")
+    try:
+        return MeterReading.model_validate(document)
+    except ValidationError as error:
+        raise PricingError(
+            ErrorCode.INVALID_RECORD, validation_summary(error, whole="reading")
+        ) from None
+
+
+def meter_problem(reading: MeterReading, profile: LocationProfile | None) -> PricingError | None:
+    """What makes a reading's meter unknown (checked before the meter's state is touched)."""
+    if profile is None:
+        return PricingError(
+            ErrorCode.UNKNOWN_LOCATION, f"no profile for location {reading.location_id!r}"
+        )
+    if reading.device_id is not None and reading.device_id not in profile.devices:
+        return PricingError(
+            ErrorCode.UNKNOWN_DEVICE,
+            f"device {reading.device_id!r} is not a device of location {reading.location_id!r}",
+        )
+    return None
+
+
+def meter_key(reading: MeterReading) -> bytes:
+    """The state table's key: the meter (object + direction) within its location. The location
+    is part of it because the table is partitioned like `meter-readings`, by location."""
+    return dumps([reading.location_id, reading.object_id, reading.energy_flow_direction.value])
+
+
+def utc_text(instant: datetime) -> str:
+    """RFC 3339 in UTC with `Z`: the one spelling of an instant in ids and derived records."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterPoint:
+    """A reading that moved the meter's state, and the input offset it came from."""
+
+    time: datetime
+    kwh: Decimal
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeterState:
+    """One meter's recent state-changing readings, oldest first (never empty)."""
+
+    points: tuple[RegisterPoint, ...]
+
+    @property
+    def latest(self) -> RegisterPoint:
+        return self.points[-1]
+
+    def before(self, offset: int) -> RegisterPoint | None:
+        """The latest reading as it was when the input reached `offset`."""
+        for point in reversed(self.points):
+            if point.offset < offset:
+                return point
+        return None
+
+    def then(self, point: RegisterPoint, committed: int | None) -> MeterState:
+        """This state with `point` as its latest; points that no replay can need are dropped:
+        a replay starts at the committed offset or later, and only needs the last point
+        before it."""
+        points = (*self.points, point)
+        if committed is not None:
+            keep_from = 0
+            for index, kept in enumerate(points):
+                if kept.offset < committed:
+                    keep_from = index
+            points = points[keep_from:]
+        return MeterState(points[-MAX_POINTS:])
+
+
+def encode_state(state: MeterState) -> bytes:
+    return dumps([[utc_text(p.time), p.kwh, p.offset] for p in state.points])
+
+
+def decode_state(raw: bytes | None) -> MeterState | None:
+    if raw is None:
+        return None
+    points = tuple(
+        RegisterPoint(datetime.fromisoformat(time), Decimal(kwh), int(offset))
+        for time, kwh, offset in loads(raw)
+    )
+    return MeterState(points) if points else None
+
+
+# --- decisions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The meter's first reading: sets the state, nothing priced."""
+
+    point: RegisterPoint
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A newer reading: the interval `[previous.time, point.time)` is priced."""
+
+    previous: RegisterPoint
+    point: RegisterPoint
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The latest reading again (same time, same value): nothing to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A dead letter with `code`; `point` is the new baseline (reset, over-long gap), or None
+    when the state stays as it is (stale reading)."""
+
+    code: ErrorCode
+    message: str
+    point: RegisterPoint | None
+
+
+Decision = Baseline | Interval | Duplicate | Rejected
+
+
+def next_interval(
+    latest: RegisterPoint | None, reading: MeterReading, offset: int, *, max_record_hours: int
+) -> Decision:
+    """The rules of design §10 for `reading` (at input `offset`) after the meter's `latest`."""
+    point = RegisterPoint(reading.time, reading.kwh, offset)
+    if latest is None:
+        return Baseline(point)
+    if point.time == latest.time and point.kwh == latest.kwh:
+        return Duplicate()
+    if point.time <= latest.time:
+        return Rejected(
+            ErrorCode.STALE_READING,
+            f"reading at {utc_text(point.time)} ({point.kwh} kWh) is not after the latest "
+            f"reading at {utc_text(latest.time)} ({latest.kwh} kWh)",
+            None,
+        )
+    if point.kwh < latest.kwh:
+        return Rejected(
+            ErrorCode.REGISTER_RESET,
+            f"register went down from {latest.kwh} kWh at {utc_text(latest.time)} to "
+            f"{point.kwh} kWh: nothing priced across it, new baseline",
+            point,
+        )
+    if point.time - latest.time > timedelta(hours=max_record_hours):
+        return Rejected(
+            ErrorCode.INVALID_TIME_RANGE,
+            f"{utc_text(latest.time)} to {utc_text(point.time)} is longer than "
+            f"{max_record_hours} hours: nothing priced across it, new baseline",
+            point,
+        )
+    return Interval(latest, point, interval_record(reading, latest))
+
+
+def interval_record(reading: MeterReading, previous: RegisterPoint) -> dict[str, Any]:
+    """The MeterRecord (as published on `meter-records`) for `[previous.time, reading.time)`.
+
+    Its reference is the reading's own, else `rdg_…` of (meter, both instants); it carries the
+    reading's device, session and confidence (design §10)."""
+    start, end = utc_text(previous.time), utc_text(reading.time)
+    reference = reading.record_reference_id or ids.reading_interval_reference(
+        reading.object_id, reading.energy_flow_direction.value, start, end
+    )
+    record: dict[str, Any] = {
+        "location_id": reading.location_id,
+        "energy_flow_direction": reading.energy_flow_direction.value,
+        "energy": reading.kwh - previous.kwh,
+        "start_time": start,
+        "end_time": end,
+        "record_reference_id": reference,
+    }
+    if reading.device_id is not None:
+        record["device_id"] = reading.device_id
+    if reading.session_reference_id is not None:
+        record["session_reference_id"] = reading.session_reference_id
+    if reading.confidence is not None:
+        record["confidence"] = reading.confidence
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one reading does: its decision, and the state to store (None: leave it)."""
+
+    decision: Decision
+    state: MeterState | None
+    replayed: bool = False
+
+
+def advance(
+    state: MeterState | None,
+    reading: MeterReading,
+    offset: int,
+    *,
+    committed: int | None,
+    max_record_hours: int,
+) -> Step:
+    """`next_interval` against the meter's state, safe under replays.
+
+    Input offsets of one meter only grow (one partition, keyed by location), so a reading at or
+    below the latest point's offset was processed before: the state ran ahead of the committed
+    input (a crash, a rebalance). It is decided against the state as it was before its offset,
+    which gives the same decision as the first time (an interval again, under the same id), and
+    the state is left alone. `committed` (the partition's committed input offset, None if
+    unknown) bounds what the state keeps."""
+    if state is not None and offset <= state.latest.offset:
+        decision = next_interval(
+            state.before(offset), reading, offset, max_record_hours=max_record_hours
+        )
+        return Step(decision, None, replayed=True)
+    latest = state.latest if state is not None else None
+    decision = next_interval(latest, reading, offset, max_record_hours=max_record_hours)
+    point = _moves_to(decision)
+    if point is None:
+        return Step(decision, None)
+    if state is None:
+        return Step(decision, MeterState((point,)))
+    return Step(decision, state.then(point, committed))
+
+
+def _moves_to(decision: Decision) -> RegisterPoint | None:
+    if isinstance(decision, Baseline | Interval):
+        return decision.point
+    if isinstance(decision, Rejected):
+        return decision.point
+    return None
+
+
+__all__ = [
+    "MAX_POINTS",
+    "Baseline",
+    "Decision",
+    "Duplicate",
+    "Interval",
+    "MeterState",
+    "RegisterPoint",
+    "Rejected",
+    "Step",
+    "advance",
+    "decode_state",
+    "encode_state",
+    "interval_record",
+    "meter_key",
+    "meter_problem",
+    "next_interval",
+    "parse_reading",
+    "utc_text",
+]

@@ -1,0 +1,267 @@
+"""Readings -> intervals (design §10): every rule, and the replay rule that makes it crash-safe."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from meterflow.costing.readings import (
+    MAX_POINTS,
+    Baseline,
+    Duplicate,
+    Interval,
+    MeterState,
+    RegisterPoint,
+    Rejected,
+    advance,
+    decode_state,
+    encode_state,
+    interval_record,
+    meter_key,
+    meter_problem,
+    next_interval,
+    parse_reading,
+)
+from meterflow.ids import reading_interval_reference
+from meterflow.models import ErrorCode, LocationProfile, MeterReading, PricingError, dumps
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+def reading(minutes: int, value: str, units: str = "WH", **extra: Any) -> MeterReading:
+    time = (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+    return MeterReading.model_validate(
+        {"location_id": "loc_r", "time": time, "value": Decimal(value), "units": units, **extra}
+    )
+
+
+def point(minutes: int, kwh: str, offset: int) -> RegisterPoint:
+    return RegisterPoint(T0 + timedelta(minutes=minutes), Decimal(kwh), offset)
+
+
+def decide(latest: RegisterPoint | None, r: MeterReading, offset: int = 9) -> Any:
+    return next_interval(latest, r, offset, max_record_hours=744)
+
+
+def test_the_first_reading_only_sets_the_baseline() -> None:
+    assert decide(None, reading(0, "1553"), 4) == Baseline(point(0, "1.553", 4))
+
+
+def test_a_newer_reading_is_the_interval_since_the_latest_in_kwh() -> None:
+    decision = decide(point(0, "1.553", 4), reading(30, "2053"))
+    assert isinstance(decision, Interval)
+    assert decision.record["energy"] == Decimal("0.500")
+    assert decision.record["start_time"] == "2026-01-05T08:00:00Z"
+    assert decision.record["end_time"] == "2026-01-05T08:30:00Z"
+    assert decision.record["record_reference_id"] == reading_interval_reference(
+        "loc_r", "INBOUND", "2026-01-05T08:00:00Z", "2026-01-05T08:30:00Z"
+    )
+    assert decision.point == point(30, "2.053", 9)
+
+
+def test_units_do_not_matter_for_duplicates_and_a_zero_increase_is_an_interval() -> None:
+    assert decide(point(0, "1.553", 4), reading(0, "1.553", "KWH")) == Duplicate()
+    decision = decide(point(0, "1.553", 4), reading(30, "1553"))
+    assert isinstance(decision, Interval)
+    assert decision.record["energy"] == 0
+
+
+def test_another_value_at_or_before_the_latest_time_is_stale() -> None:
+    for minutes, value in ((0, "1600"), (-5, "1000"), (-5, "1553")):
+        decision = decide(point(0, "1.553", 4), reading(minutes, value))
+        assert isinstance(decision, Rejected)
+        assert (decision.code, decision.point) == (ErrorCode.STALE_READING, None)
+
+
+def test_a_decrease_is_a_reset_and_the_new_baseline() -> None:
+    decision = decide(point(0, "1.553", 4), reading(30, "12"), 9)
+    assert isinstance(decision, Rejected)
+    assert decision.code is ErrorCode.REGISTER_RESET
+    assert decision.point == point(30, "0.012", 9)
+
+
+def test_a_gap_longer_than_the_limit_is_invalid_and_the_new_baseline() -> None:
+    latest = point(0, "1", 4)
+    ok = next_interval(latest, reading(60, "2000"), 9, max_record_hours=1)
+    assert isinstance(ok, Interval)
+    decision = next_interval(latest, reading(61, "2000"), 9, max_record_hours=1)
+    assert isinstance(decision, Rejected)
+    assert decision.code is ErrorCode.INVALID_TIME_RANGE
+    assert decision.point == point(61, "2", 9)
+
+
+def test_the_derived_record_carries_the_readings_reference_device_session_confidence() -> None:
+    r = reading(
+        30,
+        "2",
+        "KWH",
+        device_id="dev_1",
+        energy_flow_direction="OUTBOUND",
+        session_reference_id="ses_1",
+        record_reference_id="ref_1",
+        confidence="0.8",
+    )
+    record = interval_record(r, point(0, "1", 4))
+    assert record == {
+        "location_id": "loc_r",
+        "device_id": "dev_1",
+        "energy_flow_direction": "OUTBOUND",
+        "energy": Decimal(1),
+        "start_time": "2026-01-05T08:00:00Z",
+        "end_time": "2026-01-05T08:30:00Z",
+        "session_reference_id": "ses_1",
+        "record_reference_id": "ref_1",
+        "confidence": Decimal("0.8"),
+    }
+
+
+def test_the_derived_reference_depends_on_meter_and_instants_not_on_spelling() -> None:
+    spelled = MeterReading.model_validate(
+        {"location_id": "loc_r", "time": "2026-01-05T09:30:00+01:00", "value": 2, "units": "KWH"}
+    )
+    a = interval_record(spelled, point(0, "1", 4))["record_reference_id"]
+    b = interval_record(reading(30, "2", "KWH"), point(0, "1", 4))["record_reference_id"]
+    c = interval_record(reading(30, "2", "KWH", device_id="d"), point(0, "1", 4))
+    assert a == b != c["record_reference_id"]
+    assert a.startswith("rdg_")
+
+
+@pytest.mark.parametrize(
+    ("document", "code"),
+    [
+        ({"value": -1}, ErrorCode.INVALID_RECORD),
+        ({"value": "lots"}, ErrorCode.INVALID_RECORD),
+        ({"value": "NaN"}, ErrorCode.INVALID_RECORD),
+        ({"time": "2026-01-05T08:00:00"}, ErrorCode.INVALID_RECORD),
+        ({"units": "W"}, ErrorCode.INVALID_RECORD),
+    ],
+)
+def test_bad_readings_are_invalid_records(document: dict[str, Any], code: ErrorCode) -> None:
+    base = {"location_id": "l", "time": "2026-01-05T08:00:00Z", "value": 1, "units": "WH"}
+    with pytest.raises(PricingError) as caught:
+        parse_reading(dumps({**base, **document}))
+    assert caught.value.code is code
+    with pytest.raises(PricingError):
+        parse_reading(b"[1]")
+    with pytest.raises(PricingError):
+        parse_reading(b"\xff")
+
+
+def test_unknown_location_and_device() -> None:
+    profile = LocationProfile.model_validate(
+        {
+            "location_id": "loc_r",
+            "account_id": "acc",
+            "timezone": "UTC",
+            "currency_code": "GBP",
+            "devices": ["dev_1"],
+            "tariffs": {},
+        }
+    )
+    problem = meter_problem(reading(0, "1"), None)
+    assert problem is not None
+    assert problem.code is ErrorCode.UNKNOWN_LOCATION
+    problem = meter_problem(reading(0, "1", device_id="dev_2"), profile)
+    assert problem is not None
+    assert problem.code is ErrorCode.UNKNOWN_DEVICE
+    assert meter_problem(reading(0, "1", device_id="dev_1"), profile) is None
+
+
+def test_meter_key_separates_devices_and_directions() -> None:
+    keys = {
+        meter_key(reading(0, "1")),
+        meter_key(reading(0, "1", device_id="d")),
+        meter_key(reading(0, "1", energy_flow_direction="OUTBOUND")),
+    }
+    assert len(keys) == 3
+
+
+def test_state_round_trips() -> None:
+    state = MeterState((point(0, "1.553", 4), point(30, "2.000000001", 7)))
+    assert decode_state(encode_state(state)) == state
+    assert decode_state(None) is None
+
+
+# --- replay safety ----------------------------------------------------------------------------
+
+
+def _run(
+    readings: list[tuple[int, MeterReading]],
+    state: MeterState | None = None,
+    committed: int | None = None,
+) -> tuple[list[Any], MeterState | None]:
+    decisions = []
+    for offset, r in readings:
+        step = advance(state, r, offset, committed=committed, max_record_hours=744)
+        decisions.append(step.decision)
+        if step.state is not None:
+            state = step.state
+    return decisions, state
+
+
+def test_a_replayed_reading_the_state_holds_re_emits_its_interval() -> None:
+    """KAFKA-12508's trap: the table has the reading, its interval may never have been sent."""
+    inputs = [(10, reading(0, "1000")), (11, reading(30, "1500")), (12, reading(60, "1700"))]
+    first, state = _run(inputs)
+    assert state is not None
+    again, after = _run(inputs, state)  # the whole input replayed onto the state it produced
+    assert again == first
+    assert after == state
+
+
+def test_a_real_duplicate_after_the_latest_is_ignored() -> None:
+    inputs = [(10, reading(0, "1000")), (11, reading(30, "1500"))]
+    _, state = _run(inputs)
+    decisions, after = _run([(12, reading(30, "1500"))], state)
+    assert decisions == [Duplicate()]
+    assert after == state
+
+
+def test_a_replay_from_any_committed_offset_gives_the_first_decisions() -> None:
+    """Random streams of one meter (duplicates, stale readings, resets); the state is written
+    after each reading, the worker dies after any reading and the input is replayed from any
+    committed offset not after the crash point onto the state it left: the decisions of the
+    replayed readings equal the first run's, and the state ends the same."""
+    rng = random.Random(7)
+    for _ in range(200):
+        inputs: list[tuple[int, MeterReading]] = []
+        value, minutes, offset = 1000, 0, rng.randrange(5)
+        for _ in range(rng.randrange(2, 25)):
+            roll = rng.random()
+            if roll < 0.1 and inputs:
+                inputs.append((offset, inputs[-1][1]))  # duplicate
+            elif roll < 0.15 and inputs:
+                inputs.append((offset, reading(minutes - 1, str(value + 7))))  # stale
+            elif roll < 0.2:
+                value = rng.randrange(0, 50)  # reset
+                minutes += 30
+                inputs.append((offset, reading(minutes, str(value))))
+            else:
+                value += rng.randrange(0, 900)
+                minutes += rng.choice((15, 30, 60))
+                inputs.append((offset, reading(minutes, str(value))))
+            offset += rng.randrange(1, 4)  # other meters' readings in between
+        first, final = _run(inputs)
+        crash = rng.randrange(len(inputs))
+        committed_at = rng.randrange(crash + 1)
+        committed = inputs[committed_at][0]
+        # the state the crash left: written up to `crash`, pruned with the committed offset
+        _, left = _run(inputs[: crash + 1], committed=committed)
+        replayed, end = _run(inputs[committed_at:], left, committed=committed)
+        assert replayed == first[committed_at:]
+        assert end is not None
+        assert final is not None
+        assert end.latest == final.latest
+
+
+def test_pruning_keeps_the_last_point_before_the_committed_offset() -> None:
+    state = MeterState((point(0, "1", 1), point(1, "2", 5), point(2, "3", 9)))
+    pruned = state.then(point(3, "4", 12), committed=8)
+    assert [p.offset for p in pruned.points] == [5, 9, 12]
+    assert state.then(point(3, "4", 12), committed=None).points[0].offset == 1
+    long = MeterState(tuple(point(i, str(i), i) for i in range(MAX_POINTS)))
+    assert len(long.then(point(MAX_POINTS, "9999", MAX_POINTS), None).points) == MAX_POINTS
