@@ -24,7 +24,7 @@ from api_harness import TOKEN_SECRET, Client, Stack, api_stack
 
 from meterflow.api.credentials import Principal, sign_token
 from meterflow.models import loads
-from samples import london, time_of_use
+from samples import duos, levy, london, time_of_use
 
 pytestmark = pytest.mark.integration
 
@@ -428,6 +428,51 @@ async def read_topic(stack: Stack, name: str) -> list[tuple[str, bytes | None]]:
         return found
     finally:
         await consumer.stop()
+
+
+async def test_bill_fields_price_through_the_api_and_bad_ones_are_422(
+    stack: Stack, client: Client
+) -> None:
+    _, key = await new_account(stack)
+    location = uid("loc")
+    version = FIXED["tariffs"]["IMPORT"][0] | {  # type: ignore[index]
+        "surcharge_percentage": "10",
+        "components": [duos(), levy("cfd", "0.004")],
+        "standing_charge": "0.53",
+    }
+    billed = FIXED | {"tax_percentage": "5", "tariffs": {"IMPORT": [version]}}
+    await put_location(client, key, location, billed)
+    status, cost, _ = await client.call("POST", "/costs/instant", key=key, json=record(location))
+    assert status == 200, cost
+    # Sunday: DUoS green 0.0021; energy 0.25 × 1.10; 2 kWh; VAT 5 %
+    assert cost["data"]["cost"] == {
+        "value": Decimal("0.5622"),
+        "confidence": 1,
+        "tax": Decimal("0.02811"),
+        "total": Decimal("0.59031"),
+    }
+    items = [(i["component"], i["rate"], i["cost"]) for i in cost["data"]["breakdown"]]
+    assert items == [
+        ("energy", Decimal("0.275"), Decimal("0.55")),
+        ("duos", Decimal("0.0021"), Decimal("0.0042")),
+        ("cfd", Decimal("0.004"), Decimal("0.008")),
+    ]
+    gap = duos()
+    gap["rules"].pop()  # no weekend rule
+    for bad, named in [
+        (billed | {"tax_percentage": "100.01"}, "tax_percentage"),
+        (
+            billed | {"tariffs": {"IMPORT": [version | {"standing_charge": "-1"}]}},
+            "standing_charge",
+        ),
+        (billed | {"tariffs": {"IMPORT": [version | {"components": [gap]}]}}, "component 'duos'"),
+    ]:
+        status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, json=bad)
+        assert_error(status, doc, 422, "invalid_profile")
+        assert named in doc["message"]
+    status, kept, _ = await client.call("GET", f"/locations/{location}", key=key)
+    assert status == 200, kept
+    assert kept["tax_percentage"] == 5  # the refused PUTs changed nothing
 
 
 async def test_instant_cost_equals_the_event_on_energy_costs(stack: Stack, client: Client) -> None:
