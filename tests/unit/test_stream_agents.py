@@ -151,6 +151,25 @@ async def test_profiles_are_stored_deleted_or_dead_lettered(
     assert table == {}
 
 
+async def test_a_profile_with_a_bad_bill_field_is_dead_lettered_and_the_old_one_stays(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    _, letters = topics
+    table: dict[bytes, bytes] = {}
+    applier = DocumentApplier(
+        table=table, dead_letters=letters, decide=decide_location, kind="profile", clock=lambda: NOW
+    )
+    good = demo_profile("loc_a")
+    raw = dumps(good)
+    await applier.on_event(event(raw, b"loc_a"))
+    await applier.on_event(event(dumps(good | {"tax_percentage": "120"}), b"loc_a"))
+    assert table == {b"loc_a": raw}
+    [(key, value)] = letters.sent
+    error = loads(value or b"")["error"]
+    assert (key, error["code"]) == (b"loc_a", "invalid_record")
+    assert "tax_percentage" in error["message"]
+
+
 async def test_a_failed_send_stops_the_process_before_anything_is_acked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
