@@ -4,18 +4,21 @@ Fast path: COPY straight into `energy_costs` and `energy_cost_breakdown`: the te
 in COPY text format, the other results' Python values in binary format. The primary key
 makes that transaction fail as a whole if any result is already stored (a replay after a crash
 between the database commit and the Kafka commit, a duplicate, a correction); the batch is then
-written the safe way: COPY into session-local staging tables, then
-`INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, with breakdown rows only for the costs that
-statement inserted. Only when that statement met stored ids do the correction statements run
-(`_CORRECTIONS`): a stored version whose content differs (`CONTENT_COLUMNS`) and that was read
-earlier in partition order is archived with its breakdown in `energy_cost_history`, then
-replaced, `revision + 1`. A result equal in content, or older, changes nothing. Several reads
-of one id in a batch are written in rounds, in the order they were read (`Batch.rounds`).
+split: the ids not stored yet are COPYed straight in as above, the stored ones go the safe way:
+COPY into session-local staging tables, then `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`,
+with breakdown rows only for the costs that statement inserted (if another member stores an id
+between the two, the whole batch is staged). Only for the stored ids do the correction
+statements run (`_correct`): a stored version whose content differs (`CONTENT_COLUMNS`) and
+that was read earlier in partition order is archived with its breakdown in
+`energy_cost_history`, then replaced, `revision + 1`. A result equal in content, or older,
+changes nothing. Several reads of one id in a batch are written in rounds, in the order they
+were read (`Batch.rounds`).
 docs/sink.md, "Duplicates and corrections", says why an older version can never win.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -127,6 +130,11 @@ SELECT {_BREAKDOWN_SELECT}
 FROM {STAGE_BREAKDOWN} b JOIN unnest($1::text[]) AS replaced (id) ON replaced.id = b.cost_id
 """
 
+_STORED_IDS = "SELECT id FROM energy_costs WHERE id = ANY($1::text[])"
+
+_DIRECT, _SPLIT, _STAGED = "direct", "split", "staged"
+"""How `_write` stores the first read of each id (see there)."""
+
 _UPSERT_LOCATION = f"""
 INSERT INTO locations ({", ".join(LOCATION_COLUMNS)}, deleted, updated_at)
 VALUES ({", ".join(f"${i}" for i in range(1, len(LOCATION_COLUMNS) + 2))}, now())
@@ -165,8 +173,8 @@ class PostgresWriter:
         self._timeout_s = timeout_s
         self._conn: asyncpg.Connection | None = None
         self._expect_stored = False
-        """The last batch met stored ids: go straight to staging (a stream of duplicates or
-        corrections would otherwise pay a failed COPY per batch). Reset by a batch that met
+        """The last batch met stored ids: split the next one at once (a stream of duplicates
+        or corrections would otherwise pay a failed COPY per batch). Reset by a batch that met
         none, so a plain stream keeps the fast path."""
 
     async def _connection(self) -> asyncpg.Connection:
@@ -184,36 +192,42 @@ class PostgresWriter:
         """Write the batch atomically; raises (and forgets the connection) on any failure."""
         conn = await self._connection()
         try:
+            result: WriteResult | None = None
             if not self._expect_stored:
+                with contextlib.suppress(asyncpg.UniqueViolationError):
+                    result = await self._write(conn, batch, _DIRECT)  # some id was stored
+            if result is None:
                 try:
-                    return await self._write(conn, batch, direct=True)
-                except asyncpg.UniqueViolationError:
-                    pass  # some result is already stored: merge through staging instead
-            result = await self._write(conn, batch, direct=False)
-            self._expect_stored = result.costs_inserted < len(batch.costs)
+                    result = await self._write(conn, batch, _SPLIT)
+                except asyncpg.UniqueViolationError:  # another member stored one meanwhile
+                    result = await self._write(conn, batch, _STAGED)
+                self._expect_stored = result.costs_inserted < len(batch.costs)
             return result
         except BaseException:
             self._conn = None
             conn.terminate()
             raise
 
-    async def _write(self, conn: asyncpg.Connection, batch: Batch, *, direct: bool) -> WriteResult:
-        """`direct`: COPY the first round straight into the tables, which fails as a whole on
-        any stored id; else COPY into staging and merge, then apply corrections. Later rounds
-        (ids read again in this batch) always take staging. Same end state either way."""
+    async def _write(self, conn: asyncpg.Connection, batch: Batch, mode: str) -> WriteResult:
+        """Round 0 (the first read of every id): `_DIRECT` COPYs it straight into the tables,
+        which fails as a whole on any stored id; `_SPLIT` asks which ids are stored, COPYs the
+        others straight in and stages the stored ones; `_STAGED` stages all. Staged results
+        are merged (`ON CONFLICT (id) DO NOTHING`), then corrections are applied. Later rounds
+        (ids read again in this batch) are always staged. Same end state in every mode."""
         inserted = breakdown_inserted = replaced = 0
         async with conn.transaction():
             rounds = [results for results in batch.rounds() if results]
             for n, results in enumerate(rounds):
                 if n > 0:
                     await conn.execute(f"TRUNCATE {STAGE_COSTS}, {STAGE_BREAKDOWN}")
-                if direct and n == 0:
-                    text = batch.breakdown_text(results)
-                    binary = batch.breakdown_rows(results)
-                    await self._copy_results(conn, batch, results, staged=False)
-                    inserted += len(results)
-                    breakdown_inserted += text.count("\n") + len(binary)
-                    continue
+                elif mode != _STAGED:
+                    new, results = await self._split(conn, results, mode)
+                    await self._copy_results(conn, batch, new, staged=False)
+                    inserted += len(new)
+                    breakdown_inserted += batch.breakdown_text(new).count("\n")
+                    breakdown_inserted += len(batch.breakdown_rows(new))
+                    if not results:
+                        continue
                 await self._copy_results(conn, batch, results, staged=True)
                 merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
                 assert merged is not None
@@ -226,7 +240,18 @@ class PostgresWriter:
             locations = await self._write_locations(conn, batch)
             failures = batch.batch_failures.values()
             await write_batch_failures(conn, failures, timeout_s=self._timeout_s)
-        return WriteResult(inserted, breakdown_inserted, locations, direct, replaced)
+        return WriteResult(inserted, breakdown_inserted, locations, mode == _DIRECT, replaced)
+
+    async def _split(
+        self, conn: asyncpg.Connection, results: dict[str, Persist], mode: str
+    ) -> tuple[dict[str, Persist], dict[str, Persist]]:
+        """(results to COPY straight in, results to stage): `_SPLIT` stages the stored ids."""
+        if mode == _DIRECT:
+            return results, {}
+        rows = await conn.fetch(_STORED_IDS, list(results), timeout=self._timeout_s)
+        stored = {row["id"] for row in rows}
+        new = {i: p for i, p in results.items() if i not in stored}
+        return new, {i: p for i, p in results.items() if i in stored}
 
     async def _copy_results(
         self, conn: asyncpg.Connection, batch: Batch, results: dict[str, Persist], *, staged: bool
