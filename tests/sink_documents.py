@@ -60,6 +60,7 @@ def json_values(strings: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
 @st.composite
 def energy_costs(draw: st.DrawFn, strings: st.SearchStrategy[str] = plain_texts) -> dict[str, Any]:
     """A random EnergyCost; `strings` draws its free-text values and the request's."""
+    components = draw(st.sampled_from([None, None, "energy", "duos"]) | strings)
     items = [
         {
             "start_time": draw(instants()),
@@ -68,8 +69,12 @@ def energy_costs(draw: st.DrawFn, strings: st.SearchStrategy[str] = plain_texts)
             "energy": draw(money),
             "cost": draw(money),
         }
+        | ({} if components is None else {"component": components})
         for _ in range(draw(st.integers(0, 3)))
     ]
+    cost = {"value": draw(money), "confidence": draw(money)}
+    if draw(st.booleans()):  # a location with `tax_percentage` (design §11)
+        cost |= {"tax": draw(money), "total": draw(money)}
     return {
         "id": f"ecs_{draw(ids)}",
         "object": "energy_cost",
@@ -92,7 +97,7 @@ def energy_costs(draw: st.DrawFn, strings: st.SearchStrategy[str] = plain_texts)
             "session_reference_id": draw(st.none() | strings),
             "record_reference_id": draw(st.none() | strings),
             "energy": {"value": draw(money)},
-            "cost": {"value": draw(money), "confidence": draw(money)},
+            "cost": cost,
             "breakdown": items,
         },
         "time_created": draw(instants()),
@@ -118,7 +123,13 @@ def plain(document: dict[str, Any]) -> dict[str, Any]:
         item.update(start_time=stamp, end_time="2026-03-29T01:00:00Z", rate=Decimal("0.245"))
         item.update(energy=Decimal("1.5E-3"), cost=Decimal("-0.000"))
     plain["data"]["energy"] = {"value": Decimal("0.30000000000000004")}
+    taxed = "tax" in plain["data"]["cost"]
     plain["data"]["cost"] = {"value": Decimal(12), "confidence": 1}
+    if taxed:
+        plain["data"]["cost"] |= {"tax": Decimal("0.600000"), "total": Decimal("12.600000")}
+    for item in plain["data"]["breakdown"]:
+        if "component" in item:
+            item["component"] = "duos"
     return plain
 
 
@@ -166,10 +177,13 @@ PATHS: list[tuple[str | int, ...]] = [
     ("data", "energy", "value"),
     ("data", "cost", "value"),
     ("data", "cost", "confidence"),
+    ("data", "cost", "tax"),
+    ("data", "cost", "total"),
     ("data", "breakdown"),
     ("data", "breakdown", 0),
     ("data", "breakdown", 0, "end_time"),
     ("data", "breakdown", 0, "rate"),
+    ("data", "breakdown", 0, "component"),
     ("unexpected",),
     ("data", "unexpected"),
     ("data", "breakdown", 0, "unexpected"),

@@ -51,6 +51,9 @@ async def test_schema_has_the_contract_tables_and_types(empty_database: str) -> 
     ):
         assert costs[name][1] is False, name
     assert costs["revision"] == ("integer", False)
+    # design §11 (0005): NULL for a result without tax, an item of a version without components
+    assert costs["tax"] == ("numeric", True)
+    assert costs["total"] == ("numeric", True)
     history = await _columns(empty_database, "energy_cost_history")
     # Every column of a stored version is kept when it is replaced (0003): a column added to
     # energy_costs needs its twin here, or corrections would drop it from the history.
@@ -60,6 +63,7 @@ async def test_schema_has_the_contract_tables_and_types(empty_database: str) -> 
     assert history["revision"] == ("integer", False)
     breakdown = await _columns(empty_database, "energy_cost_breakdown")
     assert breakdown["rate"] == ("numeric", False)
+    assert breakdown["component"] == ("text", True)
     locations = await _columns(empty_database, "locations")
     assert locations["profile"] == ("jsonb", False)
     assert locations["deleted"] == ("boolean", False)
@@ -139,7 +143,7 @@ async def _run_cli(*args: str, env: dict[str, str]) -> str:
 async def test_cli_migrate_twice(empty_database: str) -> None:
     env = {**os.environ, "MF_DATABASE_URL": empty_database, "MF_LOG_FORMAT": "text"}
     latest = available_migrations()[-1].version
-    assert latest >= 3
+    assert latest >= 5
     assert f"schema at version {latest}" in await _run_cli("db", "migrate", env=env)
     assert f"schema up to date at version {latest}" in await _run_cli("db", "migrate", env=env)
 

@@ -305,3 +305,43 @@ async def write_retrying(writer: PostgresWriter, b: Batch) -> WriteResult:
         except asyncpg.DeadlockDetectedError:
             continue
     raise AssertionError("ten deadlocks in a row")
+
+
+def bill_version(energy: str, *, session: str) -> bytes:
+    """Result 1 as a taxed location with a `duos` component prices it (design §11): the
+    breakdown items are named, the cost carries tax and total (5 %)."""
+    raw = json.loads(version(1, energy, session=session), parse_float=Decimal)
+    data = raw["data"]
+    value = sum((item["cost"] for item in data["breakdown"]), Decimal(0))
+    tax = (value * Decimal("0.05")).quantize(Decimal("0.000001"))
+    data["cost"] |= {"value": value, "tax": tax, "total": value + tax}
+    for item, name in zip(data["breakdown"], ("energy", "duos"), strict=True):
+        item["component"] = name
+    return dumps(raw)
+
+
+@pytest.mark.parametrize("session", ["s1", "s\n1"], ids=["text-copy", "binary-copy"])
+async def test_tax_total_and_components_are_stored_and_kept_in_history(
+    writer: PostgresWriter, db: str, session: str
+) -> None:
+    """Migration 0005: both COPY paths store the bill fields, and a correction archives them
+    (the row's twins in `energy_cost_history`, `component` in its jsonb breakdown)."""
+    first = batch((bill_version("1.5", session=session), 0, 3))
+    assert {type(p.rows) for p in first.costs.values()} == {
+        TextRows if "\n" not in session else CostRows
+    }
+    await writer.write(first)
+    await writer.write(batch((bill_version("2.0", session=session), 0, 9)))
+    conn = await asyncpg.connect(db)
+    try:
+        row = await conn.fetchrow("SELECT revision, cost, tax, total FROM energy_costs")
+        items = await conn.fetch("SELECT component FROM energy_cost_breakdown ORDER BY seq")
+        old = await conn.fetchrow(
+            "SELECT tax, total, breakdown::text AS b FROM energy_cost_history"
+        )
+    finally:
+        await conn.close()
+    assert tuple(row) == (2, Decimal("0.500000"), Decimal("0.025000"), Decimal("0.525000"))
+    assert [r["component"] for r in items] == ["energy", "duos"]
+    assert (old["tax"], old["total"]) == (Decimal("0.018750"), Decimal("0.393750"))
+    assert [i["component"] for i in json.loads(old["b"])] == ["energy", "duos"]

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 from unittest.mock import patch
 
+import pytest
 import simplejson
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -148,16 +149,17 @@ def _breakdown_valid() -> dict[str, Any]:
     return base
 
 
-def test_every_single_breakage_defers_or_matches() -> None:
-    base = _breakdown_valid()
+@pytest.mark.parametrize("bill", [False, True], ids=["plain", "bill"])
+def test_every_single_breakage_defers_or_matches(bill: bool) -> None:
+    base = _bill_valid() if bill else _breakdown_valid()
     text = text_cost_rows(dumps(base), SOURCE)
     assert text is not None
     assert_same_values(text, model_path(dumps(base)))
     answered = 0
     for path in PATHS:
         for new in WRONG_VALUES:
-            if new is DELETE and path[-1] == "unexpected":
-                continue
+            if new is DELETE and path[-1] in ("unexpected", "tax", "total", "component"):
+                continue  # deleting them gives another valid shape, tested by `bill`
             broken = copy.deepcopy(base)
             set_path(broken, path, new)
             value = dumps(broken)
@@ -237,3 +239,44 @@ def test_batch_keeps_text_and_binary_rows_apart() -> None:
     assert batch.breakdown_text().count("\n") == 1
     assert [row[0] for row in batch.cost_rows()] == ["ecs_2"]
     assert len(batch.breakdown_rows()) == 1
+
+
+def _bill_valid() -> dict[str, Any]:
+    """A result of a location with tax and a version with components (design §11)."""
+    base = _breakdown_valid()
+    base["data"]["cost"] |= {"tax": Decimal("0.023956"), "total": Decimal("0.503086")}
+    energy, duos = (base["data"]["breakdown"][0] | {"component": name} for name in ("energy", "d"))
+    base["data"]["breakdown"] = [energy, duos]
+    return base
+
+
+def test_bill_fields_take_the_text_path_and_are_stored() -> None:
+    value = dumps(_bill_valid())
+    text = text_cost_rows(value, SOURCE)
+    assert text is not None, "tax, total and component items must not cost the text path"
+    assert_same_values(text, model_path(value))
+    fields = dict(zip(COST_COLUMNS, text.cost[:-1].split("\t"), strict=True))
+    assert (fields["tax"], fields["total"]) == ("0.023956", "0.503086")
+    assert [line.split("\t")[-1] for line in text.breakdown.splitlines()] == ["energy", "d"]
+    plain_fields = text_cost_rows(dumps(_breakdown_valid()), SOURCE)
+    assert plain_fields is not None
+    assert plain_fields.cost[:-1].split("\t")[-2:] == ["\\N", "\\N"]
+    assert plain_fields.breakdown.rstrip("\n").split("\t")[-1] == "\\N"
+
+
+def test_bill_shapes_the_text_path_leaves_to_the_model() -> None:
+    """Only tax with total, and a non-empty component name, are the pipeline's shapes."""
+    for change in (
+        lambda d: d["data"]["cost"].pop("total"),
+        lambda d: d["data"]["cost"].update(tax=None),
+        lambda d: d["data"]["breakdown"][0].update(component=""),
+        lambda d: d["data"]["breakdown"][0].update(component=None),
+        lambda d: d["data"]["breakdown"][0].update(component=1),
+    ):
+        document = _bill_valid()
+        change(document)
+        value = dumps(document)
+        assert text_cost_rows(value, SOURCE) is None
+        outcome = model_path(value)
+        if isinstance(outcome, Persist):  # a lone tax or a null is the model's to store
+            assert isinstance(outcome.rows, CostRows)

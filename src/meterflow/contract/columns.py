@@ -36,9 +36,22 @@ COST_COLUMNS = (
     "source_topic",
     "source_partition",
     "source_offset",
+    "tax",
+    "total",
 )
+"""`tax` and `total` (design §11, migration 0005) are NULL for a result without them."""
 
-BREAKDOWN_COLUMNS = ("cost_id", "seq", "start_time", "end_time", "rate", "energy_kwh", "cost")
+BREAKDOWN_COLUMNS = (
+    "cost_id",
+    "seq",
+    "start_time",
+    "end_time",
+    "rate",
+    "energy_kwh",
+    "cost",
+    "component",
+)
+"""`component` is NULL for an item of a version without components (design §11)."""
 
 CONTENT_COLUMNS = (
     "start_time",

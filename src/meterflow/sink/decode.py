@@ -84,6 +84,7 @@ def invalid_record(value: bytes | None, message: str, source: Source, now: datet
 def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
     data = cost.data
     values = [data.energy.value, data.cost.value, data.cost.confidence]
+    values += [number for number in (data.cost.tax, data.cost.total) if number is not None]
     for item in data.breakdown:
         values += (item.rate, item.energy, item.cost)
     for number in values:

@@ -42,7 +42,11 @@ DATA_KEYS = frozenset(
 )
 ENERGY_KEYS = frozenset({"value"})
 VALUE_KEYS = frozenset({"value", "confidence"})
+TAXED_VALUE_KEYS = VALUE_KEYS | {"tax", "total"}
+"""`data.cost` of a location with `tax_percentage` (design §11): both or neither."""
 ITEM_KEYS = frozenset({"start_time", "end_time", "rate", "energy", "cost"})
+COMPONENT_ITEM_KEYS = ITEM_KEYS | {"component"}
+"""A breakdown item of a version with components (design §11)."""
 FLOWS = frozenset({"INBOUND", "OUTBOUND"})
 TARIFF_DIRECTIONS = frozenset({"IMPORT", "EXPORT"})
 

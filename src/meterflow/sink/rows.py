@@ -60,9 +60,20 @@ def cost_rows(cost: EnergyCost, source: Source) -> CostRows:
         source.topic,
         source.partition,
         source.offset,
+        data.cost.tax,
+        data.cost.total,
     )
     breakdown = [
-        (cost.id, seq, item.start_time, item.end_time, item.rate, item.energy, item.cost)
+        (
+            cost.id,
+            seq,
+            item.start_time,
+            item.end_time,
+            item.rate,
+            item.energy,
+            item.cost,
+            item.component,
+        )
         for seq, item in enumerate(data.breakdown)
     ]
     return CostRows(row, breakdown)

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from meterflow.sink.event_shape import (
+    COMPONENT_ITEM_KEYS,
     COST_KEYS,
     DATA_KEYS,
     ENERGY_KEYS,
@@ -35,6 +36,7 @@ from meterflow.sink.event_shape import (
     RECORD_ID,
     RESULT_ID,
     TARIFF_DIRECTIONS,
+    TAXED_VALUE_KEYS,
     VALUE_KEYS,
 )
 from meterflow.sink.rows import Source
@@ -132,6 +134,40 @@ def _dict(value: object, keys: frozenset[str]) -> dict[str, Any]:
     return value
 
 
+def _tax_and_total(value: object) -> tuple[dict[str, Any], str, str]:
+    """`data.cost`, with the `tax` and `total` fields' text (NULL, NULL when untaxed)."""
+    if type(value) is not dict:
+        raise _UnsureError
+    keys = value.keys()
+    if keys == VALUE_KEYS:
+        return value, "\\N", "\\N"
+    if keys == TAXED_VALUE_KEYS:
+        return value, _number(value["tax"]), _number(value["total"])
+    raise _UnsureError
+
+
+def _item(cost_id: str, seq: int, item: object) -> str:
+    """One breakdown line; `component` is NULL for an item of a version without components.
+    A component name is any non-empty string (the model's rule): without a backslash, tab,
+    CR or LF in the record it needs no COPY escape."""
+    if type(item) is not dict:
+        raise _UnsureError
+    keys = item.keys()
+    if keys == ITEM_KEYS:
+        component = "\\N"
+    elif keys == COMPONENT_ITEM_KEYS:
+        component = item["component"]
+        if type(component) is not str or not component:
+            raise _UnsureError
+    else:
+        raise _UnsureError
+    return (
+        f"{cost_id}\t{seq}\t{_instant(item['start_time'])}\t{_instant(item['end_time'])}\t"
+        f"{_number(item['rate'])}\t{_number(item['energy'])}\t{_number(item['cost'])}\t"
+        f"{component}\n"
+    )
+
+
 def _request_text(text: str) -> str:
     """The JSON text of the top-level `request`, as received (PostgreSQL parses it into jsonb).
 
@@ -168,17 +204,11 @@ def _lines(text: str, source: Source) -> TextRows:
     ):
         raise _UnsureError
     data = _dict(cost["data"], DATA_KEYS)
-    value = _dict(data["cost"], VALUE_KEYS)
+    value, tax, total = _tax_and_total(data["cost"])
     items = data["breakdown"]
     if type(items) is not list:
         raise _UnsureError
-    breakdown = "".join(
-        [
-            f"{cost_id}\t{seq}\t{_instant(item['start_time'])}\t{_instant(item['end_time'])}\t"
-            f"{_number(item['rate'])}\t{_number(item['energy'])}\t{_number(item['cost'])}\n"
-            for seq, item in enumerate([_dict(raw, ITEM_KEYS) for raw in items])
-        ]
-    )
+    breakdown = "".join([_item(cost_id, seq, item) for seq, item in enumerate(items)])
     row = "\t".join(
         (
             cost_id,
@@ -204,6 +234,8 @@ def _lines(text: str, source: Source) -> TextRows:
             source.topic,
             str(source.partition),
             str(source.offset),
+            tax,
+            total,
         )
     )
     return TextRows(cost_id, row + "\n", breakdown)

@@ -101,6 +101,8 @@ _HISTORY_COLUMNS = (*COST_COLUMNS, "revision", "inserted_at")
 _BREAKDOWN_JSON = """coalesce((
     SELECT jsonb_agg(jsonb_build_object('seq', b.seq, 'start_time', b.start_time,
         'end_time', b.end_time, 'rate', b.rate, 'energy_kwh', b.energy_kwh, 'cost', b.cost)
+        || CASE WHEN b.component IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('component', b.component) END
         ORDER BY b.seq)
     FROM energy_cost_breakdown b WHERE b.cost_id = e.id), '[]'::jsonb)"""
 
