@@ -122,6 +122,22 @@ RECORDS_DEAD_LETTERED = Counter(
     "Meter records that could not be priced and went to the dead-letter topic, by error code.",
     ["code"],
 )
+READINGS_CONSUMED = Counter(
+    "meterflow_readings_consumed_total",
+    "Cumulative register readings taken from meter-readings by the readings agent.",
+)
+READING_INTERVALS = Counter(
+    "meterflow_reading_intervals_derived_total",
+    "Interval records derived from two register readings (replays after a crash included).",
+)
+READING_RESETS = Counter(
+    "meterflow_reading_resets_total",
+    "Register readings below the meter's latest one (reset, rollover, swap): register_reset.",
+)
+READINGS_STALE = Counter(
+    "meterflow_readings_stale_total",
+    "Register readings at or before the meter's latest time with another value: stale_reading.",
+)
 PRICING_DURATION = Histogram(
     "meterflow_pricing_duration_seconds",
     "Time to turn one meter record's bytes into an EnergyCost or a dead letter.",
@@ -257,6 +273,22 @@ def cost_emitted(accepted_at: float | None, now: float | None = None) -> None:
 
 def record_dead_lettered(code: str | ErrorCode) -> None:
     RECORDS_DEAD_LETTERED.labels(code=str(code)).inc()
+
+
+def readings_consumed(count: int) -> None:
+    READINGS_CONSUMED.inc(count)
+
+
+def reading_interval_derived() -> None:
+    READING_INTERVALS.inc()
+
+
+def reading_reset() -> None:
+    READING_RESETS.inc()
+
+
+def reading_stale() -> None:
+    READINGS_STALE.inc()
 
 
 def set_table_entries(table: str, entries: int) -> None:

@@ -40,6 +40,7 @@ def test_faust_internal_topics_get_the_layout_faust_would_declare(app: faust.App
     assert set(layouts) == {
         "unit-wt-app-profiles-changelog",
         "unit-wt-app-market-prices-changelog",
+        "unit-wt-app-readings-changelog",
         "unit-wt-app-__assignor-__leader",
     }
     for table in app.tables.values():

@@ -21,6 +21,7 @@ from meterflow.contract.topics import (
     ENERGY_COSTS,
     LOCATIONS,
     MARKET_PRICES,
+    METER_READINGS,
     METER_RECORDS,
 )
 from meterflow.kafka_admin import bootstrap_servers
@@ -32,11 +33,13 @@ from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.catch_up import ProfilesCatchUp
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.partitioner import cached_murmur2_partitioner
+from meterflow.stream.readings import ReadingsAgent
 
 log = logging.getLogger(__name__)
 
 PROFILES_TABLE = "profiles"
 MARKET_PRICES_TABLE = "market-prices"
+READINGS_TABLE = "readings"  # latest register readings per meter (design §10)
 
 
 def faust_broker_url(settings: Settings) -> str:
@@ -89,7 +92,10 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     meter_records = raw_topic(METER_RECORDS, compacted=False)
-    gaps = faust_fixes.guard_input(app, settings.topic(METER_RECORDS))
+    meter_readings = raw_topic(METER_READINGS, compacted=False)
+    gaps = faust_fixes.guard_input(
+        app, settings.topic(METER_RECORDS), settings.topic(METER_READINGS)
+    )
     locations = raw_topic(LOCATIONS, compacted=True)
     market_prices_topic = raw_topic(MARKET_PRICES, compacted=True)
     energy_costs = ProducerTopic(app, settings.topic(ENERGY_COSTS))
@@ -108,6 +114,15 @@ def create_app(settings: Settings) -> faust.App:
         MARKET_PRICES_TABLE,
         partitions=settings.topic_partitions,
         key_type=bytes,  # "raw": the documents exactly as published
+        value_type=bytes,
+    )
+
+    # Co-partitioned with `meter-readings` (both keyed by location): each meter's state lives
+    # in the changelog partition of its readings (docs/stream.md, "Readings: crash safety").
+    readings_table = app.Table(
+        READINGS_TABLE,
+        partitions=settings.topic_partitions,
+        key_type=bytes,
         value_type=bytes,
     )
 
@@ -142,6 +157,24 @@ def create_app(settings: Settings) -> faust.App:
         dead_letters=dead_letters,
         max_record_hours=settings.max_record_hours,
     )
+    readings_topic = settings.topic(METER_READINGS)
+
+    def readings_committed(partition: int) -> int | None:
+        offsets = getattr(app.consumer, "_committed_offset", {})
+        committed: int | None = offsets.get(TP(readings_topic, partition))
+        return committed
+
+    readings = ReadingsAgent(
+        table=readings_table,
+        profiles=ProfileLookup(profiles),
+        market_prices=MarketPricesLookup(market_prices),
+        energy_costs=energy_costs,
+        dead_letters=dead_letters,
+        max_record_hours=settings.max_record_hours,
+        committed_offset=readings_committed,
+        enter_event=faust_fixes.enter_event,
+        before_partition=catch_up.wait,
+    )
     applier = DocumentApplier(
         table=profiles,
         dead_letters=dead_letters,
@@ -164,6 +197,12 @@ def create_app(settings: Settings) -> faust.App:
             with gaps.handling():
                 await pricer.on_events([event for event in events if await gaps.admit(event)])
 
+    async def derive_intervals(stream: faust.StreamT[Any]) -> None:
+        assert isinstance(stream, Stream)
+        async for events in stream.take_events(settings.price_batch_size, within=0.005):
+            with gaps.handling():
+                await readings.on_events([event for event in events if await gaps.admit(event)])
+
     async def apply_profiles(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             await applier.on_event(event)
@@ -174,10 +213,12 @@ def create_app(settings: Settings) -> faust.App:
 
     # concurrency=1: faust-streaming #606 commits past in-flight events otherwise (design §4).
     app.agent(meter_records, name="price-records", concurrency=1)(price_records)
+    app.agent(meter_readings, name="derive-intervals", concurrency=1)(derive_intervals)
     app.agent(locations, name="apply-profiles", concurrency=1)(apply_profiles)
     app.agent(market_prices_topic, name="apply-market-prices", concurrency=1)(apply_market_prices)
 
     reported = [-1, -1]
+    reported_readings = [-1]
 
     async def report_progress() -> None:
         """A periodic line with this worker's totals (operators, and tests, read it)."""
@@ -186,10 +227,22 @@ def create_app(settings: Settings) -> faust.App:
             log_event(
                 log, "pricing_progress", priced=pricer.priced, dead_lettered=pricer.dead_lettered
             )
+        if reported_readings != [readings.consumed]:
+            reported_readings[:] = [readings.consumed]
+            log_event(
+                log,
+                "readings_progress",
+                consumed=readings.consumed,
+                intervals=readings.intervals,
+                priced=readings.priced,
+                dead_lettered=readings.dead_lettered,
+            )
 
     app.timer(interval=settings.progress_interval_s)(report_progress)
     # /metrics on the worker's web port; table sizes and consumer lag refreshed by a timer.
     install_faust_metrics(
-        app, {"profiles": profiles, "market_prices": market_prices}, settings.progress_interval_s
+        app,
+        {"profiles": profiles, "market_prices": market_prices, "readings": readings_table},
+        settings.progress_interval_s,
     )
     return app

@@ -30,12 +30,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import aiokafka
+import faust.streams as faust_streams
 import faust.transport.consumer as faust_consumer
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -87,11 +89,11 @@ class _NeverDropReadOffsets(defaultdict[Any, int | None]):
         return super().__getitem__(tp)
 
 
-def guard_input(app: Any, topic: str) -> InputGapGuard:
-    """Make `topic` reach `app`'s agent whole, in order; returns the guard its loop admits
-    records through (`with guard.handling(): … await guard.admit(event)`)."""
+def guard_input(app: Any, *topics: str) -> InputGapGuard:
+    """Make each of `topics` reach `app`'s agents whole, in order; returns the guard their loops
+    admit records through (`with guard.handling(): … await guard.admit(event)`)."""
     install()
-    setattr(app, NO_DROP_TOPICS_ATTR, frozenset({topic}))
+    setattr(app, NO_DROP_TOPICS_ATTR, frozenset(topics))
     setattr(app, READ_COMMITTED_ATTR, True)  # records of aborted transactions are never priced
     keep_queued_events_on_redundant_resume(app)
     guard = InputGapGuard(app)
@@ -416,17 +418,17 @@ class InputGapGuard:
         self._rewinding: dict[Any, tuple[int, int]] = {}  # tp -> (owed, offset that showed it)
         self._tail_rewinds: dict[Any, tuple[int, int]] = {}  # tp -> (owed, high-water mark)
         self._stall_after_s = stall_after_s
-        self._busy = False
+        self._busy = 0  # agents inside `handling` (one per guarded input topic)
         self._idle_since = time.monotonic()
 
     @contextmanager
     def handling(self) -> Iterator[None]:
         """Wrap the handling of one event, so that a busy agent is never taken for a stall."""
-        self._busy = True
+        self._busy += 1
         try:
             yield
         finally:
-            self._busy = False
+            self._busy -= 1
             self._idle_since = time.monotonic()
 
     async def rewind_stalled(self) -> None:
@@ -514,6 +516,20 @@ class InputGapGuard:
         _turn_away(consumer, message)
         await consumer.seek(tp, owed)
         return False
+
+
+@BORROWED.patch(
+    Signature(faust_streams, "current_event", "()"),
+    Names(faust_streams, "current_event", ("_current_event", "get")),
+)
+def enter_event(event: Any) -> None:
+    """Make `event` faust's current event, as the stream does for each event it yields.
+
+    A table write goes to the changelog partition of the current event (and, with RocksDB, to
+    that partition's database). `take_events` yields a batch after it iterated all its events,
+    so the current event is then the batch's last one, possibly of another partition: an agent
+    writing a table while it walks a batch sets each event first."""
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 def _turn_away(consumer: Any, message: Any) -> None:

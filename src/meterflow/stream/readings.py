@@ -1,0 +1,194 @@
+"""The readings agent's body: `meter-readings` events -> interval costs on `energy-costs`.
+
+Per reading: parse it, check its meter (location, device), look up the meter's state in the
+readings table, `costing.readings.advance` it, store the new state, and price the interval it
+yields through `price_payload`, the same path as a record on `meter-records`. Nothing raises out
+of it: every failure is a dead letter (design §4). Why a SIGKILL at any moment loses and doubles
+nothing is in docs/stream.md, "Readings: crash safety".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from datetime import date
+from typing import Any
+
+from meterflow import metrics
+from meterflow.contract.clock import Clock, utc_now
+from meterflow.costing import price_payload
+from meterflow.costing.readings import (
+    Duplicate,
+    Interval,
+    Rejected,
+    Step,
+    advance,
+    decode_state,
+    encode_state,
+    meter_key,
+    meter_problem,
+    parse_reading,
+)
+from meterflow.logs import event as log_event
+from meterflow.models import (
+    DeadLetter,
+    EnergyCost,
+    ErrorCode,
+    LocationProfile,
+    MarketPrices,
+    PricingError,
+    SourceRef,
+    dead_letter,
+    dumps,
+)
+from meterflow.stream.agents import (
+    EventLike,
+    KeyValue,
+    Sender,
+    send_many_or_die,
+    send_or_die,
+    source_of,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ReadingsAgent:
+    """Turns readings into priced intervals, keeping each meter's state in `table`.
+
+    `table` is a faust table (raw bytes): reads and writes must happen while the event that
+    causes them is faust's current event, so that they use that event's partition (its
+    changelog partition, its RocksDB database); `enter_event(event)` makes it so (events come
+    in batches that mix partitions).
+    `committed_offset(partition)` is the partition's committed input offset (None if unknown),
+    which bounds what a meter's state keeps."""
+
+    def __init__(
+        self,
+        *,
+        table: MutableMapping[bytes, bytes],
+        profiles: Callable[[str], LocationProfile | None],
+        market_prices: Callable[[str, date], MarketPrices | None],
+        energy_costs: Sender,
+        dead_letters: Sender,
+        max_record_hours: int,
+        committed_offset: Callable[[int], int | None],
+        enter_event: Callable[[Any], None] = lambda event: None,
+        before_partition: Callable[[int, int], Awaitable[None]] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._table = table
+        self._profiles = profiles
+        self._market_prices = market_prices
+        self._energy_costs = energy_costs
+        self._dead_letters = dead_letters
+        self._max_record_hours = max_record_hours
+        self._committed_offset = committed_offset
+        self._enter_event = enter_event
+        self._before_partition = before_partition
+        self._clock = clock
+        self.consumed = 0
+        self.intervals = 0
+        self.priced = 0
+        self.dead_lettered = 0
+
+    async def on_events(self, events: Sequence[EventLike]) -> None:
+        """Decide and store each reading in input order, then hand the costs to the producer
+        as one batch and the dead letters one by one; all before faust acks the batch."""
+        if not events:
+            return
+        costs: list[KeyValue] = []
+        letters: list[tuple[EventLike, DeadLetter]] = []
+        now = self._clock()
+        for event in events:
+            message = event.message
+            if self._before_partition is not None:
+                await self._before_partition(message.partition, message.offset)
+            source = source_of(message)
+            # faust's current event picks the table partition reads and writes go to (RocksDB
+            # reads only that partition's database): the batch's last event is not this one
+            self._enter_event(event)
+            try:
+                result = self._handle(event, source, now)
+            except Exception as exc:  # never escape the agent (design §4)
+                log.exception("reading raised", extra={"fields": {"offset": source.offset}})
+                result = dead_letter(
+                    event.value,
+                    ErrorCode.INVALID_RECORD,
+                    f"unexpected error with a reading: {exc!r}",
+                    source,
+                    now,
+                )
+            if isinstance(result, EnergyCost):
+                costs.append((result.location_id.encode(), dumps(result)))
+            elif isinstance(result, DeadLetter):
+                letters.append((event, result))
+        metrics.readings_consumed(len(events))
+        self.consumed += len(events)
+        await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
+        for _ in costs:
+            metrics.cost_emitted(None)
+        self.priced += len(costs)
+        for event, letter in letters:
+            await self._dead_letter(event, letter)
+
+    def _handle(
+        self, event: EventLike, source: SourceRef, now: Any
+    ) -> EnergyCost | DeadLetter | None:
+        raw = event.value if event.value is not None else b""
+        try:
+            reading = parse_reading(raw)
+            problem = meter_problem(reading, self._profiles(reading.location_id))
+            if problem is not None:
+                raise problem
+        except PricingError as error:
+            return dead_letter(raw, error.code, error.message, source, now)
+        key = meter_key(reading)
+        step: Step = advance(
+            decode_state(self._table.get(key)),
+            reading,
+            source.offset,
+            committed=self._committed_offset(source.partition),
+            max_record_hours=self._max_record_hours,
+        )
+        if step.state is not None:
+            self._table[key] = encode_state(step.state)
+        decision = step.decision
+        if isinstance(decision, Interval):
+            self.intervals += 1
+            metrics.reading_interval_derived()
+            return price_payload(
+                dumps(decision.record),
+                profiles=self._profiles,
+                market_prices=self._market_prices,
+                now=now,
+                source=source,
+                max_record_hours=self._max_record_hours,
+            )
+        if isinstance(decision, Rejected):
+            if decision.code is ErrorCode.REGISTER_RESET:
+                metrics.reading_reset()
+            elif decision.code is ErrorCode.STALE_READING:
+                metrics.reading_stale()
+            return dead_letter(raw, decision.code, decision.message, source, now)
+        if isinstance(decision, Duplicate):
+            log.debug("duplicate reading", extra={"fields": {"offset": source.offset}})
+        return None  # a baseline or a duplicate: nothing to send
+
+    async def _dead_letter(self, event: EventLike, letter: DeadLetter) -> None:
+        source = letter.source
+        log_event(
+            log,
+            "reading_dead_lettered",
+            logging.WARNING,
+            code=letter.error.code.value,
+            reason=letter.error.message,
+            topic=source.topic if source else None,
+            partition=source.partition if source else None,
+            offset=source.offset if source else None,
+        )
+        await send_or_die(
+            self._dead_letters, key=event.message.key, value=dumps(letter), kind="dead_letter"
+        )
+        metrics.record_dead_lettered(letter.error.code)
+        self.dead_lettered += 1

@@ -1,0 +1,343 @@
+"""Cumulative register readings through real `meterflow worker` processes (design §10): the
+rules, SIGKILLs at random moments, and the readings table surviving a restart.
+
+The crash test is the proof of docs/stream.md, "Readings: crash safety": whatever the moment of
+the kill, every meter's priced intervals tile its readings exactly, each once by id, and the
+costs add up to the offline sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import signal
+import subprocess
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_stream_pipeline import MF, Pipeline, Worker, eventually, fixed_profile, pipeline
+
+from meterflow.contract.topics import METER_READINGS
+from meterflow.costing import price_payload
+from meterflow.costing.readings import utc_text
+from meterflow.ids import energy_cost_id, meter_record_id_for_reference, reading_interval_reference
+from meterflow.models import EnergyCost, LocationProfile, dumps
+from meterflow.stream.producing import demo_profile
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def reading(location_id: str, minutes: int, wh: int | str, **extra: Any) -> dict[str, Any]:
+    return {
+        "location_id": location_id,
+        "time": utc_text(T0 + timedelta(minutes=minutes)),
+        "value": wh if isinstance(wh, str) else Decimal(wh),
+        "units": "WH",
+        **extra,
+    }
+
+
+def interval_cost_id(
+    account: str, object_id: str, start_min: int, end_min: int, direction: str = "INBOUND"
+) -> str:
+    reference = reading_interval_reference(
+        object_id,
+        direction,
+        utc_text(T0 + timedelta(minutes=start_min)),
+        utc_text(T0 + timedelta(minutes=end_min)),
+    )
+    return energy_cost_id(meter_record_id_for_reference(account, False, object_id, reference))
+
+
+def start_worker(pipe: Pipeline, *, store: str = "memory://", data: str | None = None) -> Worker:
+    """`Pipeline.start_worker` with a chosen store and data directory."""
+    n = len(pipe.workers)
+    log_path = pipe.tmp / f"worker-{n}.log"
+    env = pipe.env() | {"MF_STORE": store, "MF_DATA_DIR": str(pipe.tmp / (data or f"data-{n}"))}
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([MF, "worker", "--no-api"], env=env, stdout=log, stderr=log)
+    worker = Worker(proc, log_path)
+    pipe.workers.append(worker)
+    return worker
+
+
+def letters(pipe: Pipeline, code: str) -> set[int]:
+    """Input offsets of the readings dead-lettered with `code` (each once)."""
+    return {
+        letter["source"]["offset"]
+        for _, letter in pipe.dead_letters
+        if letter["error"]["code"] == code
+        and letter["source"]["topic"] == pipe.settings.topic(METER_READINGS)
+    }
+
+
+async def test_readings_follow_every_rule_of_design_10(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with pipeline(kafka_bootstrap, topic_prefix, tmp_path, partitions=1) as pipe:
+        await pipe.put_profile(fixed_profile("loc_r", "0.20", devices=["dev_r"]))
+        worker = start_worker(pipe)
+        await pipe.wait_ready(worker)
+
+        async def send(document: dict[str, Any] | bytes) -> int:
+            return (await pipe.send(METER_READINGS, document, "loc_r"))[1]
+
+        await send(reading("loc_r", 0, 1000))  # baseline
+        await send(reading("loc_r", 30, 3000, record_reference_id="r30", confidence="0.9"))
+        await send(reading("loc_r", 30, 3000))  # duplicate: ignored
+        stale = await send(reading("loc_r", 20, 2000))  # before the latest: stale
+        stale_same_time = await send(reading("loc_r", 30, 3500))  # same time, other value
+        reset = await send(reading("loc_r", 60, 100))  # decrease: reset, new baseline
+        await send(reading("loc_r", 90, 600))  # interval 60-90 (0.5 kWh)
+        too_long = await send(reading("loc_r", 90 + 745 * 60, 700))  # > 744 h: new baseline
+        await send(reading("loc_r", 90 + 745 * 60 + 15, 1700))  # interval 1 kWh
+        device = [
+            await send(reading("loc_r", 0, 0, device_id="dev_r")),
+            await send(reading("loc_r", 15, 250, device_id="dev_r", session_reference_id="s1")),
+        ]
+        bad = {
+            "invalid_record": [
+                await send(reading("loc_r", 100, -5)),
+                await send(reading("loc_r", 100, "lots")),
+                await send({**reading("loc_r", 100, 5), "time": "2026-01-05T10:00:00"}),
+            ],
+            "unknown_location": [await send(reading("loc_nowhere", 100, 5))],
+            "unknown_device": [await send(reading("loc_r", 100, 5, device_id="dev_x"))],
+        }
+        # after the bad ones, the state is untouched: this is an interval from minute 90+…+15
+        await send(reading("loc_r", 90 + 745 * 60 + 30, 2700))
+
+        expected = {
+            energy_cost_id(meter_record_id_for_reference("acc_test", False, "loc_r", "r30")),
+            interval_cost_id("acc_test", "loc_r", 60, 90),
+            interval_cost_id("acc_test", "loc_r", 90 + 745 * 60, 90 + 745 * 60 + 15),
+            interval_cost_id("acc_test", "loc_r", 90 + 745 * 60 + 15, 90 + 745 * 60 + 30),
+            interval_cost_id("acc_test", "dev_r", 0, 15),
+        }
+        all_letters = {stale, stale_same_time, reset, too_long} | {
+            o for offsets in bad.values() for o in offsets
+        }
+        await eventually(
+            lambda: (
+                {c["id"] for c in pipe.costs} >= expected
+                and {lt["source"]["offset"] for _, lt in pipe.dead_letters} >= all_letters
+            ),
+            "every result",
+            worker,
+        )
+        await asyncio.sleep(1.5)  # anything else the worker would emit has come by now
+        assert {c["id"] for c in pipe.costs} == expected
+        assert letters(pipe, "stale_reading") == {stale, stale_same_time}
+        assert letters(pipe, "register_reset") == {reset}
+        assert letters(pipe, "invalid_time_range") == {too_long}
+        for code, offsets in bad.items():
+            assert letters(pipe, code) == set(offsets), code
+        assert device[0] not in {lt["source"]["offset"] for _, lt in pipe.dead_letters}
+
+        by_id = {c["id"]: c for c in pipe.costs}
+        first = by_id[
+            energy_cost_id(meter_record_id_for_reference("acc_test", False, "loc_r", "r30"))
+        ]
+        assert first["data"]["start_time"] == "2026-01-05T00:00:00+00:00"
+        assert first["data"]["end_time"] == "2026-01-05T00:30:00+00:00"
+        assert Decimal(str(first["data"]["energy"]["value"])) == Decimal(2)
+        assert Decimal(str(first["data"]["cost"]["value"])) == Decimal("0.4")
+        assert Decimal(str(first["data"]["cost"]["confidence"])) == Decimal("0.9")
+        dev = by_id[interval_cost_id("acc_test", "dev_r", 0, 15)]
+        assert (dev["device_id"], dev["data"]["session_reference_id"]) == ("dev_r", "s1")
+        assert Decimal(str(dev["data"]["energy"]["value"])) == Decimal("0.25")
+        after = by_id[interval_cost_id("acc_test", "loc_r", 90 + 745 * 60 + 15, 90 + 745 * 60 + 30)]
+        assert Decimal(str(after["data"]["energy"]["value"])) == Decimal(1)
+
+
+# --- crash safety -----------------------------------------------------------------------------
+
+METERS_PER_LOCATION = 2  # the location's own register and one device's
+STEP_MIN = 15
+
+
+def crash_inputs(
+    locations: list[str], per_meter: int, rng: random.Random
+) -> tuple[list[dict[str, Any]], dict[str, list[tuple[int, int]]]]:
+    """Readings of every meter (interleaved), with ~5 % duplicates and two resets per meter;
+    and per meter object the expected intervals as (start minute, end minute)."""
+    per_object: dict[str, list[dict[str, Any]]] = {}
+    expected: dict[str, list[tuple[int, int]]] = {}
+    for location in locations:
+        for device in (None, f"{location}_dev"):
+            object_id = device or location
+            resets = set(rng.sample(range(2, per_meter), 2))
+            value, docs, intervals = 0, [], []
+            for index in range(per_meter):
+                if index in resets:
+                    value = rng.randrange(0, 50)
+                else:
+                    value += rng.randrange(0, 800)
+                extra = {"device_id": device} if device else {}
+                docs.append(reading(location, index * STEP_MIN, value, **extra))
+                if index > 0 and index not in resets:
+                    intervals.append(((index - 1) * STEP_MIN, index * STEP_MIN))
+                if rng.random() < 0.05:
+                    docs.append(docs[-1])  # sent twice
+            per_object[object_id] = docs
+            expected[object_id] = intervals
+    # interleave meters, each meter's readings in order
+    queues = {k: list(v) for k, v in per_object.items()}
+    ordered: list[dict[str, Any]] = []
+    while queues:
+        for object_id in list(queues):
+            ordered.append(queues[object_id].pop(0))
+            if not queues[object_id]:
+                del queues[object_id]
+    return ordered, expected
+
+
+async def test_sigkill_three_times_loses_and_doubles_no_interval(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    locations = [f"loc_c{i}" for i in range(200 // METERS_PER_LOCATION)]
+    per_meter = 100
+    async with pipeline(kafka_bootstrap, topic_prefix, tmp_path, partitions=3) as pipe:
+        profiles = {}
+        for location in locations:
+            profile = demo_profile(location) | {"devices": [f"{location}_dev"]}
+            profiles[location] = LocationProfile.model_validate(profile)
+            await pipe.put_profile(profile)
+        documents, expected = crash_inputs(locations, per_meter, rng)
+        expected_ids = {
+            interval_cost_id("acc_demo", object_id, start, end)
+            for object_id, spans in expected.items()
+            for start, end in spans
+        }
+        total = len(expected_ids)
+        kill_at = sorted(rng.sample(range(total // 10, total * 8 // 10), 3))
+
+        worker = start_worker(pipe)
+        await pipe.wait_ready(worker)
+        assert pipe.producer is not None
+        topic = pipe.settings.topic(METER_READINGS)
+        futures = [
+            await pipe.producer.send(topic, dumps(doc), key=doc["location_id"].encode())
+            for doc in documents
+        ]
+        await asyncio.gather(*futures)
+
+        def received() -> int:
+            return len({c["id"] for c in pipe.costs})
+
+        for threshold in kill_at:
+            await eventually(lambda t=threshold: received() >= t, f"{threshold} intervals", worker)
+            worker.proc.send_signal(signal.SIGKILL)
+            worker.proc.wait(timeout=10)
+            assert received() < total, f"seed {seed}: the kill came too late to test anything"
+            worker = start_worker(pipe)
+        await eventually(
+            lambda: {c["id"] for c in pipe.costs} >= expected_ids,
+            f"every interval (seed {seed})",
+            worker,
+            limit_s=120,
+        )
+
+        # ids: exactly the expected ones; copies (re-emitted after a kill) are identical
+        by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for cost in pipe.costs:
+            by_id[cost["id"]].append(cost)
+        assert set(by_id) == expected_ids, f"seed {seed}"
+        for copies in by_id.values():
+            assert len({dumps(c["data"]) for c in copies}) == 1, f"seed {seed}"
+        # tiling: per meter, sorted intervals meet end to start except across its two resets
+        spans: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for _cost_id, (cost, *_) in by_id.items():
+            spans[cost["object_id"]].append((cost["data"]["start_time"], cost["data"]["end_time"]))
+        for object_id, found in spans.items():
+            found.sort()
+            gaps = sum(1 for a, b in itertools.pairwise(found) if a[1] != b[0])
+            assert all(a[1] <= b[0] for a, b in itertools.pairwise(found)), object_id
+            assert gaps == 2, f"{object_id}: {gaps} gaps (seed {seed})"
+            assert len(found) == len(expected[object_id])
+        # the reset letters: two per meter, whatever was replayed
+        assert len(letters(pipe, "register_reset")) == 2 * len(expected)
+        assert not letters(pipe, "stale_reading")
+        # money: the deduplicated costs add up to the offline pricing of the expected intervals
+        offline = Decimal(0)
+        for object_id, object_spans in expected.items():
+            location = object_id.removesuffix("_dev")
+            device = object_id if object_id != location else None
+            values = [d for d in documents if _object(d) == object_id]
+            by_minute = {_minute(d): Decimal(d["value"]) for d in values}
+            for start, end in object_spans:
+                record = {
+                    "location_id": location,
+                    "energy_flow_direction": "INBOUND",
+                    "energy": (by_minute[end] - by_minute[start]) / 1000,
+                    "start_time": utc_text(T0 + timedelta(minutes=start)),
+                    "end_time": utc_text(T0 + timedelta(minutes=end)),
+                    "record_reference_id": "offline",
+                    **({"device_id": device} if device else {}),
+                }
+                result = price_payload(
+                    dumps(record),
+                    profiles=profiles.get,
+                    market_prices=lambda series, day: None,
+                    now=T0,
+                )
+                assert isinstance(result, EnergyCost)
+                offline += result.data.cost.value
+        streamed = sum(
+            Decimal(str(copies[0]["data"]["cost"]["value"])) for copies in by_id.values()
+        )
+        assert streamed == offline, f"seed {seed}"
+
+
+def _object(document: dict[str, Any]) -> str:
+    return str(document.get("device_id") or document["location_id"])
+
+
+def _minute(document: dict[str, Any]) -> int:
+    instant = datetime.fromisoformat(document["time"])
+    return int((instant - T0).total_seconds() // 60)
+
+
+# --- table recovery ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_the_readings_table_survives_a_restart(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, store: str
+) -> None:
+    """Baselines before the restart, the next readings after it: only a recovered table can
+    make them intervals (an empty one would take them for first readings)."""
+    meters = [f"loc_t{i}" for i in range(30)]
+    async with pipeline(kafka_bootstrap, topic_prefix, tmp_path, partitions=3) as pipe:
+        for location in meters:
+            await pipe.put_profile(fixed_profile(location, "0.10"))
+        worker = start_worker(pipe, store=store, data="data")
+        await pipe.wait_ready(worker)
+        for location in meters:
+            await pipe.send(METER_READINGS, reading(location, 0, 1000), location)
+        await eventually(lambda: '"consumed": 30,' in worker.log(), "30 baselines consumed", worker)
+        worker.proc.send_signal(signal.SIGTERM)  # commits its offsets on the way out
+        worker.proc.wait(timeout=30)
+        assert not pipe.costs
+
+        restarted = start_worker(pipe, store=store, data="data")
+        await pipe.wait_ready(restarted)
+        for location in meters:
+            await pipe.send(METER_READINGS, reading(location, 30, 1500), location)
+        expected = {interval_cost_id("acc_test", location, 0, 30) for location in meters}
+        await eventually(
+            lambda: {c["id"] for c in pipe.costs} >= expected, "30 intervals", restarted
+        )
+        assert {c["id"] for c in pipe.costs} == expected
+        assert all(Decimal(str(c["data"]["cost"]["value"])) == Decimal("0.05") for c in pipe.costs)
+        if store == "rocksdb://":
+            assert any((tmp_path / "data").rglob("*readings*")), "no RocksDB files for the table"
