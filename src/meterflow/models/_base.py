@@ -9,21 +9,32 @@ from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
 
+import msgspec
 import simplejson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 _DECODER = simplejson.JSONDecoder(parse_float=Decimal)
+_FAST_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 def loads(data: bytes | str) -> Any:
     """Decode JSON with every non-integer number as `Decimal`.
 
     pydantic reads JSON numbers as binary floats before turning them into `Decimal`, which loses
-    digits; money must never pass through a float, so documents are decoded here first. One
-    decoder is shared: `simplejson.loads(..., use_decimal=True)` would build a new one per call.
+    digits; money must never pass through a float, so documents are decoded here first.
+
+    msgspec decodes first (4x faster; a number with a fraction or an exponent goes to
+    `float_hook` as its text, so `Decimal` sees the exact digits). Whatever it refuses goes to
+    simplejson, the reference: it raises the error messages callers report (dead letters quote
+    them) and decodes the few texts msgspec is stricter about (a lone surrogate escape, a
+    leading BOM). Where both decode, they agree value for value and type for type
+    (`tests/unit/test_models_json.py`).
     """
-    text = data.decode() if isinstance(data, bytes | bytearray) else data
-    return _DECODER.decode(text)
+    try:
+        return _FAST_DECODER.decode(data)
+    except (msgspec.DecodeError, ValueError):
+        text = data.decode() if isinstance(data, bytes | bytearray) else data
+        return _DECODER.decode(text)
 
 
 def _default(value: object) -> object:
@@ -75,6 +86,26 @@ def encode_any(value: Any) -> str:
     """JSON text of plain values (dicts, lists, Decimal, datetimes), as `dumps` writes them."""
     text: str = _ENCODER.encode(value)
     return text
+
+
+_FAST_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_FLAT = frozenset({str, int, Decimal, bool, type(None)})
+"""Types msgspec writes exactly as simplejson does (a Decimal by its own digits, a big int in
+full, strings escaped alike: `tests/unit/test_models_json.py`); it writes a datetime with `Z`
+and a float by another rule, so anything else goes through simplejson."""
+
+
+def encode_flat(value: dict[str, Any]) -> bytes:
+    """`encode_any(value).encode()`, 10x faster for a flat object of JSON scalars (a decoded
+    meter record: the `request` every result echoes); other objects take the reference path."""
+    flat = _FLAT
+    for item in value.values():
+        if type(item) not in flat:
+            return encode_any(value).encode()
+    try:
+        return _FAST_ENCODER.encode(value)
+    except (TypeError, UnicodeEncodeError, ValueError):  # a non-str key, a lone surrogate
+        return encode_any(value).encode()
 
 
 def _finite(value: Decimal) -> Decimal:

@@ -14,7 +14,7 @@ from meterflow.models._base import (
     AwareDatetime,
     Document,
     Money,
-    encode_any,
+    encode_flat,
 )
 from meterflow.models.records import EnergyFlowDirection, TariffDirection
 
@@ -133,7 +133,7 @@ def _encode_energy_cost(cost: EnergyCost) -> bytes:
         f'"tariff_direction":"{cost.tariff_direction.value}",'
         f'"location_timezone":{_string(cost.location_timezone)},'
         f'"currency_code":{_string(cost.currency_code)},"energy_units":"KWH",'
-        f'"request":{encode_any(cost.request)},'
+        f'"request":{encode_flat(cost.request).decode()},'
         f'"data":{{"start_time":"{data.start_time.isoformat()}",'
         f'"end_time":"{data.end_time.isoformat()}",'
         f'"session_reference_id":{_text(data.session_reference_id)},'

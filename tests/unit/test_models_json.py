@@ -1,0 +1,163 @@
+"""The fast JSON paths (msgspec) against the reference (simplejson): same values, same bytes.
+
+`models.loads` decodes with msgspec and falls back to simplejson on anything msgspec refuses;
+`models._base.encode_flat` writes a flat object with msgspec. Both are only correct if, wherever
+msgspec answers, it answers exactly what simplejson would.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterflow.models import loads
+from meterflow.models._base import _DECODER, encode_any, encode_flat
+
+
+def _typed(value: Any) -> Any:
+    """A value with its types spelled out, so that 1 == Decimal(1) == True cannot pass."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    if isinstance(value, Decimal):
+        return ("Decimal", str(value))
+    return (type(value).__name__, value)
+
+
+def _reference(data: bytes) -> Any:
+    return _DECODER.decode(data.decode())
+
+
+def _outcome(decode: Any, data: bytes) -> tuple[str, Any]:
+    """("value", the typed value) or ("error", the error's type and message)."""
+    try:
+        return "value", _typed(decode(data))
+    except ValueError as error:
+        return "error", (type(error).__name__, str(error))
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+documents = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(documents, st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]))
+def test_loads_decodes_what_simplejson_decodes(document: Any, separators: tuple[str, str]) -> None:
+    import simplejson
+
+    text = simplejson.dumps(document, use_decimal=True, separators=separators, ensure_ascii=False)
+    data = text.encode("utf-8", "surrogatepass")
+    assert _outcome(loads, data) == _outcome(_reference, data)
+
+
+json_bytes = st.lists(
+    st.sampled_from(
+        [
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b",",
+            b":",
+            b'"',
+            b"\\",
+            b"u",
+            b"d800",
+            b"0",
+            b"1",
+            b"-",
+            b".",
+            b"e",
+            b"E",
+            b"+",
+            b" ",
+            b"\t",
+            b"\n",
+            b"\x00",
+            b"\x1f",
+            b"\xef\xbb\xbf",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\\u2028",
+            b"true",
+            b"null",
+            b"NaN",
+            b"Infinity",
+            b'"a"',
+        ]
+    ),
+    max_size=14,
+).map(b"".join)
+
+
+@settings(max_examples=500)
+@given(json_bytes)
+def test_loads_agrees_on_arbitrary_bytes(data: bytes) -> None:
+    """Malformed input raises ValueError with the reference's message; valid input decodes
+    alike."""
+    assert _outcome(loads, data) == _outcome(_reference, data)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b'"\\ud800"', "\ud800"),  # msgspec refuses a lone surrogate, simplejson reads it
+        (b"\xef\xbb\xbf{}", {}),  # and a byte-order mark
+        (b"1E+400", Decimal("1E+400")),
+        (b"123456789012345678901234567890", 123456789012345678901234567890),
+    ],
+)
+def test_loads_edge_cases(text: bytes, value: Any) -> None:
+    assert _typed(loads(text)) == _typed(value)
+
+
+flat_objects = st.dictionaries(
+    st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**40), 10**40)
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    max_size=8,
+)
+
+
+@settings(max_examples=300)
+@given(flat_objects)
+def test_encode_flat_writes_the_reference_bytes(value: dict[str, Any]) -> None:
+    try:
+        expected = encode_any(value).encode()
+    except UnicodeEncodeError:  # a lone surrogate: the reference cannot write it either
+        with pytest.raises(UnicodeEncodeError):
+            encode_flat(value)
+        return
+    assert encode_flat(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"nested": {"a": Decimal("1.50")}},
+        {"list": [1, Decimal("2E+3")]},
+        {"float": 0.1},
+        {"big": 10**40, "neg_zero": Decimal("-0"), "tiny": Decimal("0E-7")},
+        {"text": '\x00\x1f\x7f\u2028\u2029"\\é'},
+    ],
+)
+def test_encode_flat_other_shapes_take_the_reference_path(value: dict[str, Any]) -> None:
+    assert encode_flat(value) == encode_any(value).encode()
