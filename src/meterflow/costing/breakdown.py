@@ -28,20 +28,38 @@ def _first_start(record: MeterRecord) -> datetime:
     return first_start
 
 
+_BOUNDARIES: dict[tuple[int, timedelta | None], datetime] = {}
+_BOUNDARIES_LIMIT = 8192
+
+
 def _times(
     record: MeterRecord, bounds: list[tuple[int, int]], start: int
 ) -> Iterator[tuple[datetime, datetime]]:
-    """Each span's (start_time, end_time), written in the end_time's UTC offset."""
+    """Each span's (start_time, end_time), written in the end_time's UTC offset.
+
+    An inner boundary is one datetime object per (instant, offset), shared by every record
+    that has it (records of many meters end their parts on the same half-hours): building one
+    costs about 1.5 µs and writing it 1 µs, a look-up 0.1 µs, and the encoder remembers the
+    text of an object it wrote (`models.costs`)."""
     end_time = record.end_time
     first_start = _first_start(record)
+    offset = end_time.utcoffset()
+    boundaries = _BOUNDARIES
     last = len(bounds) - 1
     span_end_time = first_start  # each span starts where the previous one ended
     for index, (_, span_end) in enumerate(bounds):
         span_start_time = span_end_time
-        # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
-        span_end_time = (
-            end_time if index == last else first_start + timedelta(microseconds=span_end - start)
-        )
+        if index == last:
+            span_end_time = end_time
+        else:
+            found = boundaries.get((span_end, offset))
+            if found is None:
+                # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
+                found = first_start + timedelta(microseconds=span_end - start)
+                if len(boundaries) >= _BOUNDARIES_LIMIT:
+                    boundaries.clear()
+                boundaries[span_end, offset] = found
+            span_end_time = found
         yield span_start_time, span_end_time
 
 
@@ -68,11 +86,17 @@ def plain_breakdown(
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     items: list[BreakdownItem] = []
     bounds = [(part[0], part[1]) for part in parts]
+    energies: dict[int, tuple[Decimal, Decimal]] = {}  # parts of one length share their energy
     for (part_start, part_end, rate), (start_time, end_time) in zip(
         parts, _times(record, bounds, start), strict=True
     ):
-        length = Decimal(part_end - part_start)
-        energy = round_money(divide(multiply(magnitude, length), denominator))
+        known = energies.get(part_end - part_start)
+        if known is None:
+            length = Decimal(part_end - part_start)
+            energy = round_money(divide(multiply(magnitude, length), denominator))
+            energies[part_end - part_start] = (length, energy)
+        else:
+            length, energy = known
         cost = round_money(divide(multiply(magnitude, multiply(rate, length)), denominator))
         items.append(
             trusted(
