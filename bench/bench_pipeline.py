@@ -1,11 +1,18 @@
-"""Pipeline benchmark: one `meterflow worker` vs a bare aiokafka consume->produce loop.
+"""Pipeline benchmark: `meterflow worker` vs a Quix Streams peer vs a bare aiokafka loop.
 
-    .venv/bin/python bench/bench_pipeline.py            # 100k records, 1,000 locations
-    .venv/bin/python bench/bench_pipeline.py --quick    # 20k records
-    .venv/bin/python bench/bench_pipeline.py --profile  # also write a pyinstrument profile
+    .venv/bin/python bench/bench_pipeline.py              # 100k records, 1,000 locations
+    .venv/bin/python bench/bench_pipeline.py --quick      # 20k records
+    .venv/bin/python bench/bench_pipeline.py --workers 2  # also: 2 workers vs 1, same run
+    .venv/bin/python bench/bench_pipeline.py --profile    # also write a pyinstrument profile
 
-Both contenders run as their own process on the same input topic (`meter-records`, same
+Each contender runs as its own process on the same input topic (`meter-records`, same
 partitions, same records: 5-period TOU profiles, round-robin over the locations):
+
+- the bare loop: consume, produce unchanged, await delivery, commit (no decoding or pricing);
+- the Quix Streams peer (`quix_peer.py`, quixstreams 3.28 in its own venv `.venv-bench`, made
+  on first use by `peer_venv.py`): the same `price_payload` + `models.dumps` per record, the
+  same at-least-once guarantee and commit interval (`--no-peer` leaves it out);
+- the worker (`meterflow worker`).
 
 1. throughput: the input is preloaded; each contender drains it. The rate is measured on the
    output topic's record timestamps (first to last), so process start-up does not count.
@@ -47,12 +54,17 @@ from meterflow.stream.producing import (
     send_all,
     synthetic_records,
 )
+from peer_venv import peer_python
+from scale_out import measure_scale_out
 
 ROOT = Path(__file__).resolve().parents[1]
 MF = str(Path(sys.executable).with_name("meterflow"))
 BARE_OUT = "bare-costs"
+PEER_OUT = "quix-costs"
+PEER = Path(__file__).with_name("quix_peer.py")
 TARGET_RATE = 5000.0
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.30  # of the bare loop (issue 16)
+TARGET_PEER_RATIO = 1.0  # of the Quix Streams peer (issue 16)
 TARGET_P99_MS = 100.0
 
 
@@ -192,7 +204,10 @@ def start_worker(
     profile: bool,
     store: str = "memory://",
     level: str = "WARNING",
+    name: str = "worker",
+    **extra_env: str,
 ) -> subprocess.Popen[bytes]:
+    """A `meterflow worker` process; its log is `workdir/{name}.log`, its state its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
     env.update(
         MF_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
@@ -200,9 +215,10 @@ def start_worker(
         MF_TOPIC_PARTITIONS=str(settings.topic_partitions),
         MF_APP_ID=settings.app_id,
         MF_STORE=store,
-        MF_DATA_DIR=str(workdir / "data"),
+        MF_DATA_DIR=str(workdir / ("data" if name == "worker" else f"{name}-data")),
         MF_WORKER_WEB_ENABLED="false",
         MF_LOG_LEVEL=level,
+        **extra_env,
     )
     command = [MF, "worker", "--no-api"]
     if profile:
@@ -219,7 +235,7 @@ def start_worker(
             "worker",
             "--no-api",
         ]
-    log = (workdir / "worker.log").open("ab")
+    log = (workdir / f"{name}.log").open("ab")
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
@@ -304,16 +320,50 @@ async def measure_recovery(profiles: int) -> None:
 # --- the run ---
 
 
-async def run(
-    records: int, locations_n: int, latency_rate: float, latency_s: float, profile: bool
-) -> int:
+async def run(args: argparse.Namespace, records: int, latency_s: float) -> int:
+    peer = None if args.no_peer else peer_python()  # before any timing: may take a minute
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
     try:
-        return await measure(settings, records, locations_n, latency_rate, latency_s, profile)
+        await measure(
+            settings, records, args.locations, args.latency_rate, latency_s, args.profile, peer
+        )
     finally:
         deleted = await delete_topics_with_prefix(settings, prefix)
         print(f"deleted the {len(deleted)} topics {prefix}*")
+    if args.workers > 1:
+        await measure_scale_out(
+            args.workers,
+            records,
+            args.locations,
+            ROOT / ".local" / "bench",
+            start_worker=start_worker,
+            stop_process=stop_process,
+            output_timestamps=output_timestamps,
+        )
+    return 0
+
+
+async def peer_throughput(settings: Settings, python: Path, records: int) -> float:
+    """Records/s of the Quix Streams peer draining the preloaded input (first to last output)."""
+    peer = subprocess.Popen(  # noqa: ASYNC220 - started once, never awaited on
+        [
+            str(python),
+            "-W",
+            "ignore",
+            str(PEER),
+            settings.kafka_bootstrap,
+            settings.topic(METER_RECORDS),
+            settings.topic(PEER_OUT),
+            settings.topic(LOCATIONS),
+            f"{settings.topic_prefix}quix",
+        ],
+    )
+    try:
+        stamps = await output_timestamps(settings, settings.topic(PEER_OUT), records, 1200)
+    finally:
+        stop_process(peer)
+    return rate_of(stamps)
 
 
 async def measure(
@@ -323,12 +373,14 @@ async def measure(
     latency_rate: float,
     latency_s: float,
     profile: bool,
-) -> int:
+    peer_python: Path | None,
+) -> None:
     prefix = settings.topic_prefix
     workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
     workdir.mkdir(parents=True, exist_ok=True)
     await ensure_topics(settings)
     await create_topic(settings, settings.topic(BARE_OUT))
+    await create_topic(settings, settings.topic(PEER_OUT))
     locations = [demo_location_id(i) for i in range(locations_n)]
     print(f"topics {prefix}* with {settings.topic_partitions} partitions; work dir {workdir}")
 
@@ -368,7 +420,14 @@ async def measure(
     finally:
         stop_process(bare)
 
-    # 2. meterflow worker
+    # 2. the Quix Streams peer (throughput only): it reads the bare loop's latency records too
+    backlog = records + int(latency_rate * latency_s)
+    peer_rate = None
+    if peer_python is not None:
+        peer_rate = await peer_throughput(settings, peer_python, backlog)
+        print(f"quix streams peer: {peer_rate:,.0f} records/s")
+
+    # 3. meterflow worker
     worker = start_worker(settings, workdir, profile)
     try:
         # The bare loop's latency records are in the input too: drain them all before the
@@ -388,6 +447,12 @@ async def measure(
     print(
         f"records: {records:,}, locations: {locations_n:,}, partitions: {settings.topic_partitions}"
     )
+    if peer_rate is not None:
+        print(
+            f"throughput (rec/s): worker {worker_rate:,.0f}, quix peer {peer_rate:,.0f}, "
+            f"bare loop {bare_rate:,.0f}; worker/peer {worker_rate / peer_rate:.2f}, "
+            f"worker/bare {ratio:.2f}, peer/bare {peer_rate / bare_rate:.2f}"
+        )
     print(f"{'':24}{'worker':>12}{'bare loop':>12}{'ratio':>8}")
     print(f"{'throughput (rec/s)':24}{worker_rate:>12,.0f}{bare_rate:>12,.0f}{ratio:>8.2f}")
     for name, q in (("p50", 0.50), ("p99", 0.99)):
@@ -403,11 +468,17 @@ async def measure(
         (f"worker >= {TARGET_RATIO:.0%} of bare loop", ratio >= TARGET_RATIO),
         (f"p99 < {TARGET_P99_MS:.0f} ms at {latency_rate:.0f}/s", p99 < TARGET_P99_MS),
     ]
+    if peer_rate is not None:
+        checks.append(
+            (
+                f"worker >= {TARGET_PEER_RATIO:.1f}x the Quix Streams peer",
+                worker_rate >= TARGET_PEER_RATIO * peer_rate,
+            )
+        )
     for label, ok in checks:
         print(f"target {label}: {'met' if ok else 'NOT met'}")
     if profile:
         print(f"worker profile: {workdir / 'worker-profile.txt'}")
-    return 0
 
 
 def main() -> int:
@@ -420,6 +491,14 @@ def main() -> int:
     parser.add_argument("--locations", type=int, default=1000)
     parser.add_argument("--latency-rate", type=float, default=500.0)
     parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
+    parser.add_argument("--no-peer", action="store_true", help="leave out the Quix Streams peer")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also measure N workers in one group against one worker (same run)",
+    )
     parser.add_argument(
         "--recovery",
         type=int,
@@ -433,7 +512,7 @@ def main() -> int:
         return 0
     records = args.records or (20_000 if args.quick else 100_000)
     latency_s = 5.0 if args.quick else 15.0
-    return asyncio.run(run(records, args.locations, args.latency_rate, latency_s, args.profile))
+    return asyncio.run(run(args, records, latency_s))
 
 
 if __name__ == "__main__":
