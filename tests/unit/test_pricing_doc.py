@@ -11,10 +11,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from meterflow.api.bills import Bill, summed_rows
+from meterflow.api.schemas import Aggregation
 from meterflow.contract.locations import profile_from
 from meterflow.costing import price_payload
-from meterflow.models import EnergyCost, dumps, loads
+from meterflow.costing.standing import standing_days
+from meterflow.models import EnergyCost, TariffDirection, dumps, loads
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "pricing.md"
 
@@ -71,5 +75,32 @@ def test_the_table_and_the_figures_in_the_text_match_the_result() -> None:
     cost = result.data.cost
     bold = [Decimal(value) for value in re.findall(r"\*\*([\d.]+)\*\*", text)]
     version = location.tariffs[next(iter(location.tariffs))][0]
-    assert [cost.value, cost.tax, cost.total, version.standing_charge] == bold[-4:]
+    assert [cost.value, cost.tax, cost.total, version.standing_charge] == bold[-7:-3]
     assert location.tax_percentage == 5
+
+
+def test_the_days_report_row_is_the_one_the_api_sums() -> None:
+    """The last three bold figures: the DAY report row of 2 December (docs/api.md, Bills in
+    reports), summed by the API's own code from the stored record and the standing days."""
+    text, location, result = _example()
+    zone = ZoneInfo(location.timezone)
+    start, end = datetime(2024, 12, 2, tzinfo=zone), datetime(2024, 12, 3, tzinfo=zone)
+    days = standing_days(location, TariffDirection.IMPORT, start, end)
+    assert [d.charge for d in days] == [Decimal("0.5353")]
+    cost = result.data.cost
+    stored = {
+        "local_start": start.replace(tzinfo=None),  # as PostgreSQL answers it: naive local
+        "energy_kwh": result.data.energy.value,
+        "cost": cost.value,
+        "confidence": cost.confidence,
+        "records": 1,
+        "tax": cost.tax,
+        "total": cost.total,
+        "taxed": 1,
+    }
+    bill = Bill(days, location.tax_percentage)
+    (row,) = summed_rows([stored], bill, Aggregation.DAY, zone)
+    bold = [Decimal(value) for value in re.findall(r"\*\*([\d.]+)\*\*", text)]
+    assert [row.cost.value, row.cost.tax, row.cost.total] == bold[-3:]
+    assert row.standing_charge is not None
+    assert (row.standing_charge.value, row.standing_charge.days) == (Decimal("0.5353"), 1)

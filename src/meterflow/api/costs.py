@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from meterflow import ids, metrics
-from meterflow.api import batches, repository
+from meterflow.api import batches, bills, repository
 from meterflow.api.batch_store import BatchEntry
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
@@ -29,8 +29,8 @@ from meterflow.api.schemas import (
 )
 from meterflow.contract.topics import ENERGY_COSTS
 from meterflow.costing import price_payload, referenced_record_id
+from meterflow.costing.standing import TooManyDaysError, standing_days
 from meterflow.models import (
-    CostValue,
     DeadLetter,
     EnergyValue,
     LocationProfile,
@@ -203,12 +203,20 @@ def _aggregation(request: web.Request, body_value: Aggregation | None) -> Aggreg
         raise ApiError(400, "invalid_request", "`aggregation` must be DAY or MONTH") from None
 
 
-def _next_bucket(start: datetime, aggregation: Aggregation) -> datetime:
-    if aggregation is Aggregation.DAY:
-        following = start.date() + timedelta(days=1)
-        return datetime(following.year, following.month, following.day, tzinfo=start.tzinfo)
-    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    return datetime(year, month, 1, tzinfo=start.tzinfo)
+def _bill(
+    subject: repository.ReportSubject, direction: TariffDirection, start: datetime, end: datetime
+) -> bills.Bill:
+    """The standing charges and tax rate a location's summed report adds (none for a device).
+    Read from the mirror's current profile: its versions' effective ranges say which
+    standing charge was in force on each day; its `tax_percentage` taxes them."""
+    profile = subject.profile
+    if profile is None:
+        return bills.Bill()
+    try:
+        days = standing_days(profile, direction, start, end)
+    except TooManyDaysError as exc:
+        raise ApiError(422, "invalid_time_range", str(exc)) from None
+    return bills.Bill(days, profile.tax_percentage)
 
 
 def _report_row(
@@ -223,7 +231,7 @@ def _report_row(
         records=row["records"],
         revision=row.get("revision"),
         energy=EnergyValue(value=row["energy_kwh"]),
-        cost=CostValue(value=row["cost"], confidence=row["confidence"]),
+        cost=bills.taxed_value(row),
     )
 
 
@@ -258,14 +266,11 @@ async def interval_report(request: web.Request) -> web.Response:
         rows = await repository.cost_rows(ctx.db(), principal, **scope)
         data = [_report_row(dict(row), zone) for row in rows]
     else:
+        bill = _bill(subject, direction, body.start_time, body.end_time)
         buckets = await repository.cost_buckets(
             ctx.db(), principal, **scope, unit=aggregation.value.lower(), timezone=subject.timezone
         )
-        data = []
-        for bucket in buckets:
-            start = bucket["local_start"].replace(tzinfo=zone)
-            end = _next_bucket(start, aggregation)
-            data.append(_report_row(dict(bucket), zone, start, end))
+        data = bills.summed_rows([dict(b) for b in buckets], bill, aggregation, zone)
     report = CostReport(
         id=ids.new_report_id(),
         account_id=principal.account_id,

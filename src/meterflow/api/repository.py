@@ -132,10 +132,16 @@ async def list_locations(
 
 @dataclass(frozen=True)
 class ReportSubject:
-    """What a report is about: the zone its days and months are cut in, and its currency."""
+    """What a report is about: the zone its days and months are cut in, and its currency.
+
+    `profile`: the mirror's profile when the id is the location's own (deleted since or not),
+    whose versions say which standing charge was in force on each day; None for a device (a
+    standing charge is the location's, not each device's) or a location known only by costs.
+    """
 
     timezone: str
     currency_code: str
+    profile: LocationProfile | None = None
 
 
 async def report_subject(
@@ -145,7 +151,8 @@ async def report_subject(
     location deleted since) the newest stored cost of this object; None = not the caller's."""
     row = await pool.fetchrow(
         """
-        SELECT timezone, currency_code FROM locations
+        SELECT timezone, currency_code, CASE WHEN location_id = $3 THEN profile END AS profile
+        FROM locations
         WHERE account_id = $1 AND live_mode = $2 AND (location_id = $3 OR $3 = ANY (devices))
         ORDER BY deleted, (location_id = $3) DESC
         LIMIT 1
@@ -154,6 +161,9 @@ async def report_subject(
         principal.live_mode,
         object_id,
     )
+    if row is not None and row["profile"] is not None:
+        profile = LocationProfile.model_validate(row["profile"])
+        return ReportSubject(row["timezone"], row["currency_code"], profile)
     if row is None:
         row = await pool.fetchrow(
             """
@@ -170,6 +180,9 @@ async def report_subject(
 
 
 _SCOPE = "account_id = $1 AND live_mode = $2 AND tariff_direction = $3"
+_BILL_SUMS = "sum(tax) AS tax, sum(coalesce(total, cost)) AS total, count(tax) AS taxed"
+"""A summed row's bill fields (migration 0005): exact NUMERIC sums of the stored, rounded
+fields; a record stored without tax counts its cost in `total`."""
 
 
 async def cost_rows(
@@ -186,7 +199,7 @@ async def cost_rows(
     return await pool.fetch(
         f"""
         SELECT start_time, end_time, session_reference_id, record_reference_id,
-               energy_kwh, cost, confidence, 1 AS records, revision
+               energy_kwh, cost, confidence, 1 AS records, revision, tax, total
         FROM energy_costs
         WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
           AND start_time >= $5 AND start_time < $6
@@ -213,13 +226,16 @@ async def cost_buckets(
     timezone: str,
 ) -> list[asyncpg.Record]:
     """Sums per local day or month: `AT TIME ZONE` cuts at local midnight, so a DST day holds
-    its 23 or 25 hours. `local_start` is the bucket's local wall-clock start (naive)."""
+    its 23 or 25 hours. `local_start` is the bucket's local wall-clock start (naive).
+    `tax`: NULL when no record of the bucket has one; `total`: a record without one counts
+    its cost; `taxed`: how many records carry tax (design §11)."""
     assert unit in ("day", "month")
     return await pool.fetch(
         f"""
         SELECT date_trunc('{unit}', start_time AT TIME ZONE $7) AS local_start,
                sum(energy_kwh) AS energy_kwh, sum(cost) AS cost,
-               min(confidence) AS confidence, count(*) AS records
+               min(confidence) AS confidence, count(*) AS records,
+               {_BILL_SUMS}
         FROM energy_costs
         WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
           AND start_time >= $5 AND start_time < $6
@@ -257,7 +273,8 @@ async def session_summary(
         f"""
         SELECT min(start_time) AS start_time, max(end_time) AS end_time,
                sum(energy_kwh) AS energy_kwh, sum(cost) AS cost,
-               min(confidence) AS confidence, count(*) AS records
+               min(confidence) AS confidence, count(*) AS records,
+               {_BILL_SUMS}
         FROM energy_costs
         WHERE {_SCOPE} AND session_reference_id = $4
         """,
@@ -268,7 +285,7 @@ async def session_summary(
     )
     assert totals is not None
     result: dict[str, Any] = dict(known) | dict(totals)
-    for name in ("energy_kwh", "cost", "confidence"):
+    for name in ("energy_kwh", "cost", "confidence", "tax", "total"):
         if result[name] is not None:
             result[name] = Decimal(result[name])
     return result

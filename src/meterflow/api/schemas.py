@@ -17,6 +17,7 @@ from meterflow.models import (
     CostValue,
     EnergyValue,
     LocationProfile,
+    Money,
     TariffDirection,
     TariffVersion,
 )
@@ -141,6 +142,17 @@ class SessionBody(_Body):
     tariff_direction: TariffDirection | None = None
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class StandingChargeValue(_Body):
+    """The standing charges a summed row holds (design §11): one per local day charged."""
+
+    value: Money = Field(description="the exact sum of the days' standing charges (net of tax)")
+    days: int = Field(ge=1, description="local days charged in this row: 1 on a DAY row")
+
+
 class ReportRow(_Body):
     start_time: datetime
     end_time: datetime
@@ -154,7 +166,18 @@ class ReportRow(_Body):
         "design §8.3); null on summed rows",
     )
     energy: EnergyValue
-    cost: CostValue
+    cost: CostValue = Field(
+        description="`value`: the records' energy cost (net). `tax` and `total` on every row "
+        "of a report that makes a bill (tax, or standing charges): the records' tax plus the "
+        "tax on the row's standing charge (rounded once per row), and `total` = the records' "
+        "totals + standing charge + its tax (docs/api.md, Bills in reports)"
+    )
+    standing_charge: StandingChargeValue | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="DAY/MONTH rows of a location holding a charged local day; left out "
+        "otherwise (never null)",
+    )
 
 
 class CostReport(_Body):

@@ -1,0 +1,122 @@
+"""Summed report rows that make a bill (design §11): energy cost, standing charges, tax, total.
+
+The SQL sums what the sink stored per local day or month (`repository.cost_buckets`); this
+module adds the standing charge of every charged local day (`costing.standing`), with or
+without records, and the tax on it. Rules (docs/api.md, "Bills in reports"):
+
+- a row's `standing_charge.value` is the exact sum of its days' charges, `days` how many;
+- the profile's `tax_percentage` applies to the standing charge too (UK VAT does), computed on
+  the row's standing charge and rounded once per row, half-even to 6 places; the records' own
+  `tax` is summed as stored (each was rounded once by the engine);
+- `cost.value` stays the records' energy cost; `cost.tax` = records' tax + standing tax;
+  `cost.total` = records' totals + standing charge + standing tax;
+- a report "makes a bill" when the location has `tax_percentage`, or a charged day in the
+  range, or a summed record carries tax: then every row has `tax` and `total`; otherwise rows
+  are exactly the first release's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from functools import reduce
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from meterflow.api.schemas import Aggregation, ReportRow, StandingChargeValue
+from meterflow.costing.money import CONTEXT, round_money
+from meterflow.costing.standing import StandingDay, local_midnight
+from meterflow.models import CostValue, EnergyValue
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True)
+class Bill:
+    """What the location's profile adds to a summed report."""
+
+    days: Sequence[StandingDay] = ()
+    tax_percentage: Decimal | None = None
+
+
+@dataclass
+class _Bucket:
+    sums: dict[str, Any] | None = None
+    charges: list[Decimal] = field(default_factory=list)
+
+
+def _key(day: date, aggregation: Aggregation) -> date:
+    return day if aggregation is Aggregation.DAY else day.replace(day=1)
+
+
+def _next(day: date, aggregation: Aggregation) -> date:
+    if aggregation is Aggregation.DAY:
+        return date.fromordinal(day.toordinal() + 1)
+    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+
+
+def summed_rows(
+    buckets: Sequence[dict[str, Any]], bill: Bill, aggregation: Aggregation, zone: ZoneInfo
+) -> list[ReportRow]:
+    """One row per local day or month holding records or a charged day, in order."""
+    grouped: dict[date, _Bucket] = {}
+    for sums in buckets:
+        grouped.setdefault(sums["local_start"].date(), _Bucket()).sums = sums
+    for standing in bill.days:
+        grouped.setdefault(_key(standing.day, aggregation), _Bucket()).charges.append(
+            standing.charge
+        )
+    billing = (
+        bill.tax_percentage is not None or bool(bill.days) or any(sums["taxed"] for sums in buckets)
+    )
+    return [
+        _row(key, grouped[key], bill, aggregation, zone, billing=billing) for key in sorted(grouped)
+    ]
+
+
+def _row(
+    key: date,
+    bucket: _Bucket,
+    bill: Bill,
+    aggregation: Aggregation,
+    zone: ZoneInfo,
+    *,
+    billing: bool,
+) -> ReportRow:
+    sums = bucket.sums or {}
+    cost = sums.get("cost", _ZERO)
+    confidence = sums.get("confidence", _ONE)  # a day of standing charge only is certain
+    value = CostValue(value=cost, confidence=confidence)
+    standing = None
+    if billing:
+        charge = reduce(CONTEXT.add, bucket.charges, _ZERO)
+        standing_tax = _ZERO
+        if bucket.charges:
+            standing = StandingChargeValue(value=charge, days=len(bucket.charges))
+            if bill.tax_percentage is not None:
+                taxed = CONTEXT.multiply(charge, bill.tax_percentage)
+                standing_tax = round_money(CONTEXT.divide(taxed, _HUNDRED))
+        tax = CONTEXT.add(sums.get("tax") or _ZERO, standing_tax)
+        total = reduce(CONTEXT.add, (sums.get("total", cost), charge, standing_tax))
+        value = CostValue(value=cost, confidence=confidence, tax=tax, total=total)
+    return ReportRow(
+        start_time=local_midnight(key, zone),
+        end_time=local_midnight(_next(key, aggregation), zone),
+        records=sums.get("records", 0),
+        energy=EnergyValue(value=sums.get("energy_kwh", _ZERO)),
+        cost=value,
+        standing_charge=standing,
+    )
+
+
+def taxed_value(row: dict[str, Any]) -> CostValue:
+    """A per-record or session row's cost: `tax` and `total` when its records carry tax."""
+    if row.get("tax") is None:
+        return CostValue(value=row["cost"], confidence=row["confidence"])
+    return CostValue(
+        value=row["cost"], confidence=row["confidence"], tax=row["tax"], total=row["total"]
+    )
