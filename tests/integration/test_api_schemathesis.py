@@ -42,9 +42,15 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(stack:
             "currency_code": "GBP",
             "tariffs": {
                 "IMPORT": [
-                    {"type": "FIXED", "rate": "0.2", "effective_from": "2000-01-01T00:00:00Z"}
+                    {
+                        "type": "FIXED",
+                        "rate": "0.2",
+                        "effective_from": "2000-01-01T00:00:00Z",
+                        "standing_charge": "0.5353",  # reports of loc_fuzz make a bill (§11)
+                    }
                 ]
             },
+            "tax_percentage": 5,
         }
         status, _, _ = await client.call("PUT", "/locations/loc_fuzz", key=key, json=body)
         assert status == 200
