@@ -124,6 +124,56 @@ GROUP BY session_reference_id, location_id
 ORDER BY session_start DESC, session_reference_id
 LIMIT 100"""
 
+# The bill per local day (design §11), import only: the records' energy cost and tax as the
+# sink stored them, plus the standing charge of every local day of the selected locations,
+# with or without records, as the API's DAY report charges it (docs/api.md, Bills in
+# reports): the version of the location's current profile (the `locations` mirror) in force
+# at the day's local midnight, counted when that midnight is in the range. Its tax is the
+# profile's `tax_percentage`, shown exact (the API's report rounds it once per row).
+BILL_DAYS = """SELECT l.profile, d.day AT TIME ZONE l.timezone AS midnight
+  FROM locations l
+  CROSS JOIN LATERAL generate_series(
+    date_trunc('day', $__timeFrom()::timestamptz AT TIME ZONE l.timezone),
+    $__timeTo()::timestamptz AT TIME ZONE l.timezone,
+    interval '1 day') AS d (day)
+  WHERE l.account_id = '$account'
+    AND l.live_mode = $live_mode
+    AND NOT l.deleted
+    AND l.currency_code = '$currency'
+    AND l.location_id IN ($location)"""
+STANDING = "(v ->> 'standing_charge')::numeric"
+BILL_SQL = f"""WITH days AS (
+  {BILL_DAYS}
+), standing AS (
+  SELECT days.midnight AS time,
+    sum({STANDING}) AS standing_charge,
+    sum({STANDING} * coalesce((days.profile ->> 'tax_percentage')::numeric, 0) / 100)
+      AS standing_tax
+  FROM days
+  CROSS JOIN LATERAL jsonb_array_elements(
+    coalesce(days.profile -> 'tariffs' -> 'IMPORT', '[]'::jsonb)) AS v
+  WHERE days.midnight >= $__timeFrom() AND days.midnight < $__timeTo()
+    AND v ->> 'standing_charge' IS NOT NULL
+    AND (v ->> 'effective_from')::timestamptz <= days.midnight
+    AND (v ->> 'effective_to' IS NULL OR days.midnight < (v ->> 'effective_to')::timestamptz)
+  GROUP BY 1
+), energy AS (
+  SELECT {LOCAL_DAY} AS time,
+    sum(cost) AS energy_cost,
+    coalesce(sum(tax), 0) AS tax
+  FROM energy_costs
+  WHERE {FILTER}
+    AND tariff_direction = 'IMPORT'
+  GROUP BY 1
+)
+SELECT coalesce(e.time, s.time) AS time,
+  coalesce(e.energy_cost, 0) AS energy_cost,
+  coalesce(s.standing_charge, 0) AS standing_charge,
+  coalesce(e.tax, 0) + coalesce(s.standing_tax, 0) AS tax
+FROM energy e
+FULL JOIN standing s ON s.time = e.time
+ORDER BY 1"""
+
 ACCOUNT_VARIABLE_SQL = "SELECT DISTINCT account_id FROM energy_costs ORDER BY 1"
 CURRENCY_VARIABLE_SQL = f"""SELECT DISTINCT currency_code FROM energy_costs
 WHERE {SCOPE}
@@ -322,6 +372,20 @@ def energy_costs() -> dict[str, Any]:
             POSTGRES,
             [sql_target(IMPORT_EXPORT_COST_SQL, "time_series")],
             unit=money,
+        ),
+        panel(
+            layout,
+            "Bill per day: energy, standing charges, tax ($currency)",
+            "timeseries",
+            POSTGRES,
+            [sql_target(BILL_SQL, "time_series")],
+            unit=money,
+            bars=True,
+            width=24,
+            description="Import only, per local day: the records' energy cost (net), each "
+            "day's standing charge (every day of the range, records or not: the tariff "
+            "version in force at local midnight) and tax (the records' plus the standing "
+            "charge's). Their sum is the bill's total (design §11).",
         ),
         panel(
             layout,

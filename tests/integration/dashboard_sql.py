@@ -20,6 +20,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from meterflow.costing.standing import standing_days
+from meterflow.models import LocationProfile, TariffDirection
+
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "energy-costs.json"
 
@@ -92,6 +95,7 @@ class Row:
     end: datetime
     kwh: Decimal
     cost: Decimal
+    tax: Decimal | None = None  # design §11: stored for a location with `tax_percentage`
 
     @classmethod
     def build(
@@ -109,10 +113,11 @@ class Row:
         minutes: int,
         kwh: Decimal,
         cost: Decimal,
+        tax: Decimal | None = None,
     ) -> Row:
         return cls(
             id, account_id, live_mode, location_id, device_id, session, direction, currency,
-            timezone, start, start + timedelta(minutes=minutes), kwh, cost,
+            timezone, start, start + timedelta(minutes=minutes), kwh, cost, tax,
         )  # fmt: skip
 
     @classmethod
@@ -121,6 +126,7 @@ class Row:
             r["id"], r["account_id"], r["live_mode"], r["location_id"], r["device_id"],
             r["session_reference_id"], r["tariff_direction"], r["currency_code"],
             r["location_timezone"], r["start_time"], r["end_time"], r["energy_kwh"], r["cost"],
+            r["tax"],
         )  # fmt: skip
 
     @property
@@ -255,9 +261,39 @@ def _top_locations(rows: list[Row]) -> list[dict[str, Any]]:
     return expected[:10]
 
 
-def expected_panel(title: str, rows: list[Row], scope: Scope) -> list[dict[str, Any]]:
-    """The records the panel titled `title` must return for `scope`, from `rows`."""
+def _bill(
+    rows: list[Row], scope: Scope, profiles: Iterable[LocationProfile]
+) -> list[dict[str, Any]]:
+    """Import energy cost and tax per local day, plus every charged day's standing charge and
+    its (exact) tax, charged by the API's own rule (`costing.standing.standing_days`)."""
+    days: dict[datetime, dict[str, Decimal]] = defaultdict(
+        lambda: {"energy_cost": Decimal(0), "standing_charge": Decimal(0), "tax": Decimal(0)}
+    )
+    for r in rows:
+        if r.direction == "IMPORT":
+            days[r.local_midnight]["energy_cost"] += r.cost
+            days[r.local_midnight]["tax"] += r.tax or 0
+    for profile in profiles:
+        if (profile.account_id, profile.live_mode) != (scope.account, scope.live_mode):
+            continue
+        if profile.currency_code != scope.currency or profile.location_id not in scope.locations:
+            continue
+        rate = profile.tax_percentage or Decimal(0)
+        charged = standing_days(profile, TariffDirection.IMPORT, scope.time_from, scope.time_to)
+        for day in charged:
+            days[day.midnight]["standing_charge"] += day.charge
+            days[day.midnight]["tax"] += day.charge * rate / 100
+    return [{"time": t, **values} for t, values in sorted(days.items())]
+
+
+def expected_panel(
+    title: str, rows: list[Row], scope: Scope, profiles: Iterable[LocationProfile] = ()
+) -> list[dict[str, Any]]:
+    """The records the panel titled `title` must return for `scope`, from `rows` (and the
+    locations mirror's `profiles`, for the bill)."""
     chosen = scope.select(rows)
+    if title == "Bill per day: energy, standing charges, tax ($currency)":
+        return _bill(chosen, scope, profiles)
     if title == "Totals ($currency)":
         keys = ("import_cost", "export_earnings", "net_cost", "import_kwh", "export_kwh")
         return [{**_pick(chosen, keys), "records": len(chosen)}]
@@ -295,6 +331,7 @@ PANELS = (
     "Net energy per day by device (kWh)",
     "Import vs export energy per day (kWh)",
     "Import cost vs export earnings per day ($currency)",
+    "Bill per day: energy, standing charges, tax ($currency)",
     "By currency",
     "Top locations by net cost ($currency)",
     "Sessions",

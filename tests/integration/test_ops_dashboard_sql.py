@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -34,6 +35,8 @@ from dashboard_sql import (
 )
 
 from database_support import temporary_database
+from meterflow.contract.columns import LOCATION_COLUMNS, location_row
+from meterflow.models import LocationProfile
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +69,11 @@ D = Decimal
 ROWS = [
     # 23:30Z on 2 March is still 2 March in London (UTC+0 before the end-of-March change).
     Row.build("c1", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
-        at("2026-03-02T23:30:00Z"), 30, D("2.5"), D("0.625")),
+        at("2026-03-02T23:30:00Z"), 30, D("2.5"), D("0.625"), D("0.03125")),
     Row.build("c2", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
-        at("2026-03-03T00:00:00Z"), 30, D("2.5"), D("0.25")),
+        at("2026-03-03T00:00:00Z"), 30, D("2.5"), D("0.25"), D("0.0125")),
     Row.build("c3", "acc_A", False, "loc_lon", None, None, "EXPORT", "GBP", LON,
-        at("2026-03-03T12:00:00Z"), 60, D("1.2"), D("0.18")),
+        at("2026-03-03T12:00:00Z"), 60, D("1.2"), D("0.18"), D("0.009")),  # export: no bill
     # 03:00Z on 4 March is 22:00 on 3 March in New York: the local day is the 3rd.
     Row.build("c4", "acc_A", False, "loc_nyc", None, "ses_2", "IMPORT", "USD", NYC,
         at("2026-03-04T03:00:00Z"), 60, D("3.0"), D("0.45")),
@@ -89,6 +92,32 @@ ROWS = [
         at("2026-03-03T10:00:00Z"), 60, D("10"), D("5")),
     Row.build("x3", "acc_A", False, "loc_lon", "dev_ev", "ses_1", "IMPORT", "GBP", LON,
         at("2026-02-20T10:00:00Z"), 60, D("10"), D("5")),
+]  # fmt: skip
+
+
+def _profile(location: str, account: str, currency: str, zone: str, **bill: Any) -> LocationProfile:
+    """A mirrored profile; `bill` gives IMPORT versions as (from, to, standing charge)."""
+    versions = [
+        {"type": "FIXED", "rate": "0.2", "effective_from": start, "effective_to": end}
+        | ({} if charge is None else {"standing_charge": charge})
+        for start, end, charge in bill.pop("versions", [("2026-01-01T00:00:00Z", None, None)])
+    ]
+    return LocationProfile.model_validate(
+        {"location_id": location, "account_id": account, "timezone": zone,
+         "currency_code": currency, "tariffs": {"IMPORT": versions}, **bill}
+    )  # fmt: skip
+
+
+# The bill panel: loc_lon changes its standing charge at midnight of 5 March, loc_lon2 has
+# none, loc_nyc's is in USD, loc_b is another account's (only loc_lon's days count in GBP).
+PROFILES = [
+    _profile("loc_lon", "acc_A", "GBP", LON, tax_percentage=5, versions=[
+        ("2026-01-01T00:00:00Z", "2026-03-05T00:00:00Z", "0.5353"),
+        ("2026-03-05T00:00:00Z", None, "0.60117"),
+    ]),
+    _profile("loc_lon2", "acc_A", "GBP", LON),
+    _profile("loc_nyc", "acc_A", "USD", NYC, versions=[("2026-01-01T00:00:00Z", None, "0.4")]),
+    _profile("loc_b", "acc_B", "GBP", LON, versions=[("2026-01-01T00:00:00Z", None, "9")]),
 ]  # fmt: skip
 
 
@@ -113,20 +142,25 @@ async def costs_db(database_url: str) -> AsyncIterator[str]:
                 """INSERT INTO energy_costs (id, account_id, live_mode, object_id, location_id,
                     device_id, meter_record_id, session_reference_id, energy_flow_direction,
                     tariff_direction, currency_code, location_timezone, start_time, end_time,
-                    energy_kwh, cost, confidence, request, time_created)
+                    energy_kwh, cost, confidence, request, time_created, tax)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    1, $17, $18)""",
+                    1, $17, $18, $19)""",
                 [
                     (
                         f"ecs_{r.id}", r.account_id, r.live_mode, r.object_id, r.location_id,
                         r.device_id, f"mre_{r.id}", r.session,
                         "OUTBOUND" if r.direction == "EXPORT" else "INBOUND", r.direction,
                         r.currency, r.timezone, r.start, r.end, r.kwh, r.cost,
-                        json.dumps({"location_id": r.location_id}), r.end,
+                        json.dumps({"location_id": r.location_id}), r.end, r.tax,
                     )
                     for r in ROWS
                 ],
             )  # fmt: skip
+            await conn.executemany(
+                f"INSERT INTO locations ({', '.join(LOCATION_COLUMNS)}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)",
+                [location_row(profile) for profile in PROFILES],
+            )
         finally:
             await conn.close()
         yield url
@@ -151,7 +185,7 @@ def test_every_panel_and_variable_query_is_checked() -> None:
 async def test_panel_query(costs_db: str, title: str, locations: list[str]) -> None:
     records = await run_panel(costs_db, panel_queries()[title], scope(locations))
     assert records, f"{title}: no rows"
-    assert records == expected_panel(title, ROWS, scope(locations))
+    assert records == expected_panel(title, ROWS, scope(locations), PROFILES)
 
 
 async def test_totals_columns_and_values(costs_db: str) -> None:
