@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from meterflow.api import batches, costs, locations
+from meterflow.api import batches, costs, locations, rates
 from meterflow.api.auth import auth_middleware, login
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.errors import error_middleware
@@ -71,6 +71,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_put("/locations/{location_id}", locations.put_location)
     app.router.add_get("/locations/{location_id}", locations.get_location)
     app.router.add_delete("/locations/{location_id}", locations.delete_location)
+    app.router.add_get("/tariffs/rates/{location_id}", rates.tariff_rates)
+    app.router.add_get("/slots/time/{location_id}", rates.slot_time)
     app.router.add_get("/login", login)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -27,6 +27,8 @@ from meterflow.api.schemas import (
     MeterBatchStatus,
     ReportBody,
     SessionBody,
+    SlotTime,
+    TariffRates,
 )
 from meterflow.models import EnergyCost, MeterRecord
 
@@ -71,6 +73,12 @@ _BATCH_ITEM = {
     "anyOf": [{"$ref": REF.format(model="MeterRecord")}, {}],
 }
 _AUTHED = (400, 401, 429)
+_INSTANT = {"type": "string", "format": "date-time"}
+_WINDOW = (
+    Param("start_time", "query", _INSTANT, "RFC 3339; default now"),
+    Param("end_time", "query", _INSTANT, "RFC 3339; at most 31 days after start_time", True),
+    Param("direction", "query", _DIRECTION, "default IMPORT"),
+)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -185,6 +193,43 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/tariffs/rates/{location_id}",
+        "getTariffRates",
+        "The rate in force (energy + components) over a window: maximal periods, 31 days at most",
+        TariffRates,
+        (*_AUTHED, 404, 422),
+        params=(Param("location_id", "path", _LOCATION_ID, required=True), *_WINDOW),
+        tags=("tariffs",),
+    ),
+    Operation(
+        "get",
+        "/slots/time/{location_id}",
+        "getSlotsTime",
+        "The cheapest (LOW) or dearest (HIGH) `duration` whole minutes of a window",
+        SlotTime,
+        (*_AUTHED, 404, 422),
+        params=(
+            Param("location_id", "path", _LOCATION_ID, required=True),
+            *_WINDOW,
+            Param(
+                "duration",
+                "query",
+                {"type": "integer", "minimum": 1},
+                "minutes wanted; at most the window's whole minutes",
+                True,
+            ),
+            Param("segment", "query", {"type": "string", "enum": ["LOW", "HIGH"]}, "default LOW"),
+            Param(
+                "contiguous",
+                "query",
+                {"type": "boolean"},
+                "true = the single best window; default false (any minutes)",
+            ),
+        ),
+        tags=("tariffs",),
+    ),
+    Operation(
+        "get",
         "/login",
         "login",
         "Basic account_id:api_key -> a short-lived bearer token",
@@ -214,7 +259,8 @@ ERROR_DESCRIPTIONS = {
     413: "Request body too large",
     422: (
         "Fits the schema but cannot be processed (unknown location, no tariff in force, "
-        "end_time not after start_time, a profile with a gap); `code` says which"
+        "end_time not after start_time, a profile with a gap, a window over 31 days, a "
+        "duration longer than the window); `code` says which"
     ),
     429: "Rate limited; see Retry-After",
     503: "Not ready",

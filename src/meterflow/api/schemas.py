@@ -204,3 +204,61 @@ class LoginResponse(_Body):
 class Health(_Body):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = Field(default_factory=dict)
+
+
+class ComponentRate(_Body):
+    name: str = Field(description='"energy" (surcharges included) or a component\'s name')
+    rate: Money
+
+
+class RateTariff(_Body):
+    rate: Money = Field(description="the rate in force per kWh, net of tax: energy + components")
+    confidence: Money
+
+
+class RatePeriod(_Body):
+    valid_from: datetime
+    valid_to: datetime
+    tariff: RateTariff
+    components: list[ComponentRate] = Field(description="sums to `tariff.rate`; energy first")
+
+
+class TariffRates(_Body):
+    """`GET /tariffs/rates/{location_id}` (design §12): the timeline the engine prices with."""
+
+    object: Literal["tariff_rate"] = "tariff_rate"
+    account_id: str
+    live_mode: bool
+    location_id: str
+    location_timezone: str
+    currency_code: str
+    direction: TariffDirection
+    request: dict[str, Any]
+    data: list[RatePeriod]
+    time_created: datetime
+
+
+class SlotTariff(_Body):
+    rate_avg: Money = Field(description="average rate per kWh over the slot, 6 places")
+    confidence: Money
+
+
+class SlotPeriod(_Body):
+    start_time: datetime
+    end_time: datetime
+    tariff: SlotTariff
+
+
+class SlotTime(_Body):
+    """`GET /slots/time/{location_id}` (design §12): the cheapest or dearest whole minutes."""
+
+    object: Literal["slot_time"] = "slot_time"
+    account_id: str
+    live_mode: bool
+    location_id: str
+    location_timezone: str
+    currency_code: str
+    direction: TariffDirection
+    request: dict[str, Any]
+    data: list[SlotPeriod]
+    time_created: datetime
