@@ -18,6 +18,7 @@ from costing_support import NOW, fixed, no_market, priced, profile, record, rule
 from pydantic import ValidationError
 
 from meterflow.cli.profiles import profiles as profiles_command
+from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS
 from meterflow.contract.decisions import Reject
 from meterflow.contract.locations import decide_location, profile_from
 from meterflow.costing.periods import rate_periods
@@ -26,7 +27,8 @@ from meterflow.costing.timeline import to_us
 from meterflow.models import EnergyCost, TariffDirection, dumps, loads
 from meterflow.models._base import dumps_generic
 from meterflow.sink.decode import Persist, decode_cost
-from meterflow.sink.rows import CostRows, Source
+from meterflow.sink.rows import Source, cost_rows
+from meterflow.sink.text_rows import TextRows
 from meterflow.tariffs import ProfileError
 from samples import duos, levy
 
@@ -244,14 +246,24 @@ def test_profiles_put_exits_2_on_a_bad_bill_field(tmp_path: Path) -> None:
     assert "standing_charge" in done.output
 
 
-def test_the_sink_stores_results_with_components_and_tax_through_the_model_path() -> None:
+def test_the_sink_stores_results_with_components_and_tax_on_both_paths() -> None:
+    """The text path takes the pipeline's bill shapes (migration 0005); the model path, which
+    it defers to for anything else, stores the same fields."""
     version = fixed("0.20") | {"components": [duos(), levy("cfd", "0.004")]}
     result = priced(
         record("2024-06-03T14:30:00Z", "2024-06-03T15:30:00Z", "2"),
         _one(version, tax_percentage="5"),
     )
     assert isinstance(result, EnergyCost)
-    outcome = decode_cost(b"loc_test", dumps(result), Source("energy-costs", 0, 1), NOW)
+    source = Source("energy-costs", 0, 1)
+    outcome = decode_cost(b"loc_test", dumps(result), source, NOW)
     assert isinstance(outcome, Persist)
-    assert isinstance(outcome.rows, CostRows)  # the text path deferred to the model path
-    assert len(outcome.rows.breakdown) == len(result.data.breakdown) == 6
+    assert isinstance(outcome.rows, TextRows)
+    assert outcome.rows.breakdown.count("\n") == len(result.data.breakdown) == 6
+    model = cost_rows(result, source)
+    cost = dict(zip(COST_COLUMNS, model.cost, strict=True))
+    assert (cost["tax"], cost["total"]) == (result.data.cost.tax, result.data.cost.total)
+    assert cost["tax"] is not None
+    names = [dict(zip(BREAKDOWN_COLUMNS, row, strict=True))["component"] for row in model.breakdown]
+    assert names == [item.component for item in result.data.breakdown]
+    assert names[:3] == ["energy", "duos", "cfd"]
