@@ -238,10 +238,8 @@ class PostgresWriter:
                     await conn.execute(f"TRUNCATE {STAGE_COSTS}, {STAGE_BREAKDOWN}")
                 elif mode != _STAGED:
                     new, results = await self._split(conn, results, mode)
-                    await self._copy_results(conn, batch, new, staged=False)
+                    breakdown_inserted += await self._copy_results(conn, batch, new, staged=False)
                     inserted += len(new)
-                    breakdown_inserted += batch.breakdown_text(new).count("\n")
-                    breakdown_inserted += len(batch.breakdown_rows(new))
                     if not results:
                         continue
                 await self._copy_results(conn, batch, results, staged=True)
@@ -272,19 +270,16 @@ class PostgresWriter:
 
     async def _copy_results(
         self, conn: asyncpg.Connection, batch: Batch, results: dict[str, Persist], *, staged: bool
-    ) -> None:
+    ) -> int:
+        """COPY the results and their breakdown (both forms); returns the breakdown rows."""
         costs_table = STAGE_COSTS if staged else "energy_costs"
         breakdown_table = STAGE_BREAKDOWN if staged else "energy_cost_breakdown"
         await self._copy(
             conn, costs_table, COST_COLUMNS, batch.cost_text(results), batch.cost_rows(results)
         )
-        await self._copy(
-            conn,
-            breakdown_table,
-            BREAKDOWN_COLUMNS,
-            batch.breakdown_text(results),
-            batch.breakdown_rows(results),
-        )
+        text, rows = batch.breakdown_text(results), batch.breakdown_rows(results)
+        await self._copy(conn, breakdown_table, BREAKDOWN_COLUMNS, text, rows)
+        return text.count("\n") + len(rows)
 
     async def _correct(self, conn: asyncpg.Connection, stored: list[str]) -> tuple[int, int]:
         """Replace the stored versions the staged ones supersede: (costs, breakdown rows)."""
