@@ -84,10 +84,17 @@ async def wait_settled(logs: list[Path], topic: str, limit_s: float) -> float:
 
 
 def steady_rate(stamps: list[int], settled_at: float) -> tuple[float, int]:
-    """Records/s over the outputs after `settled_at` (epoch s), and how many there were."""
+    """Records/s over the outputs after `settled_at` (epoch s), and how many there were.
+
+    Refused when under half the drain came after it: a group that settled that late says more
+    about its joins than about its throughput (seen: one of two workers joined when the other
+    had priced 40k of 60k records)."""
     after = [stamp for stamp in stamps if stamp / 1000 >= settled_at]
-    if len(after) < 2 or after[-1] == after[0]:
-        raise RuntimeError("the drain ended before the group settled: use more --records")
+    if len(after) < max(2, len(stamps) // 2) or after[-1] == after[0]:
+        raise RuntimeError(
+            f"only {len(after):,} of {len(stamps):,} outputs after the group settled: "
+            "use more --records"
+        )
     return (len(after) - 1) / ((after[-1] - after[0]) / 1000), len(after)
 
 
