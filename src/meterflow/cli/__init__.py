@@ -10,6 +10,8 @@ import click
 # name -> "module:attribute"; add a line here when adding a subcommand module.
 COMMANDS: dict[str, str] = {
     "cost": "meterflow.cli.cost:cost",
+    "rates": "meterflow.cli.quotes:rates",
+    "slots": "meterflow.cli.quotes:slots",
     "schemas": "meterflow.cli.schemas:schemas",
     "db": "meterflow.cli.db:db",
     "sink": "meterflow.cli.sink:sink",
