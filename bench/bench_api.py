@@ -35,11 +35,13 @@ from meterflow.models import dumps
 from meterflow.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the tests
-from samples import NIGHT_AND_DAY, london, time_of_use
+from samples import NIGHT_AND_DAY, duos, london, time_of_use
 
 SELF = str(Path(__file__).resolve())
 STATIC_DOC = {"object": "bench", "status": "ok", "value": 1}
 TARGET_P99_MS = 50.0
+SLOTS_TARGET_P99_MS = 20.0  # GET /slots/time, 7-day window at 30-minute prices, at 50 req/s
+SLOTS_RATE = 50.0
 SUSTAIN_P99_MS = 100.0  # a rate counts as sustained while p99 stays under this and all succeed
 
 
@@ -150,6 +152,71 @@ async def kafka_acks(bootstrap: str, topic: str, value: bytes, rate: float, seco
     return Run(rate, count, len(latencies), loop.time() - start, latencies)
 
 
+def slots_profile() -> dict[str, Any]:
+    """A week of half-hourly dynamic prices (varied, deterministic) plus DUoS bands: 336
+    prices, cut further by the bands, about 400 periods in a 7-day window."""
+    from datetime import UTC, datetime, timedelta
+
+    first = datetime(2025, 6, 2, tzinfo=UTC)
+    prices = [
+        {
+            "valid_from": (first + timedelta(minutes=30 * i)).isoformat(),
+            "valid_to": (first + timedelta(minutes=30 * (i + 1))).isoformat(),
+            "rate": f"0.{10 + (i * 37) % 41:02d}{i % 10}",
+        }
+        for i in range(7 * 48)
+    ]
+    version = {
+        "type": "DYNAMIC",
+        "effective_from": "2025-01-01T00:00:00Z",
+        "prices": prices,
+        "components": [duos()],
+    }
+    return london(version)
+
+
+SLOTS_QUERY = (
+    "start_time=2025-06-02T00:00:00Z&end_time=2025-06-09T00:00:00Z&duration=240&segment=LOW"
+)
+
+
+async def bench_slots(
+    session: aiohttp.ClientSession, base: str, headers: dict[str, str], seconds: float
+) -> Run:
+    """Design §12's target: GET /slots/time over 7 days of 30-minute prices at 50 req/s,
+    any minutes and one window alternately (open loop, as the other runs)."""
+    async with session.put(
+        f"{base}/locations/loc_bench_slots", data=dumps(slots_profile()), headers=headers
+    ) as response:
+        assert response.status == 200, await response.text()
+    url = f"{base}/slots/time/loc_bench_slots?{SLOTS_QUERY}"
+    for contiguous in ("false", "true"):
+        async with session.get(f"{url}&contiguous={contiguous}", headers=headers) as response:
+            assert response.status == 200, await response.text()
+    request = ("GET", f"{url}&contiguous=false", None, headers)
+    window = ("GET", f"{url}&contiguous=true", None, headers)
+    await open_loop(session, *request, rate=SLOTS_RATE, seconds=1)  # warm-up
+    any_run = await open_loop(session, *request, rate=SLOTS_RATE, seconds=seconds)
+    print(line("GET /slots/time (any)", any_run), flush=True)
+    window_run = await open_loop(session, *window, rate=SLOTS_RATE, seconds=seconds)
+    print(line("GET /slots/time (window)", window_run), flush=True)
+    both = Run(
+        SLOTS_RATE,
+        any_run.sent + window_run.sent,
+        any_run.ok + window_run.ok,
+        any_run.seconds + window_run.seconds,
+        any_run.latencies_ms + window_run.latencies_ms,
+    )
+    p99 = both.percentile(0.99)
+    verdict = "met" if p99 < SLOTS_TARGET_P99_MS and both.ok == both.sent else "MISSED"
+    print(
+        f"  slots @{SLOTS_RATE:.0f}/s: ok {both.ok}/{both.sent}, p50 {both.percentile(0.5):.2f} "
+        f"ms, p99 {p99:.2f} ms (target < {SLOTS_TARGET_P99_MS:.0f} ms: {verdict})",
+        flush=True,
+    )
+    return both
+
+
 def client_connector() -> aiohttp.TCPConnector:
     """At most 256 connections: beyond that, requests wait in the client's pool, and that wait
     still counts (latency runs from the scheduled instant), without thousands of sockets."""
@@ -228,7 +295,7 @@ async def find_max(
     return best
 
 
-async def bench(quick: bool) -> int:
+async def bench(quick: bool, only_slots: bool = False) -> int:
     from meterflow.api.repository import create_api_key
     from meterflow.db import migrate
 
@@ -275,6 +342,12 @@ async def bench(quick: bool) -> int:
                 }
             )
             static = ("GET", f"{base}/bench/static", None, headers)
+            if only_slots:
+                await open_loop(session, *static, rate=SLOTS_RATE, seconds=1)
+                base_run = await open_loop(session, *static, rate=SLOTS_RATE, seconds=5)
+                print(line("static JSON (baseline)", base_run), flush=True)
+                await bench_slots(session, base, headers, 5.0 if quick else 15.0)
+                return 0
             instant = ("POST", f"{base}/costs/instant", record, headers)
             seconds = 4.0 if quick else 15.0
             step_seconds = 3.0 if quick else 5.0
@@ -295,6 +368,7 @@ async def bench(quick: bool) -> int:
                 seconds=seconds,
             )
             print(line("Kafka produce+ack only", acks), flush=True)
+            slots_run = await bench_slots(session, base, headers, seconds)
 
             print(f"highest sustained rate (all 200, p99 < {SUSTAIN_P99_MS:.0f} ms):", flush=True)
         # a fresh client per search: an overloaded step must not leave its connections behind
@@ -322,6 +396,13 @@ async def bench(quick: bool) -> int:
             f"  Kafka produce+ack alone @100/s: p50 {acks.percentile(0.5):.2f} ms, "
             f"p99 {acks.percentile(0.99):.2f} ms"
         )
+        slots_p99 = slots_run.percentile(0.99)
+        slots_verdict = "met" if slots_p99 < SLOTS_TARGET_P99_MS else "MISSED"
+        print(
+            f"  slots (7 days, 30-min prices) @{SLOTS_RATE:.0f}/s: p50 "
+            f"{slots_run.percentile(0.5):.2f} ms, p99 {slots_p99:.2f} ms (target < "
+            f"{SLOTS_TARGET_P99_MS:.0f} ms: {slots_verdict})"
+        )
         print(f"  max sustained: instant {instant_max:.0f}/s, static {static_max:.0f}/s")
         if static_max:
             print(f"  ratio instant/static throughput: {instant_max / static_max:.2f}")
@@ -340,12 +421,15 @@ async def bench(quick: bool) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short runs")
+    parser.add_argument(
+        "--slots", action="store_true", help="only GET /slots/time (design §12) and the baseline"
+    )
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve)
         return 0
-    return asyncio.run(bench(args.quick))
+    return asyncio.run(bench(args.quick, args.slots))
 
 
 if __name__ == "__main__":

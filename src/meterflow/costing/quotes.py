@@ -7,14 +7,13 @@ a quote can never disagree with the cost of the energy later used in it. No I/O,
 minute by minute, it turns the periods into runs of minutes of one rate ("blocks"), then
 - any minutes: sorts the blocks by (rate, start) and takes whole minutes from the front;
 - one window (`contiguous`): the window's cost is linear in its start between two places where
-  its start or its end crosses a block edge, so only those starts (and the window's ends) can
-  be best; each is priced in O(log n) with prefix sums.
+  its start or its end crosses a block edge, so only those starts (and the range's ends) can
+  be best; all are priced with running (prefix) sums in one walk over the blocks.
 Money stays exact: a minute's weight is Σ rate × microseconds, compared as exact decimals.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -161,45 +160,49 @@ def _any_minutes(blocks: list[_Block], minutes: int, segment: Segment) -> list[_
     return chosen
 
 
-class _Prefix:
-    """Total weight of the minutes before any whole minute, in O(log n)."""
-
-    def __init__(self, blocks: list[_Block]) -> None:
-        self.starts = [block.start for block in blocks]
-        self.blocks = blocks
-        self.before: list[Decimal] = []
-        total = _ZERO
-        for block in blocks:
-            self.before.append(total)
-            total = CONTEXT.add(total, CONTEXT.multiply(block.weight, block.size))
-
-    def at(self, instant: int) -> Decimal:
-        index = bisect_right(self.starts, instant) - 1
-        block = self.blocks[index]
-        inside = min((instant - block.start) // US_PER_MINUTE, block.size)
-        return CONTEXT.add(self.before[index], CONTEXT.multiply(block.weight, inside))
+def _totals_at(blocks: list[_Block], points: list[int]) -> list[Decimal]:
+    """Total weight of the minutes before each of `points` (ascending, on whole minutes): one
+    walk over the blocks with running sums, no search."""
+    add, multiply = CONTEXT.add, CONTEXT.multiply
+    totals: list[Decimal] = []
+    index, before = 0, _ZERO
+    last = len(blocks) - 1
+    for point in points:
+        while index < last and blocks[index + 1].start <= point:
+            block = blocks[index]
+            before = add(before, multiply(block.weight, block.size))
+            index += 1
+        block = blocks[index]
+        inside = min(max(point - block.start, 0) // US_PER_MINUTE, block.size)
+        totals.append(add(before, multiply(block.weight, inside)))
+    return totals
 
 
 def _one_window(
     blocks: list[_Block], first: int, last: int, minutes: int, segment: Segment
 ) -> list[Slot]:
-    """The best window of `minutes` consecutive minutes (the earliest among equals)."""
+    """The best window of `minutes` consecutive minutes (the earliest among equals).
+
+    Its total is linear in its start between two starts where the start or the end crosses a
+    block edge; so the best (earliest) start is one of those, or an end of the range."""
     span = minutes * US_PER_MINUTE
     latest = last - span
     candidates = {first, latest}
     for edge in (*(block.start for block in blocks), last):
         candidates.add(edge)
         candidates.add(edge - span)
-    prefix = _Prefix(blocks)
-    best: tuple[tuple[Decimal, int], Decimal] | None = None
-    for start in sorted(c for c in candidates if first <= c <= latest):
-        weight = CONTEXT.subtract(prefix.at(start + span), prefix.at(start))
+    starts = sorted(c for c in candidates if first <= c <= latest)
+    subtract = CONTEXT.subtract
+    weights = map(
+        subtract, _totals_at(blocks, [s + span for s in starts]), _totals_at(blocks, starts)
+    )
+    best_key, best_weight = None, _ZERO
+    for start, weight in zip(starts, weights, strict=True):
         key = _key(segment, weight, start)
-        if best is None or key < best[0]:
-            best = (key, weight)
-    assert best is not None
-    start = best[0][1]
-    return [_slot(start, start + span, best[1])]
+        if best_key is None or key < best_key:
+            best_key, best_weight = key, weight
+    assert best_key is not None
+    return [_slot(best_key[1], best_key[1] + span, best_weight)]
 
 
 def _merged(chosen: list[_Block]) -> list[Slot]:
