@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from meterflow.costing.readings import (
     MAX_POINTS,
@@ -265,3 +266,14 @@ def test_pruning_keeps_the_last_point_before_the_committed_offset() -> None:
     assert state.then(point(3, "4", 12), committed=None).points[0].offset == 1
     long = MeterState(tuple(point(i, str(i), i) for i in range(MAX_POINTS)))
     assert len(long.then(point(MAX_POINTS, "9999", MAX_POINTS), None).points) == MAX_POINTS
+
+
+def test_a_batch_reading_s_interval_carries_its_batch_fields() -> None:
+    """So a dead letter of the interval (e.g. tariff_not_available) shows FAILED in the batch
+    status of the reading that closed it (design §9); a reading outside a batch adds none."""
+    batched = reading(30, "2053", batch_id="bat_0a1b", batch_index=7)
+    record = interval_record(batched, point(0, "1.553", 4))
+    assert (record["batch_id"], record["batch_index"]) == ("bat_0a1b", 7)
+    assert "batch_id" not in interval_record(reading(30, "2053"), point(0, "1.553", 4))
+    with pytest.raises(ValidationError, match="batch_index"):
+        reading(30, "2053", batch_id="bat_0a1b", batch_index="7")  # strict, as on records

@@ -206,7 +206,7 @@ def interval_record(reading: MeterReading, previous: RegisterPoint) -> dict[str,
     """The MeterRecord (as published on `meter-records`) for `[previous.time, reading.time)`.
 
     Its reference is the reading's own, else `rdg_…` of (meter, both instants); it carries the
-    reading's device, session and confidence (design §10)."""
+    reading's device, session and confidence (design §10), and its `batch_id`/`batch_index`."""
     start, end = utc_text(previous.time), utc_text(reading.time)
     reference = reading.record_reference_id or ids.reading_interval_reference(
         reading.object_id, reading.energy_flow_direction.value, start, end
@@ -225,6 +225,8 @@ def interval_record(reading: MeterReading, previous: RegisterPoint) -> dict[str,
         record["session_reference_id"] = reading.session_reference_id
     if reading.confidence is not None:
         record["confidence"] = reading.confidence
+    if reading.batch_id is not None:  # the batch's status finds the interval's dead letter
+        record["batch_id"], record["batch_index"] = reading.batch_id, reading.batch_index
     return record
 
 

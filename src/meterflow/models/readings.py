@@ -16,6 +16,7 @@ from pydantic import Field, WithJsonSchema, field_validator
 from meterflow.models._base import AwareDatetime, Document, Money
 from meterflow.models.records import (
     _CONFIDENCE_SCHEMA,
+    BATCH_INDEX_MAX,
     NO_CONTROL_CHARACTERS,
     EnergyFlowDirection,
     MeterRecord,
@@ -53,6 +54,10 @@ class MeterReading(Document):
     confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] | None = Field(
         default=None, ge=0, le=1
     )
+    # Set by the API on each accepted reading of `PUT /meters/cumulative/epoch` (design §9):
+    # its dead letters and the interval it closes carry them, so the batch's status finds both.
+    batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")
+    batch_index: int | None = Field(default=None, ge=0, le=BATCH_INDEX_MAX, strict=True)
 
     @field_validator("session_reference_id", "record_reference_id")
     @classmethod
