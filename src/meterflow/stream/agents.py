@@ -102,10 +102,11 @@ class ProducerTopic:
     def _check_delivery(self, done: Any) -> None:
         if done.cancelled() or done.exception() is not None:
             error = "cancelled" if done.cancelled() else repr(done.exception())
-            _stop_worker(f"delivery to {self.topic}", error)
+            stop_worker(f"delivery to {self.topic}", error)
 
 
-def _stop_worker(kind: str, error: str) -> None:
+def stop_worker(kind: str, error: str) -> None:
+    """A send or delivery failed: stop at once, before anything commits (restart = redelivery)."""
     log_event(log, "send_failed_worker_stopping", logging.CRITICAL, kind=kind, error=error)
     logging.shutdown()
     os._exit(EXIT_SEND_FAILED)
@@ -138,7 +139,7 @@ async def send_or_die(
     try:
         await topic.send(key=key, value=value)
     except BaseException as exc:
-        _stop_worker(kind, repr(exc))
+        stop_worker(kind, repr(exc))
 
 
 async def send_many_or_die(topic: Sender, messages: Sequence[KeyValue], *, kind: str) -> None:
@@ -146,7 +147,7 @@ async def send_many_or_die(topic: Sender, messages: Sequence[KeyValue], *, kind:
     try:
         await topic.send_many(messages)
     except BaseException as exc:
-        _stop_worker(kind, repr(exc))
+        stop_worker(kind, repr(exc))
 
 
 class RecordPricer:

@@ -8,6 +8,7 @@ contract's exact JSON (`models.dumps`). Keys are UTF-8 strings as bytes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -33,7 +34,7 @@ from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.catch_up import ProfilesCatchUp
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.partitioner import cached_murmur2_partitioner
-from meterflow.stream.readings import ReadingsAgent
+from meterflow.stream.readings import ReadingsAgent, TableChangelog
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,10 @@ def create_app(settings: Settings) -> faust.App:
         committed: int | None = offsets.get(TP(readings_topic, partition))
         return committed
 
+    readings_changelog = TableChangelog(app, readings_table)
     readings = ReadingsAgent(
-        table=readings_table,
+        table=_LocalStore(readings_changelog),
+        changelog=readings_changelog.send,
         profiles=ProfileLookup(profiles),
         market_prices=MarketPricesLookup(market_prices),
         energy_costs=energy_costs,
@@ -246,3 +249,31 @@ def create_app(settings: Settings) -> faust.App:
         settings.progress_interval_s,
     )
     return app
+
+
+class _LocalStore(MutableMapping[bytes, bytes]):
+    """The readings table seen as a mapping whose writes go to the local store only (the
+    changelog records are `TableChangelog.send`'s)."""
+
+    def __init__(self, changelog: TableChangelog) -> None:
+        self._changelog = changelog
+
+    @property
+    def _data(self) -> Any:
+        return self._changelog.table.data  # faust makes the store on first use
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value: bytes = self._data[key]
+        return value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._changelog.store(key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        raise NotImplementedError("readings are never deleted")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -1,0 +1,131 @@
+"""Readings benchmark: readings/s through the readings agent vs records/s through the cost agent.
+
+    .venv/bin/python bench/bench_readings.py                 # 50k of each, 1,000 meters
+    .venv/bin/python bench/bench_readings.py --count 20000 --rounds 2
+
+Each round runs both paths, in alternating order, each on its own topics (fresh prefix) with
+one `meterflow worker` (`memory://`, 6 partitions, 5-period TOU profiles):
+
+- interval path: `count` half-hourly records preloaded on `meter-records`;
+- readings path: `count` readings preloaded on `meter-readings` (round-robin over the meters,
+  every reading after a meter's first one is an interval), i.e. parse, table read, state
+  update with its changelog write, derived record, `price_payload`.
+
+The rate is first to last output timestamp on `energy-costs` (start-up and the readings'
+baselines do not count). Target (issue 14): readings/s >= 80 % of records/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bench_pipeline import output_timestamps, rate_of, start_worker, stop_process
+from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_READINGS, METER_RECORDS
+from meterflow.costing.readings import utc_text
+from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
+from meterflow.settings import Settings
+from meterflow.stream.producing import (
+    demo_location_id,
+    demo_profile,
+    kafka_producer,
+    keyed,
+    send_all,
+    synthetic_records,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 0.80
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def readings(meters: list[str], count: int) -> Iterator[dict[str, Any]]:
+    """`count` readings after one baseline per meter: half-hourly, register up 1-997 Wh."""
+    for index in range(count + len(meters)):
+        location_id = meters[index % len(meters)]
+        slot = index // len(meters)
+        yield {
+            "location_id": location_id,
+            "time": utc_text(T0 + timedelta(minutes=30 * slot)),
+            "value": Decimal(slot * 500 + index % 997),
+            "units": "WH",
+        }
+
+
+async def one_path(kind: str, count: int, meters: int) -> float:
+    """Preload, start a worker, return the output rate (costs/s) of `kind`."""
+    prefix = f"rdg{uuid.uuid4().hex[:8]}-"
+    settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
+    workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
+    workdir.mkdir(parents=True, exist_ok=True)
+    locations = [demo_location_id(i) for i in range(meters)]
+    try:
+        await ensure_topics(settings)
+        async with kafka_producer(settings) as producer:
+            await send_all(
+                producer,
+                settings.topic(LOCATIONS),
+                keyed((demo_profile(loc) for loc in locations), "location_id"),
+            )
+            if kind == "records":
+                documents = synthetic_records(locations, count)
+                topic = METER_RECORDS
+            else:
+                documents = readings(locations, count)
+                topic = METER_READINGS
+            await send_all(producer, settings.topic(topic), keyed(documents, "location_id"))
+        worker = start_worker(settings, workdir, profile=False)
+        try:
+            stamps = await output_timestamps(
+                settings, settings.topic(ENERGY_COSTS), count, limit_s=600
+            )
+        finally:
+            stop_process(worker)
+        return rate_of(stamps)
+    finally:
+        await delete_topics_with_prefix(settings, prefix)
+
+
+async def run(count: int, meters: int, rounds: int) -> int:
+    ratios = []
+    for round_ in range(rounds):
+        order = ("records", "readings") if round_ % 2 == 0 else ("readings", "records")
+        rates = {}
+        for kind in order:
+            started = time.monotonic()
+            rates[kind] = await one_path(kind, count, meters)
+            print(
+                f"round {round_ + 1} {kind:8}: {rates[kind]:8,.0f}/s "
+                f"({time.monotonic() - started:.0f} s with set-up)",
+                flush=True,
+            )
+        ratio = rates["readings"] / rates["records"]
+        ratios.append(ratio)
+        print(f"round {round_ + 1} readings/records: {ratio:.2f}", flush=True)
+    met = min(ratios) >= TARGET_RATIO
+    print(
+        f"readings/s vs records/s: {', '.join(f'{r:.2f}' for r in ratios)} "
+        f"(target >= {TARGET_RATIO:.2f}: {'met' if met else 'NOT met'})"
+    )
+    return 0 if met else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    return asyncio.run(run(args.count, args.meters, args.rounds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
