@@ -108,6 +108,7 @@ def row(**values: Any) -> dict[str, Any]:
         "late_code": None,
         "late_message": None,
         "late_time": None,
+        "baseline": False,
     }
     return base | values
 
@@ -142,6 +143,31 @@ def test_status_rule() -> None:
     # a replayed dead letter priced after its failure: PRICED
     replayed = record_status(row(**LATE, late_time=T1, cost_id="ecs_1", cost_time=T2))
     assert (replayed.status, replayed.error) == (RecordStatus.PRICED, None)
+
+
+def test_status_rule_of_a_reading() -> None:
+    """A reading has no ids at acceptance (docs/api.md, Batch status of readings): PRICED with
+    its interval's ids once found, PRICED with none when it was the baseline, and a dead
+    letter (stale_reading, register_reset) wins over a baseline."""
+    accepted = record_status(row(meter_record_id=None))
+    assert (accepted.status, accepted.meter_record_id) == (RecordStatus.ACCEPTED, None)
+    priced = record_status(row(meter_record_id="mre_9", cost_id="ecs_9", cost_time=T1))
+    assert (priced.status, priced.meter_record_id, priced.energy_cost_id) == (
+        RecordStatus.PRICED,
+        "mre_9",
+        "ecs_9",
+    )
+    baseline = record_status(row(meter_record_id=None, baseline=True))
+    assert (baseline.status, baseline.energy_cost_id, baseline.error) == (
+        RecordStatus.PRICED,
+        None,
+        None,
+    )
+    reset = {"late_code": "register_reset", "late_message": "went down"}
+    after_reset = record_status(row(meter_record_id=None, baseline=True, **reset, late_time=T1))
+    assert after_reset.status is RecordStatus.FAILED
+    assert after_reset.error is not None
+    assert after_reset.error.code == "register_reset"
 
 
 def test_a_refused_records_text_is_stored_without_nul_or_lone_surrogates() -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from meterflow.api import batches, costs, locations, rates
+from meterflow.api import batches, costs, locations, rates, readings
 from meterflow.api.auth import auth_middleware, login
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.errors import error_middleware
@@ -64,6 +64,7 @@ _OPENAPI = web.AppKey("meterflow_openapi", dict)
 def _routes(app: web.Application) -> None:
     app.router.add_post("/costs/instant", costs.instant_cost)
     app.router.add_put("/meters/interval", costs.submit_interval)
+    app.router.add_put("/meters/cumulative/epoch", readings.submit_cumulative)
     app.router.add_get("/meters/batch", batches.batch_status)
     app.router.add_post("/costs/interval/{object_id}", costs.interval_report)
     app.router.add_post("/costs/session/{session_reference_id}", costs.session_report)

@@ -25,12 +25,30 @@ BATCH_RECORD_COLUMNS = (
     "record_reference_id",
     "error_code",
     "error_message",
+    "location_id",
+    "object_id",
+    "energy_flow_direction",
+    "reading_time",
+    "reading_after",
 )
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingKey:
+    """What finds an accepted reading's interval (migration 0006): the meter, the reading's
+    time, and the earliest instant the interval can start."""
+
+    location_id: str
+    object_id: str
+    energy_flow_direction: str
+    time: datetime
+    after: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class BatchEntry:
-    """What the PUT knew of one submitted record: accepted (ids) or refused (error)."""
+    """What the PUT knew of one submitted record: accepted (ids, or for a reading the key of
+    its interval) or refused (error)."""
 
     index: int
     meter_record_id: str | None
@@ -38,6 +56,7 @@ class BatchEntry:
     record_reference_id: str | None
     error_code: str | None
     error_message: str | None
+    reading: ReadingKey | None = None
 
 
 async def insert_batch(
@@ -77,22 +96,48 @@ async def insert_batch(
                     e.record_reference_id,
                     e.error_code,
                     e.error_message,
+                    *_reading_columns(e.reading),
                 )
                 for e in entries
             ],
         )
 
 
+def _reading_columns(key: ReadingKey | None) -> tuple[object, ...]:
+    if key is None:
+        return (None, None, None, None, None)
+    return (key.location_id, key.object_id, key.energy_flow_direction, key.time, key.after)
+
+
 _RECORDS = """
-SELECT r.record_index, r.meter_record_id, r.record_reference_id, r.error_code, r.error_message,
-       c.id AS cost_id, c.time_created AS cost_time,
+SELECT r.record_index, r.record_reference_id, r.error_code, r.error_message,
+       COALESCE(r.meter_record_id, i.meter_record_id) AS meter_record_id,
+       COALESCE(c.id, i.id) AS cost_id, COALESCE(c.time_created, i.time_created) AS cost_time,
+       b.found IS NOT NULL AS baseline,
        d.error_code AS late_code, d.error_message AS late_message, d.time_created AS late_time
 FROM meter_batch_records r
 LEFT JOIN energy_costs c
        ON c.id = r.energy_cost_id AND c.account_id = r.account_id AND c.live_mode = r.live_mode
+LEFT JOIN LATERAL (  -- a reading's interval: the meter's cost that ends at the reading
+    SELECT e.id, e.meter_record_id, e.time_created FROM energy_costs e
+    WHERE r.reading_time IS NOT NULL
+      AND e.account_id = r.account_id AND e.location_id = r.location_id
+      AND e.start_time >= r.reading_after AND e.start_time < r.reading_time
+      AND e.end_time = r.reading_time AND e.object_id = r.object_id
+      AND e.energy_flow_direction = r.energy_flow_direction AND e.live_mode = r.live_mode
+    ORDER BY e.start_time DESC LIMIT 1
+) i ON true
+LEFT JOIN LATERAL (  -- none: a baseline, done once the meter's next interval starts at it
+    SELECT 1 AS found FROM energy_costs e
+    WHERE r.reading_time IS NOT NULL AND i.id IS NULL
+      AND e.account_id = r.account_id AND e.location_id = r.location_id
+      AND e.start_time = r.reading_time AND e.object_id = r.object_id
+      AND e.energy_flow_direction = r.energy_flow_direction AND e.live_mode = r.live_mode
+    LIMIT 1
+) b ON true
 LEFT JOIN batch_dead_letters d
        ON d.batch_id = r.batch_id AND d.batch_index = r.record_index
-      AND r.meter_record_id IS NOT NULL
+      AND r.error_code IS NULL
 WHERE r.batch_id = $1 AND r.account_id = $2 AND r.live_mode = $3
 ORDER BY r.record_index
 """

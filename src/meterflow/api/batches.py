@@ -1,4 +1,5 @@
-"""Batch status (design §9): what `PUT /meters/interval` stores, `GET /meters/batch` answers.
+"""Batch status (design §9): what `PUT /meters/interval` and `PUT /meters/cumulative/epoch`
+store, `GET /meters/batch` answers.
 
 The PUT stores the batch and one row per submitted record in the transaction around publishing
 its records, before it answers (`store_and_publish`). A record's later status is not stored but
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from meterflow import ids
 from meterflow.api import batch_store
-from meterflow.api.batch_store import BatchEntry
+from meterflow.api.batch_store import BatchEntry, ReadingKey
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import ApiError, not_found
@@ -56,6 +57,12 @@ def accepted(index: int, meter_record_id: str, reference: str | None) -> BatchEn
     )
 
 
+def accepted_reading(index: int, reference: str | None, key: ReadingKey) -> BatchEntry:
+    """An accepted reading: no ids yet (its interval's depend on the meter's previous reading,
+    which only the worker knows), what finds its interval instead (migration 0006)."""
+    return BatchEntry(index, None, None, _storable(reference), None, None, key)
+
+
 def refused(index: int, reference: str | None, error: str) -> BatchEntry:
     """A record refused at acceptance; `error` is the batch reply's `code: message`."""
     code, _, message = error.partition(": ")
@@ -68,6 +75,8 @@ async def store_and_publish(
     batch: MeterBatch,
     entries: list[BatchEntry],
     records: list[tuple[str, bytes]],
+    *,
+    topic: str = METER_RECORDS,
 ) -> None:
     """Store the batch, publish its accepted records, then commit: a failed publish stores no
     batch, and a batch id the client is given can always be read back. (If the commit itself
@@ -84,7 +93,7 @@ async def store_and_publish(
             entries=entries,
         )
         if records:
-            await ctx.kafka().send_many(METER_RECORDS, records)
+            await ctx.kafka().send_many(topic, records)
 
 
 def record_status(row: Mapping[str, Any] | asyncpg.Record) -> BatchRecord:
@@ -94,8 +103,11 @@ def record_status(row: Mapping[str, Any] | asyncpg.Record) -> BatchRecord:
     2. a dead letter for (batch, index) no older than the stored result (or with none) ->
        FAILED with the letter's error: a correction that failed leaves the earlier result
        stored, and still failed;
-    3. a stored result -> PRICED (also when a replayed dead letter was priced later);
-    4. else ACCEPTED: not priced yet.
+    3. a stored result -> PRICED (also when a replayed dead letter was priced later); a
+       reading's result is the stored interval of its meter that ends at it (batch_store);
+    4. a reading with no such interval whose meter has a stored interval starting at it: it was
+       the baseline (it prices nothing) -> PRICED with no ids;
+    5. else ACCEPTED: not priced yet.
     Both times are the worker's (`time_created` of the letter and of the EnergyCost).
     """
     index, cost_id = row["record_index"], row["cost_id"]
@@ -112,8 +124,10 @@ def record_status(row: Mapping[str, Any] | asyncpg.Record) -> BatchRecord:
     failed = late_time is not None and (cost_time is None or late_time >= cost_time)
     if failed:
         status = RecordStatus.FAILED
+    elif cost_id is not None or row["baseline"]:
+        status = RecordStatus.PRICED
     else:
-        status = RecordStatus.ACCEPTED if cost_id is None else RecordStatus.PRICED
+        status = RecordStatus.ACCEPTED
     return BatchRecord(
         index=index,
         status=status,

@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from meterflow.api.schemas import (
     CostReport,
+    CumulativeReadings,
     DeletedLocation,
     ErrorBody,
     Health,
@@ -107,6 +108,17 @@ OPERATIONS: tuple[Operation, ...] = (
         (*_AUTHED, 413),
         body=MeterRecord,
         body_array=True,
+        tags=("meters",),
+    ),
+    Operation(
+        "put",
+        "/meters/cumulative/epoch",
+        "submitCumulativeReadings",
+        "Submit up to 10,000 cumulative register readings of one meter; the worker prices "
+        "the intervals between them",
+        MeterBatch,
+        (*_AUTHED, 404, 413, 422),
+        body=CumulativeReadings,
         tags=("meters",),
     ),
     Operation(
@@ -258,7 +270,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found (or another account's object)",
     413: "Request body too large",
     422: (
-        "Fits the schema but cannot be processed (unknown location, no tariff in force, "
+        "Fits the schema but cannot be processed (unknown location or device, no tariff in force, "
         "end_time not after start_time, a profile with a gap, a window over 31 days, a "
         "duration longer than the window); `code` says which"
     ),

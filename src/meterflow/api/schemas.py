@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from meterflow.models import (
     AwareDatetime,
@@ -18,10 +18,12 @@ from meterflow.models import (
     EnergyValue,
     LocationProfile,
     Money,
+    RegisterUnit,
     TariffDirection,
     TariffVersion,
 )
 from meterflow.models.profiles import TaxPercentage
+from meterflow.models.records import NO_CONTROL_CHARACTERS
 
 
 class _Body(BaseModel):
@@ -68,7 +70,10 @@ class BatchRecord(_Body):
 
     index: int = Field(ge=0, description="0-based position of the record in the array")
     status: RecordStatus
-    meter_record_id: str | None = Field(description="null for a record refused at acceptance")
+    meter_record_id: str | None = Field(
+        description="null for a record refused at acceptance; a reading's once its interval "
+        "is PRICED (null for a reading that was its meter's baseline)"
+    )
     energy_cost_id: str | None = Field(description="the stored result's id, once PRICED")
     error: RecordError | None
 
@@ -83,6 +88,57 @@ class MeterBatchStatus(MeterBatch):
     records_processed: int = Field(ge=0, description="records PRICED or FAILED")
     records_failed: int = Field(ge=0)
     data: list[BatchRecord]
+
+
+READING_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["time", "value"],
+    "properties": {
+        "time": {"type": "integer", "minimum": 0, "description": "Unix seconds of the reading"},
+        "value": {"type": "number", "minimum": 0, "description": "the register, in `units`"},
+        "record_reference_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "pattern": NO_CONTROL_CHARACTERS,
+            "description": "becomes the reference of the interval the reading closes",
+        },
+    },
+}
+"""One item of `data` (Flatpeak's): what the handler checks, item by item (api/readings.py)."""
+
+
+class CumulativeReadings(_Body):
+    """`PUT /meters/cumulative/epoch` (Flatpeak's body, design §10): readings of one meter's
+    cumulative register. Items are judged one by one: a bad item is listed in
+    `failed_records`, it does not refuse the request."""
+
+    location_id: str = Field(min_length=1, max_length=128)
+    device_id: str | None = Field(default=None, min_length=1, max_length=128)
+    session_reference_id: str | None = Field(
+        default=None, max_length=256, pattern=NO_CONTROL_CHARACTERS
+    )
+    direction: TariffDirection | None = Field(
+        default=None, description="IMPORT (= INBOUND, the default) or EXPORT (= OUTBOUND)"
+    )
+    units: RegisterUnit
+    data: Annotated[
+        list[Any],
+        WithJsonSchema(
+            {
+                "type": "array",
+                "maxItems": 10_000,
+                "items": {
+                    "description": (
+                        "A reading. Any other JSON value is not refused with the request: it "
+                        "is listed in `failed_records` (with `record_num`)."
+                    ),
+                    "anyOf": [READING_ITEM_SCHEMA, {}],
+                },
+            }
+        ),
+    ]
 
 
 class LocationBody(_Body):
