@@ -1,4 +1,5 @@
-"""`meterflow produce`: a load generator for the pipeline (demo profiles + meter records)."""
+"""`meterflow produce`: a load generator for the pipeline (demo profiles + meter records, or
+cumulative register readings with `--readings`)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,14 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
     "record_count",
     default=1000,
     show_default=True,
-    help="synthetic records to send (ignored with --file)",
+    help="synthetic records (or readings) to send (ignored with --file)",
+)
+@click.option(
+    "--readings",
+    is_flag=True,
+    default=False,
+    help="send cumulative register readings to meter-readings instead, one meter per location, "
+    "with occasional duplicates and resets (design §10)",
 )
 @click.option("--rate", default=0.0, show_default=True, help="records per second; 0 = max")
 @click.option(
@@ -51,7 +59,7 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
     "file_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="JSON Lines meter records to send instead of synthetic ones",
+    help="JSON Lines meter records (readings with --readings) to send instead of synthetic ones",
 )
 @click.option(
     "--profiles/--no-profiles",
@@ -60,18 +68,29 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
     help="publish the demo profiles first",
 )
 def produce(
-    location_count: int, record_count: int, rate: float, file_path: Path | None, profiles: bool
+    location_count: int,
+    record_count: int,
+    readings: bool,
+    rate: float,
+    file_path: Path | None,
+    profiles: bool,
 ) -> None:
-    """Publish demo profiles to `locations`, then meter records to `meter-records`."""
-    asyncio.run(_produce(location_count, record_count, rate, file_path, profiles))
+    """Publish demo profiles to `locations`, then meter records to `meter-records` (or register
+    readings to `meter-readings`)."""
+    asyncio.run(_produce(location_count, record_count, readings, rate, file_path, profiles))
 
 
 async def _produce(
-    location_count: int, record_count: int, rate: float, file_path: Path | None, profiles: bool
+    location_count: int,
+    record_count: int,
+    readings: bool,
+    rate: float,
+    file_path: Path | None,
+    profiles: bool,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from meterflow.contract.topics import LOCATIONS, METER_RECORDS
+    from meterflow.contract.topics import LOCATIONS, METER_READINGS, METER_RECORDS
     from meterflow.kafka_admin import ensure_topics
     from meterflow.stream.producing import (
         demo_location_id,
@@ -79,6 +98,7 @@ async def _produce(
         kafka_producer,
         keyed,
         send_all,
+        synthetic_readings,
         synthetic_records,
     )
 
@@ -96,24 +116,26 @@ async def _produce(
                 f"profiles: {result.sent} sent, {result.failed} failed "
                 f"to {settings.topic(LOCATIONS)}"
             )
+        what, topic = ("readings", METER_READINGS) if readings else ("records", METER_RECORDS)
+        generate = synthetic_readings if readings else synthetic_records
         if file_path is not None:
             messages = list(_file_records(file_path))
         else:
-            messages = list(keyed(synthetic_records(location_ids, record_count), "location_id"))
-        columns = (TextColumn("records"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            messages = list(keyed(generate(location_ids, record_count), "location_id"))
+        columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns) as progress:
-            task = progress.add_task("records", total=len(messages))
+            task = progress.add_task(what, total=len(messages))
             summary = await send_all(
                 producer,
-                settings.topic(METER_RECORDS),
+                settings.topic(topic),
                 messages,
                 rate=rate or None,
                 on_progress=lambda n: progress.advance(task, n),
             )
     click.echo(
-        f"records: {summary.sent} sent, {summary.failed} failed to "
-        f"{settings.topic(METER_RECORDS)} in {summary.elapsed_s:.2f} s "
-        f"({summary.rate:,.0f} records/s)"
+        f"{what}: {summary.sent} sent, {summary.failed} failed to "
+        f"{settings.topic(topic)} in {summary.elapsed_s:.2f} s "
+        f"({summary.rate:,.0f} {what}/s)"
     )
     if summary.failed:
         raise SystemExit(1)

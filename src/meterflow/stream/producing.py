@@ -80,6 +80,44 @@ def synthetic_records(
         }
 
 
+def synthetic_readings(
+    location_ids: list[str],
+    count: int,
+    *,
+    start: datetime | None = None,
+    interval_minutes: int = 5,
+    duplicate_every: int = 50,
+    reset_every: int = 200,
+) -> Iterator[dict[str, Any]]:
+    """`count` cumulative register readings (WH, design §10) round-robin over one meter per
+    location, so that `make up` users see each rule of the readings agent at work: a meter's
+    first reading is its baseline, each next one rises by a varying 50..449 Wh (an interval
+    priced), every `duplicate_every`-th is sent twice (the copy is ignored), every
+    `reset_every`-th restarts the register near zero (a meter swap: `register_reset`, a new
+    baseline). Deterministic: the same arguments give the same readings."""
+    base = start or datetime(2026, 1, 5, tzinfo=UTC)
+    step = timedelta(minutes=interval_minutes)
+    registers = [1000 * (n + 1) for n in range(len(location_ids))]
+    sent, slot = 0, 0
+    while sent < count:
+        time = (base + slot * step).isoformat().replace("+00:00", "Z")
+        for n, location_id in enumerate(location_ids):
+            if sent >= count:
+                return
+            if slot > 0 and slot % reset_every == 0:
+                registers[n] = n % 10
+            elif slot > 0:
+                registers[n] += 50 + (slot * 7 + n * 13) % 400
+            reading = {"location_id": location_id, "time": time, "value": registers[n]}
+            reading["units"] = "WH"
+            yield reading
+            sent += 1
+            if slot % duplicate_every == duplicate_every - 1 and sent < count:
+                yield dict(reading)
+                sent += 1
+        slot += 1
+
+
 def keyed(documents: Iterable[dict[str, Any]], key_field: str) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs: the contract keys records and profiles by `location_id`."""
     for document in documents:
