@@ -272,6 +272,16 @@ async def test_bill_reports_standing_charges_tax_and_totals(stack: Stack) -> Non
             params={"aggregation": "MONTH"},
         )  # fmt: skip
         assert status == 200, month
+        status, each, _ = await client.call(
+            "POST", "/costs/interval/loc_e2e_bill", key=key, json=BILL_MONTH
+        )
+        assert status == 200, each
+
+    # per record: the stored tax and total, no standing charge
+    assert [(r["cost"]["value"], r["cost"]["tax"], r["cost"]["total"]) for r in each["data"]] == [
+        offline_record(kwh, rate, Decimal(5)) for _, _, kwh, rate in BILL_RECORDS
+    ]
+    assert all("standing_charge" not in r for r in each["data"])
 
     # DAY: a row for every local day of October, with records or without
     rows = days["data"]
