@@ -635,6 +635,47 @@ def pipeline_health() -> dict[str, Any]:
             ],
             description="Scraped meterflow processes: 1 = up, 0 = not answering /metrics.",
         ),
+        panel(
+            layout,
+            "Register readings (per minute)",
+            "timeseries",
+            p,
+            [
+                promql_target(
+                    f"sum(rate(meterflow_readings_consumed_total{RATE})) * 60", "consumed", "A"
+                ),
+                promql_target(
+                    f"sum(rate(meterflow_reading_intervals_derived_total{RATE})) * 60",
+                    "intervals derived",
+                    "B",
+                ),
+            ],
+            unit="short",
+            description=(
+                "The readings agent (design §10): readings taken from meter-readings, and the "
+                "interval records derived from them (a baseline, a duplicate, a reset derive none)."
+            ),
+        ),
+        panel(
+            layout,
+            "Register resets and stale readings (per minute)",
+            "timeseries",
+            p,
+            [
+                promql_target(
+                    f"sum(rate(meterflow_reading_resets_total{RATE})) * 60", "register_reset", "A"
+                ),
+                promql_target(
+                    f"sum(rate(meterflow_readings_stale_total{RATE})) * 60", "stale_reading", "B"
+                ),
+            ],
+            unit="short",
+            description=(
+                "Readings dead-lettered by the readings agent: a register that went down (reset, "
+                "rollover, meter swap: a new baseline), a reading not after the latest one. "
+                "Alert MeterflowRegisterResetsSpike; runbook in docs/operations.md."
+            ),
+        ),
     ]
     return dashboard(
         "meterflow-pipeline-health",

@@ -147,9 +147,19 @@ def record(n: int, *, year: int = 2026) -> dict[str, Any]:
     }
 
 
+def readings(round_: int) -> dict[str, Any]:
+    """`PUT /meters/cumulative/epoch` of one round: 10 rising one-minute readings (a baseline
+    in the first round, 9 or 10 intervals), a register reset and a stale reading."""
+    start = int(datetime(2026, 2, 4, tzinfo=UTC).timestamp()) + round_ * 3600
+    data = [{"time": start + 60 * i, "value": 1000 * round_ + 10_000 + 250 * i} for i in range(10)]
+    data.append({"time": start + 600, "value": 5})  # register_reset
+    data.append({"time": start + 600, "value": 7})  # stale_reading: the reset's time
+    return {"location_id": "loc_ops", "units": "WH", "data": data}
+
+
 async def put_load(stack: Stack, key: str, rounds: int = 3) -> None:
     """Per round: 100 good and 10 unpriceable records through Kafka (PUT /meters/interval),
-    10 instant costs, a few client errors."""
+    12 register readings (`readings`), 10 instant costs, a few client errors."""
     headers = {"Authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.put(stack.url("api", "/locations/loc_ops"), json=LOCATION) as response:
@@ -162,6 +172,9 @@ async def put_load(stack: Stack, key: str, rounds: int = 3) -> None:
             batch += [record(i, year=2020) for i in range(10)]  # before the tariff: dead letters
             async with http.put(stack.url("api", "/meters/interval"), json=batch) as response:
                 assert response.status in (200, 202), await response.text()
+            cumulative = stack.url("api", "/meters/cumulative/epoch")
+            async with http.put(cumulative, json=readings(round_)) as response:
+                assert response.status == 200, await response.text()
             for i in range(10):
                 async with http.post(stack.url("api", "/costs/instant"), json=record(i)) as resp:
                     assert resp.status == 200, await resp.text()
@@ -232,6 +245,8 @@ MUST_HAVE_DATA = {
     "API requests by route and status (/s)",
     "API latency p95 by route",
     "Processes",
+    "Register readings (per minute)",
+    "Register resets and stale readings (per minute)",
 }
 
 
@@ -250,6 +265,9 @@ async def loaded(stack: Stack) -> Stack:
     )
     await wait_for(stack, "sum(meterflow_sink_rows_written_total)", 330)
     await wait_for(stack, "sum(meterflow_end_to_end_latency_seconds_count)", 300)
+    await wait_for(stack, "sum(meterflow_readings_consumed_total)", 36)
+    await wait_for(stack, "sum(meterflow_reading_resets_total)", 3)
+    await wait_for(stack, "sum(meterflow_readings_stale_total)", 3)
     await asyncio.sleep(3)  # a few more scrapes, so rate() has two samples after the last change
     return stack
 

@@ -118,3 +118,23 @@ def test_every_metric_named_in_dashboards_and_alerts_exists() -> None:
         names = metric_names_in(expr)
         assert names, expr
         assert names <= known, f"unknown metrics {names - known} in {expr}"
+
+
+def test_pipeline_health_shows_the_readings_agent_per_minute() -> None:
+    """Issue 14: readings consumed, intervals derived, resets and stale readings per minute."""
+    board = dashboards()["pipeline-health.json"]
+    exprs = {
+        target["expr"]: panel["title"]
+        for panel in board["panels"]
+        for target in panel["targets"]
+        if "expr" in target
+    }
+    for metric in (
+        "meterflow_readings_consumed_total",
+        "meterflow_reading_intervals_derived_total",
+        "meterflow_reading_resets_total",
+        "meterflow_readings_stale_total",
+    ):
+        [(expr, title)] = [(e, t) for e, t in exprs.items() if metric in e]
+        assert expr.endswith(" * 60"), expr  # per minute, from the per-second rate
+        assert "per minute" in title
