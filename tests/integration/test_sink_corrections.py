@@ -297,6 +297,32 @@ async def test_two_writers_applying_the_same_corrections_at_once(db: str) -> Non
     assert all(after["items"][f"ecs_{n:06d}"] == halves("2.0") for n in range(200))
 
 
+async def test_an_unstorable_version_is_refused_alone(writer: PostgresWriter, db: str) -> None:
+    """A later version PostgreSQL refuses (a number beyond NUMERIC in `request`) is found by
+    the per-row probe under its own key and dead-lettered; the other versions are stored. (The
+    probe once kept each probed row: two versions of result 2 then collided in staging.)"""
+    huge = {"location_id": "loc_1", "energy": Decimal("1E+200000")}
+    reads = batch(
+        (version(1, "1.0"), 0, 0),
+        (version(2, "1.0"), 0, 1),
+        (version(2, "2.0"), 0, 2),
+        (version(1, "2.0", request=huge), 0, 3),
+    )
+    with pytest.raises(asyncpg.DataError):
+        await writer.write(reads)
+    costs, locations = await writer.find_unstorable(reads)
+    assert (list(costs), locations) == (["ecs_000001@0:3"], {})
+    reads.reject(costs, {}, NOW)
+    result = await writer.write(reads)
+    assert (result.costs_inserted, result.costs_replaced) == (2, 1)
+    after = await state(db)
+    assert {i: (r["revision"], r["energy_kwh"]) for i, r in after["rows"].items()} == {
+        "ecs_000001": (1, Decimal("1.0")),
+        "ecs_000002": (2, Decimal("2.0")),
+    }
+    assert [letter.source.offset for _, letter in reads.dead_letters if letter.source] == [3]
+
+
 async def write_retrying(writer: PostgresWriter, b: Batch) -> WriteResult:
     """Like the sink: a failed write (a deadlock between two writers' inserts) is retried."""
     for _ in range(10):

@@ -340,7 +340,8 @@ class PostgresWriter:
             async with conn.transaction():
                 for cost_id, persist in batch.versions().items():
                     try:
-                        async with conn.transaction():  # a savepoint per row
+                        # A savepoint per row, always rolled back: versions of one id share it.
+                        async with conn.transaction():
                             rows = persist.rows
                             if isinstance(rows, TextRows):
                                 await self._copy(conn, STAGE_COSTS, COST_COLUMNS, rows.cost, [])
@@ -352,6 +353,9 @@ class PostgresWriter:
                                 await self._copy(
                                     conn, STAGE_BREAKDOWN, BREAKDOWN_COLUMNS, "", rows.breakdown
                                 )
+                            raise _ProbeRollbackError
+                    except _ProbeRollbackError:
+                        pass
                     except (asyncpg.DataError, ValueError) as exc:
                         costs[cost_id] = f"{type(exc).__name__}: {exc}"[:300]
                 for location_id, change in batch.locations.items():
