@@ -48,14 +48,14 @@ T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def readings(meters: list[str], count: int) -> Iterator[dict[str, Any]]:
-    """`count` readings after one baseline per meter: half-hourly, register up 1-997 Wh."""
+    """`count` readings after one baseline per meter: half-hourly, register up 4-1,996 Wh."""
     for index in range(count + len(meters)):
         location_id = meters[index % len(meters)]
         slot = index // len(meters)
         yield {
             "location_id": location_id,
             "time": utc_text(T0 + timedelta(minutes=30 * slot)),
-            "value": Decimal(slot * 500 + index % 997),
+            "value": Decimal(slot * 1000 + index % 997),  # up 4 to 1,996 Wh
             "units": "WH",
         }
 
