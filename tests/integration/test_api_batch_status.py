@@ -91,7 +91,8 @@ async def worker_and_sink_work(client: Client, key: str) -> None:
 async def letters(conn: asyncpg.Connection, batch_id: str) -> list[tuple[Any, ...]]:
     rows = await conn.fetch(
         "SELECT batch_index, error_code, time_created, source_partition, source_offset, "
-        "inserted_at FROM batch_dead_letters WHERE batch_id = $1 ORDER BY batch_index",
+        "inserted_at, account_id, live_mode FROM batch_dead_letters WHERE batch_id = $1 "
+        "ORDER BY batch_index",
         batch_id,
     )
     return [tuple(row) for row in rows]
@@ -171,6 +172,7 @@ async def test_batch_status_follows_every_record(stack: Stack) -> None:
         assert failed[3]["error"].startswith("unknown_device: ")
         before = await letters(conn, batch["id"])
         assert [row[:2] for row in before] == [(3, "unknown_device")]
+        assert before[0][-2:] == (ACCOUNT, False)  # the batch's (design §6, migration 0007)
 
         # A new sink group reads `dead-letters` from the start: every letter again. (The other
         # sink stops first: the marker's letter must be stored by the replaying one.)

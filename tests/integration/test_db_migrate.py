@@ -183,3 +183,39 @@ async def test_version_1_database_upgrades_and_loses_only_the_breakdown_foreign_
             await conn.execute(orphan)
     finally:
         await conn.close()
+
+
+async def test_version_6_dead_letters_get_their_batch_account(empty_database: str) -> None:
+    """0007 (design §6): a stored batch dead letter takes its batch row's account and mode; one
+    without a batch row (never readable) goes; both columns are then NOT NULL."""
+    earlier = [m for m in available_migrations() if m.version <= 6]
+    await migrate(empty_database, earlier)
+    letter = (
+        "INSERT INTO batch_dead_letters (batch_id, batch_index, error_code, error_message, "
+        "time_created, source_topic, source_partition, source_offset) "
+        "VALUES ($1, $2::int, 'unknown_device', 'm', now(), 'dead-letters', 0, 7)"
+    )
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await conn.execute(
+            "INSERT INTO meter_batch_records (batch_id, record_index, account_id, live_mode) "
+            "VALUES ('bat_1', 0, 'acc_a', true), ('bat_1', 1, 'acc_a', true)"
+        )
+        await conn.execute(letter, "bat_1", 1)
+        await conn.execute(letter, "bat_2", 0)  # no batch row
+    finally:
+        await conn.close()
+
+    applied = await migrate(empty_database)
+    assert [m.version for m in applied][:1] == [7]
+    columns = await _columns(empty_database, "batch_dead_letters")
+    assert columns["account_id"] == ("text", False)
+    assert columns["live_mode"] == ("boolean", False)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        rows = await conn.fetch(
+            "SELECT batch_id, batch_index, account_id, live_mode FROM batch_dead_letters"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [("bat_1", 1, "acc_a", True)]

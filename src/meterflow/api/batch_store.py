@@ -14,6 +14,7 @@ import asyncpg
 
 from meterflow.api.credentials import Principal
 from meterflow.api.repository import Connection
+from meterflow.contract.columns import BATCH_LOCK_NAMESPACE
 
 BATCH_RECORD_COLUMNS = (
     "batch_id",
@@ -69,8 +70,15 @@ async def insert_batch(
     time_created: datetime,
     entries: list[BatchEntry],
 ) -> None:
-    """The batch and one row per submitted record (a COPY: up to 10,000 rows)."""
+    """The batch and one row per submitted record (a COPY: up to 10,000 rows).
+
+    First the batch id's advisory lock, held until the caller's transaction ends: the records
+    are published before the commit, and the sink waits on it for a dead letter of one of them
+    to find these rows (`BATCH_LOCK_NAMESPACE`, migration 0007)."""
     account, live = principal.account_id, principal.live_mode
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", BATCH_LOCK_NAMESPACE, batch_id
+    )
     await conn.execute(
         "INSERT INTO meter_batches (id, account_id, live_mode, records_submitted, "
         "records_accepted, time_created) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -137,6 +145,7 @@ LEFT JOIN LATERAL (  -- none: a baseline, done once the meter's next interval st
 ) b ON true
 LEFT JOIN batch_dead_letters d
        ON d.batch_id = r.batch_id AND d.batch_index = r.record_index
+      AND d.account_id = r.account_id AND d.live_mode = r.live_mode
       AND r.error_code IS NULL
 WHERE r.batch_id = $1 AND r.account_id = $2 AND r.live_mode = $3
 ORDER BY r.record_index

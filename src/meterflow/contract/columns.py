@@ -80,6 +80,13 @@ LOCATION_COLUMNS = (
     "profile",
 )
 
+BATCH_LOCK_NAMESPACE = 0x6D66_6274  # "mfbt"
+"""The first key of `pg_advisory_xact_lock(BATCH_LOCK_NAMESPACE, hashtext(batch_id))`: the API
+holds it exclusively from storing a batch until it commits (the records are published in
+between), the sink takes it shared before storing a batch record's dead letter, so the letter
+finds its batch's rows and their account (migration 0007). A hash collision only makes the sink
+wait for another batch's commit."""
+
 
 def profile_json(profile: LocationProfile) -> str:
     """The `profile` jsonb value as text: the document as published, Decimals as numbers."""

@@ -9,7 +9,8 @@ So does a letter the sink itself wrote for a result of a batch record that Postg
 Every other letter is read and passed over: it is not ours to report, and a letter the sink
 cannot read is never dead-lettered again (that would loop on its own topic). A letter is stored
 once per (batch, index); a newer one for the same record (a replayed record that failed again)
-replaces it, an older or the same one changes nothing: replaying the topic is harmless.
+replaces it, an older or the same one changes nothing: replaying the topic is harmless. A row
+carries its batch's account and mode (migration 0007).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from meterflow.contract.columns import BATCH_LOCK_NAMESPACE
 from meterflow.models import DeadLetter, loads, original_payload
 from meterflow.models.records import BATCH_INDEX_MAX
 from meterflow.sink.rows import Source
@@ -89,11 +91,22 @@ def newer(kept: BatchFailure | None, read: BatchFailure) -> BatchFailure:
     return kept
 
 
+_WAIT_FOR_BATCHES = """
+SELECT pg_advisory_xact_lock_shared($1, hashtext(b))
+FROM (SELECT DISTINCT b FROM unnest($2::text[]) AS b ORDER BY b) AS batches
+"""
+"""Wait for the API's transaction that stores each batch to end (BATCH_LOCK_NAMESPACE): it
+publishes the records before it commits, so a letter can be read before its batch is stored."""
+
 _UPSERT = """
-INSERT INTO batch_dead_letters AS d (batch_id, batch_index, error_code, error_message,
-    time_created, source_topic, source_partition, source_offset)
-SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[],
-    $6::text[], $7::int[], $8::bigint[])
+INSERT INTO batch_dead_letters AS d (batch_id, batch_index, account_id, live_mode, error_code,
+    error_message, time_created, source_topic, source_partition, source_offset)
+SELECT l.batch_id, l.batch_index, r.account_id, r.live_mode, l.code, l.message, l.time_created,
+    l.topic, l.part, l.off
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+    $7::int[], $8::bigint[]) AS l(batch_id, batch_index, code, message, time_created, topic,
+    part, off)
+JOIN meter_batch_records r ON r.batch_id = l.batch_id AND r.record_index = l.batch_index
 ON CONFLICT (batch_id, batch_index) DO UPDATE SET
     error_code = excluded.error_code, error_message = excluded.error_message,
     time_created = excluded.time_created, source_topic = excluded.source_topic,
@@ -101,18 +114,24 @@ ON CONFLICT (batch_id, batch_index) DO UPDATE SET
     inserted_at = now()
 WHERE d.time_created < excluded.time_created
 """
+"""The account and mode are the batch's (design §6, migration 0007); a letter whose batch row
+does not exist (its batch was never committed, or a producer set `batch_id` on `meter-records`
+itself) is not stored: no batch status could show it."""
 
 
 async def write_batch_failures(
     conn: asyncpg.Connection, failures: Iterable[BatchFailure], *, timeout_s: float
 ) -> None:
-    """One statement for the batch's letters (one per record: `Batch` keeps the newer)."""
+    """Two statements for the batch's letters (one per record: `Batch` keeps the newer): wait
+    for their batches to be committed, then store them with their batch's account."""
     rows = list(failures)
     if not rows:
         return
+    batch_ids = [f.batch_id for f in rows]
+    await conn.execute(_WAIT_FOR_BATCHES, BATCH_LOCK_NAMESPACE, batch_ids, timeout=timeout_s)
     await conn.execute(
         _UPSERT,
-        [f.batch_id for f in rows],
+        batch_ids,
         [f.batch_index for f in rows],
         [f.code for f in rows],
         [f.message for f in rows],
