@@ -191,3 +191,36 @@ async def test_a_failed_send_stops_the_process_before_anything_is_acked(
     with pytest.raises(SystemExit):
         await subject.on_event(event(record("loc_a"), b"loc_a"))
     assert exits == [agents.EXIT_SEND_FAILED]
+
+
+async def test_each_record_of_a_batch_is_looked_up_under_its_own_event(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    """RocksDB reads the current event's partition only: a batch mixes partitions, so each
+    event must be current when its profile is read, not the batch's last one."""
+    costs, letters = topics
+    current: list[Event] = []
+    lookups: list[tuple[str, int]] = []
+    profiles = ProfileLookup({b"loc_a": dumps(demo_profile("loc_a"))})
+
+    def looked_up(location_id: str) -> Any:
+        lookups.append((location_id, current[-1].message.partition))
+        return profiles(location_id)
+
+    subject = RecordPricer(
+        profiles=looked_up,
+        market_prices=lambda series, day: None,
+        energy_costs=costs,
+        dead_letters=letters,
+        max_record_hours=744,
+        clock=lambda: NOW,
+        enter_event=current.append,
+    )
+    batch = [
+        Event(b"loc_a", record("loc_a"), Message("meter-records", partition, offset, b"loc_a"))
+        for offset, partition in enumerate([2, 0, 1, 2])
+    ]
+    await subject.on_events(batch)
+    assert current == batch
+    assert lookups == [("loc_a", 2), ("loc_a", 0), ("loc_a", 1), ("loc_a", 2)]
+    assert len(costs.sent) == 4

@@ -151,7 +151,12 @@ async def send_many_or_die(topic: Sender, messages: Sequence[KeyValue], *, kind:
 
 
 class RecordPricer:
-    """The cost agent's body: raw `meter-records` event -> `energy-costs` or `dead-letters`."""
+    """The cost agent's body: raw `meter-records` event -> `energy-costs` or `dead-letters`.
+
+    `enter_event(event)` makes each event faust's current one before its profile is looked up
+    (`faust_fixes.enter_event`): with RocksDB a table read goes to the current event's partition
+    only, and `take_events` batches mix partitions (docs/stream.md, "The current event").
+    """
 
     def __init__(
         self,
@@ -163,8 +168,10 @@ class RecordPricer:
         max_record_hours: int,
         clock: Clock = utc_now,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
+        enter_event: Callable[[Any], None] = lambda event: None,
     ) -> None:
         self._before_partition = before_partition
+        self._enter_event = enter_event
         self._profiles = profiles
         self._market_prices = market_prices
         self._energy_costs = energy_costs
@@ -217,6 +224,9 @@ class RecordPricer:
             if self._before_partition is not None:
                 await self._before_partition(message.partition, message.offset)
             source = source_of(message)
+            # The profile lookup reads the table partition of faust's current event (RocksDB:
+            # that partition's database only); in a batch nothing makes this event current.
+            self._enter_event(event)
             with metrics.time_pricing():
                 priced.append((event, source, self.price(event.value, source)))
         metrics.record_consumed(events[0].message.topic, len(events))

@@ -152,6 +152,7 @@ def create_app(settings: Settings) -> faust.App:
 
     pricer = RecordPricer(
         before_partition=catch_up.wait,
+        enter_event=faust_fixes.enter_event,
         profiles=ProfileLookup(profiles),
         market_prices=MarketPricesLookup(market_prices),
         energy_costs=energy_costs,

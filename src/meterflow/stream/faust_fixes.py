@@ -526,9 +526,12 @@ def enter_event(event: Any) -> None:
     """Make `event` faust's current event, as the stream does for each event it yields.
 
     A table write goes to the changelog partition of the current event (and, with RocksDB, to
-    that partition's database). `take_events` yields a batch after it iterated all its events,
-    so the current event is then the batch's last one, possibly of another partition: an agent
-    writing a table while it walks a batch sets each event first."""
+    that partition's database; RocksDB's write asserts there is one), and a RocksDB read of a
+    partitioned table looks in the current event's database only. `take_events` iterates the
+    stream in a task of its own (the passive drainer), so the agent that walks the batch has no
+    current event at all, or the one it made current last, possibly of another partition: an
+    agent that reads or writes a table while it walks a batch makes each event current first
+    (tests/integration/test_stream_rocksdb.py fails when the batch's last event is current)."""
     faust_streams._current_event.set(weakref.ref(event))
 
 
