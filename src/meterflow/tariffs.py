@@ -142,8 +142,27 @@ def describe_component(version_label: str, name: str) -> str:
 
 
 def _validate_time_of_use(label: str, rules: Sequence[TimeOfUseRule]) -> None:
+    """Every (month, weekday) in calendar order; the first one with a gap or overlap is named.
+
+    The rules in force on a (month, weekday) depend only on which rules' `months` leave the
+    month out and which rules' `days` leave the weekday out. Two months that leave out the
+    same rules have the same days, so only the first month of each such class is checked, and
+    likewise for weekdays: rules without filters need one check instead of 84, and the first
+    failing day in calendar order is still the one named. All 84 cost ~1.3 ms per profile, most
+    of the time a worker took to read `locations` (docs/stream.md, "Profiles at scale").
+    """
+    months = [(i, set(rule.months)) for i, rule in enumerate(rules) if rule.months is not None]
+    days = [
+        (i, {d.value for d in rule.days}) for i, rule in enumerate(rules) if rule.days is not None
+    ]
+    month_classes: dict[tuple[int, ...], int] = {}
     for month in range(1, 13):
-        for weekday in range(7):
+        month_classes.setdefault(tuple(i for i, held in months if month not in held), month)
+    day_classes: dict[tuple[int, ...], int] = {}
+    for weekday, day in enumerate(DAY_NAMES):
+        day_classes.setdefault(tuple(i for i, held in days if day not in held), weekday)
+    for month in month_classes.values():  # insertion order: calendar order
+        for weekday in day_classes.values():
             _, problem = _schedule_problem(rules, month, weekday)
             if problem is not None:
                 raise ProfileError(f"{label}: {problem}")

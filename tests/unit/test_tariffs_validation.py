@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 from costing_support import fixed, profile, rule, tou
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from meterflow.tariffs import ProfileError, validate_profile
+from meterflow.models import TariffDirection, TimeOfUseTariff
+from meterflow.tariffs import ProfileError, _schedule_problem, validate_profile
 
 WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI"]
 
@@ -112,3 +115,53 @@ def test_version_starting_mid_day_is_named_with_its_instant() -> None:
         _check(
             {"EXPORT": [tou([rule("00:00", "12:00", "1")], effective_from="2024-03-01T12:00:00Z")]}
         )
+
+
+def _every_day_problem(rules: list[dict[str, Any]]) -> str | None:
+    """The reference: check all 84 (month, weekday) days in calendar order."""
+    version = profile({"EXPORT": [tou(rules)]}).tariffs[TariffDirection.EXPORT][0]
+    assert isinstance(version, TimeOfUseTariff)
+    for month in range(1, 13):
+        for weekday in range(7):
+            _, problem = _schedule_problem(version.rules, month, weekday)
+            if problem is not None:
+                return f"EXPORT version from 2000-01-01: {problem}"
+    return None
+
+
+_HOURS = st.integers(0, 24).map(lambda h: f"{h:02d}:00")
+_DAYS = st.sampled_from(["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"])
+_RULES = st.lists(
+    st.tuples(
+        _HOURS,
+        _HOURS,
+        st.none() | st.sets(st.integers(1, 12), min_size=1),
+        st.none() | st.sets(_DAYS, min_size=1),
+    ).filter(lambda r: r[0] < r[1]),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_RULES)
+def test_checking_one_day_per_class_names_the_same_first_problem_as_every_day(
+    drawn: list[tuple[str, str, set[int] | None, set[str] | None]],
+) -> None:
+    """Rules with and without month/day filters, gaps and overlaps: the same verdict and the
+    same first (month, weekday) named as checking every day of the year."""
+    rules = []
+    for start, end, months, days in drawn:
+        extra: dict[str, Any] = {}
+        if months is not None:
+            extra["months"] = sorted(months)
+        if days is not None:
+            extra["days"] = sorted(days)
+        rules.append(rule(start, end, "0.1", **extra))
+    expected = _every_day_problem(rules)
+    if expected is None:
+        _check({"EXPORT": [tou(rules)]})
+    else:
+        with pytest.raises(ProfileError) as error:
+            _check({"EXPORT": [tou(rules)]})
+        assert str(error.value) == expected
