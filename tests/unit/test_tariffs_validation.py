@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -129,35 +130,42 @@ def _every_day_problem(rules: list[dict[str, Any]]) -> str | None:
     return None
 
 
-_HOURS = st.integers(0, 24).map(lambda h: f"{h:02d}:00")
-_DAYS = st.sampled_from(["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"])
-_RULES = st.lists(
-    st.tuples(
-        _HOURS,
-        _HOURS,
-        st.none() | st.sets(st.integers(1, 12), min_size=1),
-        st.none() | st.sets(_DAYS, min_size=1),
-    ).filter(lambda r: r[0] < r[1]),
-    min_size=1,
-    max_size=6,
-)
+_DAY_NAMES = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+
+
+@st.composite
+def _rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Rules that tile the day, each span split by a month or weekday filter and its
+    complement; some complements left out (a gap in some days only) or overlapping."""
+    cuts = sorted(draw(st.sets(st.integers(1, 23), max_size=3)))
+    bounds = [0, *cuts, 24]
+    rules = []
+    for start, end in itertools.pairwise(bounds):
+        span = (f"{start:02d}:00", f"{end:02d}:00")
+        field, values = draw(
+            st.sampled_from([("months", list(range(1, 13))), ("days", _DAY_NAMES), (None, [])])
+        )
+        if field is None:
+            rules.append(rule(*span, "0.1"))
+            continue
+        chosen = draw(st.sets(st.sampled_from(values), min_size=1))
+        rules.append(rule(*span, "0.1", **{field: [v for v in values if v in chosen]}))
+        rest = [v for v in values if v not in chosen]
+        how = draw(st.sampled_from(["complement", "missing", "overlap"]))
+        if how == "overlap":
+            rest.append(draw(st.sampled_from(sorted(chosen, key=values.index))))
+        if rest and how != "missing":
+            rules.append(rule(*span, "0.2", **{field: sorted(rest, key=values.index)}))
+    return rules
 
 
 @settings(max_examples=300, deadline=None)
-@given(_RULES)
+@given(_rules())
 def test_checking_one_day_per_class_names_the_same_first_problem_as_every_day(
-    drawn: list[tuple[str, str, set[int] | None, set[str] | None]],
+    rules: list[dict[str, Any]],
 ) -> None:
     """Rules with and without month/day filters, gaps and overlaps: the same verdict and the
     same first (month, weekday) named as checking every day of the year."""
-    rules = []
-    for start, end, months, days in drawn:
-        extra: dict[str, Any] = {}
-        if months is not None:
-            extra["months"] = sorted(months)
-        if days is not None:
-            extra["days"] = sorted(days)
-        rules.append(rule(start, end, "0.1", **extra))
     expected = _every_day_problem(rules)
     if expected is None:
         _check({"EXPORT": [tou(rules)]})
