@@ -258,6 +258,7 @@ async def test_a_correction_that_fails_pricing_leaves_the_stored_version(stack: 
         item = await eventually(failed, "the correction's dead letter to reach the batch status")
         assert item["error"]["code"] == "tariff_not_available"
         assert item["meter_record_id"] == before["row"]["meter_record_id"]
+        assert item["energy_cost_id"] == cost_id  # the stored (earlier) result
         letter = await conn.fetchrow(
             "SELECT error_code, account_id, live_mode FROM batch_dead_letters WHERE batch_id = $1",
             batch_id,
