@@ -3,7 +3,8 @@ rules, SIGKILLs at random moments, and the readings table surviving a restart.
 
 The crash test is the proof of docs/stream.md, "Readings: crash safety": whatever the moment of
 the kill, every meter's priced intervals tile its readings exactly, each once by id, and the
-costs add up to the offline sum.
+costs add up to the offline sum, on the topic and in Postgres (the sink run over the result).
+The same holds with two workers and rebalances in the middle of the stream.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_sink_pipeline import fetch, running, sink_config, wait_drained
 from test_stream_pipeline import MF, Pipeline, Worker, eventually, fixed_profile, pipeline
 
 from meterflow.contract.topics import METER_READINGS
 from meterflow.costing import price_payload
 from meterflow.costing.readings import utc_text
 from meterflow.ids import energy_cost_id, meter_record_id_for_reference, reading_interval_reference
-from meterflow.models import EnergyCost, LocationProfile, dumps
+from meterflow.models import EnergyCost, LocationProfile, dumps, loads
+from meterflow.sink import Sink, sink_clients
 from meterflow.stream.producing import demo_profile
 
 pytestmark = pytest.mark.integration
@@ -200,7 +203,7 @@ def crash_inputs(
 
 
 async def test_sigkill_three_times_loses_and_doubles_no_interval(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, migrated_database: str
 ) -> None:
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
@@ -234,77 +237,115 @@ async def test_sigkill_three_times_loses_and_doubles_no_interval(
         def received() -> int:
             return len({c["id"] for c in pipe.costs})
 
-        for threshold in kill_at:
-            await eventually(lambda t=threshold: received() >= t, f"{threshold} intervals", worker)
-            worker.proc.send_signal(signal.SIGKILL)
-            worker.proc.wait(timeout=10)
-            assert received() < total, f"seed {seed}: the kill came too late to test anything"
-            worker = start_worker(pipe)
-        await eventually(
-            lambda: {c["id"] for c in pipe.costs} >= expected_ids,
-            f"every interval (seed {seed})",
-            worker,
-            limit_s=120,
-        )
-
-        # ids: exactly the expected ones; copies (re-emitted after a kill) are identical
-        by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for cost in pipe.costs:
-            by_id[cost["id"]].append(cost)
-        extra = [by_id[i][0] for i in set(by_id) - expected_ids]
-        assert not extra, f"seed {seed}: {[(c['object_id'], c['data']) for c in extra][:3]}"
-        assert set(by_id) == expected_ids, f"seed {seed}"
-        for copies in by_id.values():
-            assert len({dumps(c["data"]) for c in copies}) == 1, f"seed {seed}"
-        # tiling: per meter, sorted intervals meet end to start except across its two resets
-        spans: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for _cost_id, (cost, *_) in by_id.items():
-            spans[cost["object_id"]].append((cost["data"]["start_time"], cost["data"]["end_time"]))
-        for object_id, found in spans.items():
-            found.sort()
-            gaps = sum(1 for a, b in itertools.pairwise(found) if a[1] != b[0])
-            assert all(a[1] <= b[0] for a, b in itertools.pairwise(found)), object_id
-            wanted = expected[object_id]
-            expected_gaps = sum(1 for a, b in itertools.pairwise(wanted) if a[1] != b[0])
-            assert gaps == expected_gaps, f"{object_id}: {gaps} gaps (seed {seed})"
-            assert len(found) == len(expected[object_id])
-        # the reset letters: two per meter, whatever was replayed
-        resets = {
-            (lt["source"]["partition"], lt["source"]["offset"])
-            for _, lt in pipe.dead_letters
-            if lt["error"]["code"] == "register_reset"
-        }
-        assert len(resets) == 2 * len(expected)
-        assert not letters(pipe, "stale_reading")
-        # money: the deduplicated costs add up to the offline pricing of the expected intervals
-        offline = Decimal(0)
-        for object_id, object_spans in expected.items():
-            location = object_id.removesuffix("_dev")
-            device = object_id if object_id != location else None
-            values = [d for d in documents if _object(d) == object_id]
-            by_minute = {_minute(d): Decimal(d["value"]) for d in values}
-            for start, end in object_spans:
-                record = {
-                    "location_id": location,
-                    "energy_flow_direction": "INBOUND",
-                    "energy": (by_minute[end] - by_minute[start]) / 1000,
-                    "start_time": utc_text(T0 + timedelta(minutes=start)),
-                    "end_time": utc_text(T0 + timedelta(minutes=end)),
-                    "record_reference_id": "offline",
-                    **({"device_id": device} if device else {}),
-                }
-                result = price_payload(
-                    dumps(record),
-                    profiles=profiles.get,
-                    market_prices=lambda series, day: None,
-                    now=T0,
+        # the sink stores the costs as they come, copies re-emitted after a kill included
+        config = sink_config(kafka_bootstrap, migrated_database, topic_prefix)
+        sink = Sink(config, sink_clients(config))
+        async with running(sink):
+            for threshold in kill_at:
+                await eventually(
+                    lambda t=threshold: received() >= t, f"{threshold} intervals", worker
                 )
-                assert isinstance(result, EnergyCost)
-                offline += result.data.cost.value
+                worker.proc.send_signal(signal.SIGKILL)
+                worker.proc.wait(timeout=10)
+                assert received() < total, f"seed {seed}: the kill came too late to test anything"
+                worker = start_worker(pipe)
+            await eventually(
+                lambda: {c["id"] for c in pipe.costs} >= expected_ids,
+                f"every interval (seed {seed})",
+                worker,
+                limit_s=120,
+            )
+            await wait_drained(kafka_bootstrap, config.group_id, config.costs_topic, "the sink")
+
+        by_id = assert_tiled(pipe, expected, expected_ids, seed)
+        offline = offline_cost(documents, expected, profiles)
         streamed = sum(
             Decimal(str(copies[0]["data"]["cost"]["value"])) for copies in by_id.values()
         )
         assert streamed == offline, f"seed {seed}"
+
+        # Postgres: one row per interval, and the rows add up to the same sum
+        assert sink.health.stats.costs_inserted == total
+        assert sink.health.stats.costs_replaced == 0
+        [row] = await fetch(
+            migrated_database,
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids,"
+            " count(DISTINCT (object_id, start_time)) AS spans, sum(cost) AS cost"
+            " FROM energy_costs",
+        )
+        assert (row["n"], row["ids"], row["spans"]) == (total, total, total), f"seed {seed}"
+        assert row["cost"] == offline, f"seed {seed}"
+        stored = await fetch(migrated_database, "SELECT id FROM energy_costs")
+        assert {r["id"] for r in stored} == expected_ids
+
+
+def assert_tiled(
+    pipe: Pipeline, expected: dict[str, list[tuple[int, int]]], expected_ids: set[str], seed: int
+) -> dict[str, list[dict[str, Any]]]:
+    """The costs received are exactly the expected intervals: ids, identical copies, each
+    meter's intervals meeting end to start except across its resets, two reset letters per
+    meter and no stale one. Returns the costs by id."""
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cost in pipe.costs:
+        by_id[cost["id"]].append(cost)
+    extra = [by_id[i][0] for i in set(by_id) - expected_ids]
+    assert not extra, f"seed {seed}: {[(c['object_id'], c['data']) for c in extra][:3]}"
+    assert set(by_id) == expected_ids, f"seed {seed}"
+    for copies in by_id.values():
+        assert len({dumps(c["data"]) for c in copies}) == 1, f"seed {seed}"
+    spans: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for cost, *_ in by_id.values():
+        spans[cost["object_id"]].append((cost["data"]["start_time"], cost["data"]["end_time"]))
+    for object_id, found in spans.items():
+        found.sort()
+        gaps = sum(1 for a, b in itertools.pairwise(found) if a[1] != b[0])
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(found)), object_id
+        wanted = expected[object_id]
+        expected_gaps = sum(1 for a, b in itertools.pairwise(wanted) if a[1] != b[0])
+        assert gaps == expected_gaps, f"{object_id}: {gaps} gaps (seed {seed})"
+        assert len(found) == len(wanted)
+    # the reset letters: two per meter, whatever was replayed
+    resets = {
+        (lt["source"]["partition"], lt["source"]["offset"])
+        for _, lt in pipe.dead_letters
+        if lt["error"]["code"] == "register_reset"
+    }
+    assert len(resets) == 2 * len(expected), f"seed {seed}"
+    assert not letters(pipe, "stale_reading")
+    return by_id
+
+
+def offline_cost(
+    documents: list[dict[str, Any]],
+    expected: dict[str, list[tuple[int, int]]],
+    profiles: dict[str, LocationProfile],
+) -> Decimal:
+    """The expected intervals priced offline, each once."""
+    offline = Decimal(0)
+    for object_id, object_spans in expected.items():
+        location = object_id.removesuffix("_dev")
+        device = object_id if object_id != location else None
+        values = [d for d in documents if _object(d) == object_id]
+        by_minute = {_minute(d): Decimal(d["value"]) for d in values}
+        for start, end in object_spans:
+            record = {
+                "location_id": location,
+                "energy_flow_direction": "INBOUND",
+                "energy": (by_minute[end] - by_minute[start]) / 1000,
+                "start_time": utc_text(T0 + timedelta(minutes=start)),
+                "end_time": utc_text(T0 + timedelta(minutes=end)),
+                "record_reference_id": "offline",
+                **({"device_id": device} if device else {}),
+            }
+            result = price_payload(
+                dumps(record),
+                profiles=profiles.get,
+                market_prices=lambda series, day: None,
+                now=T0,
+            )
+            assert isinstance(result, EnergyCost)
+            offline += result.data.cost.value
+    return offline
 
 
 def _object(document: dict[str, Any]) -> str:
@@ -314,6 +355,77 @@ def _object(document: dict[str, Any]) -> str:
 def _minute(document: dict[str, Any]) -> int:
     instant = datetime.fromisoformat(document["time"])
     return int((instant - T0).total_seconds() // 60)
+
+
+async def test_a_worker_joining_and_one_leaving_mid_stream_tile_every_meter(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Two rebalances while readings arrive (paced, so both fall in the middle of the stream):
+    a second worker joins, then the first leaves. Partitions move with their meters' states
+    (the changelog, recovered into the other worker's RocksDB), and every meter's intervals
+    still tile its readings exactly."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    locations = [f"loc_b{i}" for i in range(20)]
+    async with pipeline(kafka_bootstrap, topic_prefix, tmp_path, partitions=6) as pipe:
+        profiles = {}
+        for location in locations:
+            profile = demo_profile(location) | {"devices": [f"{location}_dev"]}
+            profiles[location] = LocationProfile.model_validate(profile)
+            await pipe.put_profile(profile)
+        documents, expected = crash_inputs(locations, 60, rng)
+        expected_ids = {
+            interval_cost_id("acc_demo", object_id, start, end)
+            for object_id, spans in expected.items()
+            for start, end in spans
+        }
+        first = start_worker(pipe, store="rocksdb://")
+        await pipe.wait_ready(first)
+        assert pipe.producer is not None
+        topic = pipe.settings.topic(METER_READINGS)
+        slices = [documents[i : i + 40] for i in range(0, len(documents), 40)]
+        second = None
+        for index, chunk in enumerate(slices):
+            if index == len(slices) // 4:
+                second = start_worker(pipe, store="rocksdb://")  # joins: a rebalance
+            if index == len(slices) * 2 // 3:
+                assert second is not None
+                await eventually(  # both share the partitions for a while
+                    lambda w=second: readings_consumed(w) > 0, "the second's readings", second
+                )
+                first.proc.send_signal(signal.SIGTERM)  # leaves: another rebalance
+            futures = [
+                await pipe.producer.send(topic, dumps(doc), key=doc["location_id"].encode())
+                for doc in chunk
+            ]
+            await asyncio.gather(*futures)
+            await asyncio.sleep(0.25)
+        assert second is not None
+        first.proc.wait(timeout=30)
+        await eventually(
+            lambda: {c["id"] for c in pipe.costs} >= expected_ids,
+            f"every interval (seed {seed})",
+            second,
+            limit_s=90,
+        )
+        await asyncio.sleep(1)  # a late copy or letter has arrived by now
+
+        by_id = assert_tiled(pipe, expected, expected_ids, seed)
+        streamed = sum(
+            Decimal(str(copies[0]["data"]["cost"]["value"])) for copies in by_id.values()
+        )
+        assert streamed == offline_cost(documents, expected, profiles), f"seed {seed}"
+        assert readings_consumed(first) > 0
+        assert readings_consumed(second) > 0
+
+
+def readings_consumed(worker: Worker) -> int:
+    """The readings a worker consumed, from its last `readings_progress` line."""
+    consumed = 0
+    for line in worker.log().splitlines():
+        if '"readings_progress"' in line and line.startswith("{"):
+            consumed = int(loads(line)["consumed"])
+    return consumed
 
 
 # --- table recovery ---------------------------------------------------------------------------
