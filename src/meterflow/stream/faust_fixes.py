@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiokafka
+import faust.stores.rocksdb as faust_rocksdb
 import faust.streams as faust_streams
 import faust.transport.consumer as faust_consumer
 from faust.transport.consumer import Consumer
@@ -521,6 +522,9 @@ class InputGapGuard:
 @BORROWED.patch(
     Signature(faust_streams, "current_event", "()"),
     Names(faust_streams, "current_event", ("_current_event", "get")),
+    # what entering an event is for: RocksDB picks the partition's database from it
+    Names(faust_rocksdb.Store, "_get", ("current_event", "message", "partition")),
+    Names(faust_rocksdb.Store, "_set", ("current_event", "message", "partition")),
 )
 def enter_event(event: Any) -> None:
     """Make `event` faust's current event, as the stream does for each event it yields.
