@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from meterflow.contract.topics import TOPICS
 from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
 from meterflow.settings import Settings
 
@@ -85,8 +86,8 @@ async def test_topics_with_a_prefix_are_deleted_and_no_others(
     kept = await ensure_topics(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"n{topic_prefix}")
     )
-    assert len(created) == 5
-    assert len(kept) == 5
+    assert len(created) == len(TOPICS)
+    assert len(kept) == len(TOPICS)
 
     deleted = await delete_topics_with_prefix(neighbour, f"{topic_prefix}x")
     assert deleted == []
