@@ -22,7 +22,15 @@ from typing import Any
 
 import pytest
 from test_sink_pipeline import fetch, running, sink_config, wait_drained
-from test_stream_pipeline import MF, Pipeline, Worker, eventually, fixed_profile, pipeline
+from test_stream_pipeline import (
+    MF,
+    Pipeline,
+    Worker,
+    eventually,
+    fixed_profile,
+    pipeline,
+    record,
+)
 
 from meterflow.contract.topics import METER_READINGS
 from meterflow.costing import price_payload
@@ -158,6 +166,79 @@ async def test_readings_follow_every_rule_of_design_10(
         assert Decimal(str(dev["data"]["energy"]["value"])) == Decimal("0.25")
         after = by_id[interval_cost_id("acc_test", "loc_r", 90 + 745 * 60 + 15, 90 + 745 * 60 + 30)]
         assert Decimal(str(after["data"]["energy"]["value"])) == Decimal(1)
+
+
+async def test_dlq_replay_sends_readings_back_where_they_came_from(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """`meterflow dlq replay`: the readings of a meter that had no profile go back to
+    `meter-readings` (and then derive their interval); an interval whose pricing failed (the
+    table had moved on) goes to `meter-records`. Both get the ids the readings path gives."""
+    async with pipeline(kafka_bootstrap, topic_prefix, tmp_path, partitions=1) as pipe:
+        not_yet = fixed_profile("loc_p", "0.30")  # nothing in force in January 2026
+        not_yet["tariffs"]["IMPORT"][0]["effective_from"] = "2026-06-01T00:00:00Z"
+        await pipe.put_profile(not_yet)
+        worker = start_worker(pipe)
+        await pipe.wait_ready(worker)
+
+        async def send(document: dict[str, Any], key: str) -> int:
+            return (await pipe.send(METER_READINGS, document, key))[1]
+
+        unknown = {
+            await send(reading("loc_late", 0, 1000), "loc_late"),
+            await send(reading("loc_late", 30, 1600), "loc_late"),
+        }
+        await send(reading("loc_p", 0, 1000), "loc_p")
+        unpriced = await send(reading("loc_p", 30, 3000), "loc_p")
+        await eventually(
+            lambda: (
+                letters(pipe, "unknown_location") == unknown
+                and letters(pipe, "tariff_not_available") == {unpriced}
+            ),
+            "the readings' dead letters",
+            worker,
+        )
+        [interval_letter] = [
+            lt for _, lt in pipe.dead_letters if lt["error"]["code"] == "tariff_not_available"
+        ]
+        assert "start_time" in interval_letter["payload"]  # the derived interval, not the reading
+
+        # the causes fixed: a profile for loc_late, then a tariff in force for loc_p (one
+        # partition: once loc_p's update prices a record, loc_late's profile is stored too)
+        await pipe.put_profile(fixed_profile("loc_late", "0.20"))
+        await pipe.put_profile(fixed_profile("loc_p", "0.10"))
+        july = {"start": "2026-07-01T08:00:00Z", "end": "2026-07-01T08:30:00Z"}
+        while True:
+            probe = await pipe.wait_cost(await pipe.send_record(record("loc_p", **july), "loc_p"))
+            if Decimal(str(probe["data"]["cost"]["value"])) == Decimal("0.2"):
+                break
+            await asyncio.sleep(0.2)
+
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [MF, "dlq", "replay"],
+            env=pipe.env(),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        out = done.stdout.decode()
+        assert "replayed 3 (tariff_not_available: 1, unknown_location: 2), 2 of them readings" in (
+            out
+        ), out
+
+        late = interval_cost_id("acc_test", "loc_late", 0, 30)
+        priced = interval_cost_id("acc_test", "loc_p", 0, 30)
+        costs = {(await pipe.wait_cost(late))["id"], (await pipe.wait_cost(priced))["id"]}
+        assert costs == {late, priced}
+        by_id = {c["id"]: c for c in pipe.costs}
+        assert Decimal(str(by_id[late]["data"]["cost"]["value"])) == Decimal("0.12")
+        assert Decimal(str(by_id[priced]["data"]["cost"]["value"])) == Decimal("0.2")
+        await asyncio.sleep(1)  # a dead letter of the replay would have come by now
+        readings_topic = pipe.settings.topic(METER_READINGS)
+        again = [lt for _, lt in pipe.dead_letters if lt["source"]["topic"] != readings_topic]
+        assert again == []
+        assert letters(pipe, "unknown_location") == unknown  # nothing failed again
 
 
 # --- crash safety -----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 from meterflow.ids import meter_record_id_for_offset
 from meterflow.models import ErrorCode, SourceRef, dead_letter, dumps, loads, original_payload
-from meterflow.stream.dead_letters import replay_payload
+from meterflow.stream.dead_letters import replay_message, replay_payload
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.producing import demo_profile
 from samples import market_day
@@ -51,6 +51,32 @@ def test_replay_keeps_an_existing_id_and_leaves_non_objects_alone() -> None:
         b'{"location_id": "x"}',
         None,
     )
+
+
+def test_replay_sends_a_reading_back_to_readings_and_a_derived_interval_to_records() -> None:
+    topics = {"records_topic": "meter-records", "readings_topic": "meter-readings"}
+    at = SourceRef(topic="meter-readings", partition=1, offset=9)
+    reading = b'{"location_id": "loc_1", "time": "2026-01-05T00:30:00Z", "value": 1500}'
+    assert replay_message(letter_for(reading, at), **topics) == ("meter-readings", reading)
+    broken = b'{"location_id": "loc_1", "time": '
+    assert replay_message(letter_for(broken, at), **topics) == ("meter-readings", broken)
+    # pricing the derived interval failed: the table moved on, the interval itself goes back,
+    # unchanged (its record_reference_id names it; no position id is added)
+    interval = dumps(
+        {
+            "location_id": "loc_1",
+            "energy": Decimal("0.5"),
+            "start_time": "2026-01-05T00:00:00+00:00",
+            "end_time": "2026-01-05T00:30:00+00:00",
+            "record_reference_id": "rdg_x",
+        }
+    )
+    assert replay_message(letter_for(interval, at), **topics) == ("meter-records", interval)
+    record = b'{"location_id": "loc_1", "energy": 1}'
+    topic, payload = replay_message(letter_for(record), **topics) or ("", b"")
+    assert (topic, payload) == ("meter-records", replay_payload(letter_for(record))[0])
+    profile = SourceRef(topic="locations", partition=0, offset=3)
+    assert replay_message(letter_for(b"{}", profile), **topics) is None
 
 
 def test_profile_lookup_parses_once_and_sees_updates() -> None:

@@ -40,9 +40,11 @@ def dlq() -> None:
 def replay(
     codes: tuple[str, ...], from_beginning: bool, dry_run: bool, group_id: str | None
 ) -> None:
-    """Re-publish dead-lettered meter records to `meter-records` (with their original ids).
+    """Re-publish dead-lettered meter records and readings (with their original ids).
 
-    Records that fail again go back to `dead-letters` through the cost agent.
+    A record goes back to `meter-records`, a reading to `meter-readings` (or, when its interval
+    was derived and only pricing it failed, that interval to `meter-records`). What fails again
+    goes back to `dead-letters` through the agents.
     """
     from meterflow.logs import configure_logging
     from meterflow.stream.replay import replay_dead_letters
@@ -57,7 +59,8 @@ def replay(
     verb = "would replay" if dry_run else "replayed"
     by_code = ", ".join(f"{code}: {n}" for code, n in sorted(summary.by_code.items())) or "none"
     click.echo(
-        f"read {summary.read} dead letters; {verb} {summary.replayed} ({by_code}); skipped "
-        f"{summary.skipped_code} by code, {summary.skipped_not_a_record} not meter records, "
+        f"read {summary.read} dead letters; {verb} {summary.replayed} ({by_code}), "
+        f"{summary.readings} of them readings; skipped {summary.skipped_code} by code, "
+        f"{summary.skipped_not_a_record} not meter records or readings, "
         f"{summary.unreadable} unreadable"
     )

@@ -1,5 +1,6 @@
-"""The way back from a dead letter: the bytes to re-publish, with the id the record had, so a
-replay is idempotent. (Dead letters are built by `models.dead_letter`, on every path.)"""
+"""The way back from a dead letter: the topic and the bytes to re-publish, with the id the
+record had, so a replay is idempotent. (Dead letters are built by `models.dead_letter`, on every
+path.)"""
 
 from __future__ import annotations
 
@@ -33,3 +34,38 @@ def replay_payload(letter: DeadLetter) -> tuple[bytes, str | None]:
         letter.source.topic, letter.source.partition, letter.source.offset
     )
     return dumps({**document, "id": record_id}), record_id
+
+
+def replay_message(
+    letter: DeadLetter, *, records_topic: str, readings_topic: str
+) -> tuple[str, bytes] | None:
+    """Where a dead letter goes back to, and the bytes; None for one that is not replayable
+    (an invalid profile or market-prices document: its producer must send it again).
+
+    A meter record goes back to `meter-records` (with its id, `replay_payload`). A letter from
+    `meter-readings` holds one of two things: the reading itself (it was refused before the
+    readings table changed: bad input, unknown meter, stale, reset), which goes back to
+    `meter-readings` as it was, under its original key, so the readings agent decides it again
+    against the meter's state; or the interval record derived from it (the table moved on, and
+    pricing the interval failed, e.g. `tariff_not_available`), which goes to `meter-records`:
+    sending the reading again would only meet the state it already set, a duplicate. The
+    interval's `record_reference_id` names it, so either path gives it the same result id.
+    """
+    source = letter.source
+    if source is None or source.topic == records_topic:
+        payload, _ = replay_payload(letter)
+        return records_topic, payload
+    if source.topic != readings_topic:
+        return None
+    raw = original_payload(letter)
+    return (records_topic if _is_interval_record(raw) else readings_topic), raw
+
+
+def _is_interval_record(raw: bytes) -> bool:
+    """A derived interval (`costing.readings.interval_record`) has a start and an end; a
+    reading has a single `time`."""
+    try:
+        document: Any = loads(raw)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "start_time" in document and "time" not in document

@@ -1,10 +1,12 @@
-"""Dead-letter replay: re-publish the original meter records of dead letters to `meter-records`.
+"""Dead-letter replay: re-publish dead-lettered meter records and readings where they came from.
 
 Reads `dead-letters` up to the end offsets seen at start (so records that fail again, and land
 back in `dead-letters`, are not replayed in the same run), from the replay group's committed
 offsets or from the beginning. Each matching record is re-sent with its original key and the id
 it had (see `dead_letters.replay_payload`), so its result id is the one a first success would
-have had. Offsets are committed only after every re-sent record is acknowledged.
+have had; a reading goes back to `meter-readings`, or the interval derived from it to
+`meter-records` (`dead_letters.replay_message`). Offsets are committed only after every re-sent
+message is acknowledged.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from meterflow.contract.topics import DEAD_LETTERS, METER_RECORDS
+from meterflow.contract.topics import DEAD_LETTERS, METER_READINGS, METER_RECORDS
 from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event
 from meterflow.models import DeadLetter, loads
 from meterflow.settings import Settings
-from meterflow.stream.dead_letters import replay_payload
+from meterflow.stream.dead_letters import replay_message
 from meterflow.stream.producing import kafka_producer
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 class ReplaySummary:
     read: int = 0
     replayed: int = 0
+    readings: int = 0  # of `replayed`, those sent back to `meter-readings`
     skipped_code: int = 0
     skipped_not_a_record: int = 0
     unreadable: int = 0
@@ -54,6 +57,7 @@ async def replay_dead_letters(
     summary = ReplaySummary()
     dlq_topic = settings.topic(DEAD_LETTERS)
     records_topic = settings.topic(METER_RECORDS)
+    readings_topic = settings.topic(METER_READINGS)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(settings),
         group_id=group_id or replay_group_id(settings),
@@ -78,13 +82,17 @@ async def replay_dead_letters(
                         if message.offset >= end[tp]:
                             continue
                         summary.read += 1
-                        outgoing = _outgoing(message.value, records_topic, codes, summary)
+                        outgoing = _outgoing(
+                            message.value, records_topic, readings_topic, codes, summary
+                        )
                         if outgoing is None:
                             continue
+                        topic, payload = outgoing
                         summary.replayed += 1
+                        summary.readings += topic == readings_topic
                         if not dry_run:
                             pending.append(
-                                await producer.send(records_topic, value=outgoing, key=message.key)
+                                await producer.send(topic, value=payload, key=message.key)
                             )
                 for tp in list(remaining):
                     if await consumer.position(tp) >= end[tp]:
@@ -100,6 +108,7 @@ async def replay_dead_letters(
         "dead_letters_replayed",
         read=summary.read,
         replayed=summary.replayed,
+        readings=summary.readings,
         dry_run=dry_run,
         by_code=dict(summary.by_code),
     )
@@ -107,8 +116,12 @@ async def replay_dead_letters(
 
 
 def _outgoing(
-    value: bytes | None, records_topic: str, codes: Collection[str], summary: ReplaySummary
-) -> bytes | None:
+    value: bytes | None,
+    records_topic: str,
+    readings_topic: str,
+    codes: Collection[str],
+    summary: ReplaySummary,
+) -> tuple[str, bytes] | None:
     try:
         letter = DeadLetter.model_validate(loads(value or b""))
     except (ValueError, ValidationError):
@@ -118,9 +131,9 @@ def _outgoing(
     if codes and code not in codes:
         summary.skipped_code += 1
         return None
-    if letter.source is not None and letter.source.topic != records_topic:
+    outgoing = replay_message(letter, records_topic=records_topic, readings_topic=readings_topic)
+    if outgoing is None:
         summary.skipped_not_a_record += 1  # e.g. an invalid profile from `locations`
         return None
     summary.by_code[code] += 1
-    payload, _ = replay_payload(letter)
-    return payload
+    return outgoing
