@@ -2,9 +2,10 @@
 
 Per reading: parse it, check its meter (location, device), look up the meter's state in the
 readings table, `costing.readings.advance` it, store the new state, and price the interval it
-yields through `price_payload`, the same path as a record on `meter-records`. Nothing raises out
-of it: every failure is a dead letter (design §4). Why a SIGKILL at any moment loses and doubles
-nothing is in docs/stream.md, "Readings: crash safety".
+yields through `price_request` (`price_payload`'s path, without the JSON round trip), the same
+path as a record on `meter-records`. Nothing raises out of it: every failure is a dead letter
+(design §4). Why a SIGKILL at any moment loses and doubles nothing is in docs/stream.md,
+"Readings: crash safety".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from faust.types import TP
 
 from meterflow import metrics
 from meterflow.contract.clock import Clock, utc_now
-from meterflow.costing import price_payload
+from meterflow.costing import price_request
 from meterflow.costing.readings import (
     Duplicate,
     Interval,
@@ -78,7 +79,8 @@ class TableChangelog:
         """The local store only (under faust's current event: its partition)."""
         self.table.data[key] = value
 
-    async def send(self, writes: Sequence[tuple[int, bytes, bytes]]) -> None:
+    async def send(self, writes: Sequence[tuple[int, bytes, bytes | None]]) -> None:
+        """`(partition, key, value)` records, in order; a `None` value is a tombstone."""
         try:
             for partition, key, value in writes:
                 future = await self._app.producer.send(
@@ -211,8 +213,9 @@ class ReadingsAgent:
         if isinstance(decision, Interval):
             self.intervals += 1
             metrics.reading_interval_derived()
-            return price_payload(
-                dumps(decision.record),
+            # `price_payload`'s path without encoding the record and parsing it back
+            return price_request(
+                decision.record,
                 profiles=self._profiles,
                 market_prices=self._market_prices,
                 now=now,
