@@ -6,6 +6,7 @@ from meterflow.costing.payload import (
     meter_record_id,
     parse_record,
     price_payload,
+    price_request,
     referenced_record_id,
 )
 
@@ -15,6 +16,7 @@ __all__ = [
     "parse_record",
     "price_payload",
     "price_record",
+    "price_request",
     "referenced_record_id",
     "round_money",
     "tariff_direction_of",

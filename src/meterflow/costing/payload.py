@@ -25,6 +25,7 @@ from meterflow.models import (
     PricingError,
     SourceRef,
     dead_letter,
+    dumps,
     loads,
     validation_summary,
 )
@@ -106,25 +107,7 @@ def price_payload(
     """
     try:
         record, request = parse_record(payload)
-        profile = profiles(record.location_id)
-        if profile is None:
-            raise PricingError(
-                ErrorCode.UNKNOWN_LOCATION, f"no profile for location {record.location_id!r}"
-            )
-        if record.device_id is not None and record.device_id not in profile.devices:
-            raise PricingError(
-                ErrorCode.UNKNOWN_DEVICE,
-                f"device {record.device_id!r} is not a device of location {record.location_id!r}",
-            )
-        return price_record(
-            record,
-            profile,
-            meter_record_id=meter_record_id(record, profile, source),
-            request=request,
-            market_prices=market_prices,
-            now=now,
-            max_record_hours=max_record_hours,
-        )
+        return _price_valid(record, request, profiles, market_prices, now, source, max_record_hours)
     except PricingError as error:
         log.debug("record not priced: %s", error, extra={"source": source})
         return dead_letter(payload, error.code, error.message, source, now)
@@ -135,6 +118,75 @@ def price_payload(
         return dead_letter(
             payload, ErrorCode.INVALID_RECORD, f"{type(error).__name__}: {error}", source, now
         )
+
+
+def price_request(
+    request: dict[str, Any],
+    *,
+    profiles: Callable[[str], LocationProfile | None],
+    market_prices: Callable[[str, date], MarketPrices | None],
+    now: datetime,
+    source: SourceRef | None = None,
+    max_record_hours: int = 744,
+) -> EnergyCost | DeadLetter:
+    """`price_payload(dumps(request))` without the JSON round trip, for a record built in
+    process (the readings agent's derived interval): `request` must be what `loads` would
+    return for it (numbers as Decimal), and the result is the same, the dead letter's payload
+    included (encoded only when one is needed)."""
+    try:
+        try:
+            record = MeterRecord.model_validate(request)
+        except ValidationError as error:
+            raise PricingError(
+                ErrorCode.INVALID_RECORD, validation_summary(error, whole="record")
+            ) from None
+        return _price_valid(record, request, profiles, market_prices, now, source, max_record_hours)
+    except PricingError as error:
+        log.debug("record not priced: %s", error, extra={"source": source})
+        return dead_letter(dumps(request), error.code, error.message, source, now)
+    except _MissingIdentityError:
+        raise
+    except Exception as error:  # an agent must never die on one record (design §4)
+        log.exception("unexpected error pricing a record", extra={"source": source})
+        return dead_letter(
+            dumps(request),
+            ErrorCode.INVALID_RECORD,
+            f"{type(error).__name__}: {error}",
+            source,
+            now,
+        )
+
+
+def _price_valid(
+    record: MeterRecord,
+    request: dict[str, Any],
+    profiles: Callable[[str], LocationProfile | None],
+    market_prices: Callable[[str, date], MarketPrices | None],
+    now: datetime,
+    source: SourceRef | None,
+    max_record_hours: int,
+) -> EnergyCost:
+    """A schema-valid record priced; raises PricingError for an unknown meter or a record the
+    tariffs cannot price."""
+    profile = profiles(record.location_id)
+    if profile is None:
+        raise PricingError(
+            ErrorCode.UNKNOWN_LOCATION, f"no profile for location {record.location_id!r}"
+        )
+    if record.device_id is not None and record.device_id not in profile.devices:
+        raise PricingError(
+            ErrorCode.UNKNOWN_DEVICE,
+            f"device {record.device_id!r} is not a device of location {record.location_id!r}",
+        )
+    return price_record(
+        record,
+        profile,
+        meter_record_id=meter_record_id(record, profile, source),
+        request=request,
+        market_prices=market_prices,
+        now=now,
+        max_record_hours=max_record_hours,
+    )
 
 
 class _MissingIdentityError(ValueError):

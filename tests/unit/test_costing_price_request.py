@@ -1,0 +1,74 @@
+"""`price_request` is `price_payload` without the JSON round trip: for a record built in process
+(the readings agent's derived interval) both give the same result, byte for byte, dead letters
+included."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from costing_support import NOW, fixed, no_market, profile
+
+from meterflow.costing import price_payload, price_request
+from meterflow.ids import new_batch_id
+from meterflow.models import DeadLetter, EnergyCost, SourceRef, dumps, loads
+
+LOCATION = profile(
+    {"IMPORT": [fixed("0.25", effective_from="2024-06-01T00:00:00Z")]}, devices=["d1"]
+)
+BATCH = new_batch_id()
+SOURCE = SourceRef(topic="meter-readings", partition=3, offset=17)
+
+
+def interval(**changes: Any) -> dict[str, Any]:
+    """Shaped like `costing.readings.interval_record`: what `loads(dumps(it))` gives back."""
+    body: dict[str, Any] = {
+        "location_id": "loc_test",
+        "energy_flow_direction": "INBOUND",
+        "energy": Decimal("0.537"),
+        "start_time": "2025-01-01T00:00:00+00:00",
+        "end_time": "2025-01-01T00:15:00+00:00",
+        "record_reference_id": "rdg_abc",
+        "confidence": Decimal("0.9"),
+        "batch_id": BATCH,
+        "batch_index": 4,
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("changes", "outcome"),
+    [
+        ({}, "priced"),
+        ({"device_id": "d1", "session_reference_id": "s"}, "priced"),
+        ({"record_reference_id": None}, "priced"),  # then its source position names it
+        ({"location_id": "loc_other"}, "unknown_location"),
+        ({"device_id": "d9"}, "unknown_device"),
+        (
+            {"start_time": "2024-05-31T23:30:00+00:00", "end_time": "2024-05-31T23:45:00+00:00"},
+            "tariff_not_available",
+        ),
+        ({"end_time": "2025-01-01T00:15:00"}, "invalid_record"),  # no offset
+    ],
+)
+def test_price_request_equals_price_payload_of_the_encoded_record(
+    changes: dict[str, Any], outcome: str
+) -> None:
+    request = interval(**changes)
+    assert loads(dumps(request)) == request  # the precondition `price_request` states
+    kwargs: dict[str, Any] = {
+        "profiles": lambda lid: LOCATION if lid == LOCATION.location_id else None,
+        "market_prices": no_market,
+        "now": NOW,
+        "source": SOURCE,
+    }
+    direct = price_request(request, **kwargs)
+    encoded = price_payload(dumps(request), **kwargs)
+    assert dumps(direct) == dumps(encoded)
+    if outcome == "priced":
+        assert isinstance(direct, EnergyCost)
+    else:
+        assert isinstance(direct, DeadLetter)
+        assert direct.error.code.value == outcome
