@@ -42,6 +42,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench_profiles import run as profiles_at_scale
 from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
 from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix, ensure_topics
 from meterflow.models import dumps, loads
@@ -260,63 +261,6 @@ async def create_topic(settings: Settings, name: str) -> None:
         await admin.close()
 
 
-# --- profile table recovery (`--recovery N`) ---
-
-
-def occurrences(path: Path, text: str) -> int:
-    return path.read_text(errors="replace").count(text) if path.exists() else 0
-
-
-async def wait_for_line(path: Path, text: str, count: int, limit_s: float) -> float:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if occurrences(path, text) >= count:
-            return time.monotonic()
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{text!r} x{count} not seen in {path} after {limit_s}s")
-
-
-async def measure_recovery(profiles: int) -> None:
-    """Start a worker on N published profiles, stop it, restart it: time to "Worker ready".
-
-    With `memory://` every start replays the whole profiles changelog; with `rocksdb://` the
-    restart finds the table on disk and only checks the changelog's end offsets.
-    """
-    locations = [demo_location_id(i) for i in range(profiles)]
-    for store in ("memory://", "rocksdb://"):
-        prefix = f"rec{uuid.uuid4().hex[:8]}-"
-        settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
-        workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
-        workdir.mkdir(parents=True, exist_ok=True)
-        await ensure_topics(settings)
-        async with kafka_producer(settings) as producer:
-            await send_all(
-                producer,
-                settings.topic(LOCATIONS),
-                keyed((demo_profile(loc) for loc in locations), "location_id"),
-            )
-        timings = []
-        for run in (1, 2):
-            log = workdir / "worker.log"
-            started = time.monotonic()
-            worker = start_worker(settings, workdir, profile=False, store=store, level="INFO")
-            try:
-                ready = await wait_for_line(log, "Worker ready", run, 300)
-                timings.append(ready - started)
-                if run == 1:  # first start: the agent validates and applies N profiles
-                    applied = await wait_for_line(log, '"profile_stored"', profiles, 600)
-                    timings.append(applied - started)
-                    await asyncio.sleep(3)  # let the changelog writes and a commit happen
-            finally:
-                stop_process(worker)
-        await delete_topics_with_prefix(settings, prefix)
-        print(
-            f"{store:12} {profiles:,} profiles: first start ready in {timings[0]:.1f} s, "
-            f"all {profiles:,} applied at {timings[1]:.1f} s; "
-            f"restart (table recovery) ready in {timings[2]:.1f} s"
-        )
-
-
 # --- the run ---
 
 
@@ -507,9 +451,10 @@ def main() -> int:
         help="only measure profile table recovery with N profiles",
     )
     args = parser.parse_args()
-    if args.recovery:
-        asyncio.run(measure_recovery(args.recovery))
-        return 0
+    if args.recovery:  # now bench_profiles.py: first read, restart, memory, both stores
+        return asyncio.run(
+            profiles_at_scale(args.recovery, 60, ["memory://", "rocksdb://"], "WARNING")
+        )
     records = args.records or (20_000 if args.quick else 100_000)
     latency_s = 5.0 if args.quick else 15.0
     return asyncio.run(run(args, records, latency_s))
