@@ -25,13 +25,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS, METER_RECORDS
+from meterflow.costing import meter_record_id
 from meterflow.ids import (
     energy_cost_id,
     meter_record_id_for_offset,
     meter_record_id_for_reference,
 )
 from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
-from meterflow.models import dumps, loads
+from meterflow.models import LocationProfile, MeterRecord, SourceRef, dumps, loads
 from meterflow.settings import Settings
 from meterflow.stream.producing import demo_profile, synthetic_records
 
@@ -105,6 +106,7 @@ class Pipeline:
     workers: list[Worker] = field(default_factory=list)
     costs: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
+    profiles: dict[str, LocationProfile] = field(default_factory=dict)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
@@ -183,15 +185,23 @@ class Pipeline:
         return metadata.partition, metadata.offset
 
     async def send_record(self, document: dict[str, Any] | bytes, key: str) -> str:
-        """Send a meter record; return the result id its position gives it (design §4)."""
+        """Send a meter record; return the result id the core's rule gives it: by reference
+        (design §8.1) when it has one and its location is known here, else by position (§4)."""
         partition, offset = await self.send(METER_RECORDS, document, key)
-        record_id = meter_record_id_for_offset(
-            self.settings.topic(METER_RECORDS), partition, offset
+        source = SourceRef(
+            topic=self.settings.topic(METER_RECORDS), partition=partition, offset=offset
         )
-        return energy_cost_id(record_id)
+        profile = self.profiles.get(key)
+        if isinstance(document, dict) and profile is not None:
+            record = MeterRecord.model_validate(document)
+            return energy_cost_id(meter_record_id(record, profile, source))
+        return energy_cost_id(
+            meter_record_id_for_offset(source.topic, source.partition, source.offset)
+        )
 
     async def put_profile(self, profile: dict[str, Any]) -> None:
         await self.send(LOCATIONS, profile, profile["location_id"])
+        self.profiles[profile["location_id"]] = LocationProfile.model_validate(profile)
 
     def cost(self, cost_id: str) -> dict[str, Any] | None:
         return next((c for c in self.costs if c["id"] == cost_id), None)
@@ -610,6 +620,12 @@ async def test_two_workers_share_six_partitions_and_price_every_record(
         assert second.progress()["priced"] > 0
 
 
+def by_position(document: dict[str, Any]) -> dict[str, Any]:
+    """The record without its reference, so its position alone names it (design §4): the
+    transaction tests send the same synthetic records again and must tell them apart."""
+    return {k: v for k, v in document.items() if k != "record_reference_id"}
+
+
 async def test_records_from_a_transactional_producer_are_priced_and_committed(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -630,7 +646,7 @@ async def test_records_from_a_transactional_producer_are_priced_and_committed(
         await producer.start()
         expected: set[str] = set()
         try:
-            documents = list(synthetic_records(locations, 60))
+            documents = [by_position(doc) for doc in synthetic_records(locations, 60)]
             for start in range(0, len(documents), 10):  # six transactions of ten records
                 async with producer.transaction():
                     sent = [
@@ -645,7 +661,7 @@ async def test_records_from_a_transactional_producer_are_priced_and_committed(
             aborted: set[str] = set()
             with contextlib.suppress(_AbortTransactionError):
                 async with producer.transaction():
-                    for doc in synthetic_records(locations, 6):
+                    for doc in map(by_position, synthetic_records(locations, 6)):
                         metadata = await producer.send_and_wait(
                             topic, dumps(doc), key=doc["location_id"].encode()
                         )
@@ -655,7 +671,7 @@ async def test_records_from_a_transactional_producer_are_priced_and_committed(
                         aborted.add(energy_cost_id(record_id))
                     raise _AbortTransactionError
             async with producer.transaction():  # and one more after it
-                doc = next(iter(synthetic_records(locations, 1)))
+                doc = by_position(next(iter(synthetic_records(locations, 1))))
                 metadata = await producer.send_and_wait(
                     topic, dumps(doc), key=doc["location_id"].encode()
                 )
