@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence, Set
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -25,6 +24,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from meterflow import metrics
+from meterflow.contract.clock import utc_now
 from meterflow.logs import event
 from meterflow.models import DeadLetter
 from meterflow.sink.batch import Batch
@@ -120,7 +120,7 @@ class Checkpoint:
                     location_id=location_id,
                     reason=reason,
                 )
-            batch.reject(costs, locations, datetime.now(UTC))  # results -> its dead letters
+            batch.reject(costs, locations, utc_now())  # results -> its dead letters
             return await self._writer.write(batch)
 
     async def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:

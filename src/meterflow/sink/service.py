@@ -20,12 +20,12 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from meterflow import metrics
+from meterflow.contract.clock import utc_now
 from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS
 from meterflow.logs import event
 from meterflow.settings import Settings
@@ -225,7 +225,7 @@ class Sink:
             self._paused = False
 
     def _add(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        now, wall = time.monotonic(), datetime.now(UTC)
+        now, wall = time.monotonic(), utc_now()
         owned = self._consumer.assignment()
         batch, stats = self._batch, self.health.stats
         for tp, records in fetched.items():
