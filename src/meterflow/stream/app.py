@@ -212,11 +212,12 @@ def create_app(settings: Settings) -> faust.App:
                 await readings.on_events([event for event in events if await gaps.admit(event)])
 
     async def apply_profiles(stream: faust.StreamT[Any]) -> None:
-        # Batches: 100,000 profiles one event at a time took ~90 s (docs/stream.md, "Profiles
-        # at scale"); `take_events` acks a batch only after this body has run.
-        assert isinstance(stream, Stream)
-        async for events in stream.take_events(settings.price_batch_size, within=0.005):
-            await applier.on_events(events)
+        # One event at a time: `take_events` holds a profile up to its `within` bound, and a
+        # record sent right after its profile was then priced first (test_stream_pipeline's
+        # referenced-record test, docs/stream.md "Profiles at scale"). faust acks the event
+        # when the next one is asked for, after its changelog record is with the producer.
+        async for event in stream.events():
+            await applier.on_events((event,))
 
     async def apply_market_prices(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
