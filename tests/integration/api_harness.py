@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import pytest_asyncio
 from net import free_port
 from processes import MF, Process, service_env, spawn, wait_ready
 
@@ -25,6 +26,7 @@ from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 TOKEN_SECRET = "test-secret-" + secrets.token_hex(16)  # >= 32 bytes: PyJWT warns below
 
 
@@ -132,6 +134,36 @@ async def api_stack(
             await stack.stop_all()
             settings = Settings(kafka_bootstrap=kafka_bootstrap)
             await delete_topics_with_prefix(settings, stack.topic_prefix)
+
+
+def worker_stack(*, with_sink: bool = False) -> Any:
+    """A module-scoped `stack` fixture: `meterflow worker` serving the API (and `meterflow sink`).
+
+    One per test module, since starting the worker is the slow part; assign it to `stack`.
+    """
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="session")
+    async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]:
+        async with api_stack(kafka_bootstrap, database_url, via_worker=True) as running:
+            if with_sink:
+                await running.spawn("sink", "sink")
+            yield running
+
+    return stack
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 120
+) -> T:
+    """Poll `probe` until it answers something: the processes work asynchronously."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        found = await probe()
+        if found is not None:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
 
 
 class Client:

@@ -10,45 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-import pytest_asyncio
-from api_harness import Client, Stack, api_stack
+from api_harness import Client, Stack, eventually, worker_stack
 
 from meterflow.models import loads
 from samples import NIGHT_AND_DAY, london, time_of_use
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 
 PROFILE = london(time_of_use(*NIGHT_AND_DAY))
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]:
-    async with api_stack(kafka_bootstrap, database_url, via_worker=True) as running:
-        await running.spawn("sink", "sink")
-        yield running
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 120
-) -> T:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.5)
+stack = worker_stack(with_sink=True)
 
 
 async def test_instant_cost_is_the_row_the_sink_stores(stack: Stack) -> None:

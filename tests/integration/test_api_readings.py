@@ -11,24 +11,21 @@ other mode and an unknown device are refused before anything is published.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-import pytest_asyncio
-from api_harness import Client, Stack, api_stack
+from api_harness import Client, Stack, eventually, worker_stack
 
 from meterflow import ids
 from samples import EFFECTIVE_FROM, london
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 ACCOUNT = "acc_readings"
 LOCATION = "loc_readings"
 LATE = "loc_readings_late"  # its tariff starts in 2030: every interval is tariff_not_available
@@ -40,23 +37,7 @@ LATE_PROFILE = london({"type": "FIXED", "rate": "0.25", "effective_from": "2030-
 T0 = 1_736_935_200  # 2025-01-15T10:00:00Z
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]:
-    async with api_stack(kafka_bootstrap, database_url, via_worker=True) as running:
-        yield running
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 120
-) -> T:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.5)
+stack = worker_stack()
 
 
 def body(location: str, data: list[Any], **fields: Any) -> dict[str, Any]:

@@ -12,19 +12,18 @@ be SIGKILLed while the API keeps answering), the real broker and a fresh databas
 
 from __future__ import annotations
 
-import asyncio
 import io
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
-from api_harness import Client, Stack, api_stack
+from api_harness import Client, Stack, api_stack, eventually
 from processes import Process
 from test_sink_pipeline import produce
 
@@ -37,12 +36,10 @@ from samples import NIGHT_AND_DAY, london, time_of_use
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 TOTAL = 1000
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SESSION = "storm-session"
 PROFILE = london(time_of_use(*NIGHT_AND_DAY))  # tariffs in force from 2024-01-01
-WAIT_S = 120.0
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -50,17 +47,6 @@ async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]
     """`meterflow api` alone (the tests start the worker and the sink themselves)."""
     async with api_stack(kafka_bootstrap, database_url) as running:
         yield running
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.5)
 
 
 def storm_record(n: int) -> dict[str, Any]:
