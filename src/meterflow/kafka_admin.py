@@ -9,6 +9,7 @@ aiokafka only, no faust: the API, the sink and the CLI use it without loading th
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -31,30 +32,41 @@ async def ensure_topics(settings: Settings) -> list[str]:
     `meter-records` and `locations` get the same partition count, `settings.topic_partitions`,
     which is what co-partitions them by `location_id` key.
     """
+    wanted = [
+        NewTopic(
+            name=settings.topic(spec.name),
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication,
+            topic_configs={"cleanup.policy": "compact" if spec.compacted else "delete"},
+        )
+        for spec in TOPICS
+    ]
+    created = await create_missing_topics(settings, wanted)
+    if created:
+        event(log, "topics_created", topics=created, partitions=settings.topic_partitions)
+    return created
+
+
+async def create_missing_topics(settings: Settings, wanted: Iterable[NewTopic]) -> list[str]:
+    """Create those of `wanted` that do not exist yet; return the names created.
+
+    Several processes start at once and each creates what it needs: a topic another one created
+    in the meantime (`TopicAlreadyExists`) has the same layout, so it counts as there.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=settings.topic(spec.name),
-                num_partitions=settings.topic_partitions,
-                replication_factor=settings.topic_replication,
-                topic_configs={"cleanup.policy": "compact" if spec.compacted else "delete"},
-            )
-            for spec in TOPICS
-            if settings.topic(spec.name) not in existing
-        ]
-        if not wanted:
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if not missing:
             return []
-        response = await admin.create_topics(wanted)
+        response = await admin.create_topics(missing)
         created = []
         for name, code, *rest in response.topic_errors:
             if code == 0:
                 created.append(name)
-            elif code != TopicAlreadyExistsError.errno:  # another process won the race: same layout
+            elif code != TopicAlreadyExistsError.errno:  # another process won the race
                 raise RuntimeError(f"cannot create topic {name}: error {code} {rest}")
-        event(log, "topics_created", topics=created, partitions=settings.topic_partitions)
         return created
     finally:
         await admin.close()

@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 from mode.utils.times import want_seconds
 
 from meterflow.contract.topics import TOPICS
-from meterflow.kafka_admin import bootstrap_servers
+from meterflow.kafka_admin import bootstrap_servers, create_missing_topics
 from meterflow.logs import event
 from meterflow.settings import Settings
 
@@ -103,32 +102,16 @@ def subscribed_topics(app: faust.App, settings: Settings) -> dict[str, int]:
 
 async def create_missing(settings: Settings, layouts: Iterable[TopicLayout]) -> list[str]:
     """Create the topics that do not exist yet; return their names."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=layout.name,
-                num_partitions=layout.partitions,
-                replication_factor=layout.replication,
-                topic_configs=dict(layout.config),
-            )
-            for layout in layouts
-            if layout.name not in existing
-        ]
-        if not wanted:
-            return []
-        response = await admin.create_topics(wanted)
-        created = []
-        for name, code, *rest in response.topic_errors:
-            if code == 0:
-                created.append(name)
-            elif code != TopicAlreadyExistsError.errno:  # another worker of the group won
-                raise RuntimeError(f"cannot create topic {name}: error {code} {rest}")
-        return created
-    finally:
-        await admin.close()
+    wanted = [
+        NewTopic(
+            name=layout.name,
+            num_partitions=layout.partitions,
+            replication_factor=layout.replication,
+            topic_configs=dict(layout.config),
+        )
+        for layout in layouts
+    ]
+    return await create_missing_topics(settings, wanted)
 
 
 def unready(metadata: Mapping[str, Any], expected: Mapping[str, int]) -> list[str]:
