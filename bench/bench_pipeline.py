@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import statistics
 import subprocess
@@ -44,22 +43,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench_profiles import run as profiles_at_scale
 from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
-from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix, ensure_topics
+from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix
 from meterflow.models import dumps, loads
 from meterflow.settings import Settings
-from meterflow.stream.producing import (
-    demo_location_id,
-    demo_profile,
-    kafka_producer,
-    keyed,
-    send_all,
-    synthetic_records,
-)
+from meterflow.stream.producing import demo_location_id, synthetic_records
 from peer_venv import peer_python
 from scale_out import measure_scale_out
+from support import MF, ROOT, preload, stop_process, worker_env
 
-ROOT = Path(__file__).resolve().parents[1]
-MF = str(Path(sys.executable).with_name("meterflow"))
 BARE_OUT = "bare-costs"
 PEER_OUT = "quix-costs"
 PEER = Path(__file__).with_name("quix_peer.py")
@@ -209,18 +200,8 @@ def start_worker(
     **extra_env: str,
 ) -> subprocess.Popen[bytes]:
     """A `meterflow worker` process; its log is `workdir/{name}.log`, its state its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
-    env.update(
-        MF_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        MF_TOPIC_PREFIX=settings.topic_prefix,
-        MF_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        MF_APP_ID=settings.app_id,
-        MF_STORE=store,
-        MF_DATA_DIR=str(workdir / ("data" if name == "worker" else f"{name}-data")),
-        MF_WORKER_WEB_ENABLED="false",
-        MF_LOG_LEVEL=level,
-        **extra_env,
-    )
+    data = "data" if name == "worker" else f"{name}-data"
+    env = worker_env(settings, workdir, store=store, level=level, data=data, **extra_env)
     command = [MF, "worker", "--no-api"]
     if profile:
         command = [
@@ -238,16 +219,6 @@ def start_worker(
         ]
     log = (workdir / f"{name}.log").open("ab")
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 async def create_topic(settings: Settings, name: str) -> None:
@@ -322,25 +293,13 @@ async def measure(
     prefix = settings.topic_prefix
     workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
     workdir.mkdir(parents=True, exist_ok=True)
-    await ensure_topics(settings)
+    locations = [demo_location_id(i) for i in range(locations_n)]
+    profiles, sent = await preload(settings, locations, synthetic_records(locations, records))
     await create_topic(settings, settings.topic(BARE_OUT))
     await create_topic(settings, settings.topic(PEER_OUT))
-    locations = [demo_location_id(i) for i in range(locations_n)]
     print(f"topics {prefix}* with {settings.topic_partitions} partitions; work dir {workdir}")
-
-    async with kafka_producer(settings) as producer:
-        sent = await send_all(
-            producer,
-            settings.topic(LOCATIONS),
-            keyed((demo_profile(loc) for loc in locations), "location_id"),
-        )
-        print(f"published {sent.sent} profiles (5-period TOU)")
-        sent = await send_all(
-            producer,
-            settings.topic(METER_RECORDS),
-            keyed(synthetic_records(locations, records), "location_id"),
-        )
-        print(f"preloaded {sent.sent} meter records ({sent.rate:,.0f}/s)")
+    print(f"published {profiles.sent} profiles (5-period TOU)")
+    print(f"preloaded {sent.sent} meter records ({sent.rate:,.0f}/s)")
 
     # 1. bare loop
     bare = subprocess.Popen(  # noqa: ASYNC220 - started once, never awaited on

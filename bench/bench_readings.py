@@ -25,24 +25,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from bench_pipeline import output_timestamps, rate_of, start_worker, stop_process
-from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_READINGS, METER_RECORDS
+from bench_pipeline import output_timestamps, rate_of, start_worker
+from meterflow.contract.topics import ENERGY_COSTS, METER_READINGS
 from meterflow.costing.readings import utc_text
-from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
+from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.settings import Settings
-from meterflow.stream.producing import (
-    demo_location_id,
-    demo_profile,
-    kafka_producer,
-    keyed,
-    send_all,
-    synthetic_records,
-)
+from meterflow.stream.producing import demo_location_id, synthetic_records
+from support import ROOT, preload, stop_process
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.80
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -68,20 +60,10 @@ async def one_path(kind: str, count: int, meters: int) -> float:
     workdir.mkdir(parents=True, exist_ok=True)
     locations = [demo_location_id(i) for i in range(meters)]
     try:
-        await ensure_topics(settings)
-        async with kafka_producer(settings) as producer:
-            await send_all(
-                producer,
-                settings.topic(LOCATIONS),
-                keyed((demo_profile(loc) for loc in locations), "location_id"),
-            )
-            if kind == "records":
-                documents = synthetic_records(locations, count)
-                topic = METER_RECORDS
-            else:
-                documents = readings(locations, count)
-                topic = METER_READINGS
-            await send_all(producer, settings.topic(topic), keyed(documents, "location_id"))
+        if kind == "records":
+            await preload(settings, locations, synthetic_records(locations, count))
+        else:
+            await preload(settings, locations, readings(locations, count), METER_READINGS)
         worker = start_worker(settings, workdir, profile=False)
         try:
             stamps = await output_timestamps(

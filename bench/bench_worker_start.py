@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import statistics
 import subprocess
@@ -31,20 +30,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
-from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix, ensure_topics
+from meterflow.contract.topics import ENERGY_COSTS
+from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix
 from meterflow.settings import Settings
-from meterflow.stream.producing import (
-    demo_location_id,
-    demo_profile,
-    kafka_producer,
-    keyed,
-    send_all,
-    synthetic_records,
-)
-
-ROOT = Path(__file__).resolve().parents[1]
-MF = str(Path(sys.executable).with_name("meterflow"))
+from meterflow.stream.producing import demo_location_id, synthetic_records
+from support import MF, ROOT, preload, stop_process, worker_env
 
 
 @dataclass(frozen=True)
@@ -52,21 +42,6 @@ class Start:
     prefix: str
     priced_after_s: float | None  # None: nothing priced within the timeout
     log_path: Path
-
-
-def worker_env(settings: Settings, workdir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
-    env.update(
-        MF_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        MF_TOPIC_PREFIX=settings.topic_prefix,
-        MF_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        MF_APP_ID=settings.app_id,
-        MF_STORE="memory://",
-        MF_DATA_DIR=str(workdir / "data"),
-        MF_WORKER_WEB_ENABLED="false",
-        MF_LOG_LEVEL="INFO",
-    )
-    return env
 
 
 async def first_record_after(settings: Settings, topic: str, timeout_s: float) -> bool:
@@ -88,16 +63,6 @@ async def first_record_after(settings: Settings, topic: str, timeout_s: float) -
         await consumer.stop()
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 async def one_start(index: int, timeout_s: float, workroot: Path) -> Start:
     prefix = f"wstart{uuid.uuid4().hex[:8]}-"
     settings = Settings(topic_prefix=prefix, app_id="wstart", topic_partitions=6)
@@ -105,13 +70,9 @@ async def one_start(index: int, timeout_s: float, workroot: Path) -> Start:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "worker.log"
     try:
-        await ensure_topics(settings)  # "topics created a moment before"
         location = demo_location_id(index)
-        async with kafka_producer(settings) as producer:
-            docs = keyed([demo_profile(location)], "location_id")
-            await send_all(producer, settings.topic(LOCATIONS), docs)
-            records = keyed(synthetic_records([location], 1), "location_id")
-            await send_all(producer, settings.topic(METER_RECORDS), records)
+        # "topics created a moment before"
+        await preload(settings, [location], synthetic_records([location], 1))
         started = time.monotonic()
         with log_path.open("ab") as log:
             proc = subprocess.Popen(  # noqa: ASYNC220 - polled by first_record_after's deadline
@@ -127,7 +88,7 @@ async def one_start(index: int, timeout_s: float, workroot: Path) -> Start:
                 proc.send_signal(signal.SIGUSR2)  # `worker_diagnostics` into its log
                 await asyncio.sleep(2)
         finally:
-            stop(proc)
+            stop_process(proc, wait_s=30)
         return Start(prefix, elapsed if priced else None, log_path)
     finally:
         await delete_topics_with_prefix(settings, prefix)

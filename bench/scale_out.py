@@ -23,17 +23,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
-from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
+from meterflow.contract.topics import ENERGY_COSTS, METER_RECORDS
+from meterflow.kafka_admin import delete_topics_with_prefix
 from meterflow.settings import Settings
-from meterflow.stream.producing import (
-    demo_location_id,
-    demo_profile,
-    kafka_producer,
-    keyed,
-    send_all,
-    synthetic_records,
-)
+from meterflow.stream.producing import demo_location_id, synthetic_records
+from support import preload
 
 PARTITIONS = 6
 SETTLED_S = 2.0  # no new assignment for this long = the group is settled
@@ -114,18 +108,7 @@ async def drain_rate(
     locations = [demo_location_id(i) for i in range(locations_n)]
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        await ensure_topics(settings)
-        async with kafka_producer(settings) as producer:
-            await send_all(
-                producer,
-                settings.topic(LOCATIONS),
-                keyed((demo_profile(loc) for loc in locations), "location_id"),
-            )
-            await send_all(
-                producer,
-                settings.topic(METER_RECORDS),
-                keyed(synthetic_records(locations, records), "location_id"),
-            )
+        await preload(settings, locations, synthetic_records(locations, records))
         names = [f"worker{i}" for i in range(count)]
         workers = [
             start_worker(settings, workdir, False, level="INFO", name=name) for name in names
