@@ -7,9 +7,10 @@ Nothing is stored or published. Another account's location answers 404, as for l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
@@ -33,6 +34,7 @@ from meterflow.models import AwareDatetime, LocationProfile, PricingError, Tarif
 
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 _MAX_MINUTES = quotes.MAX_WINDOW_US // US_PER_MINUTE
+T = TypeVar("T")
 
 
 def _location(request: web.Request) -> LocationProfile:
@@ -107,20 +109,22 @@ def _echo(start: datetime, end: datetime, direction: str) -> dict[str, Any]:
     return {"start_time": start.isoformat(), "end_time": end.isoformat(), "direction": direction}
 
 
+def _quoted(quote: Callable[[], T]) -> T:
+    """`quote()`'s answer; a request no quote can answer, or no tariff in force, is a 422."""
+    try:
+        return quote()
+    except (quotes.QuoteError, PricingError) as error:
+        raise ApiError(422, str(error.code), error.message) from None
+
+
 async def tariff_rates(request: web.Request) -> web.Response:
     profile = _location(request)
     direction = _choice(request, "direction", ("IMPORT", "EXPORT"))
     start, end = _window(request)
-    try:
-        periods = quotes.rates(
-            profile,
-            TariffDirection(direction),
-            to_us(start),
-            to_us(end),
-            request.app[CONTEXT].view.prices,
-        )
-    except (quotes.QuoteError, PricingError) as error:
-        raise ApiError(422, str(error.code), error.message) from None
+    prices = request.app[CONTEXT].view.prices
+    periods = _quoted(
+        lambda: quotes.rates(profile, TariffDirection(direction), to_us(start), to_us(end), prices)
+    )
     zone = end.tzinfo  # Flatpeak: times in the request's offset, end_time's when they differ
     data = [
         RatePeriod(
@@ -150,19 +154,19 @@ async def slot_time(request: web.Request) -> web.Response:
     contiguous = bool(query_bool(request, "contiguous"))
     start, end = _window(request)
     duration = _duration(request)
-    try:
-        found = quotes.slots(
+    prices = request.app[CONTEXT].view.prices
+    found = _quoted(
+        lambda: quotes.slots(
             profile,
             TariffDirection(direction),
             to_us(start),
             to_us(end),
-            request.app[CONTEXT].view.prices,
+            prices,
             duration_minutes=duration,
             segment=quotes.Segment(segment),
             contiguous=contiguous,
         )
-    except (quotes.QuoteError, PricingError) as error:
-        raise ApiError(422, str(error.code), error.message) from None
+    )
     zone = end.tzinfo
     data = [
         SlotPeriod(

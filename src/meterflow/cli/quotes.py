@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import TypeAdapter, ValidationError
@@ -35,6 +35,7 @@ from meterflow.models import (
 )
 
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+T = TypeVar("T")
 
 
 def _fail(command: str, message: str, status: int = 2) -> NoReturn:
@@ -131,6 +132,16 @@ def _window(command: str, start: str, end: str) -> tuple[datetime, datetime]:
     return _instant(command, "--from", start), _instant(command, "--to", end)
 
 
+def _quoted(command: str, quote: Callable[[], T]) -> T:
+    """`quote()`'s answer; a request no quote can answer exits 2, no tariff in force exits 1."""
+    try:
+        return quote()
+    except quotes.QuoteError as error:
+        _fail(command, f"{error.code}: {error.message}")
+    except PricingError as error:
+        _fail(command, f"{error.code.value}: {error.message}", 1)
+
+
 @click.command()
 @_with_common
 def rates(
@@ -146,14 +157,12 @@ def rates(
     profile = _profile("rates", location_file)
     market = _market_prices("rates", market_path)
     begin, finish = _window("rates", start, end)
-    try:
-        periods = quotes.rates(
+    periods = _quoted(
+        "rates",
+        lambda: quotes.rates(
             profile, TariffDirection(direction), to_us(begin), to_us(finish), market
-        )
-    except quotes.QuoteError as error:
-        _fail("rates", f"{error.code}: {error.message}")
-    except PricingError as error:
-        _fail("rates", f"{error.code.value}: {error.message}", 1)
+        ),
+    )
     zone = finish.tzinfo
     items = [
         {
@@ -206,8 +215,9 @@ def slots(
     profile = _profile("slots", location_file)
     market = _market_prices("slots", market_path)
     begin, finish = _window("slots", start, end)
-    try:
-        found = quotes.slots(
+    found = _quoted(
+        "slots",
+        lambda: quotes.slots(
             profile,
             TariffDirection(direction),
             to_us(begin),
@@ -216,11 +226,8 @@ def slots(
             duration_minutes=duration,
             segment=quotes.Segment(segment),
             contiguous=contiguous,
-        )
-    except quotes.QuoteError as error:
-        _fail("slots", f"{error.code}: {error.message}")
-    except PricingError as error:
-        _fail("slots", f"{error.code.value}: {error.message}", 1)
+        ),
+    )
     zone = finish.tzinfo
     items = [
         {
