@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from stream_fakes import Event, FakeTopic, Message
 
 from meterflow.contract.locations import decide_location
 from meterflow.ids import energy_cost_id, meter_record_id_for_offset
@@ -19,32 +19,6 @@ from meterflow.stream.lookups import ProfileLookup
 from meterflow.stream.producing import demo_profile
 
 NOW = datetime(2026, 1, 6, tzinfo=UTC)
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, bytes | None]] = []
-
-    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
-        self.sent.append((key, value))
-
-    async def send_many(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
-        self.sent.extend(messages)
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-
-
-@dataclass
-class Event:
-    key: bytes | None
-    value: bytes | None
-    message: Message
 
 
 def event(value: bytes | None, key: bytes | None, offset: int = 7) -> Event:

@@ -4,11 +4,11 @@ the batch's changelog records, dead letters; with in-memory fakes (no broker).""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from stream_fakes import Event, FakeTopic, Message
 
 from meterflow.contract.locations import decide_location
 from meterflow.models import dumps, loads
@@ -18,41 +18,15 @@ from meterflow.stream.producing import demo_profile
 NOW = datetime(2026, 1, 6, tzinfo=UTC)
 
 
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-
-
-@dataclass
-class Event:
-    key: bytes | None
-    value: bytes | None
-    message: Message
-
-
 def event(value: bytes | None, key: bytes | None, *, partition: int = 0, offset: int = 0) -> Event:
     return Event(key, value, Message("locations", partition, offset, key))
-
-
-class Letters:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, bytes | None]] = []
-
-    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
-        self.sent.append((key, value))
-
-    async def send_many(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
-        self.sent.extend(messages)
 
 
 class Harness:
     def __init__(self) -> None:
         self.store: dict[bytes, bytes] = {}
         self.changelog: list[list[ChangelogWrite]] = []
-        self.letters = Letters()
+        self.letters = FakeTopic()
         self.current: list[Any] = []
         self.applied: list[tuple[int, int, int]] = []  # partition, offset, changelog batches
         self.applier = BatchApplier(
