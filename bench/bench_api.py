@@ -50,6 +50,7 @@ def serve(port: int) -> None:
     from aiohttp import web
 
     from meterflow.api import create_api
+    from meterflow.cli.long_lived import freeze_startup_objects
     from meterflow.logs import configure_logging
     from meterflow.settings import Settings
 
@@ -62,7 +63,75 @@ def serve(port: int) -> None:
         return web.Response(body=body, content_type="application/json")
 
     app.router.add_get("/bench/static", static)
+
+    async def freeze(_: web.Application) -> None:
+        freeze_startup_objects("api")  # as `meterflow api` does: what production runs
+
+    app.on_startup.append(freeze)
+    if os.environ.get("MF_BENCH_TRACE"):
+        trace_pauses(app)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def trace_pauses(app: Any) -> None:
+    """`--trace`: what stalls the server. Collector pauses per generation, event-loop lag (a
+    1 ms ticker that wakes late) and handler times, summarised on stderr at shutdown."""
+    import gc
+    import time
+
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    lags: list[float] = []
+    handlers: list[float] = []
+    began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append((time.perf_counter() - began[0]) * 1000)
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.001)
+            lags.append((loop.time() - before - 0.001) * 1000)
+
+    from aiohttp import web
+
+    @web.middleware
+    async def timed(request: Any, handler: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        finally:
+            if request.path.startswith("/slots"):
+                handlers.append((time.perf_counter() - started) * 1000)
+
+    async def start(_: Any) -> None:
+        gc.callbacks.append(on_gc)
+        app["bench_ticker"] = asyncio.get_running_loop().create_task(ticker())
+
+    def summary(name: str, values: list[float]) -> str:
+        if not values:
+            return f"{name}: none"
+        ordered = sorted(values)
+        worst = ", ".join(f"{v:.1f}" for v in ordered[-5:])
+        return (
+            f"{name}: n {len(ordered)} p50 {ordered[len(ordered) // 2]:.2f} "
+            f"p99 {ordered[int(0.99 * len(ordered))]:.2f} sum {sum(ordered):.0f} worst {worst} ms"
+        )
+
+    async def stop(_: Any) -> None:
+        app["bench_ticker"].cancel()
+        lines = [summary(f"gc gen {g}", pauses[g]) for g in pauses]
+        lines += [summary("loop lag", lags), summary("slots handler", handlers)]
+        lines.append(f"gc tracked {len(gc.get_objects())}, frozen {gc.get_freeze_count()}")
+        print("\n".join(f"  [trace] {line}" for line in lines), file=sys.stderr, flush=True)
+
+    app.middlewares.insert(0, timed)
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
 
 
 @dataclass
@@ -424,11 +493,16 @@ def main() -> int:
     parser.add_argument(
         "--slots", action="store_true", help="only GET /slots/time (design §12) and the baseline"
     )
+    parser.add_argument(
+        "--trace", action="store_true", help="the server reports GC pauses and loop lag"
+    )
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve)
         return 0
+    if args.trace:
+        os.environ["MF_BENCH_TRACE"] = "1"  # the server process inherits it
     return asyncio.run(bench(args.quick, args.slots))
 
 
