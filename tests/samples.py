@@ -61,6 +61,13 @@ def duos(name: str = "duos") -> dict[str, Any]:
     return {"name": name, "kind": "NON_COMMODITY", "type": "TIME_OF_USE", "rules": rules}
 
 
+def quote_tariff(**extra: Any) -> dict[str, Any]:
+    """Night 0.10, day 0.25 from 2024, with the DUoS bands: what the rates and slots tests
+    quote, the CLI's and the API's alike, so their figures can be compared."""
+    bands = (("00:00", "07:00", "0.10"), ("07:00", "24:00", "0.25"))
+    return time_of_use(*bands) | {"components": [duos()]} | extra
+
+
 def levy(name: str, rate: str) -> dict[str, Any]:
     """A FIXED LEVY component."""
     return {"name": name, "kind": "LEVY", "type": "FIXED", "rate": rate}

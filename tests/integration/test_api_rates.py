@@ -22,28 +22,11 @@ from api_harness import Client, Stack, api_stack
 from meterflow.costing import quotes
 from meterflow.costing.timeline import from_us, to_us
 from meterflow.models import LocationProfile, TariffDirection
-from samples import duos
+from samples import london, quote_tariff
 
 pytestmark = pytest.mark.integration
 
-UK_PROFILE: dict[str, Any] = {
-    "timezone": "Europe/London",
-    "currency_code": "GBP",
-    "tariffs": {
-        "IMPORT": [
-            {
-                "type": "TIME_OF_USE",
-                "effective_from": "2024-01-01T00:00:00Z",
-                "rules": [
-                    {"from": "00:00", "to": "07:00", "rate": "0.10"},
-                    {"from": "07:00", "to": "24:00", "rate": "0.25"},
-                ],
-                "surcharge_percentage": "10",
-                "components": [duos()],
-            }
-        ]
-    },
-}
+UK_PROFILE: dict[str, Any] = london(quote_tariff(surcharge_percentage="10"))
 
 
 def uid(prefix: str) -> str:

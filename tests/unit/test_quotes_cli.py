@@ -17,27 +17,9 @@ from meterflow.cli import main
 from meterflow.costing import quotes
 from meterflow.costing.timeline import from_us, to_us
 from meterflow.models import LocationProfile, TariffDirection, loads
-from samples import duos
+from samples import london, quote_tariff
 
-PROFILE: dict[str, Any] = {
-    "location_id": "loc_cli",
-    "account_id": "acc_cli",
-    "timezone": "Europe/London",
-    "currency_code": "GBP",
-    "tariffs": {
-        "IMPORT": [
-            {
-                "type": "TIME_OF_USE",
-                "effective_from": "2024-01-01T00:00:00Z",
-                "rules": [
-                    {"from": "00:00", "to": "07:00", "rate": "0.10"},
-                    {"from": "07:00", "to": "24:00", "rate": "0.25"},
-                ],
-                "components": [duos()],
-            }
-        ]
-    },
-}
+PROFILE: dict[str, Any] = london(quote_tariff(), location_id="loc_cli", account_id="acc_cli")
 START, END = "2024-12-02T12:00:00Z", "2024-12-03T12:00:00+01:00"
 
 
