@@ -377,3 +377,52 @@ def test_the_best_window_may_end_at_a_rate_change_rather_than_start_at_one() -> 
         contiguous=True,
     )  # 11:30–14:00: 30 min at 0.1 + 120 min at 0.5 beats 10:00–12:30 and every other start
     assert _show(dearest) == [("2024-01-08T11:30", "2024-01-08T14:00", "0.420000")]
+
+
+def test_quotes_read_from_cached_days_equal_one_uncached_walk() -> None:
+    """`rates` and `slots` reuse whole UTC days of the timeline: over windows that start and end
+    inside a day, cross midnight (merges at the seam) and the October clock change, they equal
+    one `rate_periods` walk of the whole window, asked twice (the second from the cache)."""
+    from meterflow.costing.periods import rate_periods
+    from meterflow.costing.quotes import _blocks, _one_window
+    from meterflow.costing.rates import compiled
+
+    location = profile(
+        {"IMPORT": [tou([rule("00:00", "24:00", "0.20")]) | {"components": [duos()]}]},
+        timezone="Europe/London",
+    )
+    for start, end in (
+        ("2024-10-25T21:47:13+00:00", "2024-10-29T03:10:00+00:00"),
+        ("2024-10-26T00:00:00+00:00", "2024-10-28T00:00:00+00:00"),
+        ("2024-10-27T16:30:00+00:00", "2024-10-27T17:00:00.000001+00:00"),
+    ):
+        low, high = _at(start), _at(end)
+        walked = rate_periods(compiled(location), IMPORT, low, high, no_market)
+        for _ in range(2):
+            assert rates(location, IMPORT, low, high, no_market) == walked
+        first, last = minute_window(low, high, 30)
+        whole = rate_periods(compiled(location), IMPORT, first, last, no_market)
+        expected = _one_window(_blocks(whole), first, last, 30, Segment.HIGH)
+        found = slots(
+            location,
+            IMPORT,
+            low,
+            high,
+            no_market,
+            duration_minutes=30,
+            segment=Segment.HIGH,
+            contiguous=True,
+        )
+        assert found == expected
+
+
+def test_a_day_with_a_gap_still_prices_the_part_of_it_a_window_asks_for() -> None:
+    """A day that cannot be cached whole (no tariff after 12:00) still answers a window before
+    the gap, and a window reaching the gap is tariff_not_available, as without the cache."""
+    location = profile(
+        {"IMPORT": [fixed("0.30", effective_to="2024-06-03T12:00:00Z")]}, timezone="UTC"
+    )
+    start = _at("2024-06-02T08:00:00+00:00")
+    assert len(rates(location, IMPORT, start, _at("2024-06-03T11:00:00+00:00"), no_market)) == 1
+    with pytest.raises(PricingError):
+        rates(location, IMPORT, start, _at("2024-06-03T12:00:01+00:00"), no_market)

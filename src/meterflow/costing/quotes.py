@@ -14,15 +14,16 @@ Money stays exact: a minute's weight is Σ rate × microseconds, compared as exa
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 
 from meterflow.costing.money import CONTEXT, round_money
 from meterflow.costing.periods import Period, rate_periods
-from meterflow.costing.rates import MarketPricesLookup, compiled
+from meterflow.costing.rates import CompiledProfile, MarketPricesLookup, compiled, versions_over
 from meterflow.costing.timeline import US_PER_DAY, US_PER_MINUTE
-from meterflow.models import LocationProfile, TariffDirection
+from meterflow.models import LocationProfile, PricingError, TariffDirection
 
 MAX_WINDOW_US = 31 * US_PER_DAY
 """Longest window a quote may ask for (exactly 31 days is allowed)."""
@@ -89,6 +90,116 @@ def minute_window(start: int, end: int, duration_minutes: int) -> tuple[int, int
     return first, last
 
 
+class _Day(NamedTuple):
+    """One whole UTC day of a profile's timeline in one direction, as periods and blocks."""
+
+    profile: CompiledProfile  # held, so that the id in the key stays this profile's
+    periods: list[Period]
+    blocks: list[_Block]
+
+
+_DAY_LIMIT = 2048
+_days: dict[tuple[int, TariffDirection, int], _Day] = {}
+
+
+def _day(
+    profile: CompiledProfile,
+    direction: TariffDirection,
+    day_start: int,
+    market_prices: MarketPricesLookup,
+) -> _Day | None:
+    """The day's timeline, computed once per compiled profile (a new profile version is a new
+    compiled profile). None when the day reads market-price series (documents that change
+    under the same profile; priced per request as before) or some instant of it has no rate
+    (the caller then prices only the part it needs, which raises the window's own error)."""
+    key = (id(profile), direction, day_start)
+    hit = _days.get(key)
+    if hit is not None and hit.profile is profile:
+        return hit
+    day_end = day_start + US_PER_DAY
+    try:
+        if any(
+            v.series_id is not None
+            for v, _, _ in versions_over(profile, direction, day_start, day_end)
+        ):
+            return None
+        periods = rate_periods(profile, direction, day_start, day_end, market_prices)
+    except PricingError:
+        return None
+    found = _Day(profile, periods, _blocks(periods))
+    if len(_days) >= _DAY_LIMIT:
+        _days.clear()
+    _days[key] = found
+    return found
+
+
+def _clip_periods(periods: list[Period], start: int, end: int) -> list[Period]:
+    first = bisect_right(periods, start, key=lambda p: p.start) - 1
+    last = bisect_right(periods, end - 1, key=lambda p: p.start)
+    part = periods[first:last]
+    part[0] = part[0]._replace(start=start)
+    part[-1] = part[-1]._replace(end=end)
+    return part
+
+
+def _clip_blocks(blocks: list[_Block], start: int, end: int) -> list[_Block]:
+    """`[start, end)` (whole minutes) of a day's blocks."""
+    first = bisect_right(blocks, start, key=lambda b: b.start) - 1
+    last = bisect_right(blocks, end - 1, key=lambda b: b.start)
+    part = blocks[first:last]
+    head = part[0]
+    skipped = (start - head.start) // US_PER_MINUTE
+    part[0] = _Block(start, head.size - skipped, head.weight)
+    tail = part[-1]
+    part[-1] = tail._replace(size=min(tail.size, (end - tail.start) // US_PER_MINUTE))
+    return part
+
+
+def _timeline(
+    profile: CompiledProfile,
+    direction: TariffDirection,
+    start: int,
+    end: int,
+    market_prices: MarketPricesLookup,
+    *,
+    blocks: bool,
+) -> tuple[list[Period], list[_Block]]:
+    """`rate_periods` (and `_blocks` of it when `blocks`, for whole-minute bounds), read from
+    cached whole UTC days where it can be: a 7-day quote reuses the days instead of walking
+    and stacking every layer again. Equal to the uncached result, merges at midnight included."""
+    periods: list[Period] = []
+    found: list[_Block] = []
+    day_start = start - start % US_PER_DAY
+    while day_start < end:
+        low, high = max(start, day_start), min(end, day_start + US_PER_DAY)
+        day = _day(profile, direction, day_start, market_prices)
+        if day is None:
+            part = rate_periods(profile, direction, low, high, market_prices)
+            part_blocks = _blocks(part) if blocks else []
+        elif high - low == US_PER_DAY:
+            part, part_blocks = day.periods, day.blocks
+        else:
+            part = _clip_periods(day.periods, low, high)
+            part_blocks = _clip_blocks(day.blocks, low, high) if blocks else []
+        _join_periods(periods, part)
+        if part_blocks:
+            _append(found, part_blocks[0])
+            found.extend(part_blocks[1:])
+        day_start += US_PER_DAY
+    return periods, found
+
+
+def _join_periods(periods: list[Period], part: list[Period]) -> None:
+    """Append `part`, merging across the seam as `rate_periods` merges adjacent periods."""
+    if periods and part:
+        last, head = periods[-1], part[0]
+        if last.end == head.start and last.rates == head.rates and last.names == head.names:
+            periods[-1] = last._replace(end=head.end)
+            periods.extend(part[1:])
+            return
+    periods.extend(part)
+
+
 def rates(
     profile: LocationProfile,
     direction: TariffDirection,
@@ -100,7 +211,7 @@ def rates(
     component's rate are constant (a change of either cuts, DST included, as the engine
     prices). PricingError(tariff_not_available) at any gap; QuoteError for a bad window."""
     check_window(start, end)
-    return rate_periods(compiled(profile), direction, start, end, market_prices)
+    return _timeline(compiled(profile), direction, start, end, market_prices, blocks=False)[0]
 
 
 def _blocks(periods: list[Period]) -> list[_Block]:
@@ -240,8 +351,7 @@ def slots(
     Among equal minutes (or windows) the earliest wins. PricingError(tariff_not_available)
     when any instant of the window's whole minutes has no rate; QuoteError for bad input."""
     first, last = minute_window(start, end, duration_minutes)
-    periods = rate_periods(compiled(profile), direction, first, last, market_prices)
-    blocks = _blocks(periods)
+    _, blocks = _timeline(compiled(profile), direction, first, last, market_prices, blocks=True)
     if contiguous:
         return _one_window(blocks, first, last, duration_minutes, segment)
     return _merged(_any_minutes(blocks, duration_minutes, segment))
