@@ -39,6 +39,12 @@ def _one(version: dict[str, Any], **fields: Any) -> Any:
     return profile({"IMPORT": [version]}, **fields)
 
 
+def _fixed_with_tou_component(name: str, kind: str, *rules: dict[str, Any]) -> Any:
+    """FIXED 0.1 energy plus one TIME_OF_USE component: the component's own clock is tested."""
+    band = {"name": name, "kind": kind, "type": "TIME_OF_USE", "rules": list(rules)}
+    return _one(fixed("0.1") | {"components": [band]})
+
+
 def test_a_profile_without_the_new_fields_writes_the_first_release_document() -> None:
     result = priced(record(*HOUR, "2"), _one(fixed("0.25")))
     document = loads(dumps(result))
@@ -112,17 +118,13 @@ def test_rate_periods_cut_at_every_change_of_any_component() -> None:
 
 
 def test_at_fall_back_a_component_prices_the_repeated_hour_by_its_rule_twice() -> None:
-    band = {
-        "name": "peak",
-        "kind": "NON_COMMODITY",
-        "type": "TIME_OF_USE",
-        "rules": [
-            rule("00:00", "01:00", "0"),
-            rule("01:00", "02:00", "0.5"),
-            rule("02:00", "24:00", "0"),
-        ],
-    }
-    location = _one(fixed("0.1") | {"components": [band]})
+    location = _fixed_with_tou_component(
+        "peak",
+        "NON_COMMODITY",
+        rule("00:00", "01:00", "0"),
+        rule("01:00", "02:00", "0.5"),
+        rule("02:00", "24:00", "0"),
+    )
     # 2024-10-27 London: 00:00-01:00Z is 01:00-02:00 BST, 01:00-02:00Z is 01:00-02:00 GMT
     result = priced(record("2024-10-27T00:00:00Z", "2024-10-27T03:00:00Z", "3"), location)
     items = [
@@ -137,17 +139,13 @@ def test_at_fall_back_a_component_prices_the_repeated_hour_by_its_rule_twice() -
 
 
 def test_at_spring_forward_the_skipped_local_hour_of_a_component_never_happens() -> None:
-    band = {
-        "name": "skipped",
-        "kind": "LEVY",
-        "type": "TIME_OF_USE",
-        "rules": [
-            rule("01:00", "02:00", "9"),
-            rule("00:00", "01:00", "0.01"),
-            rule("02:00", "24:00", "0.01"),
-        ],
-    }
-    location = _one(fixed("0.1") | {"components": [band]})
+    location = _fixed_with_tou_component(
+        "skipped",
+        "LEVY",
+        rule("01:00", "02:00", "9"),
+        rule("00:00", "01:00", "0.01"),
+        rule("02:00", "24:00", "0.01"),
+    )
     # 2024-03-31 London: 01:00Z jumps from 01:00 GMT to 02:00 BST
     result = priced(record("2024-03-31T00:30:00Z", "2024-03-31T01:30:00Z", "1"), location)
     assert result.data.cost.value == Decimal("0.110000")
