@@ -12,7 +12,7 @@ from costing_support import NOW, fixed, no_market, profile
 
 from meterflow.costing import price_payload, price_request
 from meterflow.ids import new_batch_id
-from meterflow.models import DeadLetter, EnergyCost, SourceRef, dumps, loads
+from meterflow.models import DeadLetter, EnergyCost, MeterRecord, SourceRef, dumps, loads
 
 LOCATION = profile(
     {"IMPORT": [fixed("0.25", effective_from="2024-06-01T00:00:00Z")]}, devices=["d1"]
@@ -67,6 +67,9 @@ def test_price_request_equals_price_payload_of_the_encoded_record(
     direct = price_request(request, **kwargs)
     encoded = price_payload(dumps(request), **kwargs)
     assert dumps(direct) == dumps(encoded)
+    if outcome != "invalid_record":  # the caller's model of the request is not validated again
+        built = price_request(request, record=MeterRecord.model_validate(request), **kwargs)
+        assert dumps(built) == dumps(direct)
     if outcome == "priced":
         assert isinstance(direct, EnergyCost)
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -21,14 +21,23 @@ from meterflow.costing.readings import (
     advance,
     decode_state,
     encode_state,
+    interval_meter_record,
     interval_record,
     meter_key,
     meter_problem,
     next_interval,
     parse_reading,
+    utc_text,
 )
 from meterflow.ids import reading_interval_reference
-from meterflow.models import ErrorCode, LocationProfile, MeterReading, PricingError, dumps
+from meterflow.models import (
+    ErrorCode,
+    LocationProfile,
+    MeterReading,
+    MeterRecord,
+    PricingError,
+    dumps,
+)
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -185,6 +194,46 @@ def test_state_round_trips() -> None:
     state = MeterState((point(0, "1.553", 4), point(30, "2.000000001", 7)))
     assert decode_state(encode_state(state)) == state
     assert decode_state(None) is None
+
+
+@pytest.mark.parametrize(
+    "kwh", ["1.553", "0", "2.000000001", "1E+3", "12345678901234567890.123", "0.10"]
+)
+def test_the_hand_written_state_encoding_is_dumps_byte_for_byte(kwh: str) -> None:
+    paris = timezone(timedelta(hours=1))
+    state = MeterState(
+        (
+            point(0, kwh, 4),
+            RegisterPoint(datetime(2026, 3, 1, 9, 0, 0, 250, tzinfo=paris), Decimal(kwh), 2**40),
+            RegisterPoint(reading(45, "7").time, Decimal(kwh), 0),  # pydantic's own tzinfo
+        )
+    )
+    expected = dumps([[utc_text(p.time), p.kwh, p.offset] for p in state.points])
+    assert encode_state(state) == expected
+    assert encode_state(decode_state(expected) or state) == expected
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"device_id": "d1", "session_reference_id": "s 1", "confidence": Decimal("0.25")},
+        {"record_reference_id": "ref-9", "batch_id": "bat_0a1b", "batch_index": 7},
+        {"energy_flow_direction": "OUTBOUND", "time": "2026-01-05T09:30:00.5+01:00"},
+    ],
+)
+def test_the_derived_meter_record_is_the_validated_record(extra: dict[str, Any]) -> None:
+    """The agent prices `interval_meter_record` instead of validating `interval_record` again:
+    both must be the same MeterRecord, field by field and with the same text form."""
+    later = reading(30, "2053", **extra)
+    previous = point(0, "1.553", 4)
+    decision = next_interval(previous, later, 9, max_record_hours=744)
+    assert isinstance(decision, Interval)
+    built = interval_meter_record(later, decision)
+    validated = MeterRecord.model_validate(decision.record)
+    assert dict(built) == dict(validated)
+    assert built.model_dump_json() == validated.model_dump_json()
+    assert set(built.model_fields_set) == set(MeterRecord.model_fields)
 
 
 # --- replay safety ----------------------------------------------------------------------------

@@ -128,18 +128,22 @@ def price_request(
     now: datetime,
     source: SourceRef | None = None,
     max_record_hours: int = 744,
+    record: MeterRecord | None = None,
 ) -> EnergyCost | DeadLetter:
     """`price_payload(dumps(request))` without the JSON round trip, for a record built in
     process (the readings agent's derived interval): `request` must be what `loads` would
     return for it (numbers as Decimal), and the result is the same, the dead letter's payload
-    included (encoded only when one is needed)."""
+    included (encoded only when one is needed). `record`, when given, is
+    `MeterRecord.model_validate(request)` built by the caller from validated values
+    (`costing.readings.interval_meter_record`): it is not validated again."""
     try:
-        try:
-            record = MeterRecord.model_validate(request)
-        except ValidationError as error:
-            raise PricingError(
-                ErrorCode.INVALID_RECORD, validation_summary(error, whole="record")
-            ) from None
+        if record is None:
+            try:
+                record = MeterRecord.model_validate(request)
+            except ValidationError as error:
+                raise PricingError(
+                    ErrorCode.INVALID_RECORD, validation_summary(error, whole="record")
+                ) from None
         return _price_valid(record, request, profiles, market_prices, now, source, max_record_hours)
     except PricingError as error:
         log.debug("record not priced: %s", error, extra={"source": source})
