@@ -50,7 +50,7 @@ def serve(port: int) -> None:
     from aiohttp import web
 
     from meterflow.api import create_api
-    from meterflow.cli.long_lived import freeze_startup_objects
+    from meterflow.cli.api import freeze_when_started
     from meterflow.logs import configure_logging
     from meterflow.settings import Settings
 
@@ -63,11 +63,7 @@ def serve(port: int) -> None:
         return web.Response(body=body, content_type="application/json")
 
     app.router.add_get("/bench/static", static)
-
-    async def freeze(_: web.Application) -> None:
-        freeze_startup_objects("api")  # as `meterflow api` does: what production runs
-
-    app.on_startup.append(freeze)
+    freeze_when_started(app)  # as `meterflow api` does: what production runs
     if os.environ.get("MF_BENCH_TRACE"):
         trace_pauses(app)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
