@@ -273,21 +273,29 @@ def _any_minutes(blocks: list[_Block], minutes: int, segment: Segment) -> list[_
     return chosen
 
 
-def _totals_at(blocks: list[_Block], points: list[int]) -> list[Decimal]:
-    """Total weight of the minutes before each of `points` (ascending, on whole minutes): one
-    walk over the blocks with running sums, no search."""
+def _totals_at(blocks: list[_Block], before: list[Decimal], points: list[int]) -> list[Decimal]:
+    """Total weight of the minutes before each of `points` (ascending, on whole minutes), with
+    `before[i]` the total before block `i`: one walk over the blocks, no search."""
     add, multiply = CONTEXT.add, CONTEXT.multiply
     totals: list[Decimal] = []
-    index, before = 0, _ZERO
+    index = 0
     last = len(blocks) - 1
     for point in points:
         while index < last and blocks[index + 1].start <= point:
-            block = blocks[index]
-            before = add(before, multiply(block.weight, block.size))
             index += 1
         block = blocks[index]
         inside = min(max(point - block.start, 0) // US_PER_MINUTE, block.size)
-        totals.append(add(before, multiply(block.weight, inside)))
+        total = before[index]
+        totals.append(add(total, multiply(block.weight, inside)) if inside else total)
+    return totals
+
+
+def _before(blocks: list[_Block]) -> list[Decimal]:
+    """The running total of the blocks' weights: `[i]` is the weight of all blocks before `i`."""
+    add, multiply = CONTEXT.add, CONTEXT.multiply
+    totals = [_ZERO]
+    for block in blocks[:-1]:
+        totals.append(add(totals[-1], multiply(block.weight, block.size)))
     return totals
 
 
@@ -306,8 +314,11 @@ def _one_window(
         candidates.add(edge - span)
     starts = sorted(c for c in candidates if first <= c <= latest)
     subtract = CONTEXT.subtract
+    before = _before(blocks)
     weights = map(
-        subtract, _totals_at(blocks, [s + span for s in starts]), _totals_at(blocks, starts)
+        subtract,
+        _totals_at(blocks, before, [s + span for s in starts]),
+        _totals_at(blocks, before, starts),
     )
     best_key, best_weight = None, _ZERO
     for start, weight in zip(starts, weights, strict=True):
