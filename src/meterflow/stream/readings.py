@@ -100,15 +100,9 @@ class TableChangelog:
                     continue
                 if batch is not None:  # full: ship it, then start the next one
                     await self._ship(kafka, open_batches.pop(partition), partition)
-                batch = kafka.create_batch()
-                if batch.append(key=key, value=value, timestamp=None):
-                    open_batches[partition] = batch
-                    continue
-                # larger than a whole batch (a big profile): `send` sizes a batch for it
-                future = await self._app.producer.send(
-                    self.topic, key, value, partition=partition, timestamp=None, headers=None
-                )
-                future.add_done_callback(self._delivered)
+                batch = kafka.create_batch()  # its first record always fits, whatever its size
+                batch.append(key=key, value=value, timestamp=None)
+                open_batches[partition] = batch
             for partition, batch in open_batches.items():
                 await self._ship(kafka, batch, partition)
         except BaseException as exc:
@@ -120,7 +114,7 @@ class TableChangelog:
         future = await kafka.send_batch(batch, self.topic, partition=partition)
         future.add_done_callback(lambda done: self._delivered(done, last))
 
-    def _delivered(self, done: Any, last: int = 0) -> None:
+    def _delivered(self, done: Any, last: int) -> None:
         if done.cancelled() or done.exception() is not None:
             error = "cancelled" if done.cancelled() else repr(done.exception())
             stop_worker(f"changelog delivery to {self.topic}", error)
