@@ -47,6 +47,19 @@ print("%s %s record(s), %s kWh, cost %s GBP" % (
 ' 2>/dev/null || echo "0 none"
 }
 
+# Whether the demo record (device dev_demo_ev, reference rec_demo_1) has its row in PostgreSQL,
+# from the per-record report rows.
+demo_record_stored() {
+  printf '{"start_time": "2026-01-15T00:00:00Z", "end_time": "2026-01-16T00:00:00Z"}' \
+    >"$MF_STATE_DIR/demo/day.json"
+  call POST /costs/interval/dev_demo_ev "$MF_STATE_DIR/demo/day.json" 2>/dev/null \
+    | "$MF_VENV/bin/python" -c '
+import json, sys
+rows = json.load(sys.stdin).get("data", [])
+sys.exit(0 if any(r.get("record_reference_id") == "rec_demo_1" for r in rows) else 1)
+' 2>/dev/null
+}
+
 start() {
   mkdir -p "$(dirname "$keyfile")"
   if [[ ! -s "$keyfile" ]]; then
@@ -59,12 +72,14 @@ start() {
   local before cost
   before="$(session_totals)"
   cost="$(call POST /costs/instant "$here/demo/record.json")"
+  # The record carries record_reference_id, so a second `make up` sends a duplicate (design §8):
+  # stored once, the session's totals unchanged. So wait for the record's own row, not a count.
   local stored="not yet in PostgreSQL (is the sink running? see $MF_STATE_DIR/logs/sink.log)"
   for _ in $(seq 1 40); do
-    local now
-    now="$(session_totals)"
-    if [[ "${now%% *}" -gt "${before%% *}" ]]; then
+    if demo_record_stored; then
+      local now; now="$(session_totals)"
       stored="stored by the sink; session ses_demo_1 now totals ${now#* }"
+      [[ "${now%% *}" == "${before%% *}" ]] && stored+=" (the same reference as before: a duplicate, stored once)"
       break
     fi
     sleep 0.5

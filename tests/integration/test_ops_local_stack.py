@@ -114,6 +114,12 @@ async def test_services_start_the_demo_prices_a_record_and_stop_leaves_nothing(
     assert re.search(r"1 record\(s\), 7\.4\d* kWh, cost 1\.184\d* GBP", output)
     assert f"http://127.0.0.1:{env['MF_HTTP_PORT']}" in output
 
+    # A second run sends the same record_reference_id: a duplicate, stored once (design §8.2).
+    code, output = await script(env, "demo", "start")
+    assert code == 0, output
+    assert re.search(r"1 record\(s\), 7\.4\d* kWh, cost 1\.184\d* GBP", output), output
+    assert "a duplicate, stored once" in output
+
     async with aiohttp.ClientSession() as http:
         for port_var in ("MF_HTTP_PORT", "MF_SINK_HTTP_PORT", "MF_WORKER_WEB_PORT"):
             async with http.get(f"http://127.0.0.1:{env[port_var]}/metrics") as response:
