@@ -31,9 +31,7 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -52,9 +50,8 @@ from meterflow.stream.producing import (
     kafka_producer,
     synthetic_records,
 )
+from support import MF, ROOT, stop_process, worker_env
 
-ROOT = Path(__file__).resolve().parents[1]
-MF = str(Path(sys.executable).with_name("meterflow"))
 TARGET_FIRST_S = 15.0  # at 100,000 profiles
 TARGET_RESTART_S = 5.0
 TARGET_AT = 100_000
@@ -106,29 +103,9 @@ def cpu_seconds(pid: int) -> float:
 def start_worker(
     settings: Settings, store: str, workdir: Path, level: str
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
-    env.update(
-        MF_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        MF_TOPIC_PREFIX=settings.topic_prefix,
-        MF_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        MF_APP_ID=settings.app_id,
-        MF_STORE=store,
-        MF_DATA_DIR=str(workdir / "data"),
-        MF_WORKER_WEB_ENABLED="false",
-        MF_LOG_LEVEL=level,
-    )
     log = (workdir / "worker.log").open("ab")
+    env = worker_env(settings, workdir, store=store, level=level)
     return subprocess.Popen([MF, "worker", "--no-api"], env=env, stdout=log, stderr=log)
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 class Probes:
@@ -217,7 +194,7 @@ async def measure_store(store: str, count: int, level: str) -> tuple[Phase, Phas
                     seconds = await probes.priced(run, started)
                     phases.append(Phase(seconds, vm_rss_mb(worker.pid), cpu_seconds(worker.pid)))
                 finally:
-                    stop_worker(worker)
+                    stop_process(worker)
         return phases[0], phases[1]
     finally:
         await delete_topics_with_prefix(settings, prefix)
