@@ -46,13 +46,17 @@ def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
         raise PricingError(ErrorCode.INVALID_RECORD, f"not valid JSON: {error}") from None
     if not isinstance(request, dict):
         raise PricingError(ErrorCode.INVALID_RECORD, "a meter record must be a JSON object")
+    return validate_record(request), request
+
+
+def validate_record(request: dict[str, Any]) -> MeterRecord:
+    """The request as a MeterRecord; PricingError(INVALID_RECORD) naming what breaks it."""
     try:
-        record = MeterRecord.model_validate(request)
+        return MeterRecord.model_validate(request)
     except ValidationError as error:
         raise PricingError(
             ErrorCode.INVALID_RECORD, validation_summary(error, whole="record")
         ) from None
-    return record, request
 
 
 def referenced_record_id(record: MeterRecord, account_id: str, live_mode: bool) -> str | None:
@@ -138,12 +142,7 @@ def price_request(
     (`costing.readings.interval_meter_record`): it is not validated again."""
     try:
         if record is None:
-            try:
-                record = MeterRecord.model_validate(request)
-            except ValidationError as error:
-                raise PricingError(
-                    ErrorCode.INVALID_RECORD, validation_summary(error, whole="record")
-                ) from None
+            record = validate_record(request)
         return _price_valid(record, request, profiles, market_prices, now, source, max_record_hours)
     except PricingError as error:
         log.debug("record not priced: %s", error, extra={"source": source})
