@@ -49,6 +49,21 @@ def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
     return validate_record(request), request
 
 
+def unknown_meter(
+    location_id: str, device_id: str | None, profile: LocationProfile | None
+) -> PricingError | None:
+    """Why a record's (or a reading's) meter is unknown: no profile for its location, or a
+    device the location does not list; None when the meter is known."""
+    if profile is None:
+        return PricingError(ErrorCode.UNKNOWN_LOCATION, f"no profile for location {location_id!r}")
+    if device_id is not None and device_id not in profile.devices:
+        return PricingError(
+            ErrorCode.UNKNOWN_DEVICE,
+            f"device {device_id!r} is not a device of location {location_id!r}",
+        )
+    return None
+
+
 def validate_record(request: dict[str, Any]) -> MeterRecord:
     """The request as a MeterRecord; PricingError(INVALID_RECORD) naming what breaks it."""
     try:
@@ -172,15 +187,10 @@ def _price_valid(
     """A schema-valid record priced; raises PricingError for an unknown meter or a record the
     tariffs cannot price."""
     profile = profiles(record.location_id)
-    if profile is None:
-        raise PricingError(
-            ErrorCode.UNKNOWN_LOCATION, f"no profile for location {record.location_id!r}"
-        )
-    if record.device_id is not None and record.device_id not in profile.devices:
-        raise PricingError(
-            ErrorCode.UNKNOWN_DEVICE,
-            f"device {record.device_id!r} is not a device of location {record.location_id!r}",
-        )
+    problem = unknown_meter(record.location_id, record.device_id, profile)
+    if problem is not None:
+        raise problem
+    assert profile is not None  # unknown_meter's first check
     return price_record(
         record,
         profile,

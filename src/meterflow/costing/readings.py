@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from meterflow import ids
 from meterflow.costing._trusted import trusted
+from meterflow.costing.payload import unknown_meter
 from meterflow.models import (
     ErrorCode,
     LocationProfile,
@@ -57,17 +58,9 @@ def parse_reading(payload: bytes) -> MeterReading:
 
 
 def meter_problem(reading: MeterReading, profile: LocationProfile | None) -> PricingError | None:
-    """What makes a reading's meter unknown (checked before the meter's state is touched)."""
-    if profile is None:
-        return PricingError(
-            ErrorCode.UNKNOWN_LOCATION, f"no profile for location {reading.location_id!r}"
-        )
-    if reading.device_id is not None and reading.device_id not in profile.devices:
-        return PricingError(
-            ErrorCode.UNKNOWN_DEVICE,
-            f"device {reading.device_id!r} is not a device of location {reading.location_id!r}",
-        )
-    return None
+    """What makes a reading's meter unknown (checked before the meter's state is touched):
+    the same rule as a record's."""
+    return unknown_meter(reading.location_id, reading.device_id, profile)
 
 
 def meter_key(reading: MeterReading) -> bytes:
