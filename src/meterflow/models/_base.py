@@ -95,16 +95,31 @@ full, strings escaped alike: `tests/unit/test_models_json.py`); it writes a date
 and a float by another rule, so anything else goes through simplejson."""
 
 
+FAST_ENCODING_ERRORS = (TypeError, UnicodeEncodeError, ValueError)
+"""What msgspec raises where simplejson would not: a non-str key, a lone surrogate."""
+
+
+def is_flat(value: dict[str, Any]) -> bool:
+    """Whether every value of `value` is a JSON scalar msgspec writes as simplejson does."""
+    flat = _FLAT
+    return all(type(item) in flat for item in value.values())
+
+
+def fast_encode(value: Any) -> bytes:
+    """msgspec's encoding of `value`, which must hold only strings, ints, Decimals, bools, None,
+    StrEnum members and flat dicts and lists of them (then it is `dumps_generic`'s output);
+    raises one of `FAST_ENCODING_ERRORS` where msgspec cannot write it."""
+    return _FAST_ENCODER.encode(value)
+
+
 def encode_flat(value: dict[str, Any]) -> bytes:
     """`encode_any(value).encode()`, 10x faster for a flat object of JSON scalars (a decoded
     meter record: the `request` every result echoes); other objects take the reference path."""
-    flat = _FLAT
-    for item in value.values():
-        if type(item) not in flat:
-            return encode_any(value).encode()
+    if not is_flat(value):
+        return encode_any(value).encode()
     try:
         return _FAST_ENCODER.encode(value)
-    except (TypeError, UnicodeEncodeError, ValueError):  # a non-str key, a lone surrogate
+    except FAST_ENCODING_ERRORS:
         return encode_any(value).encode()
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import simplejson.encoder
 from pydantic import Field, WithJsonSchema
 
 from meterflow.models._base import (
     DECIMAL_SCHEMA,
     FAST_ENCODERS,
+    FAST_ENCODING_ERRORS,
     AwareDatetime,
     Document,
     Money,
-    encode_flat,
+    dumps_generic,
+    fast_encode,
+    is_flat,
 )
 from meterflow.models.records import EnergyFlowDirection, TariffDirection
 
@@ -94,8 +96,6 @@ class EnergyCost(Document):
     time_created: datetime
 
 
-_string = simplejson.encoder.encode_basestring
-
 _TEXTS: dict[int, tuple[datetime, str]] = {}
 _TEXTS_LIMIT = 8192
 
@@ -117,51 +117,67 @@ def _iso(value: datetime) -> str:
     return text
 
 
-def _text(value: str | None) -> str:
-    return "null" if value is None else _string(value)
+def _item(item: BreakdownItem) -> dict[str, Any]:
+    written = {
+        "start_time": _iso(item.start_time),
+        "end_time": _iso(item.end_time),
+        "rate": item.rate,
+        "energy": item.energy,
+        "cost": item.cost,
+    }
+    if item.component is not None:
+        written["component"] = item.component
+    return written
 
 
-def _item(item: BreakdownItem) -> str:
-    component = item.component
-    return (
-        f'{{"start_time":"{_iso(item.start_time)}","end_time":"{_iso(item.end_time)}",'
-        f'"rate":{item.rate},"energy":{item.energy},"cost":{item.cost}'
-        + ("}" if component is None else f',"component":{_string(component)}}}')
-    )
-
-
-def _cost(value: CostValue) -> str:
-    text = f'{{"value":{value.value},"confidence":{value.confidence}'
+def _cost(value: CostValue) -> dict[str, Any]:
+    written = {"value": value.value, "confidence": value.confidence}
     if value.tax is not None:
-        text += f',"tax":{value.tax}'
+        written["tax"] = value.tax
     if value.total is not None:
-        text += f',"total":{value.total}'
-    return text + "}"
+        written["total"] = value.total
+    return written
 
 
 def _encode_energy_cost(cost: EnergyCost) -> bytes:
-    """EnergyCost as `dumps_generic` writes it, about three times faster (the agent's hot path)."""
+    """EnergyCost as `dumps_generic` writes it, 3-6x faster (the agent's hot path): the
+    document as plain dicts, instants as their remembered text, written by msgspec in C.
+    A request that is not flat, or text msgspec refuses, takes the reference path."""
+    request = cost.request
+    if not is_flat(request):
+        return dumps_generic(cost)
     data = cost.data
-    breakdown = ",".join([_item(item) for item in data.breakdown])
-    return (
-        f'{{"id":{_string(cost.id)},"object":"energy_cost","account_id":{_string(cost.account_id)},'
-        f'"object_id":{_string(cost.object_id)},"location_id":{_string(cost.location_id)},'
-        f'"device_id":{_text(cost.device_id)},"meter_record_id":{_string(cost.meter_record_id)},'
-        f'"live_mode":{"true" if cost.live_mode else "false"},'
-        f'"non_persistent":{"true" if cost.non_persistent else "false"},'
-        f'"energy_flow_direction":"{cost.energy_flow_direction.value}",'
-        f'"tariff_direction":"{cost.tariff_direction.value}",'
-        f'"location_timezone":{_string(cost.location_timezone)},'
-        f'"currency_code":{_string(cost.currency_code)},"energy_units":"KWH",'
-        f'"request":{encode_flat(cost.request).decode()},'
-        f'"data":{{"start_time":"{_iso(data.start_time)}",'
-        f'"end_time":"{_iso(data.end_time)}",'
-        f'"session_reference_id":{_text(data.session_reference_id)},'
-        f'"record_reference_id":{_text(data.record_reference_id)},'
-        f'"energy":{{"value":{data.energy.value}}},'
-        f'"cost":{_cost(data.cost)},'
-        f'"breakdown":[{breakdown}]}},"time_created":"{_iso(cost.time_created)}"}}'
-    ).encode()
+    document = {
+        "id": cost.id,
+        "object": "energy_cost",
+        "account_id": cost.account_id,
+        "object_id": cost.object_id,
+        "location_id": cost.location_id,
+        "device_id": cost.device_id,
+        "meter_record_id": cost.meter_record_id,
+        "live_mode": cost.live_mode,
+        "non_persistent": cost.non_persistent,
+        "energy_flow_direction": cost.energy_flow_direction,  # StrEnum: written as its value
+        "tariff_direction": cost.tariff_direction,
+        "location_timezone": cost.location_timezone,
+        "currency_code": cost.currency_code,
+        "energy_units": "KWH",
+        "request": request,
+        "data": {
+            "start_time": _iso(data.start_time),
+            "end_time": _iso(data.end_time),
+            "session_reference_id": data.session_reference_id,
+            "record_reference_id": data.record_reference_id,
+            "energy": {"value": data.energy.value},
+            "cost": _cost(data.cost),
+            "breakdown": [_item(item) for item in data.breakdown],
+        },
+        "time_created": _iso(cost.time_created),
+    }
+    try:
+        return fast_encode(document)
+    except FAST_ENCODING_ERRORS:
+        return dumps_generic(cost)
 
 
 FAST_ENCODERS[EnergyCost] = _encode_energy_cost
