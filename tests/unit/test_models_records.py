@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from meterflow.models import LocationProfile, MeterRecord, TimeOfUseRule
 
@@ -63,3 +66,67 @@ def test_unknown_zone_and_keys_are_rejected() -> None:
         LocationProfile.model_validate(base | {"timezone": "Mars/Olympus"})
     with pytest.raises(ValidationError):
         LocationProfile.model_validate(base | {"timezone": "UTC", "tarifs": {}})
+
+
+_PYDANTIC_INSTANT = TypeAdapter(datetime)
+"""pydantic's own parse of an instant: what `AwareDatetime` did before it shared parses."""
+
+
+@settings(max_examples=400)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(0, 6),
+    st.sampled_from(["Z", "+", "-"]),
+    st.integers(0, 29),
+    st.integers(0, 69),
+)
+def test_shared_instants_read_as_pydantic_reads_them(
+    moment: datetime, digits: int, sign: str, hours: int, minutes: int
+) -> None:
+    """The common RFC 3339 shape is parsed by `datetime.fromisoformat` and shared; for every
+    such text (odd offsets included) the value is pydantic's, or both refuse it."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += "." + f"{moment.microsecond:06d}"[:digits]
+    text += "Z" if sign == "Z" else f"{sign}{hours:02d}:{minutes:02d}"
+    try:
+        expected: datetime | None = _PYDANTIC_INSTANT.validate_python(text)
+    except ValidationError:
+        expected = None
+    try:
+        found: datetime | None = MeterRecord.model_validate(
+            BASE | {"start_time": text, "end_time": text}
+        ).start_time
+    except ValidationError:
+        found = None
+    if expected is None:
+        assert found is None
+        return
+    assert found == expected
+    assert found is not None
+    assert found.utcoffset() == expected.utcoffset()
+    assert found.isoformat() == expected.isoformat()
+
+
+def test_one_text_is_one_shared_instant() -> None:
+    stamp = "2024-06-01T10:30:00Z"
+    first = MeterRecord.model_validate(BASE | {"start_time": stamp, "end_time": stamp})
+    second = MeterRecord.model_validate(BASE | {"start_time": stamp, "end_time": stamp})
+    assert first.start_time is second.start_time is first.end_time
+
+
+def test_a_naive_datetime_built_in_code_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="must carry a UTC offset"):
+        MeterRecord.model_validate(
+            BASE | {"start_time": datetime(2024, 6, 1), "end_time": datetime(2024, 6, 1)}
+        )
+
+
+@pytest.mark.parametrize("energy", ["NaN", "Infinity", "-Infinity", "sNaN"])
+def test_money_is_finite(energy: str) -> None:
+    """pydantic's own `finite_number` check (a `Decimal`'s default) keeps NaN out of money."""
+    stamp = "2024-06-01T10:00:00Z"
+    with pytest.raises(ValidationError, match="finite"):
+        MeterRecord.model_validate(
+            BASE | {"energy": energy, "start_time": stamp, "end_time": stamp}
+        )

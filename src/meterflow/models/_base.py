@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 import simplejson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 _DECODER = simplejson.JSONDecoder(parse_float=Decimal)
 _FAST_DECODER = msgspec.json.Decoder(float_hook=Decimal)
@@ -123,40 +123,58 @@ def encode_flat(value: dict[str, Any]) -> bytes:
         return encode_any(value).encode()
 
 
-def _finite(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("must be a finite number")
-    return value
-
-
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
+_COMMON_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)
+"""The shape nearly every producer sends, which `datetime.fromisoformat` reads exactly as
+pydantic does (`tests/unit/test_models_records.py` compares them)."""
+_INSTANTS: dict[str, datetime] = {}
+_INSTANTS_LIMIT = 8192
 
 
-def _rfc3339(value: object) -> object:
-    """Only RFC 3339 text (or a datetime built in code): no epoch numbers, no partial times."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _RFC3339.match(value):
+def _instant(value: object) -> object:
+    """Only RFC 3339 text with an offset, or an aware datetime built in code: no epoch numbers,
+    no partial or naive times.
+
+    Text of the common shape is parsed once and the datetime shared: a stream repeats the same
+    half-hours for every meter, and a shared object is written from its remembered text
+    (`models.costs`). One validator instead of a before/after pair: each Python call in a
+    record's validation costs about 0.4 µs, a third of it.
+    """
+    if type(value) is str:
+        found = _INSTANTS.get(value)
+        if found is not None:
+            return found
+        if _COMMON_RFC3339.fullmatch(value):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:  # e.g. hour 25: pydantic's parse gives the error
+                return value
+            if len(_INSTANTS) >= _INSTANTS_LIMIT:
+                _INSTANTS.clear()
+            _INSTANTS[value] = parsed
+            return parsed
+        if _RFC3339.match(value):
+            return value  # other RFC 3339 forms: pydantic parses them (an offset is given)
+    elif isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a UTC offset or Z (RFC 3339)")
         return value
     raise ValueError("must be an RFC 3339 timestamp with Z or an offset")
-
-
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("must carry a UTC offset or Z (RFC 3339)")
-    return value
 
 
 DECIMAL_PATTERN = r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 """A decimal string in the JSON Schemas (the models accept whatever `Decimal` reads)."""
 DECIMAL_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "pattern": DECIMAL_PATTERN}]}
 
-Money = Annotated[Decimal, AfterValidator(_finite), WithJsonSchema(DECIMAL_SCHEMA)]
-"""A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float."""
+Money = Annotated[Decimal, WithJsonSchema(DECIMAL_SCHEMA)]
+"""A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float
+(pydantic refuses NaN and infinities in a `Decimal` by default: `finite_number`)."""
 
-AwareDatetime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
+AwareDatetime = Annotated[datetime, BeforeValidator(_instant)]
 """An instant with an explicit offset; a naive timestamp is invalid input, not local time."""
 
 
