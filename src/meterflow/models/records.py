@@ -138,31 +138,32 @@ class MeterRecord(Document):
 
     @model_validator(mode="before")
     @classmethod
-    def _older_names(cls, data: Any) -> Any:
-        """`direction`/`tariff_rate` → the new names; a record giving both names is an error
-        (a silent pick would price the record by whichever name happened to win)."""
-        if not isinstance(data, dict) or not ("direction" in data or "tariff_rate" in data):
-            return data
-        data = dict(data)
-        for old, new in OLDER_NAMES.items():
-            if old not in data:
-                continue
-            if new in data:
-                raise ValueError(f"`{old}` is the older name of `{new}`: give one, not both")
-            value = data.pop(old)
-            if old == "direction":
-                if value not in _OLDER_FLOW:
-                    raise ValueError("`direction` must be IMPORT or EXPORT")
-                value = _OLDER_FLOW[value]
-            data[new] = value
-        return data
+    def _shape(cls, data: Any) -> Any:
+        """The older names → the new ones (a record giving both names is an error: a silent
+        pick would price it by whichever name happened to win), and one energy form.
 
-    @model_validator(mode="after")
-    def _one_energy_form(self) -> MeterRecord:
-        has_energy = self.energy is not None
-        has_units = self.units is not None or self.value is not None
-        if has_energy and has_units:
+        One validator for both, on the input: each Python call costs about 0.4 µs of a
+        record's ~3 µs validation. A null field counts as absent, as its default is None."""
+        if not isinstance(data, dict):
+            return data
+        if "direction" in data or "tariff_rate" in data:
+            data = dict(data)
+            for old, new in OLDER_NAMES.items():
+                if old not in data:
+                    continue
+                if new in data:
+                    raise ValueError(f"`{old}` is the older name of `{new}`: give one, not both")
+                value = data.pop(old)
+                if old == "direction":
+                    if value not in _OLDER_FLOW:
+                        raise ValueError("`direction` must be IMPORT or EXPORT")
+                    value = _OLDER_FLOW[value]
+                data[new] = value
+        get = data.get
+        has_energy = get("energy") is not None
+        units, value = get("units"), get("value")
+        if has_energy and (units is not None or value is not None):
             raise ValueError("give either `energy` (kWh) or `units` with `value`, not both")
-        if not has_energy and (self.units is None or self.value is None):
+        if not has_energy and (units is None or value is None):
             raise ValueError("`energy` (kWh), or both `units` and `value`, are required")
-        return self
+        return data
