@@ -9,11 +9,11 @@ the rounded totals by rounding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
-from meterflow.costing._trusted import trusted
+from meterflow.costing._trusted import trusted, trusted_all
 from meterflow.costing.money import CONTEXT, round_money
 from meterflow.costing.periods import Period
 from meterflow.costing.rates import Part
@@ -34,7 +34,7 @@ _BOUNDARIES_LIMIT = 8192
 
 def _times(
     record: MeterRecord, bounds: list[tuple[int, int]], start: int
-) -> Iterator[tuple[datetime, datetime]]:
+) -> list[tuple[datetime, datetime]]:
     """Each span's (start_time, end_time), written in the end_time's UTC offset.
 
     An inner boundary is one datetime object per (instant, offset), shared by every record
@@ -45,34 +45,33 @@ def _times(
     first_start = _first_start(record)
     offset = end_time.utcoffset()
     boundaries = _BOUNDARIES
-    last = len(bounds) - 1
-    span_end_time = first_start  # each span starts where the previous one ended
-    for index, (_, span_end) in enumerate(bounds):
-        span_start_time = span_end_time
-        if index == last:
-            span_end_time = end_time
-        else:
-            found = boundaries.get((span_end, offset))
-            if found is None:
-                # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
-                found = first_start + timedelta(microseconds=span_end - start)
-                if len(boundaries) >= _BOUNDARIES_LIMIT:
-                    boundaries.clear()
-                boundaries[span_end, offset] = found
-            span_end_time = found
-        yield span_start_time, span_end_time
+    found_at = boundaries.get
+    inner: list[datetime] = [first_start]
+    for _, span_end in bounds[:-1]:
+        found = found_at((span_end, offset))
+        if found is None:
+            # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
+            found = first_start + timedelta(microseconds=span_end - start)
+            if len(boundaries) >= _BOUNDARIES_LIMIT:
+                boundaries.clear()
+            boundaries[span_end, offset] = found
+        inner.append(found)
+    inner.append(end_time)
+    return list(pairwise(inner))
 
 
 def plain_breakdown(
     record: MeterRecord,
     parts: list[Part],
+    weights: list[Decimal],
     start: int,
     magnitude: Decimal,
     denominator: Decimal,
     total_energy: Decimal,
     total_cost: Decimal,
 ) -> list[BreakdownItem]:
-    """One item per part; a single part carries exactly the totals."""
+    """One item per part; a single part carries exactly the totals. `weights[i]` is part i's
+    rate × length in µs, exact (the engine's sum is made of them)."""
     if len(parts) == 1:
         item = {
             "start_time": _first_start(record),
@@ -84,34 +83,27 @@ def plain_breakdown(
         }
         return [trusted(BreakdownItem, item)]
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
-    items: list[BreakdownItem] = []
-    bounds = [(part[0], part[1]) for part in parts]
-    energies: dict[int, tuple[Decimal, Decimal]] = {}  # parts of one length share their energy
-    for (part_start, part_end, rate), (start_time, end_time) in zip(
-        parts, _times(record, bounds, start), strict=True
+    energies: dict[int, Decimal] = {}  # parts of one length share their energy
+    values = []
+    for (part_start, part_end, rate), weight, (start_time, end_time) in zip(
+        parts, weights, _times(record, [(part[0], part[1]) for part in parts], start), strict=True
     ):
-        known = energies.get(part_end - part_start)
-        if known is None:
-            length = Decimal(part_end - part_start)
-            energy = round_money(divide(multiply(magnitude, length), denominator))
-            energies[part_end - part_start] = (length, energy)
-        else:
-            length, energy = known
-        cost = round_money(divide(multiply(magnitude, multiply(rate, length)), denominator))
-        items.append(
-            trusted(
-                BreakdownItem,
-                {
-                    "start_time": start_time,
-                    "end_time": end_time,
-                    "rate": rate,
-                    "energy": energy,
-                    "cost": cost,
-                    "component": None,
-                },
-            )
+        length = part_end - part_start
+        energy = energies.get(length)
+        if energy is None:
+            energy = round_money(divide(multiply(magnitude, Decimal(length)), denominator))
+            energies[length] = energy
+        values.append(
+            {
+                "start_time": start_time,
+                "end_time": end_time,
+                "rate": rate,
+                "energy": energy,
+                "cost": round_money(divide(multiply(magnitude, weight), denominator)),
+                "component": None,
+            }
         )
-    return items
+    return trusted_all(BreakdownItem, values)
 
 
 def stacked_breakdown(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
+from functools import reduce
 from typing import Any
 
 from meterflow import ids
@@ -44,6 +45,7 @@ MAX_INPUT_VALUE = Decimal("1e15")
 
 _CONTEXT = CONTEXT
 _THOUSAND = Decimal(1000)
+_ZERO = Decimal(0)
 
 
 def _energy_per_us(record: MeterRecord, duration_us: int) -> tuple[Decimal, Decimal]:
@@ -130,22 +132,19 @@ def price_record(
     if periods is None:
         parts = rate_parts(timeline, direction, start, end, market_prices)
 
-    weighted = Decimal(0)
+    multiply = ctx.multiply
     if periods is None:
-        for part_start, part_end, rate in parts:
-            weighted = ctx.add(weighted, ctx.multiply(rate, Decimal(part_end - part_start)))
+        weights = [multiply(rate, Decimal(stop - begin)) for begin, stop, rate in parts]
     else:
-        for period in periods:
-            weighted = ctx.add(
-                weighted, ctx.multiply(period.rate, Decimal(period.end - period.start))
-            )
+        weights = [multiply(p.rate, Decimal(p.end - p.start)) for p in periods]
+    weighted = reduce(ctx.add, weights, _ZERO)  # in the 50-digit context: exact
     net = ctx.divide(ctx.multiply(magnitude, weighted), denominator)
     total_cost = round_money(net)
     total_energy = round_money(total_energy)
 
     if periods is None:
         breakdown = plain_breakdown(
-            record, parts, start, magnitude, denominator, total_energy, total_cost
+            record, parts, weights, start, magnitude, denominator, total_energy, total_cost
         )
     else:
         breakdown = stacked_breakdown(record, periods, start, magnitude, denominator, total_energy)

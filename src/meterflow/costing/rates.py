@@ -13,7 +13,7 @@ change, DST change or local midnight inside the record, never one step per minut
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -50,15 +50,41 @@ Part = tuple[int, int, Decimal]
 """`[start_us, end_us)` priced at one rate (per kWh)."""
 
 _OPEN_END = 1 << 62
+_GAP = " (gap between dynamic prices)"
 
 
 @dataclass(slots=True)
 class _Prices:
-    """Non-overlapping prices sorted by start, surcharge already added."""
+    """Non-overlapping prices sorted by start, surcharge already added, adjacent equal rates
+    merged (as `_add` would merge them), so that a record's parts are a slice (`_walk_prices`).
+
+    `gaps[i]` counts the holes before price `i` (an end that is not the next start): a stretch
+    of prices is gapless when its first and last price count the same."""
 
     starts: list[int]
     ends: list[int]
     rates: list[Decimal]
+    gaps: list[int]
+
+
+def _merged(points: list[tuple[int, int, Decimal]]) -> _Prices:
+    """Sorted, non-overlapping points as `_Prices`."""
+    starts: list[int] = []
+    ends: list[int] = []
+    rates: list[Decimal] = []
+    gaps: list[int] = []
+    holes = 0
+    for start, end, rate in points:
+        if ends and ends[-1] == start and rates[-1] == rate:
+            ends[-1] = end
+            continue
+        if ends and ends[-1] != start:
+            holes += 1
+        starts.append(start)
+        ends.append(end)
+        rates.append(rate)
+        gaps.append(holes)
+    return _Prices(starts, ends, rates, gaps)
 
 
 _CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
@@ -141,10 +167,8 @@ def _compile_prices(
             )
     if surcharges:
         apply = surcharges.apply
-        return _Prices(
-            [p[0] for p in points], [p[1] for p in points], [apply(p[2]) for p in points]
-        )
-    return _Prices([p[0] for p in points], [p[1] for p in points], [p[2] for p in points])
+        points = [(start, end, apply(rate)) for start, end, rate in points]
+    return _merged(points)
 
 
 def _surcharged_rules(
@@ -297,18 +321,27 @@ def _walk_time_of_use(
 def _walk_prices(
     parts: list[Part], prices: _Prices, direction: TariffDirection, start: int, end: int
 ) -> None:
-    index = bisect_right(prices.starts, start) - 1
-    if index < 0:
-        index = 0
-    t = start
-    count = len(prices.starts)
-    while t < end:
-        if index >= count or prices.starts[index] > t or prices.ends[index] <= t:
-            raise _no_rate(direction, t, " (gap between dynamic prices)")
-        stop = min(prices.ends[index], end)
-        _add(parts, t, stop, prices.rates[index])
-        t = stop
-        index += 1
+    """The prices over `[start, end)` as parts: found by bisection and sliced, the first and
+    last clipped; PricingError at the first instant no price covers."""
+    starts, ends, rates = prices.starts, prices.ends, prices.rates
+    first = max(bisect_right(starts, start) - 1, 0)
+    last = bisect_left(ends, end, first)  # the first price that reaches `end`
+    count = len(starts)
+    if first >= count or starts[first] > start or ends[first] <= start:
+        raise _no_rate(direction, start, _GAP)
+    if last >= count or prices.gaps[last] != prices.gaps[first]:
+        gaps = prices.gaps
+        hole = next(  # the first price followed by a hole, or the last price there is
+            (i for i in range(first, count - 1) if gaps[i + 1] != gaps[first]), count - 1
+        )
+        raise _no_rate(direction, ends[hole], _GAP)
+    if first == last:
+        _add(parts, start, end, rates[first])
+        return
+    _add(parts, start, ends[first], rates[first])
+    inner = slice(first + 1, last)
+    parts.extend(zip(starts[inner], ends[inner], rates[inner], strict=True))
+    parts.append((starts[last], end, rates[last]))
 
 
 def _series_prices(
