@@ -12,7 +12,6 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import faust
-from faust.streams import Stream
 from faust.types import TP
 
 from meterflow.contract.locations import decide_location
@@ -32,6 +31,7 @@ from meterflow.settings import Settings
 from meterflow.stream import faust_fixes
 from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.applier import BatchApplier
+from meterflow.stream.batches import take_batches
 from meterflow.stream.bulk_recovery import bulk_recover
 from meterflow.stream.catch_up import ProfilesCatchUp
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
@@ -202,16 +202,14 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     async def price_records(stream: faust.StreamT[Any]) -> None:
-        # Batches: faust's per-event path is shared by all, and pricing runs back to back
-        # (+15-25 % measured). `take_events` acks a batch only after this body has run.
-        assert isinstance(stream, Stream)  # `take_events` is not on faust's StreamT protocol
-        async for events in stream.take_events(settings.price_batch_size, within=0.005):
+        # Batches: pricing runs back to back (+15-25 % measured), taken from the agent's queue
+        # without faust's per-event stream path (`take_batches`: acks after this body ran).
+        async for events in take_batches(stream, settings.price_batch_size, within=0.005):
             with gaps.handling():
                 await pricer.on_events([event for event in events if await gaps.admit(event)])
 
     async def derive_intervals(stream: faust.StreamT[Any]) -> None:
-        assert isinstance(stream, Stream)
-        async for events in stream.take_events(settings.price_batch_size, within=0.005):
+        async for events in take_batches(stream, settings.price_batch_size, within=0.005):
             with gaps.handling():
                 await readings.on_events([event for event in events if await gaps.admit(event)])
 
