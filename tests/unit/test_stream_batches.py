@@ -38,7 +38,8 @@ async def app() -> AsyncIterator[faust.App]:
     app.consumer_generation_id = 3
     app.flow_control.resume()  # what the end of a rebalance does: flow starts suspended
     yield app
-    app.consumer._thread.thread_loop.close()  # made with the consumer, never ran
+    consumer: Any = app.consumer
+    consumer._thread.thread_loop.close()  # made with the consumer, never ran
 
 
 async def input_stream(app: faust.App) -> Any:
@@ -46,7 +47,8 @@ async def input_stream(app: faust.App) -> Any:
     registers the iterator clone with the conductor; its queue is the one the conductor fills."""
     stream = app.stream(app.topic(INPUT, key_serializer="raw", value_serializer="raw"))
     assert stream.channel in app.topics  # the conductor delivers to this channel
-    await app.topics._update_indices()  # what subscribing does: the topic is acked
+    conductor: Any = app.topics
+    await conductor._update_indices()  # what subscribing does: the topic is acked
     return stream
 
 
@@ -60,7 +62,8 @@ async def put(stream: Any, tp: TP, offset: int, generation: int = 3) -> Any:
 
 
 def acked(app: faust.App, tp: TP) -> list[int]:
-    return sorted(app.consumer._acked[tp])
+    consumer: Any = app.consumer
+    return sorted(consumer._acked[tp])
 
 
 async def test_a_batch_is_acked_only_after_the_body_returned(app: faust.App) -> None:
@@ -163,3 +166,10 @@ async def test_a_stopping_channel_ends_the_batches(app: faust.App) -> None:
     stream = await input_stream(app)
     await stream.channel.throw(StopAsyncIteration())
     assert [batch async for batch in take_batches(stream, 500, within=0.001)] == []
+
+
+def test_what_the_loop_borrows_is_checked_at_start_up() -> None:
+    """`take_batches` is declared with the faust fixes: `guard_input` (worker start-up)
+    refuses a faust whose queue, tracking or ack internals differ from the declared ones."""
+    assert "take_batches" in {patch.name for patch in faust_fixes.BORROWED.patches}
+    faust_fixes.BORROWED.check()

@@ -29,7 +29,7 @@ are not called for these events; meterflow's metrics are its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import faust
@@ -76,7 +76,7 @@ from meterflow.stream.faust_fixes import BORROWED
     Signature(Stream, "maybe_start", "async (self)"),
     also_written_for={"mode-streaming": "0.7"},
 )
-async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncGenerator[list[Any], None]:
     """Yield lists of up to `max_` events of `stream`, each gathered for at most `within`
     seconds after its first event; ack a batch's events once the caller asks for the next.
 
