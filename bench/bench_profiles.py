@@ -3,12 +3,15 @@
     .venv/bin/python bench/bench_profiles.py               # 100,000 profiles, both stores
     .venv/bin/python bench/bench_profiles.py --quick       # 20,000 profiles (`make bench`)
     .venv/bin/python bench/bench_profiles.py --stores memory:// --profiles 50000
+    .venv/bin/python bench/bench_profiles.py --distinct-tariffs   # no two profiles share a tariff
 
 For each store (`memory://`, `rocksdb://`), on topics of its own (`MF_TOPIC_PREFIX`
 `prof<random>-`, 6 partitions, deleted at the end):
 
 1. publish N 5-period TOU profiles (`producing.demo_profile`) to `locations`, noting the
-   location of the last profile in each partition;
+   location of the last profile in each partition. They all share one tariff, as locations on
+   one tariff product do (`parse_profile` validates a tariff text once); with
+   `--distinct-tariffs` each has its own (its export rate differs), the worst case;
 2. first read: start `meterflow worker` and send one meter record (a "probe") per partition for
    that last location. The worker's catch-up holds pricing of a partition until its profiles
    are applied up to the end offset, so a probe *priced* means its whole partition was applied.
@@ -36,7 +39,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -65,7 +70,16 @@ class Phase:
     cpu_s: float  # the worker's user + system CPU time: less sensitive to the machine's load
 
 
-async def publish_profiles(settings: Settings, count: int) -> dict[int, str]:
+def bench_profile(index: int, distinct_tariffs: bool) -> dict[str, Any]:
+    profile = demo_profile(demo_location_id(index))
+    if distinct_tariffs:
+        profile["tariffs"]["EXPORT"][0]["rate"] = Decimal("0.1") + Decimal(index) / 10**7
+    return profile
+
+
+async def publish_profiles(
+    settings: Settings, count: int, distinct_tariffs: bool = False
+) -> dict[int, str]:
     """Publish `count` demo profiles; return the last location of each partition."""
     last: dict[int, str] = {}
     async with kafka_producer(settings) as producer:
@@ -79,7 +93,7 @@ async def publish_profiles(settings: Settings, count: int) -> dict[int, str]:
 
         for index in range(count):
             location = demo_location_id(index)
-            value = dumps(demo_profile(location))
+            value = dumps(bench_profile(index, distinct_tariffs))
             future = await producer.send(settings.topic(LOCATIONS), value, key=location.encode())
             pending.append((location, future))
             if len(pending) >= 5000:
@@ -175,7 +189,9 @@ class Probes:
         return time.monotonic() - started
 
 
-async def measure_store(store: str, count: int, level: str) -> tuple[Phase, Phase]:
+async def measure_store(
+    store: str, count: int, level: str, distinct_tariffs: bool = False
+) -> tuple[Phase, Phase]:
     """First read and restart of one worker on `count` profiles with `store`."""
     prefix = f"prof{uuid.uuid4().hex[:8]}-"
     settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=PARTITIONS)
@@ -183,7 +199,7 @@ async def measure_store(store: str, count: int, level: str) -> tuple[Phase, Phas
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         await ensure_topics(settings)
-        last = await publish_profiles(settings, count)
+        last = await publish_profiles(settings, count, distinct_tariffs)
         print(f"  ({store} {count:,}: topics {prefix}*, log {workdir / 'worker.log'})")
         phases = []
         async with Probes(settings, last) as probes:
@@ -201,10 +217,11 @@ async def measure_store(store: str, count: int, level: str) -> tuple[Phase, Phas
         shutil.rmtree(workdir / "data", ignore_errors=True)  # the log stays: worker.log
 
 
-async def run(count: int, small: int, stores: list[str], level: str) -> int:
+async def run(count: int, small: int, stores: list[str], level: str, distinct: bool) -> int:
     load = os.getloadavg()[0]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    print(f"{stamp} UTC, load {load:.1f}, {os.cpu_count()} cores; {count:,} profiles")
+    tariffs = "a tariff each" if distinct else "one shared tariff"
+    print(f"{stamp} UTC, load {load:.1f}, {os.cpu_count()} cores; {count:,} profiles, {tariffs}")
     header = (
         f"{'store':12}{'profiles':>10}{'first read s':>14}{'profiles/s':>12}"
         f"{'CPU s':>7}{'restart s':>11}{'CPU s':>7}{'RSS MB':>9}{'RSS restart':>13}"
@@ -213,8 +230,8 @@ async def run(count: int, small: int, stores: list[str], level: str) -> int:
     scale = TARGET_AT / count
     failed = False
     for store in stores:
-        base_first, base_restart = await measure_store(store, small, level)
-        first, restart = await measure_store(store, count, level)
+        base_first, base_restart = await measure_store(store, small, level, distinct)
+        first, restart = await measure_store(store, count, level, distinct)
         for n, a, b in ((small, base_first, base_restart), (count, first, restart)):
             rate = n / max(a.seconds - base_first.seconds, 1e-3) if n == count else float("nan")
             print(
@@ -258,9 +275,13 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=60, help="profiles of the same-run base")
     parser.add_argument("--stores", default="memory://,rocksdb://")
     parser.add_argument("--log-level", default="WARNING", help="the workers' MF_LOG_LEVEL")
+    parser.add_argument(
+        "--distinct-tariffs", action="store_true", help="no two profiles share a tariff"
+    )
     args = parser.parse_args()
     count = args.profiles or (20_000 if args.quick else TARGET_AT)
-    return asyncio.run(run(count, args.small, args.stores.split(","), args.log_level))
+    stores = args.stores.split(",")
+    return asyncio.run(run(count, args.small, stores, args.log_level, args.distinct_tariffs))
 
 
 if __name__ == "__main__":
