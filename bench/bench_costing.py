@@ -190,8 +190,10 @@ def main() -> None:
         for name, profile in profiles.items():
             record, request = parse_record(payload)
 
-            def price(record: Any = record, request: Any = request, profile: Any = profile) -> None:
-                price_record(
+            def price(
+                record: Any = record, request: Any = request, profile: Any = profile
+            ) -> object:
+                return price_record(
                     record,
                     profile,
                     meter_record_id="mre_bench",
@@ -200,19 +202,8 @@ def main() -> None:
                     now=NOW,
                 )
 
-            def price_encode(
-                record: Any = record, request: Any = request, profile: Any = profile
-            ) -> None:
-                dumps(
-                    price_record(
-                        record,
-                        profile,
-                        meter_record_id="mre_bench",
-                        request=request,
-                        market_prices=market_prices,
-                        now=NOW,
-                    )
-                )
+            def price_encode(price: Callable[[], Any] = price) -> None:
+                dumps(price())
 
             def full(payload: bytes = payload, profile: LocationProfile = profile) -> None:
                 dumps(
