@@ -64,11 +64,23 @@ TP1 = TP("mf-meter-records", 1)
 
 
 @dataclass
+class FakeThread:
+    """The consumer's thread: `call_thread` runs `fun` there (here: counts, then runs it)."""
+
+    calls: int = 0
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        self.calls += 1
+        return await fun(*args)
+
+
+@dataclass
 class FakeConsumer:
     highwaters: dict[TP, int]
     assigned: set[TP]
     flow_active: bool = True
     seeks: list[tuple[TP, int]] = field(default_factory=list)
+    _thread: FakeThread = field(default_factory=FakeThread)
     _unacked_messages: set[Any] = field(default_factory=set)
     _acked: defaultdict[TP, list[int]] = field(default_factory=lambda: defaultdict(list))
     _acked_index: defaultdict[TP, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -123,6 +135,7 @@ async def test_an_idle_agent_behind_the_highwater_is_rewound_to_what_it_is_owed(
     guard = guard_for(consumer, {TP0: 205, TP1: 40})
     await guard.rewind_stalled()
     assert consumer.seeks == [(TP0, 205)]  # TP1 has nothing more to give
+    assert consumer._thread.calls == 1  # on the fetcher's thread, never racing its fetch
 
 
 async def test_a_busy_agent_or_a_rebalance_is_never_taken_for_a_stall() -> None:

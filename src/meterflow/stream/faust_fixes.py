@@ -395,6 +395,8 @@ def _install_rewind() -> None:
     Names(Consumer, "__init__", ("_acked", "_acked_index", "_unacked_messages")),
     Names(faust_consumer.ThreadDelegateConsumer, "__init__", ("_thread",)),
     Names(AIOKafkaConsumerThread, "on_start", ("_consumer",)),
+    Signature(AIOKafkaConsumerThread, "call_thread", "async (self, fun, *args, **kwargs)"),
+    Names(faust_consumer.ThreadDelegateConsumer, "_seek", ("_thread", "seek")),
     also_written_for=_AIOKAFKA,
 )
 class InputGapGuard:
@@ -477,7 +479,7 @@ class InputGapGuard:
                     }
                 },
             )
-            await consumer.seek(tp, owed)
+            await _seek_on_fetch_thread(consumer, tp, owed)
         self._idle_since = time.monotonic()
 
     async def admit(self, event: Any) -> bool:
@@ -515,7 +517,7 @@ class InputGapGuard:
             },
         )
         _turn_away(consumer, message)
-        await consumer.seek(tp, owed)
+        await _seek_on_fetch_thread(consumer, tp, owed)
         return False
 
 
@@ -537,6 +539,17 @@ def enter_event(event: Any) -> None:
     agent that reads or writes a table while it walks a batch makes each event current first
     (tests/integration/test_stream_rocksdb.py fails when the batch's last event is current)."""
     faust_streams._current_event.set(weakref.ref(event))
+
+
+async def _seek_on_fetch_thread(consumer: Any, tp: Any, offset: int) -> None:
+    """faust's `consumer.seek(tp, offset)`, run on the consumer's own thread.
+
+    Called from the agent's loop, faust's seek reaches aiokafka's `seek`, which deletes the
+    partition's entry of the fetcher's `_records` while the consumer thread may be iterating
+    them in `fetched_records`: seen once as a `KeyError` there, which stopped the worker (a
+    stall rewind right after SIGSTOP/SIGCONT; docs/stream.md, "a seek racing the fetcher")."""
+    thread = consumer._thread
+    await thread.call_thread(consumer.seek, tp, offset)
 
 
 def _turn_away(consumer: Any, message: Any) -> None:
