@@ -9,22 +9,37 @@ rate is taken the same way (from its one assignment). Records priced twice aroun
 (redelivered, same result id) count as work done. (Pausing the workers with SIGSTOP while the
 records are written was tried: the stall guard's seek right after SIGCONT raced aiokafka's
 fetcher, `KeyError` in `fetched_records`, and the worker crashed.)
+
+Why each phase reports more than a rate: a ratio says nothing when one worker priced nothing
+(the first run here had one of two workers price 3 records in all, docs/stream.md "Scale-out").
+So each worker's partitions and its share of the steady outputs are printed (an output's
+partition is its input's: both are keyed by location with the same partitioner), a worker
+holding partitions but pricing none fails the run, and the CPU seconds each worker spent
+over the drain give records per worker CPU-second: the sizing figure, and on a shared machine
+the figure that says whether a low ratio is the workers' doing or the machine's. The end of
+the drain is found by polling the output's end offsets, and the outputs are read only after
+it, so the bench's own consumer does not compete with the workers for the cores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from meterflow.contract.topics import ENERGY_COSTS, METER_RECORDS
-from meterflow.kafka_admin import delete_topics_with_prefix
+from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix
 from meterflow.settings import Settings
 from meterflow.stream.producing import demo_location_id, synthetic_records
 from support import preload
@@ -32,6 +47,9 @@ from support import preload
 PARTITIONS = 6
 SETTLED_S = 2.0  # no new assignment for this long = the group is settled
 MIN_RECORDS = 60_000  # enough backlog to outlast the joins
+QUIET_S = 1.5  # output end offsets unchanged this long (and >= records) = the drain is over
+STOP_WAIT_S = 20.0  # the topics are deleted afterwards: no need to wait long for a clean stop
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _seeked(log: Path, topic: str) -> tuple[int, frozenset[int], float]:
@@ -56,9 +74,11 @@ def _seeked(log: Path, topic: str) -> tuple[int, frozenset[int], float]:
     return count, last, at
 
 
-async def wait_settled(logs: list[Path], topic: str, limit_s: float) -> float:
+async def wait_settled(
+    logs: list[Path], topic: str, limit_s: float
+) -> tuple[float, list[frozenset[int]]]:
     """When (epoch s) the workers of `logs` last took their share of all partitions of `topic`,
-    once each holds a disjoint share, unchanged for `SETTLED_S`."""
+    once each holds a disjoint share, unchanged for `SETTLED_S`; and each worker's share."""
     deadline = time.monotonic() + limit_s
     seen: tuple[int, ...] = ()
     since = time.monotonic()
@@ -72,7 +92,7 @@ async def wait_settled(logs: list[Path], topic: str, limit_s: float) -> float:
         disjoint = sum(len(share) for share in shares) == PARTITIONS
         settled = time.monotonic() - since >= SETTLED_S
         if all(shares) and whole and disjoint and settled:
-            return max(at for _, _, at in states)
+            return max(at for _, _, at in states), shares
         await asyncio.sleep(0.2)
     raise TimeoutError(f"group of {len(logs)} not settled after {limit_s}s: {logs}")
 
@@ -92,21 +112,166 @@ def steady_rate(stamps: list[int], settled_at: float) -> tuple[float, int]:
     return (len(after) - 1) / ((after[-1] - after[0]) / 1000), len(after)
 
 
-async def drain_rate(
+# --- CPU accounting (Linux /proc) ---
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process `pid` has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime, stime
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores of the machine spent busy so far (not idle, not waiting on I/O)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICK  # minus idle, iowait
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    at: float  # epoch s
+    workers: tuple[float, ...]
+    machine: float
+
+
+def cpu_sample(workers: list[subprocess.Popen[bytes]]) -> CpuSample:
+    return CpuSample(time.time(), tuple(process_cpu_s(w.pid) for w in workers), machine_busy_s())
+
+
+# --- the outputs ---
+
+
+async def wait_drained(
+    settings: Settings, topic: str, expected: int, limit_s: float, workers: list[Any]
+) -> CpuSample:
+    """Poll `topic`'s end offsets until they sum to >= `expected` and stop growing; answer the
+    CPU sample taken when they last grew (the end of the drain)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings))
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        deadline = time.monotonic() + limit_s
+        total, last = -1, cpu_sample(workers)
+        quiet_since = time.monotonic()
+        while True:
+            now_total = sum((await consumer.end_offsets(partitions)).values())
+            if now_total != total:
+                total, last, quiet_since = now_total, cpu_sample(workers), time.monotonic()
+            elif total >= expected and time.monotonic() - quiet_since >= QUIET_S:
+                return last
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: {total} of {expected} outputs after {limit_s}s")
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+
+
+async def read_outputs(settings: Settings, topic: str) -> list[tuple[int, int]]:
+    """(timestamp ms, partition) of every record in `topic`, read to its end offsets.
+
+    `auto_offset_reset="earliest"` too: with the default ("latest") the reset that `assign`
+    starts can land after `seek_to_beginning`'s, and the read then starts at the end (seen:
+    0 records read, or a wait for records that never came)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(settings),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    out: list[tuple[int, int]] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        left = {tp for tp in partitions if ends[tp] > 0}
+        deadline = time.monotonic() + 300
+        while left:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: {len(out)} outputs read, partitions {left} not")
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for tp, messages in batches.items():
+                out.extend((m.timestamp, tp.partition) for m in messages if m.offset < ends[tp])
+            for tp in list(left):
+                if await consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        await consumer.stop()
+    return sorted(out)
+
+
+# --- one phase ---
+
+
+@dataclass(frozen=True)
+class WorkerFigures:
+    name: str
+    partitions: frozenset[int]
+    outputs: int  # steady outputs on its partitions
+    cpu_s: float  # CPU seconds over the drain (settled -> last output)
+
+
+@dataclass(frozen=True)
+class Phase:
+    count: int
+    rate: float  # records/s, steady drain
+    steady: int  # outputs over which `rate` was taken
+    workers: list[WorkerFigures]
+    window_s: float  # the CPU window: settled (as seen) -> last output
+    window_outputs: int
+    machine_busy: float  # cores busy on average over the CPU window (everyone's work)
+    load: tuple[float, float, float]
+
+    @property
+    def per_cpu_s(self) -> float:
+        """Outputs per CPU-second of the workers: the rate one worker core gives."""
+        cpu = sum(w.cpu_s for w in self.workers)
+        return self.window_outputs / cpu if cpu > 0 else 0.0
+
+    def report(self) -> str:
+        lines = [
+            f"  {self.count} worker(s): {self.rate:,.0f} records/s over the last "
+            f"{self.steady:,} outputs; {self.per_cpu_s:,.0f} records per worker CPU-second; "
+            f"machine {self.machine_busy:.2f} of 2 cores busy; load {self.load[0]:.2f}"
+        ]
+        for w in self.workers:
+            share = w.outputs / self.steady if self.steady else 0.0
+            lines.append(
+                f"    {w.name}: partitions {sorted(w.partitions)}, {w.outputs:,} outputs "
+                f"({share:.0%}), {w.cpu_s:.1f} CPU s ({w.cpu_s / self.window_s:.0%} of a core)"
+            )
+        return "\n".join(lines)
+
+
+def stop_all(workers: list[subprocess.Popen[bytes]], wait_s: float = STOP_WAIT_S) -> None:
+    """SIGTERM every worker at once, then wait for each, killing what outlives `wait_s`."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=10)
+
+
+async def drain_phase(
     count: int,
     records: int,
     locations_n: int,
     base_dir: Path,
     start_worker: Callable[..., subprocess.Popen[bytes]],
-    stop_process: Callable[[subprocess.Popen[bytes]], None],
-    output_timestamps: Callable[[Settings, str, int, float], Awaitable[list[int]]],
-) -> float:
+) -> Phase:
     prefix = f"scale{uuid.uuid4().hex[:8]}-"
     settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=PARTITIONS)
     workdir = base_dir / prefix.rstrip("-")
     workdir.mkdir(parents=True, exist_ok=True)
     locations = [demo_location_id(i) for i in range(locations_n)]
     workers: list[subprocess.Popen[bytes]] = []
+    out_topic = settings.topic(ENERGY_COSTS)
     try:
         await preload(settings, locations, synthetic_records(locations, records))
         names = [f"worker{i}" for i in range(count)]
@@ -114,29 +279,71 @@ async def drain_rate(
             start_worker(settings, workdir, False, level="INFO", name=name) for name in names
         ]
         logs = [workdir / f"{name}.log" for name in names]
-        settled_at = await wait_settled(logs, settings.topic(METER_RECORDS), 300)
-        stamps = await output_timestamps(settings, settings.topic(ENERGY_COSTS), records, 1200)
-        rate, steady = steady_rate(stamps, settled_at)
-        print(f"  {count} worker(s): {rate:,.0f} records/s over the last {steady:,} outputs")
-        return rate
+        settled_at, shares = await wait_settled(logs, settings.topic(METER_RECORDS), 300)
+        start = cpu_sample(workers)
+        end = await wait_drained(settings, out_topic, records, 1200, workers)
+        outputs = await read_outputs(settings, out_topic)
     finally:
-        for worker in workers:
-            stop_process(worker)
+        stop_all(workers)
         await delete_topics_with_prefix(settings, prefix)
+    rate, steady = steady_rate([stamp for stamp, _ in outputs], settled_at)
+    per_partition = [0] * PARTITIONS
+    for stamp, partition in outputs:
+        if stamp / 1000 >= settled_at:
+            per_partition[partition] += 1
+    window_s = end.at - start.at
+    figures = [
+        WorkerFigures(
+            name=name,
+            partitions=share,
+            outputs=sum(per_partition[p] for p in share),
+            cpu_s=after - before,
+        )
+        for name, share, before, after in zip(
+            names, shares, start.workers, end.workers, strict=True
+        )
+    ]
+    phase = Phase(
+        count=count,
+        rate=rate,
+        steady=steady,
+        workers=figures,
+        window_s=window_s,
+        window_outputs=sum(1 for stamp, _ in outputs if start.at <= stamp / 1000 <= end.at),
+        machine_busy=(end.machine - start.machine) / window_s if window_s > 0 else 0.0,
+        load=os.getloadavg(),
+    )
+    print(phase.report(), flush=True)
+    idle = [w.name for w in figures if w.partitions and w.outputs == 0]
+    if idle:
+        raise RuntimeError(
+            f"{', '.join(idle)} held partitions but priced nothing: not a measurement"
+        )
+    return phase
 
 
 async def measure_scale_out(
-    workers: int, records: int, locations_n: int, base_dir: Path, **tools: Any
-) -> dict[int, float]:
-    """Print and return the drain rate of 1 and of `workers` workers, measured one after the
+    workers: int,
+    records: int,
+    locations_n: int,
+    base_dir: Path,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> dict[int, Phase]:
+    """Print and return the steady drain of 1 and of `workers` workers, measured one after the
     other in this run, and their ratio."""
     records = max(records, MIN_RECORDS)
-    print(f"\nscale-out: 1 vs {workers} workers, {records:,} records, {PARTITIONS} partitions")
-    rates: dict[int, float] = {}
-    for count in (1, workers):
-        rates[count] = await drain_rate(count, records, locations_n, base_dir, **tools)
     print(
-        f"scale-out: {workers} workers {rates[workers]:,.0f} records/s, 1 worker "
-        f"{rates[1]:,.0f}: {rates[workers] / rates[1]:.2f}x"
+        f"\nscale-out: 1 vs {workers} workers, {records:,} records, {PARTITIONS} partitions, "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}",
+        flush=True,
     )
-    return rates
+    phases: dict[int, Phase] = {}
+    for count in (1, workers):
+        phases[count] = await drain_phase(count, records, locations_n, base_dir, start_worker)
+    one, many = phases[1], phases[workers]
+    print(
+        f"scale-out: 1 worker {one.rate:,.0f} records/s, {workers} workers {many.rate:,.0f}: "
+        f"{many.rate / one.rate:.2f}x (per worker CPU-second: {one.per_cpu_s:,.0f} vs "
+        f"{many.per_cpu_s:,.0f}; load {one.load[0]:.2f} / {many.load[0]:.2f})"
+    )
+    return phases
