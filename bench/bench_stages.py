@@ -1,17 +1,21 @@
 """Where a worker's time per record goes, stage by stage (issue 16 item 2).
 
-    .venv/bin/python bench/bench_stages.py                 # 60k records, 8 s window
-    .venv/bin/python bench/bench_stages.py --records 80000 --window 10
+    .venv/bin/python bench/bench_stages.py                 # 100k records, 5 s + 8 s windows
+    .venv/bin/python bench/bench_stages.py --records 150000 --window 10
 
 Preloads fresh topics the way `bench_pipeline.py` does (one 5-period TOU profile per location,
 then the records), starts one `meterflow worker`, waits for its first output (start-up and the
-profiles catch-up do not count), then samples its main thread with py-spy (`--idle`, 250 Hz)
+profiles catch-up do not count), then measures its CPU time per record priced over
+`--cpu-window` seconds, unsampled (process and main thread, from /proc: robust to other load
+on the machine, unlike a records/s figure), then samples its main thread with py-spy
+(`--idle`, 250 Hz)
 for `--window` seconds while it drains the backlog. The records priced in that window are read
 from the output topic's end offsets before and after, so every stage comes out in µs of the
 main thread's wall time per record priced:
 
 - fetch: faust's fetch loop and `getmany` (the hand-over from the consumer thread);
-- conductor: `TopicConductor.on_message` and the topic callback (decode, queue put);
+- conductor: `Conductor.on_message` and the topic callback (faust's cython
+  `ConductorHandler`, invisible to py-spy: it shows as its caller; decode, queue put);
 - stream iterator: the stream's `__aiter__` (cython `StreamIterator`), processors,
   `take_events`' passive drainer (`add_to_buffer`);
 - take_events: the generator that yields the batches, less its acks;
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import subprocess
 import sys
 import time
@@ -76,6 +81,7 @@ RULES: list[tuple[str, str, frozenset[str] | None]] = [
     ("take_events", "meterflow/stream/", frozenset({"take_batches", "batches"})),
     ("stream iterator", "faust/streams.py", None),
     ("conductor", "faust/transport/conductor.py", None),
+    ("conductor", "meterflow/stream/batches.py", frozenset({"on_message"})),
     ("conductor", "faust/topics.py", None),
     ("conductor", "faust/channels.py", None),
     ("conductor", "mode/utils/queues.py", None),
@@ -128,6 +134,16 @@ def read_profile(path: Path) -> tuple[collections.Counter[str], int]:
     return main, sum(main.values())
 
 
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """utime + stime (clock ticks) of the process and of its main thread."""
+
+    def ticks(path: str) -> int:
+        fields = Path(path).read_text().rpartition(")")[2].split()
+        return int(fields[11]) + int(fields[12])
+
+    return ticks(f"/proc/{pid}/stat"), ticks(f"/proc/{pid}/task/{pid}/stat")
+
+
 async def outputs(settings: Settings) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings))
     await consumer.start()
@@ -138,7 +154,7 @@ async def outputs(settings: Settings) -> int:
         await consumer.stop()
 
 
-async def measure(records: int, window_s: float, locations_n: int) -> None:
+async def measure(records: int, window_s: float, locations_n: int, cpu_window_s: float) -> None:
     prefix = f"stages{uuid.uuid4().hex[:8]}-"
     settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
     workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
@@ -153,6 +169,9 @@ async def measure(records: int, window_s: float, locations_n: int) -> None:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the worker priced nothing in 180 s")
                 await asyncio.sleep(0.2)
+            cpu_before, out_before = cpu_ticks(worker.pid), await outputs(settings)
+            await asyncio.sleep(cpu_window_s)
+            cpu_after, out_after = cpu_ticks(worker.pid), await outputs(settings)
             profile = workdir / "stages.txt"
             before, started = await outputs(settings), time.monotonic()
             subprocess.run(  # noqa: ASYNC221 - the measurement itself
@@ -180,6 +199,13 @@ async def measure(records: int, window_s: float, locations_n: int) -> None:
             stop_process(worker)
     finally:
         await delete_topics_with_prefix(settings, prefix)
+    cpu_priced = out_after - out_before
+    per_tick = 1e6 / os.sysconf("SC_CLK_TCK")
+    print(
+        f"unsampled {cpu_window_s:.0f} s: {cpu_priced:,} records; CPU per record: "
+        f"process {(cpu_after[0] - cpu_before[0]) * per_tick / cpu_priced:.1f} us, "
+        f"main thread {(cpu_after[1] - cpu_before[1]) * per_tick / cpu_priced:.1f} us"
+    )
     priced = after - before
     if after >= records:
         print(f"warning: the backlog ran out inside the window ({after} of {records})")
@@ -199,11 +225,12 @@ async def measure(records: int, window_s: float, locations_n: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=60_000)
+    parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--locations", type=int, default=1000)
+    parser.add_argument("--cpu-window", type=float, default=5.0, help="unsampled CPU window (s)")
     args = parser.parse_args()
-    asyncio.run(measure(args.records, args.window, args.locations))
+    asyncio.run(measure(args.records, args.window, args.locations, args.cpu_window))
     return 0
 
 

@@ -20,7 +20,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from meterflow.stream import faust_fixes
-from meterflow.stream.batches import take_batches
+from meterflow.stream.batches import take_batches, uncontended_callback_lookup
 
 INPUT = "mf-unit-batches-input"
 IN0, IN1 = TP(INPUT, 0), TP(INPUT, 1)
@@ -173,3 +173,29 @@ def test_what_the_loop_borrows_is_checked_at_start_up() -> None:
     refuses a faust whose queue, tracking or ack internals differ from the declared ones."""
     assert "take_batches" in {patch.name for patch in faust_fixes.BORROWED.patches}
     faust_fixes.BORROWED.check()
+
+
+async def test_a_free_conductor_lock_is_not_taken_a_held_one_is_waited_for(
+    app: faust.App,
+) -> None:
+    """uncontended_callback_lookup: same callback, no lock round trip while the lock is free;
+    while a rebalance rebuilds the index (lock held) a record waits for it, as in faust."""
+    conductor: Any = app.topics
+    tp = TP("mf-unit-batches-lookup", 0)
+    got: list[int] = []
+
+    async def callback(message: Any) -> None:
+        got.append(message.offset)
+
+    conductor._tp_to_callback[tp] = callback
+    uncontended_callback_lookup(app)
+    message = ConsumerMessage(tp.topic, 0, 1, 0.0, 0, None, b"k", b"v", None, tp=tp)
+    await conductor.on_message(message)
+    assert got == [1]
+    async with conductor._tp_to_callback_lock:
+        held = asyncio.ensure_future(conductor.on_message(message))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not held.done()  # waits for the index
+    await held
+    assert got == [1, 1]

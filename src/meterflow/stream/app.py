@@ -31,7 +31,7 @@ from meterflow.settings import Settings
 from meterflow.stream import faust_fixes
 from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.applier import BatchApplier
-from meterflow.stream.batches import take_batches
+from meterflow.stream.batches import take_batches, uncontended_callback_lookup
 from meterflow.stream.bulk_recovery import bulk_recover
 from meterflow.stream.catch_up import ProfilesCatchUp
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
@@ -99,6 +99,7 @@ def create_app(settings: Settings) -> faust.App:
     gaps = faust_fixes.guard_input(
         app, settings.topic(METER_RECORDS), settings.topic(METER_READINGS)
     )
+    uncontended_callback_lookup(app)  # before the consumer is made: its fetch callback
     locations = raw_topic(LOCATIONS, compacted=True)
     market_prices_topic = raw_topic(MARKET_PRICES, compacted=True)
     energy_costs = ProducerTopic(app, settings.topic(ENERGY_COSTS))

@@ -37,6 +37,7 @@ import faust.transport.conductor as faust_conductor
 from faust.events import Event
 from faust.streams import Stream
 from faust.topics import Topic
+from faust.transport.conductor import Conductor
 from faust.transport.consumer import Consumer
 from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue, ThrowableQueue
@@ -135,3 +136,34 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncGenerator[
         if started_here:
             await stream.stop()
             stream.service_reset()
+
+
+@BORROWED.patch(
+    Names(Conductor, "__init__", ("_tp_to_callback", "_tp_to_callback_lock", "on_message")),
+    # faust's handler: the callback is looked up under the lock, then awaited outside it
+    Names(Conductor, "_compile_message_handler", ("_tp_to_callback_lock", "__getitem__", "tp")),
+    Names(asyncio.Lock, "acquire", ("_locked", "_waiters")),  # what "free" means here
+)
+def uncontended_callback_lookup(app: Any) -> None:
+    """Look up a fetched record's topic callback without `async with` when the lock is free.
+
+    faust's conductor takes an `asyncio.Lock` around a dict lookup for every record (the lock
+    is held while a rebalance rebuilds the index, `_update_indices`): 4.4 µs per record measured
+    (docs/stream.md, "Faust's per-event path"). Acquiring a free asyncio lock with no waiter
+    never suspends, and nothing else runs between the check and the lookup, so reading the
+    dict directly then is the same; when the lock is held or awaited, faust's path is taken.
+    Set on `app.topics.on_message` before the consumer is made (it is its fetch callback).
+    """
+    conductor = app.topics
+    if app.client_only:
+        return
+    locked_path = conductor.on_message
+    lock = conductor._tp_to_callback_lock
+    callback_for = conductor._tp_to_callback.__getitem__  # cleared and refilled, never replaced
+
+    async def on_message(message: Any) -> Any:
+        if lock._locked or lock._waiters:
+            return await locked_path(message)
+        return await callback_for(message.tp)(message)
+
+    conductor.on_message = on_message
