@@ -197,6 +197,24 @@ async def test_a_tail_without_records_is_passed_after_a_rewind_that_brought_noth
     assert consumer.seeks == [(TP0, 40)]  # nothing owed any more
 
 
+async def test_a_batch_turned_away_is_never_acked_and_is_owed_again() -> None:
+    """A rebalance interrupted the batch (`CatchUpInterruptedError`): its records must come
+    again, even if no seek followed, and no commit may pass them."""
+    consumer = FakeConsumer(highwaters={TP0: 100}, assigned={TP0})
+    guard = guard_for(consumer, {TP0: 10})
+    batch = [Event(TP0, offset) for offset in (10, 11, 12)]
+    for event in batch:
+        consumer._unacked_messages.add(event.message)
+        assert await guard.admit(event)
+    guard.turn_away(batch)
+    assert all(event.message.acked for event in batch)  # faust's ack is a no-op on them
+    assert consumer._unacked_messages == set()  # the revocation's wait_empty is not held
+    assert consumer._acked[TP0] == []  # nothing a commit could pass
+    assert await admitted(guard, consumer, 13) == []  # a hole now: fetched again from 10
+    assert consumer.seeks == [(TP0, 10)]
+    assert await admitted(guard, consumer, 10, 11, 12, 13) == [10, 11, 12, 13]
+
+
 # The class patches, on the consumer of a faust app that is never started.
 
 INPUT = "mf-unit-fixes-input"

@@ -214,7 +214,8 @@ class RecordPricer:
         (measured +5-9 % over interleaving the three steps per record), and the costs go to the
         producer as one batch per partition. Every result is with the producer before the
         batch's events are acked (faust acks `take_events` batches after this returns, and
-        flushes the producer before it commits).
+        flushes the producer before it commits). `before_partition` may raise (a rebalance
+        interrupted its wait): nothing of the batch has been sent then.
         """
         if not events:
             return

@@ -33,7 +33,7 @@ from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.applier import BatchApplier
 from meterflow.stream.batches import take_batches, uncontended_callback_lookup
 from meterflow.stream.bulk_recovery import bulk_recover
-from meterflow.stream.catch_up import ProfilesCatchUp
+from meterflow.stream.catch_up import CatchUpInterruptedError, ProfilesCatchUp
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.partitioner import cached_murmur2_partitioner
 from meterflow.stream.readings import ReadingsAgent, TableChangelog
@@ -148,7 +148,9 @@ def create_app(settings: Settings) -> faust.App:
         return committed
 
     catch_up = ProfilesCatchUp(
-        end_offsets=locations_end_offsets, committed_offset=locations_committed
+        end_offsets=locations_end_offsets,
+        committed_offset=locations_committed,
+        flow_active=app.flow_control.is_active,  # suspended by a rebalance (and the stop)
     )
 
     async def on_assigned(*args: Any, **kwargs: Any) -> None:
@@ -207,12 +209,20 @@ def create_app(settings: Settings) -> faust.App:
         # without faust's per-event stream path (`take_batches`: acks after this body ran).
         async for events in take_batches(stream, settings.price_batch_size, within=0.005):
             with gaps.handling():
-                await pricer.on_events([event for event in events if await gaps.admit(event)])
+                admitted = [event for event in events if await gaps.admit(event)]
+                try:
+                    await pricer.on_events(admitted)
+                except CatchUpInterruptedError:  # nothing was sent: fetched again after the seek
+                    gaps.turn_away(admitted)
 
     async def derive_intervals(stream: faust.StreamT[Any]) -> None:
         async for events in take_batches(stream, settings.price_batch_size, within=0.005):
             with gaps.handling():
-                await readings.on_events([event for event in events if await gaps.admit(event)])
+                admitted = [event for event in events if await gaps.admit(event)]
+                try:
+                    await readings.on_events(admitted)
+                except CatchUpInterruptedError:  # before any reading was stored or sent
+                    gaps.turn_away(admitted)
 
     async def apply_profiles(stream: faust.StreamT[Any]) -> None:
         # Batches of what is queued already (`within=0`): a profile is never held back to

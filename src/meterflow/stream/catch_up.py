@@ -12,6 +12,13 @@ The end offsets of every assigned partition are asked for in one request, at the
 after an assignment: the consumer's connection serves requests in order, so each request can
 queue behind a fetch that long-polls for up to 1.5 s (faust's `fetch_max_wait_ms`). Asked
 partition by partition, a cold start of six partitions stalled pricing for about 8 s.
+
+A rebalance ends the wait (`CatchUpInterruptedError`): faust suspends the flow and empties the
+agents' queues, so the profiles waited for stop coming, while the revocation itself waits for
+the cost agent to finish its batch. Waiting on, one full `max_wait_s` per partition of the
+batch, kept a joining worker out of the group past its rebalance timeout (the scale-out bench:
+one of two workers priced 3 records in all). The caller turns the batch away unprocessed (it is
+fetched again after the assignment's seek) instead of pricing it without its profiles.
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ from meterflow.logs import event
 log = logging.getLogger(__name__)
 
 
+class CatchUpInterruptedError(Exception):
+    """The flow stopped (a rebalance) while a partition waited for its profiles: nothing of
+    the batch may be processed or acked."""
+
+
 class ProfilesCatchUp:
     def __init__(
         self,
@@ -33,9 +45,12 @@ class ProfilesCatchUp:
         end_offsets: Callable[[int], Awaitable[Mapping[int, int]]],
         committed_offset: Callable[[int], int | None],
         max_wait_s: float = 30.0,
+        flow_active: Callable[[], bool] = lambda: True,
     ) -> None:
         """`end_offsets(partition)`: `locations` end offsets of at least `partition`, ideally of
-        every assigned partition (they are kept until the next assignment)."""
+        every assigned partition (they are kept until the next assignment); `flow_active()`:
+        False once a rebalance (or the stop) suspended the delivery of records."""
+        self._flow_active = flow_active
         self._end_offsets = end_offsets
         self._committed_offset = committed_offset
         self._max_wait_s = max_wait_s
@@ -63,7 +78,8 @@ class ProfilesCatchUp:
         return self._ends[partition]
 
     async def wait(self, partition: int, offset: int | None = None) -> None:
-        """Return once `partition` may be priced; `offset` (first record to price) is logged."""
+        """Return once `partition` may be priced; `offset` (first record to price) is logged.
+        Raises `CatchUpInterruptedError` if the flow stops before."""
         if partition in self._ready:
             return
         started = time.monotonic()
@@ -80,6 +96,17 @@ class ProfilesCatchUp:
             self._ready.add(partition)
             return
         while not self._caught_up(partition, end):
+            if not self._flow_active():
+                event(
+                    log,
+                    "profiles_catch_up_interrupted",
+                    logging.WARNING,
+                    partition=partition,
+                    end_offset=end,
+                    applied=self._applied.get(partition),
+                    waited_s=round(time.monotonic() - started, 3),
+                )
+                raise CatchUpInterruptedError(f"partition {partition}: the flow stopped")
             if time.monotonic() - started > self._max_wait_s:
                 event(
                     log,

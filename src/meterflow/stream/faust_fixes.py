@@ -32,7 +32,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -519,6 +519,20 @@ class InputGapGuard:
         _turn_away(consumer, message)
         await _seek_on_fetch_thread(consumer, tp, owed)
         return False
+
+    def turn_away(self, events: Iterable[Any]) -> None:
+        """Give back admitted events the agent did not process (a rebalance interrupted the
+        batch): never acked, so no commit passes them, and owed again, so they are fetched
+        again: by the seek that follows every assignment, or, should none follow, by the
+        rewind that the next record of the partition (a hole) or a stall then triggers."""
+        consumer = self._app.consumer
+        expected: dict[Any, int] = getattr(consumer, _NEXT_OFFSETS_ATTR, {})
+        for event in events:
+            message = event.message
+            _turn_away(consumer, message)
+            owed = expected.get(message.tp)
+            if owed is not None and message.offset < owed:
+                expected[message.tp] = message.offset
 
 
 @BORROWED.patch(

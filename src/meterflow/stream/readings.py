@@ -181,10 +181,13 @@ class ReadingsAgent:
         letters: list[tuple[EventLike, DeadLetter]] = []
         now = self._clock()
         self._committed.clear()  # read once per partition and batch (an older value is safe)
+        if self._before_partition is not None:
+            # Every partition's wait before the first reading is stored: a wait that a
+            # rebalance interrupts (`CatchUpInterruptedError`) leaves the batch untouched.
+            for event in events:
+                await self._before_partition(event.message.partition, event.message.offset)
         for event in events:
             message = event.message
-            if self._before_partition is not None:
-                await self._before_partition(message.partition, message.offset)
             source = source_of(message)
             # faust's current event picks the table partition reads and writes go to (RocksDB
             # reads only that partition's database): the batch's last event is not this one
