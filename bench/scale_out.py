@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -128,22 +129,46 @@ def machine_busy_s() -> float:
     return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICK  # minus idle, iowait
 
 
+def broker_pid(settings: Settings) -> int | None:
+    """The process listening on the first bootstrap address (a local broker), if `ss` says."""
+    port = bootstrap_servers(settings)[0].rsplit(":", 1)[-1]
+    try:
+        listing = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"pid=(\d+)", listing)
+    return int(found.group(1)) if found else None
+
+
 @dataclass(frozen=True)
 class CpuSample:
     at: float  # epoch s
     workers: tuple[float, ...]
     machine: float
+    broker: float  # 0.0 when the broker is not a local process
 
 
-def cpu_sample(workers: list[subprocess.Popen[bytes]]) -> CpuSample:
-    return CpuSample(time.time(), tuple(process_cpu_s(w.pid) for w in workers), machine_busy_s())
+def cpu_sample(workers: list[subprocess.Popen[bytes]], broker: int | None = None) -> CpuSample:
+    return CpuSample(
+        time.time(),
+        tuple(process_cpu_s(w.pid) for w in workers),
+        machine_busy_s(),
+        process_cpu_s(broker) if broker is not None else 0.0,
+    )
 
 
 # --- the outputs ---
 
 
 async def wait_drained(
-    settings: Settings, topic: str, expected: int, limit_s: float, workers: list[Any]
+    settings: Settings,
+    topic: str,
+    expected: int,
+    limit_s: float,
+    workers: list[Any],
+    broker: int | None,
 ) -> CpuSample:
     """Poll `topic`'s end offsets until they sum to >= `expected` and stop growing; answer the
     CPU sample taken when they last grew (the end of the drain)."""
@@ -152,12 +177,12 @@ async def wait_drained(
     try:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         deadline = time.monotonic() + limit_s
-        total, last = -1, cpu_sample(workers)
+        total, last = -1, cpu_sample(workers, broker)
         quiet_since = time.monotonic()
         while True:
             now_total = sum((await consumer.end_offsets(partitions)).values())
             if now_total != total:
-                total, last, quiet_since = now_total, cpu_sample(workers), time.monotonic()
+                total, last, quiet_since = now_total, cpu_sample(workers, broker), time.monotonic()
             elif total >= expected and time.monotonic() - quiet_since >= QUIET_S:
                 return last
             if time.monotonic() > deadline:
@@ -221,6 +246,7 @@ class Phase:
     window_s: float  # the CPU window: settled (as seen) -> last output
     window_outputs: int
     machine_busy: float  # cores busy on average over the CPU window (everyone's work)
+    broker_cpu_s: float  # the local broker's CPU seconds over the CPU window
     load: tuple[float, float, float]
 
     @property
@@ -233,7 +259,8 @@ class Phase:
         lines = [
             f"  {self.count} worker(s): {self.rate:,.0f} records/s over the last "
             f"{self.steady:,} outputs; {self.per_cpu_s:,.0f} records per worker CPU-second; "
-            f"machine {self.machine_busy:.2f} of 2 cores busy; load {self.load[0]:.2f}"
+            f"machine {self.machine_busy:.2f} of {os.cpu_count()} cores busy, the broker "
+            f"{self.broker_cpu_s / self.window_s:.2f}; load {self.load[0]:.2f}"
         ]
         for w in self.workers:
             share = w.outputs / self.steady if self.steady else 0.0
@@ -280,8 +307,9 @@ async def drain_phase(
         ]
         logs = [workdir / f"{name}.log" for name in names]
         settled_at, shares = await wait_settled(logs, settings.topic(METER_RECORDS), 300)
-        start = cpu_sample(workers)
-        end = await wait_drained(settings, out_topic, records, 1200, workers)
+        broker = broker_pid(settings)
+        start = cpu_sample(workers, broker)
+        end = await wait_drained(settings, out_topic, records, 1200, workers, broker)
         outputs = await read_outputs(settings, out_topic)
     finally:
         stop_all(workers)
@@ -311,6 +339,7 @@ async def drain_phase(
         window_s=window_s,
         window_outputs=sum(1 for stamp, _ in outputs if start.at <= stamp / 1000 <= end.at),
         machine_busy=(end.machine - start.machine) / window_s if window_s > 0 else 0.0,
+        broker_cpu_s=end.broker - start.broker,
         load=os.getloadavg(),
     )
     print(phase.report(), flush=True)
