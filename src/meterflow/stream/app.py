@@ -34,9 +34,11 @@ from meterflow.stream.applier import BatchApplier
 from meterflow.stream.batches import take_batches, uncontended_callback_lookup
 from meterflow.stream.bulk_recovery import bulk_recover
 from meterflow.stream.catch_up import CatchUpInterruptedError, ProfilesCatchUp
+from meterflow.stream.end_offsets import end_offsets_apart
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.partitioner import cached_murmur2_partitioner
 from meterflow.stream.readings import ReadingsAgent, TableChangelog
+from meterflow.stream.startup import no_table_registration_pause
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def create_app(settings: Settings) -> faust.App:
     # A memory store reads its changelog on every start: in bulk, not through faust's
     # per-record recovery (~150 µs each; docs/stream.md, "Profiles at scale").
     bulk_recover(profiles, bootstrap_servers(settings))
+    no_table_registration_pause()  # every table is defined above, before the worker starts
     # Every worker holds all market prices (a DYNAMIC series is shared by many locations, so
     # it cannot be co-partitioned). Using `market-prices` itself as the changelog would spare the
     # agent below, but faust's assignor stalls on a changelog that is also a source topic.
@@ -137,9 +140,9 @@ def create_app(settings: Settings) -> faust.App:
 
     async def locations_end_offsets(partition: int) -> dict[int, int]:
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == locations_topic}
-        tps = [TP(locations_topic, p) for p in sorted(assigned | {partition})]
-        ends = await app.consumer.highwaters(*tps)
-        return {tp.partition: int(offset or 0) for tp, offset in ends.items()}
+        # not `app.consumer.highwaters`: it queues behind the consumer's long-polling fetch
+        partitions = sorted(assigned | {partition})
+        return await end_offsets_apart(bootstrap_servers(settings), locations_topic, partitions)
 
     def locations_committed(partition: int) -> int | None:
         # faust keeps the group's committed offsets here (no public accessor in 0.15.3)
