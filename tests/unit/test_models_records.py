@@ -74,7 +74,7 @@ _PYDANTIC_INSTANT = TypeAdapter(datetime)
 
 @settings(max_examples=400)
 @given(
-    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),  # noqa: DTZ001
     st.integers(0, 6),
     st.sampled_from(["Z", "+", "-"]),
     st.integers(0, 29),
@@ -118,7 +118,7 @@ def test_one_text_is_one_shared_instant() -> None:
 def test_a_naive_datetime_built_in_code_is_rejected() -> None:
     with pytest.raises(ValidationError, match="must carry a UTC offset"):
         MeterRecord.model_validate(
-            BASE | {"start_time": datetime(2024, 6, 1), "end_time": datetime(2024, 6, 1)}
+            BASE | {"start_time": datetime(2024, 6, 1), "end_time": datetime(2024, 6, 1)}  # noqa: DTZ001
         )
 
 
