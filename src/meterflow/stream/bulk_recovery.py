@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 BULK_ATTR = "meterflow_bulk_recovery"
 _PATCHED = "_meterflow_bulk_recovery"
-FETCH_BYTES = 8 * 1024 * 1024  # per partition and fetch: a few thousand profiles
+FETCH_BYTES = 1024 * 1024  # per partition and fetch: ~2,000 profiles. 8 MiB read no faster
+# and left a restarted worker 27 MB larger at 100,000 profiles (the allocator keeps the arenas)
 IDLE_POLLS = 4  # empty polls in a row (IDLE_POLLS * POLL_MS) before faust takes over
 POLL_MS = 500
 
