@@ -39,7 +39,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from meterflow.contract.topics import ENERGY_COSTS, METER_RECORDS
+from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, METER_RECORDS
 from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix
 from meterflow.settings import Settings
 from meterflow.stream.producing import demo_location_id, synthetic_records
@@ -169,13 +169,19 @@ async def wait_drained(
     limit_s: float,
     workers: list[Any],
     broker: int | None,
+    dead_letters: str | None = None,
 ) -> CpuSample:
     """Poll `topic`'s end offsets until they sum to >= `expected` and stop growing; answer the
-    CPU sample taken when they last grew (the end of the drain)."""
+    CPU sample taken when they last grew (the end of the drain). A record on `dead_letters`
+    fails the run at once: every bench record has its profile, so one priced without it
+    (`unknown_location`, a catch-up that gave up) means the workers stalled."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings))
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        letters = (
+            [TopicPartition(dead_letters, p) for p in range(PARTITIONS)] if dead_letters else []
+        )
         deadline = time.monotonic() + limit_s
         total, last = -1, cpu_sample(workers, broker)
         quiet_since = time.monotonic()
@@ -185,6 +191,9 @@ async def wait_drained(
                 total, last, quiet_since = now_total, cpu_sample(workers, broker), time.monotonic()
             elif total >= expected and time.monotonic() - quiet_since >= QUIET_S:
                 return last
+            dead = sum((await consumer.end_offsets(letters)).values()) if letters else 0
+            if dead:
+                raise RuntimeError(f"{dead} records dead-lettered (see the workers' logs)")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: {total} of {expected} outputs after {limit_s}s")
             await asyncio.sleep(0.2)
@@ -302,6 +311,7 @@ async def drain_phase(
     try:
         await preload(settings, locations, synthetic_records(locations, records))
         names = [f"worker{i}" for i in range(count)]
+        print(f"  {count} worker(s) starting, logs in {workdir}", flush=True)
         workers = [
             start_worker(settings, workdir, False, level="INFO", name=name) for name in names
         ]
@@ -309,7 +319,8 @@ async def drain_phase(
         settled_at, shares = await wait_settled(logs, settings.topic(METER_RECORDS), 300)
         broker = broker_pid(settings)
         start = cpu_sample(workers, broker)
-        end = await wait_drained(settings, out_topic, records, 1200, workers, broker)
+        letters = settings.topic(DEAD_LETTERS)
+        end = await wait_drained(settings, out_topic, records, 1200, workers, broker, letters)
         outputs = await read_outputs(settings, out_topic)
     finally:
         stop_all(workers)
