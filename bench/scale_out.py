@@ -47,7 +47,7 @@ from support import preload
 
 PARTITIONS = 6
 SETTLED_S = 2.0  # no new assignment for this long = the group is settled
-MIN_RECORDS = 60_000  # enough backlog to outlast the joins
+MIN_RECORDS = 200_000  # a two-worker drain of ~20 s: long enough to outlast the joins and noise
 QUIET_S = 1.5  # output end offsets unchanged this long (and >= records) = the drain is over
 STOP_WAIT_S = 20.0  # the topics are deleted afterwards: no need to wait long for a clean stop
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
