@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     producer_linger_s: float = Field(default=0.02, ge=0)
     # The cost agent takes up to this many records at a time (or what came within 5 ms).
     price_batch_size: int = Field(default=500, ge=1)
+    # Records one fetch hands the agents at most; the agents' queues are sized from it
+    # (stream/backpressure.py), so that a waiting agent never blocks another topic's delivery.
+    max_poll_records: int = Field(default=500, ge=1)
 
     # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
     # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.

@@ -31,6 +31,7 @@ from meterflow.settings import Settings
 from meterflow.stream import faust_fixes
 from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
 from meterflow.stream.applier import BatchApplier
+from meterflow.stream.backpressure import stream_buffer_size
 from meterflow.stream.batches import take_batches, uncontended_callback_lookup
 from meterflow.stream.bulk_recovery import bulk_recover
 from meterflow.stream.catch_up import CatchUpInterruptedError, ProfilesCatchUp
@@ -80,6 +81,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=262144,
         producer_partitioner=cached_murmur2_partitioner,
+        broker_max_poll_records=settings.max_poll_records,
+        stream_buffer_maxsize=stream_buffer_size(
+            settings.topic_partitions, settings.max_poll_records
+        ),
         web_enabled=settings.worker_web_enabled,
         web_bind=settings.worker_web_host,
         web_host=settings.worker_web_host,
