@@ -130,18 +130,6 @@ def _payload(minutes: int) -> bytes:
     ).encode()
 
 
-def _rate(fn: Callable[[], object], seconds: float, rounds: int = 3) -> float:
-    """Calls per CPU-second of `fn`: best of `rounds` runs of about `seconds / rounds` each.
-
-    CPU time of this process (not wall time) so that other processes on a shared machine do not
-    count against the engine; the best round filters out cache and scheduler noise.
-    """
-    best = 0.0
-    for _ in range(rounds):
-        best = max(best, _round(fn, seconds / rounds))
-    return best
-
-
 def _round(fn: Callable[[], object], seconds: float) -> float:
     count, batch = 0, 100
     begin = time.process_time()
@@ -155,8 +143,11 @@ def _round(fn: Callable[[], object], seconds: float) -> float:
 
 
 def _rates(fns: list[Callable[[], object]], seconds: float, rounds: int = 6) -> list[float]:
-    """`_rate` of each of `fns`, their rounds interleaved: a ratio between two of them is then
-    taken over the same stretch of a shared machine's load, not minutes apart."""
+    """Calls per CPU-second of each of `fns`: the best of `rounds` rounds, about `seconds /
+    rounds` each, their rounds interleaved, so that a ratio between two of them is taken over
+    the same stretch of a shared machine's load, not minutes apart. CPU time of this process
+    (not wall time): other processes do not count against the engine; the best round filters
+    out cache and scheduler noise."""
     best = [0.0] * len(fns)
     for _ in range(rounds):
         for index, fn in enumerate(fns):

@@ -36,7 +36,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,7 +54,7 @@ from meterflow.stream.producing import (
     kafka_producer,
     synthetic_records,
 )
-from support import MF, ROOT, stop_process, worker_env
+from support import MF, bench_space, stop_process, worker_env
 
 TARGET_FIRST_S = 15.0  # at 100,000 profiles
 TARGET_RESTART_S = 5.0
@@ -193,14 +192,13 @@ async def measure_store(
     store: str, count: int, level: str, distinct_tariffs: bool = False
 ) -> tuple[Phase, Phase]:
     """First read and restart of one worker on `count` profiles with `store`."""
-    prefix = f"prof{uuid.uuid4().hex[:8]}-"
-    settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=PARTITIONS)
-    workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
-    workdir.mkdir(parents=True, exist_ok=True)
+    settings, workdir = bench_space("prof", PARTITIONS)
     try:
         await ensure_topics(settings)
         last = await publish_profiles(settings, count, distinct_tariffs)
-        print(f"  ({store} {count:,}: topics {prefix}*, log {workdir / 'worker.log'})")
+        print(
+            f"  ({store} {count:,}: topics {settings.topic_prefix}*, log {workdir / 'worker.log'})"
+        )
         phases = []
         async with Probes(settings, last) as probes:
             for run in ("first", "restart"):
@@ -213,7 +211,7 @@ async def measure_store(
                     stop_process(worker)
         return phases[0], phases[1]
     finally:
-        await delete_topics_with_prefix(settings, prefix)
+        await delete_topics_with_prefix(settings, settings.topic_prefix)
         shutil.rmtree(workdir / "data", ignore_errors=True)  # the log stays: worker.log
 
 

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,9 +30,8 @@ from bench_pipeline import output_timestamps, rate_of, start_worker
 from meterflow.contract.topics import ENERGY_COSTS, METER_READINGS
 from meterflow.costing.readings import utc_text
 from meterflow.kafka_admin import delete_topics_with_prefix
-from meterflow.settings import Settings
 from meterflow.stream.producing import demo_location_id, synthetic_records
-from support import ROOT, preload, stop_process
+from support import bench_space, preload, stop_process
 
 TARGET_RATIO = 0.80
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -54,10 +52,7 @@ def readings(meters: list[str], count: int) -> Iterator[dict[str, Any]]:
 
 async def one_path(kind: str, count: int, meters: int) -> float:
     """Preload, start a worker, return the output rate (costs/s) of `kind`."""
-    prefix = f"rdg{uuid.uuid4().hex[:8]}-"
-    settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
-    workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
-    workdir.mkdir(parents=True, exist_ok=True)
+    settings, workdir = bench_space("rdg")
     locations = [demo_location_id(i) for i in range(meters)]
     try:
         if kind == "records":
@@ -73,7 +68,7 @@ async def one_path(kind: str, count: int, meters: int) -> float:
             stop_process(worker)
         return rate_of(stamps)
     finally:
-        await delete_topics_with_prefix(settings, prefix)
+        await delete_topics_with_prefix(settings, settings.topic_prefix)
 
 
 async def run(count: int, meters: int, rounds: int) -> int:

@@ -39,7 +39,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -49,7 +48,7 @@ from meterflow.contract.topics import ENERGY_COSTS
 from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix
 from meterflow.settings import Settings
 from meterflow.stream.producing import demo_location_id, synthetic_records
-from support import ROOT, preload, stop_process
+from support import bench_space, preload, stop_process
 
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 RATE_HZ = 250
@@ -155,10 +154,7 @@ async def outputs(settings: Settings) -> int:
 
 
 async def measure(records: int, window_s: float, locations_n: int, cpu_window_s: float) -> None:
-    prefix = f"stages{uuid.uuid4().hex[:8]}-"
-    settings = Settings(topic_prefix=prefix, app_id="bench", topic_partitions=6)
-    workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
-    workdir.mkdir(parents=True, exist_ok=True)
+    settings, workdir = bench_space("stages")
     locations = [demo_location_id(i) for i in range(locations_n)]
     try:
         await preload(settings, locations, synthetic_records(locations, records))
@@ -198,7 +194,7 @@ async def measure(records: int, window_s: float, locations_n: int, cpu_window_s:
         finally:
             stop_process(worker)
     finally:
-        await delete_topics_with_prefix(settings, prefix)
+        await delete_topics_with_prefix(settings, settings.topic_prefix)
     cpu_priced = out_after - out_before
     per_tick = 1e6 / os.sysconf("SC_CLK_TCK")
     print(

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,14 @@ from meterflow.stream.producing import (
 
 ROOT = Path(__file__).resolve().parents[1]
 MF = str(Path(sys.executable).with_name("meterflow"))
+
+
+def bench_space(kind: str, partitions: int = 6) -> tuple[Settings, Path]:
+    """Settings on fresh topics `<kind><random>-*` and the run's own work directory."""
+    prefix = f"{kind}{uuid.uuid4().hex[:8]}-"
+    workdir = ROOT / ".local" / "bench" / prefix.rstrip("-")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Settings(topic_prefix=prefix, app_id="bench", topic_partitions=partitions), workdir
 
 
 async def preload(

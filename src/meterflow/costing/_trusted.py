@@ -46,16 +46,20 @@ def _check_model(cls: type[BaseModel]) -> None:
         raise TypeError(f"trusted() cannot build {cls.__qualname__}: it has {', '.join(needs)}")
 
 
+def _checked_fields(cls: type[BaseModel]) -> set[str]:
+    """`cls`'s field names, once `cls` is known to need no more than the four slots."""
+    _check_model(cls)
+    fields = _ALL_FIELDS[cls] = set(cls.model_fields)
+    return fields
+
+
 @BORROWED.patch(
     Value(BaseModel, "__slots__", _SLOTS),
     Names(BaseModel, "model_construct", _SLOTS),  # what `trusted` repeats
 )
 def trusted(cls: type[M], values: dict[str, Any]) -> M:
     """An instance of `cls` holding `values`, which must name every field with a valid value."""
-    fields = _ALL_FIELDS.get(cls)
-    if fields is None:
-        _check_model(cls)
-        fields = _ALL_FIELDS[cls] = set(cls.model_fields)
+    fields = _ALL_FIELDS.get(cls) or _checked_fields(cls)
     instance = cls.__new__(cls)
     _set(instance, "__dict__", values)
     _set(instance, "__pydantic_fields_set__", fields)  # shared: frozen models never change it
@@ -70,10 +74,7 @@ def trusted(cls: type[M], values: dict[str, Any]) -> M:
 )
 def trusted_all(cls: type[M], values: list[dict[str, Any]]) -> list[M]:
     """`[trusted(cls, v) for v in values]` in one call (a breakdown of 48 items: ~15 % less)."""
-    fields = _ALL_FIELDS.get(cls)
-    if fields is None:
-        _check_model(cls)
-        fields = _ALL_FIELDS[cls] = set(cls.model_fields)
+    fields = _ALL_FIELDS.get(cls) or _checked_fields(cls)
     new = cls.__new__
     built: list[M] = []
     for value in values:

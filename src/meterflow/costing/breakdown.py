@@ -117,41 +117,23 @@ def stacked_breakdown(
     """Per period, one item per component (`"energy"` first), each cost rounded on its own."""
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     if len(periods) == 1:  # the common case (a short record): no cut, the totals' energy
-        period = periods[0]
-        start_time, end_time = _first_start(record), record.end_time
+        spans = [(_first_start(record), record.end_time)]
+    else:
+        spans = _times(record, [(p.start, p.end) for p in periods], start)
+    values = []
+    for period, (start_time, end_time) in zip(periods, spans, strict=True):
+        # the period's energy to 50 digits, then one product per component
         kwh = divide(multiply(magnitude, Decimal(period.end - period.start)), denominator)
-        return [
-            trusted(
-                BreakdownItem,
+        energy = total_energy if len(periods) == 1 else round_money(kwh)
+        for name, rate in zip(period.names, period.rates, strict=True):
+            values.append(
                 {
                     "start_time": start_time,
                     "end_time": end_time,
                     "rate": rate,
-                    "energy": total_energy,
+                    "energy": energy,
                     "cost": round_money(multiply(kwh, rate)),
                     "component": name,
-                },
+                }
             )
-            for name, rate in zip(period.names, period.rates, strict=True)
-        ]
-    items: list[BreakdownItem] = []
-    spans = _times(record, [(p.start, p.end) for p in periods], start)
-    for period, (start_time, end_time) in zip(periods, spans, strict=True):
-        # the period's energy to 50 digits, then one product per component
-        kwh = divide(multiply(magnitude, Decimal(period.end - period.start)), denominator)
-        energy = round_money(kwh)
-        for name, rate in zip(period.names, period.rates, strict=True):
-            items.append(
-                trusted(
-                    BreakdownItem,
-                    {
-                        "start_time": start_time,
-                        "end_time": end_time,
-                        "rate": rate,
-                        "energy": energy,
-                        "cost": round_money(multiply(kwh, rate)),
-                        "component": name,
-                    },
-                )
-            )
-    return items
+    return trusted_all(BreakdownItem, values)

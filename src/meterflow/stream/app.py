@@ -8,7 +8,7 @@ contract's exact JSON (`models.dumps`). Keys are UTF-8 strings as bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -212,25 +212,27 @@ def create_app(settings: Settings) -> faust.App:
         kind="market_prices",
     )
 
-    async def price_records(stream: faust.StreamT[Any]) -> None:
-        # Batches: pricing runs back to back (+15-25 % measured), taken from the agent's queue
-        # without faust's per-event stream path (`take_batches`: acks after this body ran).
+    async def guarded_input(
+        stream: faust.StreamT[Any], body: Callable[[list[Any]], Awaitable[None]]
+    ) -> None:
+        """An input topic's agent loop: batches (pricing runs back to back, +15-25 % measured)
+        taken from the agent's queue without faust's per-event stream path (`take_batches`:
+        acked after `body` ran), each event admitted by the gap guard. A batch whose profiles
+        wait a rebalance interrupted is turned away: `body` sent and stored nothing of it, and
+        it is fetched again after the seek."""
         async for events in take_batches(stream, settings.price_batch_size, within=0.005):
             with gaps.handling():
                 admitted = [event for event in events if await gaps.admit(event)]
                 try:
-                    await pricer.on_events(admitted)
-                except CatchUpInterruptedError:  # nothing was sent: fetched again after the seek
+                    await body(admitted)
+                except CatchUpInterruptedError:
                     gaps.turn_away(admitted)
 
+    async def price_records(stream: faust.StreamT[Any]) -> None:
+        await guarded_input(stream, pricer.on_events)
+
     async def derive_intervals(stream: faust.StreamT[Any]) -> None:
-        async for events in take_batches(stream, settings.price_batch_size, within=0.005):
-            with gaps.handling():
-                admitted = [event for event in events if await gaps.admit(event)]
-                try:
-                    await readings.on_events(admitted)
-                except CatchUpInterruptedError:  # before any reading was stored or sent
-                    gaps.turn_away(admitted)
+        await guarded_input(stream, readings.on_events)
 
     async def apply_profiles(stream: faust.StreamT[Any]) -> None:
         # Batches of what is queued already (`within=0`): a profile is never held back to
