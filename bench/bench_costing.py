@@ -3,10 +3,10 @@ DYNAMIC and STACKED (TIME_OF_USE + 2 components + surcharges + tax) profiles, 30
 24-hour records.
 
 Three figures per case:
-- `price`: `price_record` on an already-parsed record (target ≥ 50,000/s for TOU, 30 min);
-- `full`: `price_payload` + `dumps`, i.e. parse + validate + price + serialize, what the agent
+- `price`: `cost_record` on an already-parsed record (target ≥ 50,000/s for TOU, 30 min);
+- `full`: `cost_payload` + `dumps`, i.e. parse + validate + price + serialize, what the agent
   does per record (target ≥ 20,000/s for TOU, 30 min; issue 16: ≥ 0.40 of the baseline);
-- `price+enc`: `price_record` + `dumps` in µs per record (issue 16: ≤ 12 µs for TOU, 30 min).
+- `price+enc`: `cost_record` + `dumps` in µs per record (issue 16: ≤ 12 µs for TOU, 30 min).
 Baseline, measured in the same run with its rounds interleaved with the case's: a bare
 `json.loads` + `json.dumps` of the same payload.
 Rates are per CPU-second of this process (best of three rounds), on one core.
@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from meterflow.costing import parse_record, price_payload, price_record
+from meterflow.costing import cost_payload, cost_record, parse_record
 from meterflow.models import LocationProfile, MarketPrices, dumps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the tests
@@ -184,7 +184,7 @@ def main() -> None:
             def price(
                 record: Any = record, request: Any = request, profile: Any = profile
             ) -> object:
-                return price_record(
+                return cost_record(
                     record,
                     profile,
                     meter_record_id="mre_bench",
@@ -198,7 +198,7 @@ def main() -> None:
 
             def full(payload: bytes = payload, profile: LocationProfile = profile) -> None:
                 dumps(
-                    price_payload(
+                    cost_payload(
                         payload,
                         profiles=lambda _: profile,
                         market_prices=market_prices,

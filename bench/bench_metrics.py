@@ -3,7 +3,7 @@
 Per record the agent calls `record_consumed`, `time_pricing` (around pricing) and `cost_emitted`
 (counter + end-to-end histogram). Figures, on one core, best of three rounds:
 - `metrics`: those three calls around a no-op, in calls/s and µs per record;
-- `pricing` (baseline, same run): `price_payload` + `dumps` of a 30-minute TIME_OF_USE record,
+- `pricing` (baseline, same run): `cost_payload` + `dumps` of a 30-minute TIME_OF_USE record,
   what the agent does per record;
 - ratio: metric overhead as a share of the per-record pricing time.
 Also one `/metrics` exposition (generate_latest) with the series a busy worker holds.
@@ -23,7 +23,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, generate_latest
 
 from meterflow import metrics
-from meterflow.costing import price_payload
+from meterflow.costing import cost_payload
 from meterflow.models import LocationProfile, dumps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the tests
@@ -75,7 +75,7 @@ def with_metrics() -> None:
 
 
 def pricing() -> None:
-    result = price_payload(
+    result = cost_payload(
         PAYLOAD,
         profiles={"loc_bench": PROFILE}.get,
         market_prices=lambda series, day: None,

@@ -10,7 +10,7 @@ partitions, same records: 5-period TOU profiles, round-robin over the locations)
 
 - the bare loop: consume, produce unchanged, await delivery, commit (no decoding or pricing);
 - the Quix Streams peer (`quix_peer.py`, quixstreams 3.28 in its own venv `.venv-bench`, made
-  on first use by `peer_venv.py`): the same `price_payload` + `models.dumps` per record, the
+  on first use by `peer_venv.py`): the same `cost_payload` + `models.dumps` per record, the
   same at-least-once guarantee and commit interval (`--no-peer` leaves it out);
 - the worker (`meterflow worker`).
 

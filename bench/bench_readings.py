@@ -9,7 +9,7 @@ one `meterflow worker` (`memory://`, 6 partitions, 5-period TOU profiles):
 - interval path: `count` half-hourly records preloaded on `meter-records`;
 - readings path: `count` readings preloaded on `meter-readings` (round-robin over the meters,
   every reading after a meter's first one is an interval), i.e. parse, table read, state
-  update with its changelog write, derived record, `price_payload`.
+  update with its changelog write, derived record, `cost_payload`.
 
 The rate is first to last output timestamp on `energy-costs` (start-up and the readings'
 baselines do not count). Target (issue 14): readings/s >= 80 % of records/s.

@@ -5,7 +5,7 @@
 Runs in its own venv (`.venv-bench`, made by `bench_pipeline.py`; quixstreams 3.28 pins
 pydantic < 2.14, meterflow pins 2.14). Loads every profile of LOCATIONS into a dict first (the
 worker holds them in its table), then runs a Quix Streams app that does per record what the
-worker's agent does: `price_payload(raw, profiles=ProfileLookup(...), source=(topic,
+worker's agent does: `cost_payload(raw, profiles=ProfileLookup(...), source=(topic,
 partition, offset))` then `models.dumps`, and produces the bytes to OUT under the input key.
 Same guarantee as the worker: at-least-once, offsets committed every second after delivery.
 """
@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from quixstreams import Application, message_context
 
 from meterflow.contract.clock import utc_now
-from meterflow.costing import price_payload
+from meterflow.costing import cost_payload
 from meterflow.models import SourceRef, dumps
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 
@@ -68,7 +68,7 @@ def main(bootstrap: str, source: str, sink: str, locations: str, group: str) -> 
     def price(value: bytes, key: Any, timestamp: int, headers: Any) -> bytes:
         context = message_context()
         where = SourceRef(topic=source, partition=context.partition, offset=context.offset)
-        result = price_payload(
+        result = cost_payload(
             value,
             profiles=profiles,
             market_prices=market_prices,

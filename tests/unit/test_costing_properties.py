@@ -28,7 +28,7 @@ from costing_support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterflow.costing import price_payload
+from meterflow.costing import cost_payload, price_payload
 from meterflow.models import DeadLetter, EnergyCost, LocationProfile, dumps
 from meterflow.models._base import dumps_generic
 
@@ -344,6 +344,8 @@ text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size
 def test_fast_encoder_writes_exactly_the_generic_bytes(
     case: dict[str, Any], session: str, reference: str, persistent: bool
 ) -> None:
+    """The engine's written result (`cost_payload`, what the adapters send), the model read
+    back from it (`price_payload`) and the generic encoder of that model: one document."""
     body = case["body"] | {
         "session_reference_id": session,
         "record_reference_id": reference or None,
@@ -352,5 +354,13 @@ def test_fast_encoder_writes_exactly_the_generic_bytes(
     }
     result = _price(body, case["profile"])
     assert dumps(result) == dumps_generic(result)
+    written = cost_payload(
+        encode(body),
+        profiles=lambda _: case["profile"],
+        market_prices=no_market,
+        now=NOW,
+        max_record_hours=800,
+    )
+    assert dumps(written) == dumps_generic(result)
     if isinstance(result, EnergyCost):
         assert json.loads(dumps(result))["request"]["session_reference_id"] == session

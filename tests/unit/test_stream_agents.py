@@ -94,7 +94,7 @@ async def test_a_tombstone_or_an_exception_inside_pricing_is_a_dead_letter(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(agents, "price_payload", explode)
+    monkeypatch.setattr(agents, "cost_payload", explode)
     await subject.on_event(event(record("loc_a"), b"loc_a", offset=2))
     codes = [loads(value or b"")["error"]["code"] for _, value in letters.sent]
     assert codes == ["invalid_record", "invalid_record"]

@@ -28,7 +28,7 @@ from meterflow.api.schemas import (
     SessionBody,
 )
 from meterflow.contract.topics import ENERGY_COSTS
-from meterflow.costing import price_payload, referenced_record_id
+from meterflow.costing import cost_payload, referenced_record_id
 from meterflow.costing.standing import TooManyDaysError, standing_days
 from meterflow.models import (
     DeadLetter,
@@ -81,7 +81,7 @@ async def instant_cost(request: web.Request) -> web.Response:
         if non_persistent is not None:
             document["non_persistent"] = non_persistent
     with metrics.time_pricing():
-        result = price_payload(
+        result = cost_payload(
             dumps(document),
             profiles=visible_profiles(ctx, principal),
             market_prices=ctx.view.prices,

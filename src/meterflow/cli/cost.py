@@ -1,6 +1,6 @@
 """`meterflow cost`: price meter records offline, JSON Lines in, JSON Lines out, no Kafka.
 
-Each input line goes through `costing.price_payload`, the same path as the stream and the API,
+Each input line goes through `costing.cost_payload`, the same path as the stream and the API,
 so offline simulations and the checks run from outside see exactly what production computes.
 """
 
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from meterflow.contract.locations import parse_profile
 from meterflow.contract.market_prices import parse_market_prices
-from meterflow.costing import price_payload
+from meterflow.costing import cost_payload
 from meterflow.models import (
     DeadLetter,
     LocationProfile,
@@ -85,7 +85,7 @@ def price_lines(
         payload = line.rstrip(b"\r\n")
         if not payload.strip():
             continue
-        result = price_payload(
+        result = cost_payload(
             payload,
             profiles=profiles,
             market_prices=market_prices,

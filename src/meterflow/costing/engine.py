@@ -17,25 +17,25 @@ from functools import reduce
 from typing import Any
 
 from meterflow import ids
-from meterflow.costing._trusted import trusted
 from meterflow.costing.breakdown import plain_breakdown, stacked_breakdown
 from meterflow.costing.money import CONTEXT, round_money
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
 from meterflow.costing.timeline import US_PER_HOUR, to_us
 from meterflow.models import (
-    CostData,
-    CostValue,
     EnergyCost,
     EnergyFlowDirection,
     EnergyUnit,
-    EnergyValue,
     ErrorCode,
     LocationProfile,
     MarketPrices,
     MeterRecord,
+    PricedCost,
     PricingError,
     TariffDirection,
+    iso,
+    wire_cost,
+    wire_energy_cost,
 )
 
 MAX_ENERGY_KWH = Decimal("1e9")
@@ -98,7 +98,32 @@ def price_record(
     now: datetime,
     max_record_hours: int = 744,
 ) -> EnergyCost:
-    """Price one record (all of design §3); raise PricingError with the contract's code."""
+    """`cost_record` as the `EnergyCost` model, for callers that read its fields."""
+    return cost_record(
+        record,
+        profile,
+        meter_record_id=meter_record_id,
+        request=request,
+        market_prices=market_prices,
+        now=now,
+        max_record_hours=max_record_hours,
+    ).model()
+
+
+def cost_record(
+    record: MeterRecord,
+    profile: LocationProfile,
+    *,
+    meter_record_id: str,
+    request: dict[str, Any],
+    market_prices: Callable[[str, date], MarketPrices | None],
+    now: datetime,
+    max_record_hours: int = 744,
+) -> PricedCost:
+    """Price one record (all of design §3); raise PricingError with the contract's code.
+
+    The result is built in its written form (`PricedCost`): building pydantic objects for it,
+    one per breakdown item, cost more than the pricing."""
     start = to_us(record.start_time)
     end = to_us(record.end_time)
     if end <= start:
@@ -150,46 +175,34 @@ def price_record(
         breakdown = stacked_breakdown(record, periods, start, magnitude, denominator, total_energy)
     tax_rate = timeline.tax_rate
     if tax_rate is None:
-        cost = {"value": total_cost, "confidence": record.confidence, "tax": None, "total": None}
+        cost = wire_cost(total_cost, record.confidence, None, None)
     else:  # each field rounded once from the exact net (design §3.4, §11)
         tax = ctx.multiply(net, tax_rate)
-        cost = {
-            "value": total_cost,
-            "confidence": record.confidence,
-            "tax": round_money(tax),
-            "total": round_money(ctx.add(net, tax)),
-        }
-    data = trusted(
-        CostData,
-        {
-            "start_time": record.start_time,
-            "end_time": record.end_time,
-            "session_reference_id": record.session_reference_id,
-            "record_reference_id": record.record_reference_id,
-            "energy": trusted(EnergyValue, {"value": total_energy}),
-            "cost": trusted(CostValue, cost),
-            "breakdown": breakdown,
-        },
-    )
-    return trusted(
-        EnergyCost,
-        {
-            "id": ids.energy_cost_id(meter_record_id),
-            "object": "energy_cost",
-            "account_id": profile.account_id,
-            "object_id": record.device_id or record.location_id,
-            "location_id": record.location_id,
-            "device_id": record.device_id,
-            "meter_record_id": meter_record_id,
-            "live_mode": profile.live_mode,
-            "non_persistent": record.non_persistent,
-            "energy_flow_direction": flow,
-            "tariff_direction": direction,
-            "location_timezone": profile.timezone,
-            "currency_code": profile.currency_code,
-            "energy_units": "KWH",
-            "request": request,
-            "data": data,
-            "time_created": now,
-        },
+        cost = wire_cost(
+            total_cost, record.confidence, round_money(tax), round_money(ctx.add(net, tax))
+        )
+    return PricedCost(
+        wire_energy_cost(
+            id=ids.energy_cost_id(meter_record_id),
+            account_id=profile.account_id,
+            object_id=record.device_id or record.location_id,
+            location_id=record.location_id,
+            device_id=record.device_id,
+            meter_record_id=meter_record_id,
+            live_mode=profile.live_mode,
+            non_persistent=record.non_persistent,
+            energy_flow_direction=flow,
+            tariff_direction=direction,
+            location_timezone=profile.timezone,
+            currency_code=profile.currency_code,
+            request=request,
+            start_time=iso(record.start_time),
+            end_time=iso(record.end_time),
+            session_reference_id=record.session_reference_id,
+            record_reference_id=record.record_reference_id,
+            energy=total_energy,
+            cost=cost,
+            breakdown=breakdown,
+            time_created=iso(now),
+        )
     )

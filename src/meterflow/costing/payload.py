@@ -1,7 +1,10 @@
-"""Raw bytes to EnergyCost | DeadLetter: the one path shared by the Faust agent and the HTTP API.
+"""Raw bytes to a priced result or a DeadLetter: the one path shared by the Faust agent, the HTTP
+API and the CLI.
 
 Keeping a single path means the stream and the API accept, reject and price records the same
-way, with the same error codes (design §5).
+way, with the same error codes (design §5). The adapters take the result in its written form
+(`cost_payload`: a `PricedCost`, which they send as bytes); `price_payload` gives the
+`EnergyCost` model of the same result, for callers that read its fields.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from meterflow import ids
-from meterflow.costing.engine import price_record
+from meterflow.costing.engine import cost_record
 from meterflow.models import (
     DeadLetter,
     EnergyCost,
@@ -22,6 +25,7 @@ from meterflow.models import (
     LocationProfile,
     MarketPrices,
     MeterRecord,
+    PricedCost,
     PricingError,
     SourceRef,
     dead_letter,
@@ -118,6 +122,28 @@ def price_payload(
     source: SourceRef | None = None,
     max_record_hours: int = 744,
 ) -> EnergyCost | DeadLetter:
+    """`cost_payload` with the result as its `EnergyCost` model."""
+    return _as_model(
+        cost_payload(
+            payload,
+            profiles=profiles,
+            market_prices=market_prices,
+            now=now,
+            source=source,
+            max_record_hours=max_record_hours,
+        )
+    )
+
+
+def cost_payload(
+    payload: bytes,
+    *,
+    profiles: Callable[[str], LocationProfile | None],
+    market_prices: Callable[[str, date], MarketPrices | None],
+    now: datetime,
+    source: SourceRef | None = None,
+    max_record_hours: int = 744,
+) -> PricedCost | DeadLetter:
     """Parse, validate and price one raw record; every failure becomes a DeadLetter.
 
     Never raises, except ValueError when the record has no `record_reference_id`, no `id` and
@@ -149,7 +175,31 @@ def price_request(
     max_record_hours: int = 744,
     record: MeterRecord | None = None,
 ) -> EnergyCost | DeadLetter:
-    """`price_payload(dumps(request))` without the JSON round trip, for a record built in
+    """`cost_request` with the result as its `EnergyCost` model."""
+    return _as_model(
+        cost_request(
+            request,
+            profiles=profiles,
+            market_prices=market_prices,
+            now=now,
+            source=source,
+            max_record_hours=max_record_hours,
+            record=record,
+        )
+    )
+
+
+def cost_request(
+    request: dict[str, Any],
+    *,
+    profiles: Callable[[str], LocationProfile | None],
+    market_prices: Callable[[str, date], MarketPrices | None],
+    now: datetime,
+    source: SourceRef | None = None,
+    max_record_hours: int = 744,
+    record: MeterRecord | None = None,
+) -> PricedCost | DeadLetter:
+    """`cost_payload(dumps(request))` without the JSON round trip, for a record built in
     process (the readings agent's derived interval): `request` must be what `loads` would
     return for it (numbers as Decimal), and the result is the same, the dead letter's payload
     included (encoded only when one is needed). `record`, when given, is
@@ -183,7 +233,7 @@ def _price_valid(
     now: datetime,
     source: SourceRef | None,
     max_record_hours: int,
-) -> EnergyCost:
+) -> PricedCost:
     """A schema-valid record priced; raises PricingError for an unknown meter or a record the
     tariffs cannot price."""
     profile = profiles(record.location_id)
@@ -191,7 +241,7 @@ def _price_valid(
     if problem is not None:
         raise problem
     assert profile is not None  # unknown_meter's first check
-    return price_record(
+    return cost_record(
         record,
         profile,
         meter_record_id=meter_record_id(record, profile, source),
@@ -200,6 +250,10 @@ def _price_valid(
         now=now,
         max_record_hours=max_record_hours,
     )
+
+
+def _as_model(result: PricedCost | DeadLetter) -> EnergyCost | DeadLetter:
+    return result if isinstance(result, DeadLetter) else result.model()
 
 
 class _MissingIdentityError(ValueError):

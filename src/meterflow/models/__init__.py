@@ -1,7 +1,18 @@
 """The contract's documents (design §2) as pydantic models, plus exact JSON encoding."""
 
 from meterflow.models._base import AwareDatetime, Money, dumps, loads
-from meterflow.models.costs import BreakdownItem, CostData, CostValue, EnergyCost, EnergyValue
+from meterflow.models.costs import (
+    BreakdownItem,
+    CostData,
+    CostValue,
+    EnergyCost,
+    EnergyValue,
+    PricedCost,
+    iso,
+    wire_cost,
+    wire_energy_cost,
+    wire_item,
+)
 from meterflow.models.errors import (
     DeadLetter,
     ErrorCode,
@@ -55,6 +66,7 @@ __all__ = [
     "MeterRecord",
     "Money",
     "PricePoint",
+    "PricedCost",
     "PricingError",
     "RegisterUnit",
     "SourceRef",
@@ -66,7 +78,11 @@ __all__ = [
     "Weekday",
     "dead_letter",
     "dumps",
+    "iso",
     "loads",
     "original_payload",
     "validation_summary",
+    "wire_cost",
+    "wire_energy_cost",
+    "wire_item",
 ]

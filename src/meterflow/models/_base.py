@@ -57,7 +57,7 @@ _ENCODER = simplejson.JSONEncoder(
     check_circular=False,
 )
 
-FAST_ENCODERS: dict[type[BaseModel], Callable[[Any], bytes]] = {}
+FAST_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
 """Hand-written encoders for hot documents (EnergyCost); each must give exactly the bytes of the
 generic path below (a unit test checks this on random documents)."""
 

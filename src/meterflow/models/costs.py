@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema
@@ -15,8 +16,10 @@ from meterflow.models._base import (
     Document,
     Money,
     dumps_generic,
+    encode_any,
     fast_encode,
     is_flat,
+    loads,
 )
 from meterflow.models.records import EnergyFlowDirection, TariffDirection
 
@@ -100,13 +103,13 @@ _TEXTS: dict[int, tuple[datetime, str]] = {}
 _TEXTS_LIMIT = 8192
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     """`value.isoformat()`, remembered by identity (holding the object keeps its id unique).
 
     `isoformat` costs about 1 µs with a UTC offset: a result writes the record's bounds twice
-    (data, and a one-item breakdown), a worker's batch shares one `time_created`, and the
-    engine hands out one datetime object per breakdown boundary (`costing.breakdown`), so most
-    instants a result writes were written before."""
+    (data, and a one-item breakdown), a worker's batch shares one `time_created`, and instants
+    of the common shape are shared objects (`models._base._instant`), so most instants a result
+    writes were written before."""
     hit = _TEXTS.get(id(value))
     if hit is not None and hit[0] is value:
         return hit[1]
@@ -117,67 +120,175 @@ def _iso(value: datetime) -> str:
     return text
 
 
-def _item(item: BreakdownItem) -> dict[str, Any]:
-    written = {
-        "start_time": _iso(item.start_time),
-        "end_time": _iso(item.end_time),
-        "rate": item.rate,
-        "energy": item.energy,
-        "cost": item.cost,
+# The written form of a result (what `dumps_generic` makes of the models above), built from
+# plain values: the engine builds it directly on the hot path (`PricedCost`), and `dumps` of a
+# model goes through it too, so the shape is written down once, here.
+
+
+def wire_item(
+    start_time: str,
+    end_time: str,
+    rate: Decimal,
+    energy: Decimal,
+    cost: Decimal,
+    component: str | None = None,
+) -> dict[str, Any]:
+    """A `BreakdownItem` as written; instants as their `isoformat` text."""
+    item = {
+        "start_time": start_time,
+        "end_time": end_time,
+        "rate": rate,
+        "energy": energy,
+        "cost": cost,
     }
-    if item.component is not None:
-        written["component"] = item.component
+    if component is not None:
+        item["component"] = component
+    return item
+
+
+def wire_cost(
+    value: Decimal, confidence: Decimal, tax: Decimal | None, total: Decimal | None
+) -> dict[str, Any]:
+    """A `CostValue` as written: `tax` and `total` only when set."""
+    written = {"value": value, "confidence": confidence}
+    if tax is not None:
+        written["tax"] = tax
+    if total is not None:
+        written["total"] = total
     return written
 
 
-def _cost(value: CostValue) -> dict[str, Any]:
-    written = {"value": value.value, "confidence": value.confidence}
-    if value.tax is not None:
-        written["tax"] = value.tax
-    if value.total is not None:
-        written["total"] = value.total
-    return written
-
-
-def _encode_energy_cost(cost: EnergyCost) -> bytes:
-    """EnergyCost as `dumps_generic` writes it, 3-6x faster (the agent's hot path): the
-    document as plain dicts, instants as their remembered text, written by msgspec in C.
-    A request that is not flat, or text msgspec refuses, takes the reference path."""
-    request = cost.request
-    if not is_flat(request):
-        return dumps_generic(cost)
-    data = cost.data
-    document = {
-        "id": cost.id,
+def wire_energy_cost(
+    *,
+    id: str,
+    account_id: str,
+    object_id: str,
+    location_id: str,
+    device_id: str | None,
+    meter_record_id: str,
+    live_mode: bool,
+    non_persistent: bool,
+    energy_flow_direction: EnergyFlowDirection,
+    tariff_direction: TariffDirection,
+    location_timezone: str,
+    currency_code: str,
+    request: dict[str, Any],
+    start_time: str,
+    end_time: str,
+    session_reference_id: str | None,
+    record_reference_id: str | None,
+    energy: Decimal,
+    cost: dict[str, Any],
+    breakdown: list[dict[str, Any]],
+    time_created: str,
+) -> dict[str, Any]:
+    """An `EnergyCost` as written, fields in the model's order; StrEnum members stay members
+    (msgspec and simplejson both write their value)."""
+    return {
+        "id": id,
         "object": "energy_cost",
-        "account_id": cost.account_id,
-        "object_id": cost.object_id,
-        "location_id": cost.location_id,
-        "device_id": cost.device_id,
-        "meter_record_id": cost.meter_record_id,
-        "live_mode": cost.live_mode,
-        "non_persistent": cost.non_persistent,
-        "energy_flow_direction": cost.energy_flow_direction,  # StrEnum: written as its value
-        "tariff_direction": cost.tariff_direction,
-        "location_timezone": cost.location_timezone,
-        "currency_code": cost.currency_code,
+        "account_id": account_id,
+        "object_id": object_id,
+        "location_id": location_id,
+        "device_id": device_id,
+        "meter_record_id": meter_record_id,
+        "live_mode": live_mode,
+        "non_persistent": non_persistent,
+        "energy_flow_direction": energy_flow_direction,
+        "tariff_direction": tariff_direction,
+        "location_timezone": location_timezone,
+        "currency_code": currency_code,
         "energy_units": "KWH",
         "request": request,
         "data": {
-            "start_time": _iso(data.start_time),
-            "end_time": _iso(data.end_time),
-            "session_reference_id": data.session_reference_id,
-            "record_reference_id": data.record_reference_id,
-            "energy": {"value": data.energy.value},
-            "cost": _cost(data.cost),
-            "breakdown": [_item(item) for item in data.breakdown],
+            "start_time": start_time,
+            "end_time": end_time,
+            "session_reference_id": session_reference_id,
+            "record_reference_id": record_reference_id,
+            "energy": {"value": energy},
+            "cost": cost,
+            "breakdown": breakdown,
         },
-        "time_created": _iso(cost.time_created),
+        "time_created": time_created,
     }
-    try:
-        return fast_encode(document)
-    except FAST_ENCODING_ERRORS:
+
+
+def _encode_wire(document: dict[str, Any]) -> bytes:
+    """The bytes of a written result: msgspec in C when the echoed request is flat and msgspec
+    takes its text, else simplejson (the reference writer)."""
+    if is_flat(document["request"]):
+        try:
+            return fast_encode(document)
+        except FAST_ENCODING_ERRORS:
+            pass
+    return encode_any(document).encode()
+
+
+class PricedCost:
+    """A priced record in the form it is written in: what the engine returns.
+
+    Writing it is one msgspec call over plain values (no pydantic object per result or per
+    breakdown item: the agent's hot path). `model()` gives the `EnergyCost` for callers that
+    read fields (tests, tools); it is read back from the bytes, so the model and the bytes
+    cannot disagree. `dumps(priced)` writes it."""
+
+    __slots__ = ("document", "location_id")
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.location_id: str = document["location_id"]
+
+    def encode(self) -> bytes:
+        return _encode_wire(self.document)
+
+    def model(self) -> EnergyCost:
+        return EnergyCost.model_validate(loads(self.encode()))
+
+
+def _wire_of(cost: EnergyCost) -> dict[str, Any]:
+    data = cost.data
+    value = data.cost
+    return wire_energy_cost(
+        id=cost.id,
+        account_id=cost.account_id,
+        object_id=cost.object_id,
+        location_id=cost.location_id,
+        device_id=cost.device_id,
+        meter_record_id=cost.meter_record_id,
+        live_mode=cost.live_mode,
+        non_persistent=cost.non_persistent,
+        energy_flow_direction=cost.energy_flow_direction,
+        tariff_direction=cost.tariff_direction,
+        location_timezone=cost.location_timezone,
+        currency_code=cost.currency_code,
+        request=cost.request,
+        start_time=iso(data.start_time),
+        end_time=iso(data.end_time),
+        session_reference_id=data.session_reference_id,
+        record_reference_id=data.record_reference_id,
+        energy=data.energy.value,
+        cost=wire_cost(value.value, value.confidence, value.tax, value.total),
+        breakdown=[
+            wire_item(
+                iso(item.start_time),
+                iso(item.end_time),
+                item.rate,
+                item.energy,
+                item.cost,
+                item.component,
+            )
+            for item in data.breakdown
+        ],
+        time_created=iso(cost.time_created),
+    )
+
+
+def _encode_energy_cost(cost: EnergyCost) -> bytes:
+    """EnergyCost as `dumps_generic` writes it, 3-6x faster: through its written form."""
+    if not is_flat(cost.request):
         return dumps_generic(cost)
+    return _encode_wire(_wire_of(cost))
 
 
 FAST_ENCODERS[EnergyCost] = _encode_energy_cost
+FAST_ENCODERS[PricedCost] = PricedCost.encode

@@ -20,14 +20,14 @@ from typing import Any, Protocol
 from meterflow import metrics
 from meterflow.contract.clock import Clock, utc_now
 from meterflow.contract.decisions import Apply, Delete, Reject
-from meterflow.costing import price_payload
+from meterflow.costing import cost_payload
 from meterflow.logs import event as log_event
 from meterflow.models import (
     DeadLetter,
-    EnergyCost,
     ErrorCode,
     LocationProfile,
     MarketPrices,
+    PricedCost,
     SourceRef,
     dead_letter,
     dumps,
@@ -181,12 +181,12 @@ class RecordPricer:
         self.priced = 0
         self.dead_lettered = 0
 
-    def price(self, raw: bytes | None, source: SourceRef) -> EnergyCost | DeadLetter:
+    def price(self, raw: bytes | None, source: SourceRef) -> PricedCost | DeadLetter:
         """Never raises: an unexpected exception is a dead letter too (design §4)."""
         payload = raw if raw is not None else b""
         now = self._clock()
         try:
-            return price_payload(
+            return cost_payload(
                 payload,
                 profiles=self._profiles,
                 market_prices=self._market_prices,
@@ -219,7 +219,7 @@ class RecordPricer:
         """
         if not events:
             return
-        priced: list[tuple[EventLike, SourceRef, EnergyCost | DeadLetter]] = []
+        priced: list[tuple[EventLike, SourceRef, PricedCost | DeadLetter]] = []
         for event in events:
             message = event.message
             if self._before_partition is not None:
@@ -234,13 +234,13 @@ class RecordPricer:
         costs: list[KeyValue] = []
         for event, source, result in priced:
             value = dumps(result)
-            if isinstance(result, EnergyCost):
+            if isinstance(result, PricedCost):
                 costs.append((result.location_id.encode(), value))
             else:
                 await self._dead_letter(event, source, result, value)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
         for event, _, result in priced:
-            if isinstance(result, EnergyCost):
+            if isinstance(result, PricedCost):
                 # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
                 metrics.cost_emitted(getattr(event.message, "timestamp", None))
         self.priced += len(costs)

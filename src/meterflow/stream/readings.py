@@ -2,7 +2,7 @@
 
 Per reading: parse it, check its meter (location, device), look up the meter's state in the
 readings table, `costing.readings.advance` it, store the new state, and price the interval it
-yields through `price_request` (`price_payload`'s path, without the JSON round trip), the same
+yields through `cost_request` (`cost_payload`'s path, without the JSON round trip), the same
 path as a record on `meter-records`. Nothing raises out of it: every failure is a dead letter
 (design §4). Why a SIGKILL at any moment loses and doubles nothing is in docs/stream.md,
 "Readings: crash safety".
@@ -19,7 +19,7 @@ from faust.types import TP
 
 from meterflow import metrics
 from meterflow.contract.clock import Clock, utc_now
-from meterflow.costing import price_request
+from meterflow.costing import cost_request
 from meterflow.costing.readings import (
     Duplicate,
     Interval,
@@ -37,10 +37,10 @@ from meterflow.costing.readings import (
 from meterflow.logs import event as log_event
 from meterflow.models import (
     DeadLetter,
-    EnergyCost,
     ErrorCode,
     LocationProfile,
     MarketPrices,
+    PricedCost,
     PricingError,
     SourceRef,
     dead_letter,
@@ -203,7 +203,7 @@ class ReadingsAgent:
                     source,
                     now,
                 )
-            if isinstance(result, EnergyCost):
+            if isinstance(result, PricedCost):
                 costs.append((result.location_id.encode(), dumps(result)))
             elif isinstance(result, DeadLetter):
                 letters.append((event, result))
@@ -220,7 +220,7 @@ class ReadingsAgent:
 
     def _handle(
         self, event: EventLike, source: SourceRef, now: Any
-    ) -> EnergyCost | DeadLetter | None:
+    ) -> PricedCost | DeadLetter | None:
         raw = event.value if event.value is not None else b""
         try:
             reading = parse_reading(raw)
@@ -252,8 +252,8 @@ class ReadingsAgent:
         if isinstance(decision, Interval):
             self.intervals += 1
             metrics.reading_interval_derived()
-            # `price_payload`'s path without encoding the record and parsing it back
-            return price_request(
+            # `cost_payload`'s path without encoding the record and parsing it back
+            return cost_request(
                 decision.record,
                 profiles=lambda _: profile,  # the same location's, looked up above
                 market_prices=self._market_prices,
