@@ -101,8 +101,7 @@ FAST_ENCODING_ERRORS = (TypeError, UnicodeEncodeError, ValueError)
 
 def is_flat(value: dict[str, Any]) -> bool:
     """Whether every value of `value` is a JSON scalar msgspec writes as simplejson does."""
-    flat = _FLAT
-    return all(type(item) in flat for item in value.values())
+    return _FLAT.issuperset(map(type, value.values()))  # in C: a generator was ~1 µs
 
 
 def fast_encode(value: Any) -> bytes:
