@@ -9,7 +9,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from meterflow.costing import parse_record, price_payload, price_record
+from meterflow.costing import cost_payload, cost_record, parse_record, price_payload
 from meterflow.models import (
     DeadLetter,
     DynamicTariff,
@@ -20,6 +20,7 @@ from meterflow.models import (
     MarketPrices,
     TimeOfUseRule,
     TimeOfUseTariff,
+    dumps,
 )
 from meterflow.models.profiles import minutes_of
 
@@ -112,6 +113,18 @@ def price(
     )
 
 
+def written(body: dict[str, Any], location: LocationProfile) -> bytes:
+    """The bytes an adapter sends for `body` (`cost_payload`'s result, written)."""
+    return dumps(
+        cost_payload(
+            encode(body),
+            profiles=lambda lid: location if lid == location.location_id else None,
+            market_prices=no_market,
+            now=NOW,
+        )
+    )
+
+
 def priced(body: dict[str, Any], location: LocationProfile, **kwargs: Any) -> EnergyCost:
     result = price(body, location, **kwargs)
     assert isinstance(result, EnergyCost), result
@@ -128,10 +141,10 @@ def engine_cost(
     body: dict[str, Any], location: LocationProfile, market: Any = no_market
 ) -> Decimal:
     parsed, request = parse_record(encode(body))
-    result = price_record(
+    result = cost_record(
         parsed, location, meter_record_id="mre_x", request=request, market_prices=market, now=NOW
     )
-    return result.data.cost.value
+    return result.model().data.cost.value
 
 
 def _rule_rate(rules: list[TimeOfUseRule], local: datetime) -> Decimal | None:

@@ -1,4 +1,4 @@
-"""`price_request` is `price_payload` without the JSON round trip: for a record built in process
+"""`cost_request` is `cost_payload` without the JSON round trip: for a record built in process
 (the readings agent's derived interval) both give the same result, byte for byte, dead letters
 included."""
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from costing_support import NOW, fixed, no_market, profile
 
-from meterflow.costing import price_payload, price_request
+from meterflow.costing import cost_payload, cost_request
 from meterflow.ids import new_batch_id
-from meterflow.models import DeadLetter, EnergyCost, MeterRecord, SourceRef, dumps, loads
+from meterflow.models import DeadLetter, MeterRecord, PricedCost, SourceRef, dumps, loads
 
 LOCATION = profile(
     {"IMPORT": [fixed("0.25", effective_from="2024-06-01T00:00:00Z")]}, devices=["d1"]
@@ -53,25 +53,25 @@ def interval(**changes: Any) -> dict[str, Any]:
         ({"end_time": "2025-01-01T00:15:00"}, "invalid_record"),  # no offset
     ],
 )
-def test_price_request_equals_price_payload_of_the_encoded_record(
+def test_cost_request_equals_cost_payload_of_the_encoded_record(
     changes: dict[str, Any], outcome: str
 ) -> None:
     request = interval(**changes)
-    assert loads(dumps(request)) == request  # the precondition `price_request` states
+    assert loads(dumps(request)) == request  # the precondition `cost_request` states
     kwargs: dict[str, Any] = {
         "profiles": lambda lid: LOCATION if lid == LOCATION.location_id else None,
         "market_prices": no_market,
         "now": NOW,
         "source": SOURCE,
     }
-    direct = price_request(request, **kwargs)
-    encoded = price_payload(dumps(request), **kwargs)
+    direct = cost_request(request, **kwargs)
+    encoded = cost_payload(dumps(request), **kwargs)
     assert dumps(direct) == dumps(encoded)
     if outcome != "invalid_record":  # the caller's model of the request is not validated again
-        built = price_request(request, record=MeterRecord.model_validate(request), **kwargs)
+        built = cost_request(request, record=MeterRecord.model_validate(request), **kwargs)
         assert dumps(built) == dumps(direct)
     if outcome == "priced":
-        assert isinstance(direct, EnergyCost)
+        assert isinstance(direct, PricedCost)
     else:
         assert isinstance(direct, DeadLetter)
         assert direct.error.code.value == outcome

@@ -716,13 +716,13 @@ def test_overlapping_prices_in_unvalidated_profile_are_not_priced() -> None:
     assert failed(body, location) == "tariff_not_available"
 
 
-def test_price_record_raises_pricing_errors() -> None:
-    from meterflow.costing import parse_record, price_record
+def test_cost_record_raises_pricing_errors() -> None:
+    from meterflow.costing import cost_record, parse_record
     from meterflow.models import PricingError
 
     parsed, request = parse_record(encode(record("2024-06-01T10:00:00Z", "2024-06-01T09:00:00Z")))
     with pytest.raises(PricingError) as error:
-        price_record(
+        cost_record(
             parsed,
             FLAT,
             meter_record_id="mre_x",

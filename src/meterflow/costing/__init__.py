@@ -1,11 +1,10 @@
 """The pricing engine (pure: no I/O, no clock): meter record + location profile -> a priced
-result, in its written form (`cost_*`, the adapters' path) or as the `EnergyCost` model
-(`price_*`)."""
+result in its written form (`cost_*`, what the adapters send; `.model()` is the `EnergyCost`),
+or `price_payload` for the model straight away."""
 
 from meterflow.costing.engine import (
     MAX_ENERGY_KWH,
     cost_record,
-    price_record,
     tariff_direction_of,
 )
 from meterflow.costing.money import round_money
@@ -15,7 +14,6 @@ from meterflow.costing.payload import (
     meter_record_id,
     parse_record,
     price_payload,
-    price_request,
     referenced_record_id,
 )
 
@@ -27,8 +25,6 @@ __all__ = [
     "meter_record_id",
     "parse_record",
     "price_payload",
-    "price_record",
-    "price_request",
     "referenced_record_id",
     "round_money",
     "tariff_direction_of",

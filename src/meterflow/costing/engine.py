@@ -23,7 +23,6 @@ from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
 from meterflow.costing.timeline import US_PER_HOUR, to_us
 from meterflow.models import (
-    EnergyCost,
     EnergyFlowDirection,
     EnergyUnit,
     ErrorCode,
@@ -86,28 +85,6 @@ def tariff_direction_of(record: MeterRecord) -> tuple[EnergyFlowDirection, Tarif
     flow = EnergyFlowDirection.OUTBOUND if exported else EnergyFlowDirection.INBOUND
     default = TariffDirection.EXPORT if exported else TariffDirection.IMPORT
     return flow, record.tariff_direction or default
-
-
-def price_record(
-    record: MeterRecord,
-    profile: LocationProfile,
-    *,
-    meter_record_id: str,
-    request: dict[str, Any],
-    market_prices: Callable[[str, date], MarketPrices | None],
-    now: datetime,
-    max_record_hours: int = 744,
-) -> EnergyCost:
-    """`cost_record` as the `EnergyCost` model, for callers that read its fields."""
-    return cost_record(
-        record,
-        profile,
-        meter_record_id=meter_record_id,
-        request=request,
-        market_prices=market_prices,
-        now=now,
-        max_record_hours=max_record_hours,
-    ).model()
 
 
 def cost_record(

@@ -113,26 +113,11 @@ def meter_record_id(record: MeterRecord, profile: LocationProfile, source: Sourc
     raise _MissingIdentityError("a record without `id` or reference needs its source position")
 
 
-def price_payload(
-    payload: bytes,
-    *,
-    profiles: Callable[[str], LocationProfile | None],
-    market_prices: Callable[[str, date], MarketPrices | None],
-    now: datetime,
-    source: SourceRef | None = None,
-    max_record_hours: int = 744,
-) -> EnergyCost | DeadLetter:
-    """`cost_payload` with the result as its `EnergyCost` model."""
-    return _as_model(
-        cost_payload(
-            payload,
-            profiles=profiles,
-            market_prices=market_prices,
-            now=now,
-            source=source,
-            max_record_hours=max_record_hours,
-        )
-    )
+def price_payload(payload: bytes, **options: Any) -> EnergyCost | DeadLetter:
+    """`cost_payload(payload, **options)` with the result as its `EnergyCost` model, for the
+    callers that read its fields (tests, tools); the adapters send `cost_payload`'s bytes."""
+    result = cost_payload(payload, **options)
+    return result if isinstance(result, DeadLetter) else result.model()
 
 
 def cost_payload(
@@ -163,30 +148,6 @@ def cost_payload(
         return dead_letter(
             payload, ErrorCode.INVALID_RECORD, f"{type(error).__name__}: {error}", source, now
         )
-
-
-def price_request(
-    request: dict[str, Any],
-    *,
-    profiles: Callable[[str], LocationProfile | None],
-    market_prices: Callable[[str, date], MarketPrices | None],
-    now: datetime,
-    source: SourceRef | None = None,
-    max_record_hours: int = 744,
-    record: MeterRecord | None = None,
-) -> EnergyCost | DeadLetter:
-    """`cost_request` with the result as its `EnergyCost` model."""
-    return _as_model(
-        cost_request(
-            request,
-            profiles=profiles,
-            market_prices=market_prices,
-            now=now,
-            source=source,
-            max_record_hours=max_record_hours,
-            record=record,
-        )
-    )
 
 
 def cost_request(
@@ -250,10 +211,6 @@ def _price_valid(
         now=now,
         max_record_hours=max_record_hours,
     )
-
-
-def _as_model(result: PricedCost | DeadLetter) -> EnergyCost | DeadLetter:
-    return result if isinstance(result, DeadLetter) else result.model()
 
 
 class _MissingIdentityError(ValueError):

@@ -58,8 +58,9 @@ _ENCODER = simplejson.JSONEncoder(
 )
 
 FAST_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
-"""Hand-written encoders for hot documents (EnergyCost); each must give exactly the bytes of the
-generic path below (a unit test checks this on random documents)."""
+"""Encoders for hot documents that are not models (the engine's `PricedCost`); each must give
+exactly the bytes the generic path below writes for the model it stands for (a property test
+checks this on random documents)."""
 
 
 def dumps(value: BaseModel | Any) -> bytes:
