@@ -11,6 +11,7 @@ docs/stream.md, "Readings: crash safety", has the argument.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +29,7 @@ from meterflow.models import (
     MeterReading,
     MeterRecord,
     PricingError,
+    by_identity,
     dumps,
     loads,
     validation_summary,
@@ -75,9 +77,13 @@ def _meter_key(location_id: str, object_id: str, direction: str) -> bytes:
     return dumps([location_id, object_id, direction])
 
 
-def utc_text(instant: datetime) -> str:
-    """RFC 3339 in UTC with `Z`: the one spelling of an instant in ids and derived records."""
+def _utc_text(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+utc_text: Callable[[datetime], str] = by_identity(_utc_text)
+"""RFC 3339 in UTC with `Z`: the one spelling of an instant in ids and derived records.
+Remembered per object (~2.5 µs to write, a reading's time is usually a shared object)."""
 
 
 @dataclass(frozen=True, slots=True)

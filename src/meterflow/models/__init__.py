@@ -1,6 +1,6 @@
 """The contract's documents (design §2) as pydantic models, plus exact JSON encoding."""
 
-from meterflow.models._base import AwareDatetime, Money, dumps, loads
+from meterflow.models._base import AwareDatetime, Money, by_identity, dumps, loads
 from meterflow.models.costs import (
     BreakdownItem,
     CostData,
@@ -76,6 +76,7 @@ __all__ = [
     "TimeOfUseRule",
     "TimeOfUseTariff",
     "Weekday",
+    "by_identity",
     "dead_letter",
     "dumps",
     "iso",

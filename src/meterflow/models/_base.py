@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import simplejson
@@ -121,6 +121,29 @@ def encode_flat(value: dict[str, Any]) -> bytes:
         return _FAST_ENCODER.encode(value)
     except FAST_ENCODING_ERRORS:
         return encode_any(value).encode()
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def by_identity(function: Callable[[_T], _R], limit: int = 8192) -> Callable[[_T], _R]:
+    """`function` remembered per argument *object* (the entry holds the object, which keeps its
+    id unique), at most `limit` entries: for the texts of instants, which a stream repeats as
+    shared objects (`_instant` below hands out one datetime per text)."""
+    cache: dict[int, tuple[_T, _R]] = {}
+
+    def remembered(value: _T) -> _R:
+        hit = cache.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        result = function(value)
+        if len(cache) >= limit:
+            cache.clear()
+        cache[id(value)] = (value, result)
+        return result
+
+    return remembered
 
 
 _RFC3339 = re.compile(
