@@ -407,7 +407,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.recovery:  # now bench_profiles.py: first read, restart, memory, both stores
         return asyncio.run(
-            profiles_at_scale(args.recovery, 60, ["memory://", "rocksdb://"], "WARNING")
+            profiles_at_scale(args.recovery, 60, ["memory://", "rocksdb://"], "WARNING", "shared")
         )
     records = args.records or (20_000 if args.quick else 100_000)
     latency_s = 5.0 if args.quick else 15.0

@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_profiles.py               # 100,000 profiles, both stores
     .venv/bin/python bench/bench_profiles.py --quick       # 20,000 profiles (`make bench`)
     .venv/bin/python bench/bench_profiles.py --stores memory:// --profiles 50000
-    .venv/bin/python bench/bench_profiles.py --distinct-tariffs   # no two profiles share a tariff
+    .venv/bin/python bench/bench_profiles.py --tariffs own-export # an export rate each
+    .venv/bin/python bench/bench_profiles.py --tariffs all-own    # no version shared at all
 
 For each store (`memory://`, `rocksdb://`), on topics of its own (`MF_TOPIC_PREFIX`
 `prof<random>-`, 6 partitions, deleted at the end):
@@ -11,7 +12,10 @@ For each store (`memory://`, `rocksdb://`), on topics of its own (`MF_TOPIC_PREF
 1. publish N 5-period TOU profiles (`producing.demo_profile`) to `locations`, noting the
    location of the last profile in each partition. They all share one tariff, as locations on
    one tariff product do (`parse_profile` validates a tariff text once); with
-   `--distinct-tariffs` each has its own (its export rate differs), the worst case;
+   `--tariffs own-export` (or `--distinct-tariffs`) each has its own export rate, the import
+   product shared (`parse_profile` validates a direction's versions text once); with
+   `--tariffs all-own` its import rates differ too, so nothing is validated once (the worst
+   case);
 2. first read: start `meterflow worker` and send one meter record (a "probe") per partition for
    that last location. The worker's catch-up holds pricing of a partition until its profiles
    are applied up to the end offset, so a probe *priced* means its whole partition was applied.
@@ -69,15 +73,22 @@ class Phase:
     cpu_s: float  # the worker's user + system CPU time: less sensitive to the machine's load
 
 
-def bench_profile(index: int, distinct_tariffs: bool) -> dict[str, Any]:
+TARIFFS = ("shared", "own-export", "all-own")
+
+
+def bench_profile(index: int, tariffs: str) -> dict[str, Any]:
     profile = demo_profile(demo_location_id(index))
-    if distinct_tariffs:
-        profile["tariffs"]["EXPORT"][0]["rate"] = Decimal("0.1") + Decimal(index) / 10**7
+    own = Decimal(index) / 10**7
+    if tariffs in ("own-export", "all-own"):
+        profile["tariffs"]["EXPORT"][0]["rate"] = Decimal("0.1") + own
+    if tariffs == "all-own":
+        rule = profile["tariffs"]["IMPORT"][0]["rules"][0]
+        rule["rate"] = rule["rate"] + own
     return profile
 
 
 async def publish_profiles(
-    settings: Settings, count: int, distinct_tariffs: bool = False
+    settings: Settings, count: int, tariffs: str = "shared"
 ) -> dict[int, str]:
     """Publish `count` demo profiles; return the last location of each partition."""
     last: dict[int, str] = {}
@@ -92,7 +103,7 @@ async def publish_profiles(
 
         for index in range(count):
             location = demo_location_id(index)
-            value = dumps(bench_profile(index, distinct_tariffs))
+            value = dumps(bench_profile(index, tariffs))
             future = await producer.send(settings.topic(LOCATIONS), value, key=location.encode())
             pending.append((location, future))
             if len(pending) >= 5000:
@@ -189,13 +200,13 @@ class Probes:
 
 
 async def measure_store(
-    store: str, count: int, level: str, distinct_tariffs: bool = False
+    store: str, count: int, level: str, tariffs: str = "shared"
 ) -> tuple[Phase, Phase]:
     """First read and restart of one worker on `count` profiles with `store`."""
     settings, workdir = bench_space("prof", PARTITIONS)
     try:
         await ensure_topics(settings)
-        last = await publish_profiles(settings, count, distinct_tariffs)
+        last = await publish_profiles(settings, count, tariffs)
         print(
             f"  ({store} {count:,}: topics {settings.topic_prefix}*, log {workdir / 'worker.log'})"
         )
@@ -215,11 +226,15 @@ async def measure_store(
         shutil.rmtree(workdir / "data", ignore_errors=True)  # the log stays: worker.log
 
 
-async def run(count: int, small: int, stores: list[str], level: str, distinct: bool) -> int:
+async def run(count: int, small: int, stores: list[str], level: str, tariffs: str) -> int:
     load = os.getloadavg()[0]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    tariffs = "a tariff each" if distinct else "one shared tariff"
-    print(f"{stamp} UTC, load {load:.1f}, {os.cpu_count()} cores; {count:,} profiles, {tariffs}")
+    described = {
+        "shared": "one shared tariff",
+        "own-export": "an export rate each",
+        "all-own": "no version shared",
+    }[tariffs]
+    print(f"{stamp} UTC, load {load:.1f}, {os.cpu_count()} cores; {count:,} profiles, {described}")
     header = (
         f"{'store':12}{'profiles':>10}{'first read s':>14}{'profiles/s':>12}"
         f"{'CPU s':>7}{'restart s':>11}{'CPU s':>7}{'RSS MB':>9}{'RSS restart':>13}"
@@ -228,8 +243,8 @@ async def run(count: int, small: int, stores: list[str], level: str, distinct: b
     scale = TARGET_AT / count
     failed = False
     for store in stores:
-        base_first, base_restart = await measure_store(store, small, level, distinct)
-        first, restart = await measure_store(store, count, level, distinct)
+        base_first, base_restart = await measure_store(store, small, level, tariffs)
+        first, restart = await measure_store(store, count, level, tariffs)
         for n, a, b in ((small, base_first, base_restart), (count, first, restart)):
             rate = n / max(a.seconds - base_first.seconds, 1e-3) if n == count else float("nan")
             print(
@@ -273,13 +288,15 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=60, help="profiles of the same-run base")
     parser.add_argument("--stores", default="memory://,rocksdb://")
     parser.add_argument("--log-level", default="WARNING", help="the workers' MF_LOG_LEVEL")
+    parser.add_argument("--tariffs", choices=TARIFFS, default="shared")
     parser.add_argument(
-        "--distinct-tariffs", action="store_true", help="no two profiles share a tariff"
+        "--distinct-tariffs", action="store_true", help="the same as --tariffs own-export"
     )
     args = parser.parse_args()
     count = args.profiles or (20_000 if args.quick else TARGET_AT)
     stores = args.stores.split(",")
-    return asyncio.run(run(count, args.small, stores, args.log_level, args.distinct_tariffs))
+    tariffs = "own-export" if args.distinct_tariffs else args.tariffs
+    return asyncio.run(run(count, args.small, stores, args.log_level, tariffs))
 
 
 if __name__ == "__main__":

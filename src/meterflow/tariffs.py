@@ -10,7 +10,7 @@ because a silent default would misprice records.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -19,6 +19,7 @@ from meterflow.models import (
     FixedTariff,
     LocationProfile,
     PricePoint,
+    TariffDirection,
     TimeOfUseComponent,
     TimeOfUseRule,
     TimeOfUseTariff,
@@ -35,6 +36,7 @@ __all__ = [
     "describe_component",
     "describe_version",
     "validate_profile",
+    "validate_tariffs",
 ]
 
 MINUTES_PER_DAY = 1440
@@ -226,7 +228,13 @@ def validate_profile(profile: LocationProfile) -> None:
     Gaps *between* versions are allowed (records there are `tariff_not_available`); gaps or
     overlaps *inside* a TIME_OF_USE version, and overlapping versions or prices, are not.
     """
-    for direction, versions in profile.tariffs.items():
+    validate_tariffs(profile.tariffs)
+
+
+def validate_tariffs(tariffs: Mapping[TariffDirection, Sequence[Version]]) -> None:
+    """`validate_profile`'s rules for some directions: each direction's versions are judged on
+    their own (nothing else of the profile is read)."""
+    for direction, versions in tariffs.items():
         name = direction.value
         _validate_versions(name, versions)
         for version in versions:

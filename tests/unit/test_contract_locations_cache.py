@@ -1,4 +1,4 @@
-"""`parse_profile` reuses the validated tariffs of a `tariffs` text it already accepted: its
+"""`parse_profile` reuses the validated versions of a direction's text it already accepted: its
 answer (profile or error) is always `profile_from(loads(raw))`'s."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import pytest
 
 from meterflow.contract import locations
 from meterflow.contract.locations import parse_profile, profile_from
-from meterflow.models import TimeOfUseTariff, dumps, loads
+from meterflow.models import TariffDirection, TimeOfUseTariff, dumps, loads
 from samples import NIGHT_AND_DAY, london, time_of_use
 
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
-    locations._VALID_TARIFFS.clear()
+    locations._VALID_VERSIONS.clear()
     yield
-    locations._VALID_TARIFFS.clear()
+    locations._VALID_VERSIONS.clear()
 
 
 def profile(location_id: str, *bands: tuple[str, str, str], **fields: Any) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def test_locations_sharing_a_tariff_get_their_own_profile_with_the_same_tariffs(
     first, second = (dumps(profile(loc)) for loc in ("loc_a", "loc_b"))
     a = parse_profile(first)
     b = parse_profile(second)  # from the cache
-    assert len(locations._VALID_TARIFFS) == 1
+    assert len(locations._VALID_VERSIONS) == 1
     assert (a.location_id, b.location_id) == ("loc_a", "loc_b")
     assert b == profile_from(loads(second))
     assert b.tariffs == a.tariffs
@@ -70,7 +70,7 @@ def test_an_invalid_tariff_is_never_remembered() -> None:
     overlapping = dumps(profile("loc_a", ("00:00", "08:00", "0.10"), ("07:00", "24:00", "0.30")))
     for _ in range(2):
         same_answer(overlapping)
-    assert locations._VALID_TARIFFS == {}
+    assert locations._VALID_VERSIONS == {}
 
 
 def test_tariffs_differing_only_in_a_decimal_s_digits_are_kept_apart() -> None:
@@ -79,7 +79,7 @@ def test_tariffs_differing_only_in_a_decimal_s_digits_are_kept_apart() -> None:
     versions = [next(iter(p.tariffs.values()))[0] for p in (tenth, ten_hundredths)]
     rates = [v.rules[0].rate for v in versions if isinstance(v, TimeOfUseTariff)]
     assert [str(rate) for rate in rates] == ["0.1", "0.10"]
-    assert len(locations._VALID_TARIFFS) == 2
+    assert len(locations._VALID_VERSIONS) == 2
 
 
 def test_a_second_tariffs_key_is_never_taken_for_the_first() -> None:
@@ -99,7 +99,7 @@ def test_the_cache_keeps_at_most_its_bound(monkeypatch: pytest.MonkeyPatch) -> N
     for index in range(5):
         rate = str(Decimal("0.10") + Decimal(index) / 100)
         same_answer(dumps(profile(f"loc_{index}", ("00:00", "24:00", rate))))
-    assert len(locations._VALID_TARIFFS) == 3
+    assert len(locations._VALID_VERSIONS) == 3
 
 
 def test_documents_the_shortcut_cannot_read_take_the_full_path() -> None:
@@ -109,4 +109,50 @@ def test_documents_the_shortcut_cannot_read_take_the_full_path() -> None:
         dumps({**profile("loc_a"), "devices": ["tariffs"]}),  # "tariffs" written twice
     ):
         same_answer(raw)
-    assert locations._VALID_TARIFFS == {}
+    assert locations._VALID_VERSIONS == {}
+
+
+def with_export(location_id: str, rate: str, **fields: Any) -> dict[str, Any]:
+    document = profile(location_id, **fields)
+    document["tariffs"]["EXPORT"] = [
+        {"type": "FIXED", "effective_from": "2024-01-01T00:00:00Z", "rate": rate}
+    ]
+    return document
+
+
+def test_a_shared_import_version_is_validated_once_an_export_rate_each_time() -> None:
+    first = parse_profile(dumps(with_export("loc_a", "0.15")))
+    raw = dumps(with_export("loc_b", "0.16"))
+    second = parse_profile(raw)  # the import text is known
+    assert second == profile_from(loads(raw))
+    assert len(locations._VALID_VERSIONS) == 3  # one import text, two export texts
+    assert second.tariffs[TariffDirection.IMPORT][0] is first.tariffs[TariffDirection.IMPORT][0]
+    assert second.tariffs[TariffDirection.EXPORT][0] != first.tariffs[TariffDirection.EXPORT][0]
+
+
+def test_a_known_direction_beside_an_invalid_one_gives_the_full_path_s_error() -> None:
+    parse_profile(dumps(with_export("loc_a", "0.15")))
+    for broken in (
+        {"type": "FIXED", "effective_from": "2024-01-01T00:00:00Z", "rate": "x"},  # the shape
+        {
+            "type": "TIME_OF_USE",
+            "effective_from": "2024-01-01T00:00:00Z",
+            "rules": [
+                {"from": "00:00", "to": "08:00", "rate": "0.1"},
+                {"from": "07:00", "to": "24:00", "rate": "0.2"},
+            ],
+        },  # the whole-version rules
+    ):
+        document = with_export("loc_b", "0.15")
+        document["tariffs"]["EXPORT"] = [broken]
+        assert str(same_answer(dumps(document))).startswith("ValueError")
+    assert len(locations._VALID_VERSIONS) == 2  # nothing invalid remembered
+
+
+def test_a_second_direction_key_is_never_taken_for_the_first() -> None:
+    valid = json.dumps(profile("loc_a")["tariffs"]["IMPORT"])
+    invalid = json.dumps([{"type": "TIME_OF_USE", "rules": []}])
+    parse_profile(dumps(profile("loc_a")))  # the valid import text is cached
+    head = '{"location_id": "loc_b", "account_id": "acc_1", "timezone": "Europe/London", '
+    raw = f'{head}"currency_code": "GBP", "tariffs": {{"IMPORT": {valid}, "IMPORT": {invalid}}}}}'
+    assert str(same_answer(raw.encode())).startswith("ValueError")

@@ -13,11 +13,11 @@ import msgspec
 
 from meterflow.contract.decisions import Apply, Delete, Reject, decide
 from meterflow.contract.topics import LOCATIONS
-from meterflow.models import LocationProfile, loads
-from meterflow.tariffs import validate_profile
+from meterflow.models import LocationProfile, TariffDirection, loads
+from meterflow.tariffs import validate_profile, validate_tariffs
 
 LocationDecision = Apply[LocationProfile] | Delete | Reject
-TARIFFS_CACHED = 1024  # distinct tariff texts remembered (the oldest is forgotten first)
+TARIFFS_CACHED = 1024  # versions texts remembered (the least recently used is forgotten first)
 
 
 def profile_from(document: Any) -> LocationProfile:
@@ -32,44 +32,54 @@ def parse_profile(raw: bytes) -> LocationProfile:
     """`profile_from` on JSON bytes; raises ValueError (JSON, shape or profile rules).
 
     Locations share tariff products, and most of a profile's validation is its tariffs' (the
-    pydantic models and `validate_profile`'s whole-profile rules, which read nothing else): a
-    `tariffs` text already found valid, byte for byte, gives its validated versions again, and
-    only the rest of the document is validated. The same result as `profile_from`, checked by
+    pydantic models and `validate_profile`'s rules, which look at one direction's versions at a
+    time): a direction whose versions text was already found valid, byte for byte, gives its
+    validated versions again, and only the rest of the document is validated (a fleet on one
+    import product, each location with its own export rate, validates one small version per
+    location). The same result as `profile_from`, checked by
     tests/unit/test_contract_locations_cache.py.
     """
     document = loads(raw)
-    text = _tariffs_text(raw) if isinstance(document, dict) else None
-    if text is None:
+    texts = _tariff_texts(raw) if isinstance(document, dict) else None
+    if texts is None:
         return profile_from(document)
-    tariffs = _VALID_TARIFFS.get(text)
-    if tariffs is not None:
-        return LocationProfile.model_validate({**document, "tariffs": tariffs})
-    profile = profile_from(document)
-    if len(_VALID_TARIFFS) >= TARIFFS_CACHED:
-        del _VALID_TARIFFS[next(iter(_VALID_TARIFFS))]
-    _VALID_TARIFFS[text] = profile.tariffs
+    tariffs = dict(document["tariffs"])  # the same keys as `texts`: the same decoder read both
+    new = []
+    for direction, text in texts.items():
+        versions = _VALID_VERSIONS.pop((direction, text), None)
+        if versions is None:
+            new.append(direction)
+        else:  # validated instances pass as they are; put back last: the oldest goes first
+            tariffs[direction] = _VALID_VERSIONS[direction, text] = versions
+    profile = LocationProfile.model_validate({**document, "tariffs": tariffs})
+    checked = {TariffDirection(direction) for direction in new}
+    validate_tariffs({d: v for d, v in profile.tariffs.items() if d in checked})
+    for direction in new:
+        if len(_VALID_VERSIONS) >= TARIFFS_CACHED:
+            del _VALID_VERSIONS[next(iter(_VALID_VERSIONS))]
+        _VALID_VERSIONS[direction, texts[direction]] = profile.tariffs[TariffDirection(direction)]
     return profile
 
 
-class _TariffsText(msgspec.Struct):
-    tariffs: msgspec.Raw = msgspec.Raw()
+class _TariffsTexts(msgspec.Struct):
+    tariffs: dict[str, msgspec.Raw]
 
 
-_TARIFFS_DECODER = msgspec.json.Decoder(_TariffsText)
-_VALID_TARIFFS: dict[bytes, Any] = {}
+_TARIFFS_DECODER = msgspec.json.Decoder(_TariffsTexts)
+_VALID_VERSIONS: dict[tuple[str, bytes], Any] = {}
 
 
-def _tariffs_text(raw: bytes) -> bytes | None:
-    """The bytes of the document's `tariffs` value when they are certainly the ones `loads`
-    decoded: `"tariffs"` written once and no `\\u` escape anywhere (a second key spelled
-    `"\\u0074ariffs"` would be the one a JSON decoder keeps), else None."""
+def _tariff_texts(raw: bytes) -> dict[str, bytes] | None:
+    """Each direction's versions text in the document's `tariffs`, when they are certainly the
+    ones `loads` decoded: `"tariffs"` written once and no `\\u` escape anywhere (a second key
+    spelled `"\\u0074ariffs"` would be the one a JSON decoder keeps), else None."""
     if raw.count(b'"tariffs"') != 1 or b"\\u" in raw:
         return None
     try:
-        text = _TARIFFS_DECODER.decode(raw).tariffs
+        texts = _TARIFFS_DECODER.decode(raw).tariffs
     except (msgspec.DecodeError, ValueError):
         return None
-    return bytes(text) or None
+    return {direction: bytes(text) for direction, text in texts.items()}
 
 
 def decide_location(key: bytes | None, value: bytes | None) -> LocationDecision:
