@@ -42,6 +42,7 @@ from meterflow.models import (
     TariffDirection,
     TimeOfUseRule,
     TimeOfUseTariff,
+    by_identity,
 )
 from meterflow.tariffs import ProfileError, TimeOfUseTable, describe_component, describe_version
 
@@ -248,33 +249,16 @@ def compile_profile(profile: LocationProfile) -> CompiledProfile:
 
 
 _CACHE_LIMIT = 4096
-_cache: dict[int, tuple[LocationProfile, CompiledProfile]] = {}
+
+compiled: Callable[[LocationProfile], CompiledProfile] = by_identity(compile_profile, _CACHE_LIMIT)
+"""The compiled form of a profile, cached while the same (frozen) object is in use."""
 
 
-def compiled(profile: LocationProfile) -> CompiledProfile:
-    """The compiled form of a profile, cached while the same (frozen) object is in use."""
-    hit = _cache.get(id(profile))
-    if hit is not None and hit[0] is profile:
-        return hit[1]
-    result = compile_profile(profile)
-    if len(_cache) >= _CACHE_LIMIT:
-        _cache.clear()
-    _cache[id(profile)] = (profile, result)  # holding the profile keeps its id unique
-    return result
+def _points_of(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
+    return [(to_us(p.valid_from), to_us(p.valid_to), p.rate) for p in doc.prices]
 
 
-_market_cache: dict[int, tuple[MarketPrices, list[tuple[int, int, Decimal]]]] = {}
-
-
-def _market_points(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
-    hit = _market_cache.get(id(doc))
-    if hit is not None and hit[0] is doc:
-        return hit[1]
-    points = [(to_us(p.valid_from), to_us(p.valid_to), p.rate) for p in doc.prices]
-    if len(_market_cache) >= _CACHE_LIMIT:
-        _market_cache.clear()
-    _market_cache[id(doc)] = (doc, points)
-    return points
+_market_points = by_identity(_points_of, _CACHE_LIMIT)
 
 
 _series_cache: dict[tuple[int, ...], tuple[CompiledVersion, tuple[MarketPrices, ...], _Prices]] = {}
