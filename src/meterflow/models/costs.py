@@ -199,17 +199,6 @@ def wire_energy_cost(
     }
 
 
-def _encode_wire(document: dict[str, Any]) -> bytes:
-    """The bytes of a written result: msgspec in C when the echoed request is flat and msgspec
-    takes its text, else simplejson (the reference writer)."""
-    if is_flat(document["request"]):
-        try:
-            return fast_encode(document)
-        except FAST_ENCODING_ERRORS:
-            pass
-    return encode_any(document).encode()
-
-
 class PricedCost:
     """A priced record in the form it is written in: what the engine returns.
 
@@ -225,7 +214,15 @@ class PricedCost:
         self.location_id: str = document["location_id"]
 
     def encode(self) -> bytes:
-        return _encode_wire(self.document)
+        """msgspec in C when the echoed request is flat and msgspec takes its text, else
+        simplejson (the reference writer)."""
+        document = self.document
+        if is_flat(document["request"]):
+            try:
+                return fast_encode(document)
+            except FAST_ENCODING_ERRORS:
+                pass
+        return encode_any(document).encode()
 
     def model(self) -> EnergyCost:
         return EnergyCost.model_validate(loads(self.encode()))
