@@ -13,7 +13,7 @@ import msgspec
 
 from meterflow.contract.decisions import Apply, Delete, Reject, decide
 from meterflow.contract.topics import LOCATIONS
-from meterflow.models import LocationProfile, TariffDirection, loads
+from meterflow.models import LocationProfile, loads
 from meterflow.tariffs import validate_profile, validate_tariffs
 
 LocationDecision = Apply[LocationProfile] | Delete | Reject
@@ -44,20 +44,21 @@ def parse_profile(raw: bytes) -> LocationProfile:
     if texts is None:
         return profile_from(document)
     tariffs = dict(document["tariffs"])  # the same keys as `texts`: the same decoder read both
-    new = []
+    new: set[str] = set()
     for direction, text in texts.items():
         versions = _VALID_VERSIONS.pop((direction, text), None)
         if versions is None:
-            new.append(direction)
+            new.add(direction)
         else:  # validated instances pass as they are; put back last: the oldest goes first
             tariffs[direction] = _VALID_VERSIONS[direction, text] = versions
     profile = LocationProfile.model_validate({**document, "tariffs": tariffs})
-    checked = {TariffDirection(direction) for direction in new}
-    validate_tariffs({d: v for d, v in profile.tariffs.items() if d in checked})
-    for direction in new:
+    # a TariffDirection (a StrEnum) equals and hashes as its text: no conversion needed
+    fresh = {d: versions for d, versions in profile.tariffs.items() if d in new}
+    validate_tariffs(fresh)
+    for direction, versions in fresh.items():
         if len(_VALID_VERSIONS) >= TARIFFS_CACHED:
             del _VALID_VERSIONS[next(iter(_VALID_VERSIONS))]
-        _VALID_VERSIONS[direction, texts[direction]] = profile.tariffs[TariffDirection(direction)]
+        _VALID_VERSIONS[direction, texts[direction]] = versions
     return profile
 
 
