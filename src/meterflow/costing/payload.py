@@ -42,7 +42,7 @@ def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
 
     Numbers are decoded as `Decimal` (never float). Raises PricingError(INVALID_RECORD) for
     bytes that are not a JSON object or a record that breaks the schema (e.g. a naive time).
-    The time range is checked by `price_record`.
+    The time range is checked by `cost_record`.
     """
     try:
         request = loads(payload)
