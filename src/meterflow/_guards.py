@@ -196,6 +196,10 @@ class Borrowings:
 
         return declare
 
+    def check_one(self, name: str) -> None:
+        """`check` for the patch called `name` alone (installed on demand, by its caller)."""
+        self.check([patch for patch in self.patches if patch.name == name])
+
     def check(self, patches: Iterable[Patch] | None = None) -> None:
         """Raise `BorrowedInternalsError` listing every difference, or return."""
         problems = [p for patch in (patches or self.patches) for p in patch.problems()]

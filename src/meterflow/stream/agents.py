@@ -155,7 +155,7 @@ class RecordPricer:
 
     `enter_event(event)` makes each event faust's current one before its profile is looked up
     (`faust_fixes.enter_event`): with RocksDB a table read goes to the current event's partition
-    only, and `take_events` batches mix partitions (docs/stream.md, "The current event").
+    only, and batches mix partitions (docs/stream.md, "The current event").
     """
 
     def __init__(
@@ -212,7 +212,7 @@ class RecordPricer:
         In phases rather than record by record: the same code runs back to back over the batch
         (measured +5-9 % over interleaving the three steps per record), and the costs go to the
         producer as one batch per partition. Every result is with the producer before the
-        batch's events are acked (faust acks `take_events` batches after this returns, and
+        batch's events are acked (`take_batches` acks a batch after this returns, and faust
         flushes the producer before it commits). `before_partition` may raise (a rebalance
         interrupted its wait): nothing of the batch has been sent then.
         """

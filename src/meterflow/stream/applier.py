@@ -7,7 +7,7 @@ table's changelog through faust's producer buffer (`Table.on_key_set`, `Producer
 the conductor awaiting `wait_until_ebb()` before every record while that buffer is full); the
 same buffer kept commits from completing (`Timer commit is overlapping`, runtime 12 s), as it
 did for the readings table (docs/stream.md, "faust details"). Here the events come in batches
-(`take_events`), each is written to the local store under its own event (RocksDB writes the
+(`take_batches`), each is written to the local store under its own event (RocksDB writes the
 current event's partition: `enter_event`), and the changelog records go straight to the
 producer (`TableChangelog.send`) before the batch is acked, so the flush before each commit
 waits for exactly them: a committed `locations` offset has its changelog record delivered.

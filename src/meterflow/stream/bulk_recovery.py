@@ -141,7 +141,7 @@ def bulk_recover(table: Any, bootstrap: Sequence[str]) -> None:
     """Recover `table` (raw keys and values) in bulk whenever its store is a memory store."""
     if table.key_type is not bytes or table.value_type is not bytes:
         raise ValueError(f"bulk recovery needs a raw table (bytes keys and values): {table.name}")
-    BORROWED.check([p for p in BORROWED.patches if p.name == "bulk_build_offsets"])
+    BORROWED.check_one("bulk_build_offsets")
     setattr(table, BULK_ATTR, tuple(bootstrap))
     _install_bulk_build_offsets()
 

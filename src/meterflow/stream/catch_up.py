@@ -27,6 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from meterflow.logs import event
 
@@ -95,27 +96,19 @@ class ProfilesCatchUp:
             )
             self._ready.add(partition)
             return
+
+        def warn(what: str, **more: Any) -> None:
+            applied = self._applied.get(partition)
+            fields = {"partition": partition, "end_offset": end, "applied": applied, **more}
+            event(log, what, logging.WARNING, **fields)
+
         while not self._caught_up(partition, end):
             if not self._flow_active():
-                event(
-                    log,
-                    "profiles_catch_up_interrupted",
-                    logging.WARNING,
-                    partition=partition,
-                    end_offset=end,
-                    applied=self._applied.get(partition),
-                    waited_s=round(time.monotonic() - started, 3),
-                )
+                waited_s = round(time.monotonic() - started, 3)
+                warn("profiles_catch_up_interrupted", waited_s=waited_s)
                 raise CatchUpInterruptedError(f"partition {partition}: the flow stopped")
             if time.monotonic() - started > self._max_wait_s:
-                event(
-                    log,
-                    "profiles_catch_up_gave_up",
-                    logging.WARNING,
-                    partition=partition,
-                    end_offset=end,
-                    applied=self._applied.get(partition),
-                )
+                warn("profiles_catch_up_gave_up")
                 break
             await asyncio.sleep(0.02)
         self._ready.add(partition)

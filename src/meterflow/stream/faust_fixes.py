@@ -568,7 +568,8 @@ async def _seek_on_fetch_thread(consumer: Any, tp: Any, offset: int) -> None:
 
 def _turn_away(consumer: Any, message: Any) -> None:
     """Keep faust from acking a record the agent did not process (it would let a commit pass
-    it): faust acks an event when the next one is asked for, unless it is marked acked."""
+    it): an event is acked after its batch (`take_batches`) or when the next one is asked for
+    (faust's stream), unless it is marked acked."""
     message.acked = True
     consumer._unacked_messages.discard(message)
 

@@ -23,7 +23,7 @@ _PATCHED = "_meterflow_no_registration_pause"
 
 def no_table_registration_pause() -> None:
     """Install (once per process) `TableManager.on_start` without its 1 s sleep."""
-    BORROWED.check([p for p in BORROWED.patches if p.name == "no_registration_pause"])
+    BORROWED.check_one("no_registration_pause")
     _install_no_registration_pause()
 
 
