@@ -1,7 +1,8 @@
 """What the metrics cost the cost agent per record, against the pricing they measure.
 
-Per record the agent calls `record_consumed`, `time_pricing` (around pricing) and `cost_emitted`
-(counter + end-to-end histogram). Figures, on one core, best of three rounds:
+Per batch the agent calls `record_consumed`, `pricing_observed` (each record's pricing time,
+read with two `perf_counter` calls) and `costs_emitted` (counter + end-to-end histogram); the
+figures are per record for batches of `BATCH` records. Figures, on one core, best of three rounds:
 - `metrics`: those three calls around a no-op, in calls/s and µs per record;
 - `pricing` (baseline, same run): `cost_payload` + `dumps` of a 30-minute TIME_OF_USE record,
   what the agent does per record;
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from meterflow import metrics
 from meterflow.costing import cost_payload
@@ -67,11 +68,36 @@ def best_rate(fun: Callable[[], None], n: int) -> float:
     return best
 
 
+BATCH = 100
+TIMESTAMPS = [1_700_000_000.0] * BATCH
+
+
 def with_metrics() -> None:
-    metrics.record_consumed("bench-meter-records")
-    with metrics.time_pricing():
-        pass
-    metrics.cost_emitted(accepted_at=1_700_000_000.0, now=1_700_000_000.2)
+    """One batch of `BATCH` records, as the agent reports it."""
+    metrics.record_consumed("bench-meter-records", BATCH)
+    durations = []
+    for _ in range(BATCH):
+        started = time.perf_counter()
+        durations.append(time.perf_counter() - started)
+    metrics.pricing_observed(durations)
+    metrics.costs_emitted(TIMESTAMPS, now=1_700_000_000.2)
+
+
+_REFERENCE = CollectorRegistry()
+_PRICING = Histogram("p_seconds", "p", buckets=metrics.PRICING_BUCKETS, registry=_REFERENCE)
+_LATENCY = Histogram("l_seconds", "l", buckets=metrics.END_TO_END_BUCKETS, registry=_REFERENCE)
+_PRICED = Counter("priced", "c", registry=_REFERENCE)
+
+
+def per_record_histograms() -> None:
+    """The same batch with prometheus_client's `Histogram` and `Counter` per record, as the
+    agent did before `BatchHistogram` (the reference)."""
+    metrics.record_consumed("bench-meter-records", BATCH)
+    for _ in range(BATCH):
+        started = time.perf_counter()
+        _PRICING.observe(time.perf_counter() - started)
+        _PRICED.inc()
+        _LATENCY.observe(max(0.0, 1_700_000_000.2 - 1_700_000_000.0))
 
 
 def pricing() -> None:
@@ -91,10 +117,13 @@ def main() -> int:
     args = parser.parse_args()
     n_metrics, n_pricing = (20_000, 2_000) if args.quick else (200_000, 20_000)
 
-    metric_rate = best_rate(with_metrics, n_metrics)
+    metric_rate = best_rate(with_metrics, n_metrics // BATCH) * BATCH
+    reference_rate = best_rate(per_record_histograms, n_metrics // BATCH) * BATCH
     pricing_rate = best_rate(pricing, n_pricing)
     metric_us, pricing_us = 1e6 / metric_rate, 1e6 / pricing_rate
+    reference_us = 1e6 / reference_rate
     print(f"metrics per record   {metric_rate:>12,.0f} /s  {metric_us:8.2f} µs")
+    print(f"  per-record Histogram {reference_rate:>10,.0f} /s  {reference_us:8.2f} µs  (before)")
     print(f"pricing per record   {pricing_rate:>12,.0f} /s  {pricing_us:8.2f} µs  (baseline)")
     print(f"ratio: metrics add {100 * metric_us / pricing_us:.1f}% to the per-record pricing time")
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import REGISTRY
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meterflow import metrics
@@ -27,32 +29,32 @@ def test_record_consumed_counts_per_topic() -> None:
     assert value("meterflow_records_consumed_total", topic="x-meter-records") == before + 5
 
 
-def test_cost_emitted_counts_and_observes_latency_from_the_record_timestamp() -> None:
+def test_costs_emitted_counts_and_observes_latency_from_the_record_timestamp() -> None:
     priced = value("meterflow_records_priced_total")
     count = value("meterflow_end_to_end_latency_seconds_count")
     total = value("meterflow_end_to_end_latency_seconds_sum")
     le_1s = value("meterflow_end_to_end_latency_seconds_bucket", le="1.0")
 
-    metrics.cost_emitted(accepted_at=1_000.0, now=1_000.75)
+    metrics.costs_emitted([1_000.0, 998.0], now=1_000.75)
 
-    assert value("meterflow_records_priced_total") == priced + 1
-    assert value("meterflow_end_to_end_latency_seconds_count") == count + 1
-    assert value("meterflow_end_to_end_latency_seconds_sum") == pytest.approx(total + 0.75)
+    assert value("meterflow_records_priced_total") == priced + 2
+    assert value("meterflow_end_to_end_latency_seconds_count") == count + 2
+    assert value("meterflow_end_to_end_latency_seconds_sum") == pytest.approx(total + 3.5)
     assert value("meterflow_end_to_end_latency_seconds_bucket", le="1.0") == le_1s + 1
 
 
-def test_cost_emitted_without_timestamp_counts_but_observes_nothing() -> None:
+def test_costs_emitted_without_timestamp_counts_but_observes_nothing() -> None:
     priced = value("meterflow_records_priced_total")
     count = value("meterflow_end_to_end_latency_seconds_count")
-    metrics.cost_emitted(accepted_at=None)
-    metrics.cost_emitted(accepted_at=-1.0)  # Kafka's "no timestamp"
+    metrics.costs_emitted([None, -1.0])  # -1: Kafka's "no timestamp"
+    metrics.costs_emitted([])
     assert value("meterflow_records_priced_total") == priced + 2
     assert value("meterflow_end_to_end_latency_seconds_count") == count
 
 
 def test_clock_skew_never_gives_a_negative_latency() -> None:
     total = value("meterflow_end_to_end_latency_seconds_sum")
-    metrics.cost_emitted(accepted_at=2_000.0, now=1_999.0)
+    metrics.costs_emitted([2_000.0], now=1_999.0)
     assert value("meterflow_end_to_end_latency_seconds_sum") == pytest.approx(total)
 
 
@@ -69,6 +71,53 @@ def test_record_dead_lettered_by_code() -> None:
     metrics.record_dead_lettered(ErrorCode.UNKNOWN_LOCATION)
     metrics.record_dead_lettered("unknown_location")
     assert value("meterflow_records_dead_lettered_total", code="unknown_location") == before + 2
+
+
+@given(
+    batches=st.lists(
+        st.lists(
+            st.one_of(
+                st.sampled_from(metrics.PRICING_BUCKETS),  # on a bound: that bucket, `le`
+                st.floats(min_value=0, max_value=5, allow_nan=False),
+            ),
+            max_size=20,
+        ),
+        max_size=5,
+    )
+)
+def test_a_batch_histogram_exposes_what_prometheus_clients_histogram_does(
+    batches: list[list[float]],
+) -> None:
+    """The reference: prometheus_client's Histogram observing the same values one by one."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    batched = metrics.BatchHistogram("h_seconds", "h", metrics.PRICING_BUCKETS, registry=ours)
+    reference = Histogram("h_seconds", "h", buckets=metrics.PRICING_BUCKETS, registry=theirs)
+    for batch in batches:
+        batched.observe_many(batch)
+        for value_ in batch:
+            reference.observe(value_)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, expected = samples(ours), samples(theirs)
+    assert got.keys() == expected.keys()
+    for key, number in expected.items():
+        assert got[key] == pytest.approx(number), key
+
+
+def test_pricing_observed_counts_each_duration() -> None:
+    count = value("meterflow_pricing_duration_seconds_count")
+    le_100us = value("meterflow_pricing_duration_seconds_bucket", le="0.0001")
+    metrics.pricing_observed([0.00002, 0.0001, 0.003])
+    assert value("meterflow_pricing_duration_seconds_count") == count + 3
+    assert value("meterflow_pricing_duration_seconds_bucket", le="0.0001") == le_100us + 2
 
 
 def test_time_pricing_observes_one_duration() -> None:

@@ -25,12 +25,13 @@ from meterflow.models import (
     LocationProfile,
     MarketPrices,
     MeterRecord,
+    Position,
     PricedCost,
     PricingError,
-    SourceRef,
     dead_letter,
     dumps,
     loads,
+    source_ref,
     validation_summary,
 )
 
@@ -92,7 +93,7 @@ def referenced_record_id(record: MeterRecord, account_id: str, live_mode: bool) 
     )
 
 
-def meter_record_id(record: MeterRecord, profile: LocationProfile, source: SourceRef | None) -> str:
+def meter_record_id(record: MeterRecord, profile: LocationProfile, source: Position | None) -> str:
     """Which id a record gets, on every path (worker, API, `meterflow cost`); the one place
     this is decided.
 
@@ -126,7 +127,7 @@ def cost_payload(
     profiles: Callable[[str], LocationProfile | None],
     market_prices: Callable[[str, date], MarketPrices | None],
     now: datetime,
-    source: SourceRef | None = None,
+    source: Position | None = None,
     max_record_hours: int = 744,
 ) -> PricedCost | DeadLetter:
     """Parse, validate and price one raw record; every failure becomes a DeadLetter.
@@ -139,12 +140,12 @@ def cost_payload(
         record, request = parse_record(payload)
         return _price_valid(record, request, profiles, market_prices, now, source, max_record_hours)
     except PricingError as error:
-        log.debug("record not priced: %s", error, extra={"source": source})
+        log.debug("record not priced: %s", error, extra={"source": source_ref(source)})
         return dead_letter(payload, error.code, error.message, source, now)
     except _MissingIdentityError:
         raise
     except Exception as error:  # an agent must never die on one record (design §4)
-        log.exception("unexpected error pricing a record", extra={"source": source})
+        log.exception("unexpected error pricing a record", extra={"source": source_ref(source)})
         return dead_letter(
             payload, ErrorCode.INVALID_RECORD, f"{type(error).__name__}: {error}", source, now
         )
@@ -156,7 +157,7 @@ def cost_request(
     profiles: Callable[[str], LocationProfile | None],
     market_prices: Callable[[str, date], MarketPrices | None],
     now: datetime,
-    source: SourceRef | None = None,
+    source: Position | None = None,
     max_record_hours: int = 744,
     record: MeterRecord | None = None,
 ) -> PricedCost | DeadLetter:
@@ -171,12 +172,12 @@ def cost_request(
             record = validate_record(request)
         return _price_valid(record, request, profiles, market_prices, now, source, max_record_hours)
     except PricingError as error:
-        log.debug("record not priced: %s", error, extra={"source": source})
+        log.debug("record not priced: %s", error, extra={"source": source_ref(source)})
         return dead_letter(dumps(request), error.code, error.message, source, now)
     except _MissingIdentityError:
         raise
     except Exception as error:  # an agent must never die on one record (design §4)
-        log.exception("unexpected error pricing a record", extra={"source": source})
+        log.exception("unexpected error pricing a record", extra={"source": source_ref(source)})
         return dead_letter(
             dumps(request),
             ErrorCode.INVALID_RECORD,
@@ -192,7 +193,7 @@ def _price_valid(
     profiles: Callable[[str], LocationProfile | None],
     market_prices: Callable[[str, date], MarketPrices | None],
     now: datetime,
-    source: SourceRef | None,
+    source: Position | None,
     max_record_hours: int,
 ) -> PricedCost:
     """A schema-valid record priced; raises PricingError for an unknown meter or a record the

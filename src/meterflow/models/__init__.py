@@ -17,10 +17,12 @@ from meterflow.models.errors import (
     DeadLetter,
     ErrorCode,
     ErrorInfo,
+    Position,
     PricingError,
     SourceRef,
     dead_letter,
     original_payload,
+    source_ref,
     validation_summary,
 )
 from meterflow.models.profiles import (
@@ -65,6 +67,7 @@ __all__ = [
     "MeterReading",
     "MeterRecord",
     "Money",
+    "Position",
     "PricePoint",
     "PricedCost",
     "PricingError",
@@ -82,6 +85,7 @@ __all__ = [
     "iso",
     "loads",
     "original_payload",
+    "source_ref",
     "validation_summary",
     "wire_cost",
     "wire_energy_cost",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field, ValidationError
 
@@ -44,6 +44,27 @@ class SourceRef(Document):
     offset: int = Field(ge=0)
 
 
+class Position(Protocol):
+    """Where a record was read: a `SourceRef`, or the consumer's message itself. The pricing
+    path takes either and builds a `SourceRef` only for a dead letter (one per record cost
+    ~4 µs, 3-4 % of the worker's time per record, for a document almost never written)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+def source_ref(position: Position | None) -> SourceRef | None:
+    if position is None or isinstance(position, SourceRef):
+        return position
+    return SourceRef(topic=position.topic, partition=position.partition, offset=position.offset)
+
+
 class DeadLetter(Document):
     error: ErrorInfo
     payload: str
@@ -56,7 +77,7 @@ def dead_letter(
     payload: bytes | str | None,
     code: ErrorCode,
     message: str,
-    source: SourceRef | None,
+    source: Position | None,
     now: datetime,
 ) -> DeadLetter:
     """The one bytes -> DeadLetter builder (design §2): the original bytes as UTF-8 text, or as
@@ -79,7 +100,7 @@ def dead_letter(
         error=ErrorInfo(code=code, message=message),
         payload=text,
         payload_encoding=encoding,
-        source=source,
+        source=source_ref(source),
         time_created=now,
     )
 

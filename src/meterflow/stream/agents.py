@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import date, datetime
+from time import perf_counter
 from typing import Any, Protocol
 
 from meterflow import metrics
@@ -27,8 +28,8 @@ from meterflow.models import (
     ErrorCode,
     LocationProfile,
     MarketPrices,
+    Position,
     PricedCost,
-    SourceRef,
     dead_letter,
     dumps,
 )
@@ -112,20 +113,10 @@ def stop_worker(kind: str, error: str) -> None:
     os._exit(EXIT_SEND_FAILED)
 
 
-class MessageLike(Protocol):
-    topic: str
-    partition: int
-    offset: int
-
-
 class EventLike(Protocol):
     key: Any
     value: Any
     message: Any
-
-
-def source_of(message: MessageLike) -> SourceRef:
-    return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
 
 
 async def send_or_die(
@@ -155,7 +146,8 @@ class RecordPricer:
 
     `enter_event(event)` makes each event faust's current one before its profile is looked up
     (`faust_fixes.enter_event`): with RocksDB a table read goes to the current event's partition
-    only, and batches mix partitions (docs/stream.md, "The current event").
+    only, and batches mix partitions (docs/stream.md, "The current event"). None with a memory
+    store: its reads see every partition.
     """
 
     def __init__(
@@ -168,7 +160,7 @@ class RecordPricer:
         max_record_hours: int,
         clock: Clock = utc_now,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
-        enter_event: Callable[[Any], None] = lambda event: None,
+        enter_event: Callable[[Any], None] | None = None,
     ) -> None:
         self._before_partition = before_partition
         self._enter_event = enter_event
@@ -181,7 +173,7 @@ class RecordPricer:
         self.priced = 0
         self.dead_lettered = 0
 
-    def price(self, raw: bytes | None, source: SourceRef, now: datetime) -> PricedCost | DeadLetter:
+    def price(self, raw: bytes | None, source: Position, now: datetime) -> PricedCost | DeadLetter:
         """Never raises: an unexpected exception is a dead letter too (design §4)."""
         payload = raw if raw is not None else b""
         try:
@@ -218,7 +210,8 @@ class RecordPricer:
         """
         if not events:
             return
-        priced: list[tuple[EventLike, SourceRef, PricedCost | DeadLetter]] = []
+        priced: list[tuple[EventLike, Position, PricedCost | DeadLetter]] = []
+        durations: list[float] = []
         # one `time_created` per batch, as the readings agent does: a datetime per record
         # was an `isoformat` per record (~1 µs) and churned the encoder's cache of instant texts
         now = self._clock()
@@ -226,12 +219,15 @@ class RecordPricer:
             message = event.message
             if self._before_partition is not None:
                 await self._before_partition(message.partition, message.offset)
-            source = source_of(message)
+            source: Position = message  # a SourceRef only when dead-lettered
             # The profile lookup reads the table partition of faust's current event (RocksDB:
             # that partition's database only); in a batch nothing makes this event current.
-            self._enter_event(event)
-            with metrics.time_pricing():
-                priced.append((event, source, self.price(event.value, source, now)))
+            if self._enter_event is not None:
+                self._enter_event(event)
+            started = perf_counter()
+            priced.append((event, source, self.price(event.value, source, now)))
+            durations.append(perf_counter() - started)
+        metrics.pricing_observed(durations)
         metrics.record_consumed(events[0].message.topic, len(events))
         costs: list[KeyValue] = []
         for event, source, result in priced:
@@ -241,14 +237,18 @@ class RecordPricer:
             else:
                 await self._dead_letter(event, source, result, value)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        for event, _, result in priced:
-            if isinstance(result, PricedCost):
-                # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
-                metrics.cost_emitted(getattr(event.message, "timestamp", None))
+        # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
+        metrics.costs_emitted(
+            [
+                getattr(event.message, "timestamp", None)
+                for event, _, result in priced
+                if isinstance(result, PricedCost)
+            ]
+        )
         self.priced += len(costs)
 
     async def _dead_letter(
-        self, event: EventLike, source: SourceRef, letter: DeadLetter, value: bytes
+        self, event: EventLike, source: Position, letter: DeadLetter, value: bytes
     ) -> None:
         log_event(
             log,
@@ -307,7 +307,7 @@ class DocumentApplier:
             self._table.pop(change.key.encode(), None)
             log_event(log, f"{self._kind}_deleted", key=name, offset=message.offset)
         else:
-            source = source_of(message)
+            source: Position = message
             letter = dead_letter(
                 event.value, ErrorCode.INVALID_RECORD, change.reason, source, self._clock()
             )

@@ -25,8 +25,8 @@ from typing import Any
 from meterflow.contract.clock import Clock, utc_now
 from meterflow.contract.decisions import Apply, Delete, Reject
 from meterflow.logs import event as log_event
-from meterflow.models import ErrorCode, dead_letter, dumps
-from meterflow.stream.agents import EventLike, Sender, send_or_die, source_of
+from meterflow.models import ErrorCode, Position, dead_letter, dumps
+from meterflow.stream.agents import EventLike, Sender, send_or_die
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class BatchApplier:
     async def _reject(self, event: EventLike, reason: str) -> None:
         message = event.message
         key = message.key
-        source = source_of(message)
+        source: Position = message
         letter = dead_letter(event.value, ErrorCode.INVALID_RECORD, reason, source, self._clock())
         log_event(
             log,

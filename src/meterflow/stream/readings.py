@@ -40,9 +40,9 @@ from meterflow.models import (
     ErrorCode,
     LocationProfile,
     MarketPrices,
+    Position,
     PricedCost,
     PricingError,
-    SourceRef,
     dead_letter,
     dumps,
 )
@@ -52,7 +52,6 @@ from meterflow.stream.agents import (
     Sender,
     send_many_or_die,
     send_or_die,
-    source_of,
     stop_worker,
 )
 
@@ -188,7 +187,7 @@ class ReadingsAgent:
                 await self._before_partition(event.message.partition, event.message.offset)
         for event in events:
             message = event.message
-            source = source_of(message)
+            source: Position = message
             # faust's current event picks the table partition reads and writes go to (RocksDB
             # reads only that partition's database): the batch's last event is not this one
             self._enter_event(event)
@@ -212,14 +211,13 @@ class ReadingsAgent:
         writes, self._writes = self._writes, []
         await self._changelog(writes)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        for _ in costs:
-            metrics.cost_emitted(None)
+        metrics.costs_emitted([None] * len(costs))
         self.priced += len(costs)
         for event, letter in letters:
             await self._dead_letter(event, letter)
 
     def _handle(
-        self, event: EventLike, source: SourceRef, now: Any
+        self, event: EventLike, source: Position, now: Any
     ) -> PricedCost | DeadLetter | None:
         raw = event.value if event.value is not None else b""
         try:
