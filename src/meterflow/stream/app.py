@@ -35,6 +35,7 @@ from meterflow.stream.backpressure import stream_buffer_size
 from meterflow.stream.batches import take_batches, uncontended_callback_lookup
 from meterflow.stream.bulk_recovery import bulk_recover
 from meterflow.stream.catch_up import CatchUpInterruptedError, ProfilesCatchUp
+from meterflow.stream.delivery import lean_raw_delivery
 from meterflow.stream.end_offsets import end_offsets_apart
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.partitioner import cached_murmur2_partitioner
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> faust.App:
         app, settings.topic(METER_RECORDS), settings.topic(METER_READINGS)
     )
     uncontended_callback_lookup(app)  # before the consumer is made: its fetch callback
+    lean_raw_delivery(app)  # every topic above and below is raw
     locations = raw_topic(LOCATIONS, compacted=True)
     market_prices_topic = raw_topic(MARKET_PRICES, compacted=True)
     energy_costs = ProducerTopic(app, settings.topic(ENERGY_COSTS))
