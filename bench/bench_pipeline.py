@@ -15,7 +15,10 @@ partitions, same records: 5-period TOU profiles, round-robin over the locations)
 - the worker (`meterflow worker`).
 
 1. throughput: the input is preloaded; each contender drains it. The rate is measured on the
-   output topic's record timestamps (first to last), so process start-up does not count.
+   output topic's record timestamps (first to last), so process start-up does not count. The
+   worker's and the peer's CPU time per record over the same span is read from /proc
+   (`support.CpuSampler`): the two run one after the other on a shared VM whose speed drifts
+   from minute to minute, and CPU per record moves far less with it than a rate does.
 2. latency: with the contender caught up, records are produced at a fixed rate (500/s); a
    consumer of the output topic measures send -> receive per record (first second = warm-up,
    dropped).
@@ -49,7 +52,7 @@ from meterflow.settings import Settings
 from meterflow.stream.producing import demo_location_id, synthetic_records
 from peer_venv import peer_python
 from scale_out import measure_scale_out
-from support import MF, ROOT, preload, stop_process, worker_env
+from support import MF, ROOT, CpuSampler, preload, stop_process, worker_env
 
 BARE_OUT = "bare-costs"
 PEER_OUT = "quix-costs"
@@ -254,8 +257,9 @@ async def run(args: argparse.Namespace, records: int, latency_s: float) -> int:
     return 0
 
 
-async def peer_throughput(settings: Settings, python: Path, records: int) -> float:
-    """Records/s of the Quix Streams peer draining the preloaded input (first to last output)."""
+async def peer_throughput(settings: Settings, python: Path, records: int) -> tuple[float, float]:
+    """Records/s of the Quix Streams peer draining the preloaded input (first to last output),
+    and its CPU µs per record over the same span."""
     peer = subprocess.Popen(  # noqa: ASYNC220 - started once, never awaited on
         [
             str(python),
@@ -269,11 +273,13 @@ async def peer_throughput(settings: Settings, python: Path, records: int) -> flo
             f"{settings.topic_prefix}quix",
         ],
     )
+    cpu = CpuSampler(peer.pid).start()
     try:
         stamps = await output_timestamps(settings, settings.topic(PEER_OUT), records, 1200)
     finally:
+        cpu.stop()
         stop_process(peer)
-    return rate_of(stamps)
+    return rate_of(stamps), cpu.us_per_record(stamps)
 
 
 async def measure(
@@ -320,20 +326,22 @@ async def measure(
 
     # 2. the Quix Streams peer (throughput only): it reads the bare loop's latency records too
     backlog = records + int(latency_rate * latency_s)
-    peer_rate = None
+    peer_rate = peer_cpu = None
     if peer_python is not None:
-        peer_rate = await peer_throughput(settings, peer_python, backlog)
-        print(f"quix streams peer: {peer_rate:,.0f} records/s")
+        peer_rate, peer_cpu = await peer_throughput(settings, peer_python, backlog)
+        print(f"quix streams peer: {peer_rate:,.0f} records/s, {peer_cpu:.1f} µs CPU/record")
 
     # 3. meterflow worker
     worker = start_worker(settings, workdir, profile)
+    cpu = CpuSampler(worker.pid).start()
     try:
         # The bare loop's latency records are in the input too: drain them all before the
         # latency run, or it would measure a backlog. The rate is over the whole drain.
         backlog = records + int(latency_rate * latency_s)
         stamps = await output_timestamps(settings, settings.topic(ENERGY_COSTS), backlog, 1200)
-        worker_rate = rate_of(stamps)
-        print(f"meterflow worker: {worker_rate:,.0f} records/s")
+        cpu.stop()
+        worker_rate, worker_cpu = rate_of(stamps), cpu.us_per_record(stamps)
+        print(f"meterflow worker: {worker_rate:,.0f} records/s, {worker_cpu:.1f} µs CPU/record")
         worker_lat = await measure_latency(
             settings, settings.topic(ENERGY_COSTS), locations, latency_rate, latency_s, "worker"
         )
@@ -350,6 +358,12 @@ async def measure(
             f"throughput (rec/s): worker {worker_rate:,.0f}, quix peer {peer_rate:,.0f}, "
             f"bare loop {bare_rate:,.0f}; worker/peer {worker_rate / peer_rate:.2f}, "
             f"worker/bare {ratio:.2f}, peer/bare {peer_rate / bare_rate:.2f}"
+        )
+        assert peer_cpu is not None
+        print(
+            f"CPU per record (µs, whole process, first to last output): worker "
+            f"{worker_cpu:.1f}, quix peer {peer_cpu:.1f}; peer/worker {peer_cpu / worker_cpu:.2f} "
+            "(the rate ratio the CPU alone would give)"
         )
     print(f"{'':24}{'worker':>12}{'bare loop':>12}{'ratio':>8}")
     print(f"{'throughput (rec/s)':24}{worker_rate:>12,.0f}{bare_rate:>12,.0f}{ratio:>8.2f}")

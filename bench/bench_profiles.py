@@ -58,7 +58,7 @@ from meterflow.stream.producing import (
     kafka_producer,
     synthetic_records,
 )
-from support import MF, bench_space, stop_process, worker_env
+from support import MF, bench_space, cpu_ticks, stop_process, worker_env
 
 TARGET_FIRST_S = 15.0  # at 100,000 profiles
 TARGET_RESTART_S = 5.0
@@ -120,8 +120,7 @@ def vm_rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
 def start_worker(

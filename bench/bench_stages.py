@@ -48,7 +48,7 @@ from meterflow.contract.topics import ENERGY_COSTS
 from meterflow.kafka_admin import bootstrap_servers, delete_topics_with_prefix
 from meterflow.settings import Settings
 from meterflow.stream.producing import demo_location_id, synthetic_records
-from support import bench_space, preload, stop_process
+from support import bench_space, cpu_ticks, preload, stop_process
 
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 RATE_HZ = 250
@@ -133,14 +133,8 @@ def read_profile(path: Path) -> tuple[collections.Counter[str], int]:
     return main, sum(main.values())
 
 
-def cpu_ticks(pid: int) -> tuple[int, int]:
-    """utime + stime (clock ticks) of the process and of its main thread."""
-
-    def ticks(path: str) -> int:
-        fields = Path(path).read_text().rpartition(")")[2].split()
-        return int(fields[11]) + int(fields[12])
-
-    return ticks(f"/proc/{pid}/stat"), ticks(f"/proc/{pid}/task/{pid}/stat")
+def cpu_of(pid: int) -> tuple[int, int]:
+    return cpu_ticks(pid), cpu_ticks(pid, thread=pid)
 
 
 async def outputs(settings: Settings) -> int:
@@ -165,9 +159,15 @@ async def measure(records: int, window_s: float, locations_n: int, cpu_window_s:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the worker priced nothing in 180 s")
                 await asyncio.sleep(0.2)
-            cpu_before, out_before = cpu_ticks(worker.pid), await outputs(settings)
+            cpu_before, out_before = (
+                cpu_of(worker.pid),
+                await outputs(settings),
+            )
             await asyncio.sleep(cpu_window_s)
-            cpu_after, out_after = cpu_ticks(worker.pid), await outputs(settings)
+            cpu_after, out_after = (
+                cpu_of(worker.pid),
+                await outputs(settings),
+            )
             profile = workdir / "stages.txt"
             before, started = await outputs(settings), time.monotonic()
             subprocess.run(  # noqa: ASYNC221 - the measurement itself

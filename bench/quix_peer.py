@@ -5,8 +5,8 @@
 Runs in its own venv (`.venv-bench`, made by `bench_pipeline.py`; quixstreams 3.28 pins
 pydantic < 2.14, meterflow pins 2.14). Loads every profile of LOCATIONS into a dict first (the
 worker holds them in its table), then runs a Quix Streams app that does per record what the
-worker's agent does: `cost_payload(raw, profiles=ProfileLookup(...), source=(topic,
-partition, offset))` then `models.dumps`, and produces the bytes to OUT under the input key.
+worker's agent does: `cost_payload(raw, profiles=ProfileLookup(...), source=<the record's
+message context>)` then `models.dumps`, and produces the bytes to OUT under the input key.
 Same guarantee as the worker: at-least-once, offsets committed every second after delivery.
 """
 
@@ -21,7 +21,7 @@ from quixstreams import Application, message_context
 
 from meterflow.contract.clock import utc_now
 from meterflow.costing import cost_payload
-from meterflow.models import SourceRef, dumps
+from meterflow.models import dumps
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 
 MAX_RECORD_HOURS = 744  # the worker's default (MF_MAX_RECORD_HOURS)
@@ -66,14 +66,12 @@ def main(bootstrap: str, source: str, sink: str, locations: str, group: str) -> 
     market_prices = MarketPricesLookup({})
 
     def price(value: bytes, key: Any, timestamp: int, headers: Any) -> bytes:
-        context = message_context()
-        where = SourceRef(topic=source, partition=context.partition, offset=context.offset)
         result = cost_payload(
             value,
             profiles=profiles,
             market_prices=market_prices,
             now=utc_now(),
-            source=where,
+            source=message_context(),  # a `models.Position`, as the worker passes its message
             max_record_hours=MAX_RECORD_HOURS,
         )
         return dumps(result)

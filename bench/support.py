@@ -8,10 +8,13 @@ leaking in from the shell.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -97,3 +100,59 @@ def stop_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def cpu_ticks(pid: int, thread: int | None = None) -> int:
+    """utime + stime of process `pid` (all its threads), or of one of its threads, in ticks."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class CpuSampler:
+    """A process's CPU time sampled against the wall clock while it runs, so that what it
+    spent between two instants read afterwards (its first and last output's timestamps) is
+    known: CPU per record, which another process's load on this shared machine moves far
+    less than a rate."""
+
+    def __init__(self, pid: int, every_s: float = 0.1) -> None:
+        self._pid = pid
+        self._every_s = every_s
+        self._samples: list[tuple[float, float]] = []  # (time.time(), CPU seconds)
+        self._task: asyncio.Task[None] | None = None
+
+    def _sample_now(self) -> bool:
+        try:
+            ticks = cpu_ticks(self._pid)
+        except (OSError, IndexError):
+            return False  # exited
+        self._samples.append((time.time(), ticks / os.sysconf("SC_CLK_TCK")))
+        return True
+
+    async def _sample(self) -> None:
+        while self._sample_now():  # noqa: ASYNC110 - a sampling period, not a wait for an event
+            await asyncio.sleep(self._every_s)
+
+    def start(self) -> CpuSampler:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling, with a last sample now (after the last output was read)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._sample_now()
+
+    def cpu_at(self, when: float) -> float:
+        """CPU seconds at wall time `when`, interpolated between the samples around it."""
+        samples = self._samples
+        index = bisect.bisect_left(samples, (when,))
+        if index == 0 or index == len(samples):
+            raise ValueError(f"no CPU samples around {when}")
+        (t0, c0), (t1, c1) = samples[index - 1], samples[index]
+        return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+    def us_per_record(self, stamps_ms: list[int]) -> float:
+        """µs of CPU per record between the first and the last of these outputs."""
+        spent = self.cpu_at(stamps_ms[-1] / 1000) - self.cpu_at(stamps_ms[0] / 1000)
+        return 1e6 * spent / max(1, len(stamps_ms) - 1)
