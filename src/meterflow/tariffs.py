@@ -87,7 +87,6 @@ def _schedule_problem(
             continue
         spans.append((minutes_of(rule.from_), minutes_of(rule.to), index))
     spans.sort()
-    where = f"{day} {{}} in {MONTH_NAMES[month - 1]}"
     ends: list[int] = []
     rates: list[Decimal] = []
     covered = 0
@@ -96,10 +95,10 @@ def _schedule_problem(
         if start < covered:
             overlap = f"{_hhmm(start)}–{_hhmm(min(covered, end))}"
             return None, (
-                f"rules {previous + 1} and {index + 1} overlap on " + where.format(overlap)
+                f"rules {previous + 1} and {index + 1} overlap on {_on(day, overlap, month)}"
             )
         if start > covered:
-            return None, "no rule covers " + where.format(f"{_hhmm(covered)}–{_hhmm(start)}")
+            return None, f"no rule covers {_on(day, f'{_hhmm(covered)}–{_hhmm(start)}', month)}"
         rate = rules[index].rate
         if rates and rates[-1] == rate:
             ends[-1] = end
@@ -109,9 +108,13 @@ def _schedule_problem(
         covered = end
         previous = index
     if covered < MINUTES_PER_DAY:
-        gap = f"{_hhmm(covered)}–24:00"
-        return None, "no rule covers " + where.format(gap)
+        return None, f"no rule covers {_on(day, f'{_hhmm(covered)}–24:00', month)}"
     return DaySchedule(tuple(ends), tuple(rates)), None
+
+
+def _on(day: str, span: str, month: int) -> str:
+    """Where a gap or an overlap is, in the error's words: "SAT 07:00–08:00 in JUL"."""
+    return f"{day} {span} in {MONTH_NAMES[month - 1]}"
 
 
 @dataclass(slots=True)

@@ -103,13 +103,23 @@ def test_the_cache_keeps_at_most_its_bound(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_documents_the_shortcut_cannot_read_take_the_full_path() -> None:
+    valid = dumps(profile("loc_a"))
     for raw in (
         b"[1, 2]",
         b'{"location_id": "loc_a"}',
-        dumps({**profile("loc_a"), "devices": ["tariffs"]}),  # "tariffs" written twice
+        dumps({**profile("loc_a"), "tariffs": [1]}),  # `tariffs` not an object
+        b"\xef\xbb\xbf" + valid,  # a BOM: `loads` reads it, msgspec does not
+        b"{" + b'"\\ud800": 1, ' + valid[1:],  # a key with a lone surrogate escape
+        b"not json",
     ):
         same_answer(raw)
     assert locations._VALID_VERSIONS == {}
+
+
+def test_the_word_tariffs_elsewhere_is_read_as_what_it_is() -> None:
+    raw = dumps({**profile("loc_a"), "devices": ["tariffs"]})
+    assert same_answer(raw).devices == ["tariffs"]
+    assert len(locations._VALID_VERSIONS) == 1
 
 
 def with_export(location_id: str, rate: str, **fields: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from meterflow.models import LocationProfile, MeterRecord, TimeOfUseRule
+from meterflow.models import LocationProfile, MeterRecord, TimeOfUseRule, profiles
 
 BASE: dict[str, Any] = {"location_id": "loc_1", "energy": 1}
 
@@ -58,6 +59,23 @@ def test_rule_times() -> None:
     ):
         with pytest.raises(ValidationError):
             TimeOfUseRule.model_validate(bad | {"rate": 1})
+
+
+def test_the_wall_clock_table_is_the_rule_and_minutes_are_as_computed() -> None:
+    """Brute force over every 5-character text of digits and colons: the look-up table the
+    validators try first holds exactly the texts the HH:MM rule accepts, with their minutes."""
+    accepted = {
+        text
+        for text in map("".join, itertools.product("0123456789:", repeat=5))
+        if profiles._HHMM.match(text)
+    }
+    assert accepted == set(profiles._MINUTES)
+    for text in accepted:
+        hours, minutes = text.split(":")
+        assert profiles.minutes_of(text) == int(hours) * 60 + int(minutes)
+    # a text only the regex accepts (its `$` allows a final newline) is still read alike
+    assert TimeOfUseRule.model_validate({"from": "07:00\n", "to": "08:00", "rate": 1}).from_
+    assert profiles.minutes_of("07:00\n") == 420
 
 
 def test_unknown_zone_and_keys_are_rejected() -> None:

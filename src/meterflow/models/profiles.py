@@ -31,8 +31,18 @@ class Weekday(StrEnum):
     SUN = "SUN"
 
 
+_MINUTES = {f"{h:02d}:{m:02d}": h * 60 + m for h in range(24) for m in range(60)} | {"24:00": 1440}
+"""Every wall-clock time `_HHMM` accepts, as written, with its minutes: one dict look-up
+instead of a regex and a split per rule bound (a 5-period profile has ten; reading 100,000
+profiles spent ~10 % of its time here). A text `_HHMM` also accepts but this does not (its `$`
+allows a final newline) takes the general path."""
+
+
 def minutes_of(hhmm: str) -> int:
     """Minutes since local midnight of an "HH:MM" (or "24:00") wall-clock time."""
+    known = _MINUTES.get(hhmm)
+    if known is not None:
+        return known
     hours, minutes = hhmm.split(":")
     return int(hours) * 60 + int(minutes)
 
@@ -49,7 +59,7 @@ class TimeOfUseRule(Document):
     @field_validator("from_", "to")
     @classmethod
     def _hhmm(cls, value: str) -> str:
-        if not _HHMM.match(value):
+        if value not in _MINUTES and not _HHMM.match(value):
             raise ValueError(f"{value!r} is not a wall-clock time HH:MM (00:00 to 24:00)")
         return value
 
