@@ -91,16 +91,21 @@ class RegisterPoint:
     """A reading that moved the meter's state, and the input offset it came from.
 
     `text` is `utc_text(time)`, made once: a point's time is spelled in every state write and
-    in the intervals on both its sides (it was a tenth of the readings agent's time)."""
+    in the intervals on both its sides (it was a tenth of the readings agent's time). `entry`
+    is the point as `encode_state` writes it, made once too: a state holds every point since
+    the last offset commit (~10 while a backlog drains), and each state write wrote them all
+    again (another tenth)."""
 
     time: datetime
     kwh: Decimal
     offset: int
     text: str = field(default="", compare=False, repr=False)
+    entry: str = field(default="", init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.text:
             object.__setattr__(self, "text", utc_text(self.time))
+        object.__setattr__(self, "entry", f'["{self.text}",{self.kwh},{self.offset}]')
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +143,7 @@ def encode_state(state: MeterState) -> bytes:
     """`dumps([[time text, kWh, offset], …])` byte for byte, written out by hand (twice as
     fast): the texts are `utc_text`'s (no character to escape) and a Decimal is written by its
     own digits, as `dumps` does."""
-    points = ",".join([f'["{p.text}",{p.kwh},{p.offset}]' for p in state.points])
-    return f"[{points}]".encode()
+    return f"[{','.join([point.entry for point in state.points])}]".encode()
 
 
 def decode_state(raw: bytes | None) -> MeterState | None:

@@ -38,8 +38,9 @@ class BatchApplier:
 
     `store` is the table's local store (writes send no changelog record), `changelog(writes)`
     hands the batch's changelog records to the producer, `enter_event(event)` makes an event
-    faust's current one (the store's partition), `on_applied(partition, offset)` is told of
-    each message once the batch's changelog records are with the producer.
+    faust's current one (the store's partition; None with a memory store), and
+    `on_applied(partition, offset)` is told of each message once the batch's changelog
+    records are with the producer.
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class BatchApplier:
         dead_letters: Sender,
         decide: Callable[[bytes | None, bytes | None], Apply[Any] | Delete | Reject],
         kind: str,
-        enter_event: Callable[[Any], None] = lambda event: None,
+        enter_event: Callable[[Any], None] | None = None,
         on_applied: Callable[[int, int], None] | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -78,7 +79,8 @@ class BatchApplier:
             if isinstance(change, Reject):
                 await self._reject(event, change.reason)
                 continue
-            self._enter_event(event)
+            if self._enter_event is not None:
+                self._enter_event(event)
             key = change.key.encode()
             if isinstance(change, Apply):
                 self._store[key] = change.raw

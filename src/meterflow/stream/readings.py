@@ -131,7 +131,8 @@ class ReadingsAgent:
     record), `changelog(writes)` sends the changelog records `(partition, key, value)` of a
     batch (`TableChangelog`). Reads and writes must happen while the event that causes them is
     faust's current event, so that they use that event's partition (its RocksDB database);
-    `enter_event(event)` makes it so (events come in batches that mix partitions).
+    `enter_event(event)` makes it so (events come in batches that mix partitions); None with a
+    memory store, one dict for every partition.
     `committed_offset(partition)` is the partition's committed input offset (None if unknown),
     which bounds what a meter's state keeps."""
 
@@ -146,7 +147,7 @@ class ReadingsAgent:
         dead_letters: Sender,
         max_record_hours: int,
         committed_offset: Callable[[int], int | None],
-        enter_event: Callable[[Any], None] = lambda event: None,
+        enter_event: Callable[[Any], None] | None = None,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -190,7 +191,8 @@ class ReadingsAgent:
             source: Position = message
             # faust's current event picks the table partition reads and writes go to (RocksDB
             # reads only that partition's database): the batch's last event is not this one
-            self._enter_event(event)
+            if self._enter_event is not None:
+                self._enter_event(event)
             try:
                 result = self._handle(event, source, now)
             except Exception as exc:  # never escape the agent (design §4)
