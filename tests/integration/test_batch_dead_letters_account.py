@@ -16,7 +16,7 @@ import pytest
 from meterflow.api import batch_store
 from meterflow.api.batches import accepted
 from meterflow.api.credentials import Principal
-from meterflow.sink.batch_failures import BatchFailure, write_batch_failures
+from meterflow.sink.batch_failures import BatchFailure, Identity, write_batch_failures
 from meterflow.sink.rows import Source
 
 pytestmark = pytest.mark.integration
@@ -25,9 +25,19 @@ WHEN = datetime(2026, 5, 1, 12, tzinfo=UTC)
 PRINCIPAL = Principal(account_id="acc_letters", live_mode=True, key_id="key_1")
 
 
-def failure(batch_id: str, index: int, offset: int) -> BatchFailure:
+def failure(
+    batch_id: str, index: int, offset: int, identity: Identity | None = None
+) -> BatchFailure:
+    """A letter of the record `accepted(index, f"mre_{index}", f"R{index}")` stored, unless
+    `identity` says it is another record."""
     return BatchFailure(
-        batch_id, index, "unknown_device", "no such device", WHEN, Source("dead-letters", 0, offset)
+        batch_id,
+        index,
+        "unknown_device",
+        "no such device",
+        WHEN,
+        Source("dead-letters", 0, offset),
+        identity or Identity(record_id=f"mre_{index}"),
     )
 
 
@@ -55,7 +65,7 @@ async def test_a_letter_read_before_its_batch_commits_waits_and_gets_its_account
             records_submitted=2,
             records_accepted=2,
             time_created=WHEN,
-            entries=[accepted(0, "mre_a", "R0"), accepted(1, "mre_b", "R1")],
+            entries=[accepted(0, "mre_0", "R0"), accepted(1, "mre_1", "R1")],
         )
         # The records are on Kafka now, priced, dead-lettered and read by the sink:
         sink = asyncio.create_task(store_letters(migrated_database, [failure("bat_0a", 1, 5)]))
@@ -80,3 +90,45 @@ async def test_a_letter_without_a_stored_batch_is_not_stored(migrated_database: 
         assert await conn.fetchval("SELECT count(*) FROM batch_dead_letters") == 0
     finally:
         await conn.close()
+
+
+async def test_a_letter_claiming_another_records_batch_fields_is_not_stored(
+    migrated_database: str,
+) -> None:
+    """A producer of `meter-records` who learnt a batch id sets its `batch_id` and
+    `batch_index` on a record of its own: the letter names another record than the row's, so
+    the batch's record is not marked FAILED; its own letters, by id or by reference, are."""
+    api = await asyncpg.connect(migrated_database)
+    try:
+        async with api.transaction():
+            await batch_store.insert_batch(
+                api,
+                batch_id="bat_0c",
+                principal=PRINCIPAL,
+                records_submitted=3,
+                records_accepted=3,
+                time_created=WHEN,
+                entries=[accepted(i, f"mre_{i}", f"R{i}") for i in range(3)],
+            )
+        forged = [
+            failure("bat_0c", 0, 7, Identity(record_id="mre_forged")),
+            failure("bat_0c", 1, 8, Identity(reference="R0")),  # record 0's reference
+            failure("bat_0c", 2, 9, Identity()),  # no identity at all
+        ]
+        await store_letters(migrated_database, forged)
+        assert await api.fetchval("SELECT count(*) FROM batch_dead_letters") == 0
+
+        real = [
+            failure("bat_0c", 0, 10),  # by the id the API gave it
+            failure("bat_0c", 1, 11, Identity(reference="R1")),  # by its reference
+            # two letters matching one row in one statement: one row, the later read
+            failure("bat_0c", 2, 12, Identity(reference="R2")),
+            failure("bat_0c", 2, 13, Identity(record_id="mre_2")),
+        ]
+        await store_letters(migrated_database, real)
+        rows = await api.fetch(
+            "SELECT batch_index, source_offset FROM batch_dead_letters ORDER BY batch_index"
+        )
+        assert [tuple(r) for r in rows] == [(0, 10), (1, 11), (2, 13)]
+    finally:
+        await api.close()

@@ -11,7 +11,7 @@ from meterflow.api.batches import record_status, refused
 from meterflow.api.schemas import RecordStatus
 from meterflow.models import ErrorCode, SourceRef, dead_letter, dumps
 from meterflow.sink.batch import Batch
-from meterflow.sink.batch_failures import decode_batch_failure
+from meterflow.sink.batch_failures import Identity, decode_batch_failure
 from meterflow.sink.rows import Source
 
 T1 = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -38,7 +38,7 @@ def letter(payload: Any, when: datetime = T1, code: ErrorCode = ErrorCode.UNKNOW
 def test_a_batch_records_letter_becomes_its_row() -> None:
     failure = decode_batch_failure(letter(record(batch_id="bat_ab12", batch_index=4)), WHERE)
     assert failure is not None
-    assert failure.key == ("bat_ab12", 4)
+    assert failure.key[:2] == ("bat_ab12", 4)
     assert failure.code == "unknown_device"
     assert failure.time_created == T1
     assert failure.source == WHERE
@@ -48,7 +48,37 @@ def test_the_sinks_own_letter_of_a_batch_records_result_counts_too() -> None:
     cost = {"id": "ecs_1", "request": record(batch_id="bat_ab12", batch_index=0)}
     failure = decode_batch_failure(letter(cost, code=ErrorCode.INVALID_RECORD), WHERE)
     assert failure is not None
-    assert failure.key == ("bat_ab12", 0)
+    assert failure.key[:2] == ("bat_ab12", 0)
+
+
+def test_a_letter_says_which_record_it_is() -> None:
+    """What the database matches with the batch row (`Identity`): an interval record's id or
+    reference, a reading's meter and time, a derived interval's meter and end."""
+    by_id = record(id="mre_1", batch_id="bat_1", batch_index=0)
+    referenced = record(
+        device_id="dev_1", record_reference_id="R7", batch_id="bat_1", batch_index=1
+    )
+    reading = {
+        "location_id": "loc_1",
+        "device_id": "dev_1",
+        "time": "2026-05-01T10:42:17+02:00",
+        "value": "1553",
+        "units": "WH",
+        "batch_id": "bat_2",
+        "batch_index": 0,
+    }
+    identities = [
+        decode_batch_failure(letter(document), WHERE) for document in (by_id, referenced, reading)
+    ]
+    end = datetime(2026, 5, 1, 0, 30, tzinfo=UTC)
+    assert [i.identity if i else None for i in identities] == [
+        Identity(record_id="mre_1", object_id="loc_1", at=end),
+        Identity(reference="R7", object_id="dev_1", at=end),
+        Identity(object_id="dev_1", at=datetime(2026, 5, 1, 8, 42, 17, tzinfo=UTC)),
+    ]
+    naive = decode_batch_failure(letter(reading | {"time": "2026-05-01T10:42:17"}), WHERE)
+    assert naive is not None
+    assert naive.identity.at is None  # matches no reading row
 
 
 def test_other_letters_and_garbage_are_passed_over() -> None:
@@ -88,11 +118,13 @@ def test_a_batch_keeps_the_newer_letter_per_record_also_when_merged() -> None:
     first.add_batch_failure(old, "dead-letters", 0, 2, 0.0)  # older: read, not kept
     first.add_batch_failure(None, "dead-letters", 0, 3, 0.0)  # another letter: read only
     second.add_batch_failure(other, "dead-letters", 1, 9, 0.0)
-    assert first.batch_failures == {("bat_1", 0): new}
+    assert new is not None
+    assert other is not None
+    assert first.batch_failures == {new.key: new}
     assert len(first) == 3
     assert first.next_offsets == {("dead-letters", 0): 4}
     merged = second.then(first)
-    assert merged.batch_failures == {("bat_1", 0): new, ("bat_1", 1): other}
+    assert merged.batch_failures == {new.key: new, other.key: other}
     assert first.then(Batch()).batch_failures == first.batch_failures
 
 

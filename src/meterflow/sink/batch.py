@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from meterflow.models import DeadLetter
-from meterflow.sink.batch_failures import BatchFailure, newer
+from meterflow.sink.batch_failures import BatchFailure, Identity, newer
 from meterflow.sink.decode import (
     CostOutcome,
     Ignored,
@@ -44,7 +44,7 @@ class Batch:
     locations: dict[str, LocationChange] = field(default_factory=dict)
     dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     # dead letters of batch records, to store (one per record: the newer), design §9
-    batch_failures: dict[tuple[str, int], BatchFailure] = field(default_factory=dict)
+    batch_failures: dict[tuple[str, int, Identity], BatchFailure] = field(default_factory=dict)
     next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
     records: int = 0
     simulated: int = 0

@@ -11,6 +11,11 @@ cannot read is never dead-lettered again (that would loop on its own topic). A l
 once per (batch, index); a newer one for the same record (a replayed record that failed again)
 replaces it, an older or the same one changes nothing: replaying the topic is harmless. A row
 carries its batch's account and mode (migration 0007).
+
+A letter is stored only when its record is the one the batch row describes (`Identity`): the
+`id` the API gave it or its `record_reference_id`, or for a reading the meter and the time. A
+`batch_id` and `batch_index` alone would let any producer of `meter-records` who learnt a batch
+id mark another account's record FAILED.
 """
 
 from __future__ import annotations
@@ -33,6 +38,19 @@ _BATCH_ID = re.compile(r"bat_[0-9a-f]{1,60}")
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """What the letter's record says it is, to be matched with its batch row: an interval
+    record's `id` or `record_reference_id` (the row's `meter_record_id` and reference), a
+    reading's meter and time or a derived interval's meter and end (a reading row's
+    `object_id` and `reading_time`)."""
+
+    record_id: str | None = None
+    reference: str | None = None
+    object_id: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BatchFailure:
     """One `batch_dead_letters` row: which record, why, when (the letter's time), where read."""
 
@@ -42,10 +60,13 @@ class BatchFailure:
     message: str
     time_created: datetime
     source: Source
+    identity: Identity = Identity()
 
     @property
-    def key(self) -> tuple[str, int]:
-        return self.batch_id, self.batch_index
+    def key(self) -> tuple[str, int, Identity]:
+        """Letters of one record are kept apart from letters only claiming its batch fields: a
+        newer forged one must not replace a real one before the database tells them apart."""
+        return self.batch_id, self.batch_index, self.identity
 
 
 def _storable(text: str) -> str:
@@ -54,7 +75,8 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
-def _batch_fields(record: Any) -> tuple[str, int] | None:
+def _batch_record(record: Any) -> dict[str, Any] | None:
+    """The letter's record, when it carries valid batch fields."""
     if isinstance(record, dict) and "batch_id" not in record:
         record = record.get("request")  # the sink's own letter: an EnergyCost
     if not isinstance(record, dict):
@@ -64,7 +86,32 @@ def _batch_fields(record: Any) -> tuple[str, int] | None:
         return None
     if type(index) is not int or not 0 <= index <= BATCH_INDEX_MAX:
         return None
-    return batch_id, index
+    return record
+
+
+def _text(value: Any) -> str | None:
+    return _storable(value) if isinstance(value, str) else None
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        instant = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return instant if instant is not None and instant.tzinfo is not None else None
+
+
+def identity_of(record: dict[str, Any]) -> Identity:
+    """`Identity` of a batch record as published: a reading has `time`, an interval record
+    `end_time` (which, for one derived from readings, is the time of the reading that closed
+    it: the reading's row)."""
+    device, location = _text(record.get("device_id")), _text(record.get("location_id"))
+    return Identity(
+        record_id=_text(record.get("id")),
+        reference=_text(record.get("record_reference_id")),
+        object_id=device if device is not None else location,
+        at=_instant(record.get("time", record.get("end_time"))),
+    )
 
 
 def decode_batch_failure(value: bytes | None, source: Source) -> BatchFailure | None:
@@ -73,15 +120,23 @@ def decode_batch_failure(value: bytes | None, source: Source) -> BatchFailure | 
         return None
     try:
         letter = DeadLetter.model_validate(loads(value))
-        fields = _batch_fields(loads(original_payload(letter)))
+        record = _batch_record(loads(original_payload(letter)))
         when = letter.time_created
         when = (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, RecursionError, OverflowError):  # ValidationError is a ValueError
         return None
-    if fields is None:
+    if record is None:
         return None
     message = _storable(letter.error.message[:MAX_MESSAGE])
-    return BatchFailure(*fields, letter.error.code.value, message, when, source)
+    return BatchFailure(
+        record["batch_id"],
+        record["batch_index"],
+        letter.error.code.value,
+        message,
+        when,
+        source,
+        identity_of(record),
+    )
 
 
 def newer(kept: BatchFailure | None, read: BatchFailure) -> BatchFailure:
@@ -101,12 +156,18 @@ publishes the records before it commits, so a letter can be read before its batc
 _UPSERT = """
 INSERT INTO batch_dead_letters AS d (batch_id, batch_index, account_id, live_mode, error_code,
     error_message, time_created, source_topic, source_partition, source_offset)
-SELECT l.batch_id, l.batch_index, r.account_id, r.live_mode, l.code, l.message, l.time_created,
-    l.topic, l.part, l.off
+SELECT DISTINCT ON (l.batch_id, l.batch_index) l.batch_id, l.batch_index, r.account_id,
+    r.live_mode, l.code, l.message, l.time_created, l.topic, l.part, l.off
 FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-    $7::int[], $8::bigint[]) AS l(batch_id, batch_index, code, message, time_created, topic,
-    part, off)
+    $7::int[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+    AS l(batch_id, batch_index, code, message, time_created, topic, part, off, record_id,
+    reference, object_id, at)
 JOIN meter_batch_records r ON r.batch_id = l.batch_id AND r.record_index = l.batch_index
+    AND CASE WHEN r.meter_record_id IS NOT NULL  -- an interval record: its id or reference
+        THEN r.meter_record_id = l.record_id OR r.record_reference_id = l.reference
+        ELSE r.object_id = l.object_id AND r.reading_time = l.at  -- a reading: meter, time
+    END
+ORDER BY l.batch_id, l.batch_index, l.time_created DESC, l.off DESC  -- one each: the newest
 ON CONFLICT (batch_id, batch_index) DO UPDATE SET
     error_code = excluded.error_code, error_message = excluded.error_message,
     time_created = excluded.time_created, source_topic = excluded.source_topic,
@@ -116,7 +177,9 @@ WHERE d.time_created < excluded.time_created
 """
 """The account and mode are the batch's (design §6, migration 0007); a letter whose batch row
 does not exist (its batch was never committed, or a producer set `batch_id` on `meter-records`
-itself) is not stored: no batch status could show it."""
+itself), or whose record is not the row's (`Identity`), is not stored: no batch status could
+show it. A refused row (no `meter_record_id`, no meter) matches no letter: its record was never
+published."""
 
 
 async def write_batch_failures(
@@ -139,5 +202,9 @@ async def write_batch_failures(
         [f.source.topic for f in rows],
         [f.source.partition for f in rows],
         [f.source.offset for f in rows],
+        [f.identity.record_id for f in rows],
+        [f.identity.reference for f in rows],
+        [f.identity.object_id for f in rows],
+        [f.identity.at for f in rows],
         timeout=timeout_s,
     )
