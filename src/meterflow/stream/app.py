@@ -142,6 +142,7 @@ def create_app(settings: Settings) -> faust.App:
         key_type=bytes,
         value_type=bytes,
     )
+    bulk_recover(readings_table, bootstrap_servers(settings))  # as the profiles, with memory://
 
     locations_topic = settings.topic(LOCATIONS)
 
