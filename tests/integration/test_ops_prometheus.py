@@ -302,6 +302,11 @@ async def test_throughput_and_latency_reflect_the_load(loaded: Stack) -> None:
     )
     assert p95
     assert 0 < p95[0] < 600
+    # every cost emitted has its latency observed: the records' and the readings' intervals
+    unobserved = (
+        "sum(meterflow_records_priced_total) - sum(meterflow_end_to_end_latency_seconds_count)"
+    )
+    assert values(await query(loaded, unobserved)) == [0]
     routes = {s["metric"]["route"] for s in await query(loaded, "meterflow_http_requests_total")}
     assert {"/meters/interval", "/costs/instant", "/locations/{location_id}", "unmatched"} <= routes
 

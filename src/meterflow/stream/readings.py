@@ -178,6 +178,7 @@ class ReadingsAgent:
         if not events:
             return
         costs: list[KeyValue] = []
+        accepted: list[float | None] = []  # per cost: its reading's timestamp, for the latency
         letters: list[tuple[EventLike, DeadLetter]] = []
         now = self._clock()
         self._committed.clear()  # read once per partition and batch (an older value is safe)
@@ -206,6 +207,8 @@ class ReadingsAgent:
                 )
             if isinstance(result, PricedCost):
                 costs.append((result.location_id.encode(), dumps(result)))
+                # accepted = the closing reading's Kafka timestamp (None in unit-test fakes)
+                accepted.append(getattr(message, "timestamp", None))
             elif isinstance(result, DeadLetter):
                 letters.append((event, result))
         metrics.readings_consumed(len(events))
@@ -213,7 +216,7 @@ class ReadingsAgent:
         writes, self._writes = self._writes, []
         await self._changelog(writes)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        metrics.costs_emitted([None] * len(costs))
+        metrics.costs_emitted(accepted)
         self.priced += len(costs)
         for event, letter in letters:
             await self._dead_letter(event, letter)
