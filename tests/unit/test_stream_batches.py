@@ -18,6 +18,7 @@ import faust
 import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
+from faust_support import discard, unstarted_app
 
 from meterflow.stream import faust_fixes
 from meterflow.stream.batches import take_batches, uncontended_callback_lookup
@@ -28,18 +29,11 @@ IN0, IN1 = TP(INPUT, 0), TP(INPUT, 1)
 
 @pytest.fixture
 async def app() -> AsyncIterator[faust.App]:
-    app = faust.App(
-        "mf-unit-batches",
-        broker="kafka://127.0.0.1:1",  # never connected: nothing here starts the app
-        autodiscover=False,
-        web_enabled=False,
-    )
+    app = unstarted_app("mf-unit-batches")
     faust_fixes.guard_input(app, INPUT)
     app.consumer_generation_id = 3
-    app.flow_control.resume()  # what the end of a rebalance does: flow starts suspended
     yield app
-    consumer: Any = app.consumer
-    consumer._thread.thread_loop.close()  # made with the consumer, never ran
+    discard(app)
 
 
 async def input_stream(app: faust.App) -> Any:

@@ -17,6 +17,7 @@ import pytest
 from faust.transport.conductor import ConductorCompiler
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
+from faust_support import discard, unstarted_app
 
 from meterflow.stream.delivery import is_raw, lean_raw_delivery
 
@@ -25,17 +26,10 @@ RAW, JSON = "mf-unit-delivery-raw", "mf-unit-delivery-json"
 
 @pytest.fixture
 async def app() -> AsyncIterator[faust.App]:
-    app = faust.App(
-        "mf-unit-delivery",
-        broker="kafka://127.0.0.1:1",  # never connected: nothing here starts the app
-        autodiscover=False,
-        web_enabled=False,
-    )
+    app = unstarted_app("mf-unit-delivery")
     lean_raw_delivery(app)
-    app.flow_control.resume()  # flow starts suspended until a rebalance ends
     yield app
-    consumer: Any = app.consumer
-    consumer._thread.thread_loop.close()  # made with the consumer, never ran
+    discard(app)
 
 
 def channel_of(app: faust.App, topic: str, serializer: str = "raw") -> Any:
