@@ -146,8 +146,8 @@ class RecordPricer:
 
     `enter_event(event)` makes each event faust's current one before its profile is looked up
     (`faust_fixes.enter_event`): with RocksDB a table read goes to the current event's partition
-    only, and batches mix partitions (docs/stream.md, "The current event"). None with a memory
-    store: its reads see every partition.
+    only, and batches mix partitions (docs/stream.md, "The current event"). A memory store
+    needs none: its reads see every partition.
     """
 
     def __init__(
@@ -160,7 +160,7 @@ class RecordPricer:
         max_record_hours: int,
         clock: Clock = utc_now,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
-        enter_event: Callable[[Any], None] | None = None,
+        enter_event: Callable[[Any], None] = lambda event: None,
     ) -> None:
         self._before_partition = before_partition
         self._enter_event = enter_event
@@ -210,7 +210,7 @@ class RecordPricer:
         """
         if not events:
             return
-        priced: list[tuple[EventLike, Position, PricedCost | DeadLetter]] = []
+        priced: list[tuple[EventLike, PricedCost | DeadLetter]] = []
         durations: list[float] = []
         # one `time_created` per batch, as the readings agent does: a datetime per record
         # was an `isoformat` per record (~1 µs) and churned the encoder's cache of instant texts
@@ -219,50 +219,46 @@ class RecordPricer:
             message = event.message
             if self._before_partition is not None:
                 await self._before_partition(message.partition, message.offset)
-            source: Position = message  # a SourceRef only when dead-lettered
             # The profile lookup reads the table partition of faust's current event (RocksDB:
             # that partition's database only); in a batch nothing makes this event current.
-            if self._enter_event is not None:
-                self._enter_event(event)
+            self._enter_event(event)
             started = perf_counter()
-            priced.append((event, source, self.price(event.value, source, now)))
+            # the message is the record's position: a SourceRef only when dead-lettered
+            priced.append((event, self.price(event.value, message, now)))
             durations.append(perf_counter() - started)
         metrics.pricing_observed(durations)
         metrics.record_consumed(events[0].message.topic, len(events))
         costs: list[KeyValue] = []
-        for event, source, result in priced:
+        for event, result in priced:
             value = dumps(result)
             if isinstance(result, PricedCost):
                 costs.append((result.location_id.encode(), value))
             else:
-                await self._dead_letter(event, source, result, value)
+                await self._dead_letter(event, result, value)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
         # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
         metrics.costs_emitted(
             [
                 getattr(event.message, "timestamp", None)
-                for event, _, result in priced
+                for event, result in priced
                 if isinstance(result, PricedCost)
             ]
         )
         self.priced += len(costs)
 
-    async def _dead_letter(
-        self, event: EventLike, source: Position, letter: DeadLetter, value: bytes
-    ) -> None:
+    async def _dead_letter(self, event: EventLike, letter: DeadLetter, value: bytes) -> None:
+        message = event.message
         log_event(
             log,
             "record_dead_lettered",
             logging.WARNING,
             code=letter.error.code.value,
             reason=letter.error.message,
-            topic=source.topic,
-            partition=source.partition,
-            offset=source.offset,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
         )
-        await send_or_die(
-            self._dead_letters, key=event.message.key, value=value, kind="dead_letter"
-        )
+        await send_or_die(self._dead_letters, key=message.key, value=value, kind="dead_letter")
         metrics.record_dead_lettered(letter.error.code)
         self.dead_lettered += 1
 
@@ -307,9 +303,8 @@ class DocumentApplier:
             self._table.pop(change.key.encode(), None)
             log_event(log, f"{self._kind}_deleted", key=name, offset=message.offset)
         else:
-            source: Position = message
             letter = dead_letter(
-                event.value, ErrorCode.INVALID_RECORD, change.reason, source, self._clock()
+                event.value, ErrorCode.INVALID_RECORD, change.reason, message, self._clock()
             )
             log_event(
                 log,
@@ -318,9 +313,9 @@ class DocumentApplier:
                 code=letter.error.code.value,
                 reason=change.reason,
                 key=name,
-                topic=source.topic,
-                partition=source.partition,
-                offset=source.offset,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
             )
             await send_or_die(self._dead_letters, key=key, value=dumps(letter), kind="dead_letter")
         if self._on_applied is not None:

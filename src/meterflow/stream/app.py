@@ -173,7 +173,9 @@ def create_app(settings: Settings) -> faust.App:
     # `get` adds faust's per-read sensor call, ~2 µs a record), and write the tables' stores
     # themselves. A memory store is one dict for every partition, so they need no current
     # event (~1 µs each); RocksDB reads and writes the current event's partition only.
-    enter_event = None if settings.store.startswith("memory:") else faust_fixes.enter_event
+    enter_event: Callable[[Any], None] = faust_fixes.enter_event
+    if settings.store.startswith("memory:"):
+        enter_event = _no_current_event
     pricer = RecordPricer(
         before_partition=catch_up.wait,
         enter_event=enter_event,
@@ -289,6 +291,10 @@ def create_app(settings: Settings) -> faust.App:
         settings.progress_interval_s,
     )
     return app
+
+
+def _no_current_event(event: Any) -> None:
+    """`enter_event` for a memory store: its tables are one dict for every partition."""
 
 
 class _TableData(MutableMapping[bytes, bytes]):

@@ -25,7 +25,7 @@ from typing import Any
 from meterflow.contract.clock import Clock, utc_now
 from meterflow.contract.decisions import Apply, Delete, Reject
 from meterflow.logs import event as log_event
-from meterflow.models import ErrorCode, Position, dead_letter, dumps
+from meterflow.models import ErrorCode, dead_letter, dumps
 from meterflow.stream.agents import EventLike, Sender, send_or_die
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class BatchApplier:
 
     `store` is the table's local store (writes send no changelog record), `changelog(writes)`
     hands the batch's changelog records to the producer, `enter_event(event)` makes an event
-    faust's current one (the store's partition; None with a memory store), and
+    faust's current one (the store's partition; a memory store needs none), and
     `on_applied(partition, offset)` is told of each message once the batch's changelog
     records are with the producer.
     """
@@ -51,7 +51,7 @@ class BatchApplier:
         dead_letters: Sender,
         decide: Callable[[bytes | None, bytes | None], Apply[Any] | Delete | Reject],
         kind: str,
-        enter_event: Callable[[Any], None] | None = None,
+        enter_event: Callable[[Any], None] = lambda event: None,
         on_applied: Callable[[int, int], None] | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -79,8 +79,7 @@ class BatchApplier:
             if isinstance(change, Reject):
                 await self._reject(event, change.reason)
                 continue
-            if self._enter_event is not None:
-                self._enter_event(event)
+            self._enter_event(event)
             key = change.key.encode()
             if isinstance(change, Apply):
                 self._store[key] = change.raw
@@ -106,8 +105,7 @@ class BatchApplier:
     async def _reject(self, event: EventLike, reason: str) -> None:
         message = event.message
         key = message.key
-        source: Position = message
-        letter = dead_letter(event.value, ErrorCode.INVALID_RECORD, reason, source, self._clock())
+        letter = dead_letter(event.value, ErrorCode.INVALID_RECORD, reason, message, self._clock())
         log_event(
             log,
             f"{self._kind}_rejected",
@@ -115,9 +113,9 @@ class BatchApplier:
             code=letter.error.code.value,
             reason=reason,
             key=key.decode(errors="replace") if isinstance(key, bytes) else None,
-            topic=source.topic,
-            partition=source.partition,
-            offset=source.offset,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
         )
         await send_or_die(self._dead_letters, key=key, value=dumps(letter), kind="dead_letter")
         self.rejected += 1

@@ -131,8 +131,8 @@ class ReadingsAgent:
     record), `changelog(writes)` sends the changelog records `(partition, key, value)` of a
     batch (`TableChangelog`). Reads and writes must happen while the event that causes them is
     faust's current event, so that they use that event's partition (its RocksDB database);
-    `enter_event(event)` makes it so (events come in batches that mix partitions); None with a
-    memory store, one dict for every partition.
+    `enter_event(event)` makes it so (events come in batches that mix partitions); a memory
+    store, one dict for every partition, needs none.
     `committed_offset(partition)` is the partition's committed input offset (None if unknown),
     which bounds what a meter's state keeps."""
 
@@ -147,7 +147,7 @@ class ReadingsAgent:
         dead_letters: Sender,
         max_record_hours: int,
         committed_offset: Callable[[int], int | None],
-        enter_event: Callable[[Any], None] | None = None,
+        enter_event: Callable[[Any], None] = lambda event: None,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -189,20 +189,18 @@ class ReadingsAgent:
                 await self._before_partition(event.message.partition, event.message.offset)
         for event in events:
             message = event.message
-            source: Position = message
             # faust's current event picks the table partition reads and writes go to (RocksDB
             # reads only that partition's database): the batch's last event is not this one
-            if self._enter_event is not None:
-                self._enter_event(event)
+            self._enter_event(event)
             try:
-                result = self._handle(event, source, now)
+                result = self._handle(event, message, now)
             except Exception as exc:  # never escape the agent (design §4)
-                log.exception("reading raised", extra={"fields": {"offset": source.offset}})
+                log.exception("reading raised", extra={"fields": {"offset": message.offset}})
                 result = dead_letter(
                     event.value,
                     ErrorCode.INVALID_RECORD,
                     f"unexpected error with a reading: {exc!r}",
-                    source,
+                    message,
                     now,
                 )
             if isinstance(result, PricedCost):
