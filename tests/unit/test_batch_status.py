@@ -76,9 +76,10 @@ def test_a_letter_says_which_record_it_is() -> None:
         Identity(reference="R7", object_id="dev_1", at=end),
         Identity(object_id="dev_1", at=datetime(2026, 5, 1, 8, 42, 17, tzinfo=UTC)),
     ]
-    naive = decode_batch_failure(letter(reading | {"time": "2026-05-01T10:42:17"}), WHERE)
-    assert naive is not None
-    assert naive.identity.at is None  # matches no reading row
+    for unusable in ("2026-05-01T10:42:17", "0001-01-01T00:00:00+14:00", "not a time"):
+        failure = decode_batch_failure(letter(reading | {"time": unusable}), WHERE)
+        assert failure is not None
+        assert failure.identity.at is None  # matches no reading row, never stops the sink
 
 
 def test_other_letters_and_garbage_are_passed_over() -> None:

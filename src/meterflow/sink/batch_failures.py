@@ -94,11 +94,13 @@ def _text(value: Any) -> str | None:
 
 
 def _instant(value: Any) -> datetime | None:
+    """An aware instant in UTC, or None: a time that cannot be one (naive, malformed, or out of
+    range once in UTC, which asyncpg would refuse and so stop the sink) matches no row."""
     try:
         instant = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
+        return instant.astimezone(UTC) if instant is not None and instant.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return instant if instant is not None and instant.tzinfo is not None else None
 
 
 def identity_of(record: dict[str, Any]) -> Identity:
