@@ -58,7 +58,7 @@ from meterflow.stream.producing import (
     kafka_producer,
     synthetic_records,
 )
-from support import MF, bench_space, cpu_ticks, stop_process, worker_env
+from support import MF, bench_space, cpu_seconds, stop_process, worker_env
 
 TARGET_FIRST_S = 15.0  # at 100,000 profiles
 TARGET_RESTART_S = 5.0
@@ -117,10 +117,6 @@ def vm_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
 def start_worker(

@@ -109,6 +109,11 @@ def cpu_ticks(pid: int, thread: int | None = None) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid`, all its threads, in seconds."""
+    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuSampler:
     """A process's CPU time sampled against the wall clock while it runs, so that what it
     spent between two instants read afterwards (its first and last output's timestamps) is
@@ -123,10 +128,10 @@ class CpuSampler:
 
     def _sample_now(self) -> bool:
         try:
-            ticks = cpu_ticks(self._pid)
+            spent = cpu_seconds(self._pid)
         except (OSError, IndexError):
             return False  # exited
-        self._samples.append((time.time(), ticks / os.sysconf("SC_CLK_TCK")))
+        self._samples.append((time.time(), spent))
         return True
 
     async def _sample(self) -> None:
