@@ -18,6 +18,7 @@ from typing import Any
 import faust
 import faust.transport.consumer as faust_consumer
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import Consumer as WorkerConsumer
 from faust.types import TP
@@ -432,6 +433,97 @@ async def test_nothing_is_rewound_when_every_partition_has_a_commit(consumer_thr
     consumer_thread._consumer = aio = AIOKafkaConsumer({IN0: 3, IN1: 9})
     await consumer_thread.seek_to_committed()
     assert aio.rewound == []
+
+
+class FetchingAIOKafkaConsumer:
+    """aiokafka as a fetch leaves it: every partition's position after what it handed out."""
+
+    def __init__(self, positions: dict[TP, int | None]) -> None:
+        self.positions = positions  # None: revoked while its position was awaited
+        self.seeks: list[tuple[TP, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return set(self.positions)
+
+    async def position(self, tp: TP) -> int:
+        position = self.positions[tp]
+        if position is None:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        return position
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self.positions[tp] = offset
+
+
+async def batch_dropped_by_getmany(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch, records: Mapping[TP, list[Any]]
+) -> list[Any]:
+    """Run faust's own `getmany` over a fetch during which a rebalance stopped the flow."""
+    consumer = app.consumer
+    seeks_to_committed: list[bool] = []
+
+    async def fetch_across_a_rebalance(active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        consumer.stop_flow()
+        return records
+
+    async def perform_seek() -> None:
+        seeks_to_committed.append(True)
+
+    monkeypatch.setattr(consumer, "_getmany", fetch_across_a_rebalance)
+    monkeypatch.setattr(consumer, "perform_seek", perform_seek)
+    monkeypatch.setattr(consumer, "_active_partitions", set(records))
+    yielded = [pair async for pair in consumer.getmany(timeout=1.0)]
+    assert seeks_to_committed == [True]  # faust's own answer, for the input topics
+    return yielded
+
+
+def records_at(*offsets: int) -> list[Any]:
+    return [ConsumerMessage("t", 0, o, 0.0, 0, None, b"k", b"v", None) for o in offsets]
+
+
+async def test_changelog_records_dropped_with_a_stopped_flow_are_fetched_again(
+    app: faust.App, consumer_thread: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """refetch_dropped_changelogs: the recovery that waited forever for a changelog partition
+    whose records a fetch spanning the rebalance had taken and faust had dropped."""
+    (changelog,) = app.tables.changelog_topics
+    log0, log1 = TP(changelog, 0), TP(changelog, 1)
+    consumer_thread._consumer = aio = FetchingAIOKafkaConsumer({log0: 164, log1: 40, IN0: 12})
+    records = {log0: records_at(0, 1, 163), log1: records_at(30, 39), IN0: records_at(10, 11)}
+    assert await batch_dropped_by_getmany(app, monkeypatch, records) == []
+    assert aio.seeks == [(log0, 0), (log1, 30)]  # the input partition is perform_seek's
+
+
+async def test_a_changelog_sought_meanwhile_to_its_records_or_before_is_left_there(
+    app: faust.App, consumer_thread: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (changelog,) = app.tables.changelog_topics
+    log0, log1, log2 = TP(changelog, 0), TP(changelog, 1), TP(changelog, 2)
+    consumer_thread._consumer = aio = FetchingAIOKafkaConsumer({log0: 0, log1: 30, log2: None})
+    records = {log0: records_at(0, 1, 163), log1: records_at(30, 39), log2: records_at(5)}
+    assert await batch_dropped_by_getmany(app, monkeypatch, records) == []
+    assert aio.seeks == []
+
+
+async def test_a_batch_fetched_while_flowing_is_delivered_and_nothing_sought(
+    app: faust.App, consumer_thread: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (changelog,) = app.tables.changelog_topics
+    log0 = TP(changelog, 0)
+    consumer_thread._consumer = aio = FetchingAIOKafkaConsumer({log0: 164})
+    consumer = app.consumer
+
+    async def fetch(active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        return {log0: records_at(162, 163)}
+
+    monkeypatch.setattr(consumer, "_getmany", fetch)
+    monkeypatch.setattr(consumer, "_active_partitions", {log0})
+    monkeypatch.setattr(consumer, "_to_message", lambda tp, record: record)
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 164)
+    yielded = [message.offset async for _, message in consumer.getmany(timeout=1.0)]
+    assert yielded == [162, 163]
+    assert aio.seeks == []
 
 
 async def test_the_input_is_read_committed_when_the_app_asks(app: faust.App) -> None:

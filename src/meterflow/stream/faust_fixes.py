@@ -14,6 +14,8 @@ was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests tha
   not processed (faust-streaming #606);
 - `_install_inline_delivery`: records reach the streams without four tasks each;
 - `_install_read_committed`: aborted transactions are never read;
+- `_install_refetch_dropped_changelogs`: changelog records fetched across a rebalance and
+  dropped are fetched again (the recovery that waited forever for them);
 - `keep_queued_events_on_redundant_resume`: recovery's second `resume()` no longer empties the
   agent's queue (the restart stall);
 - `InputGapGuard`: holes in an input partition are fetched again, empty offsets (transaction
@@ -40,6 +42,7 @@ import aiokafka
 import faust.stores.rocksdb as faust_rocksdb
 import faust.streams as faust_streams
 import faust.transport.consumer as faust_consumer
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as WorkerConsumer
@@ -55,6 +58,7 @@ _PATCHED_ACK = "_meterflow_acks_only_tracked"
 _PATCHED_COMMIT = "_meterflow_commits_contiguously"
 _PATCHED_INLINE = "_meterflow_delivers_inline"
 _PATCHED_READ_COMMITTED = "_meterflow_reads_committed"
+_PATCHED_REFETCH = "_meterflow_refetches_dropped_changelogs"
 READ_COMMITTED_ATTR = "meterflow_read_committed"
 _EVENT_WAIT_CODE = asyncio.Event.wait.__code__  # faust's `suspend_flow` is an asyncio.Event
 _NEXT_OFFSETS_ATTR = "_meterflow_next_offsets"
@@ -115,6 +119,7 @@ def install() -> None:
     _install_contiguous_commits()
     _install_inline_delivery()
     _install_read_committed()
+    _install_refetch_dropped_changelogs()
 
 
 @BORROWED.patch(
@@ -285,6 +290,83 @@ def _install_read_committed() -> None:
 
     replace(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer, original)
     setattr(AIOKafkaConsumerThread, _PATCHED_READ_COMMITTED, True)
+
+
+@BORROWED.patch(
+    Signature(Consumer, "_wait_next_records", "async (self, timeout)", reached_from=WorkerConsumer),
+    # the batch it returns is dropped whole when flow stopped meanwhile, then a seek to the
+    # committed offsets follows (which changelogs do not have)
+    Names(Consumer, "getmany", ("_wait_next_records", "flow_active", "perform_seek")),
+    Names(faust_consumer.ThreadDelegateConsumer, "__init__", ("_thread",)),
+    Names(AIOKafkaConsumerThread, "on_start", ("_consumer",)),
+    Signature(AIOKafkaConsumerThread, "call_thread", "async (self, fun, *args, **kwargs)"),
+    also_written_for=_AIOKAFKA,
+)
+def _install_refetch_dropped_changelogs() -> None:
+    """Fetch again the changelog records of a batch faust drops because flow stopped.
+
+    A fetch can wait in the consumer thread across a rebalance: aiokafka then hands it the
+    records of the partitions just assigned, the changelogs that recovery has just sought to
+    where their tables stand. `getmany` sees the flow stopped, drops the whole batch and seeks
+    back to the committed offsets, which brings input records back but not changelog ones
+    (nothing commits them), so their fetch position stays past the records recovery waits
+    for. Seen in the join-and-leave test (~1 run in 10): "No event received for active tp
+    …-readings-changelog" forever, the partition's fetch position at its high-water mark.
+    Each dropped changelog partition is sought back to the batch's first record unless its
+    position is already there or before (another seek came meanwhile). Only ever backwards:
+    recovery passes over a record it has applied (`offset > seen_offset`), so a record read
+    twice costs nothing.
+    """
+    if getattr(Consumer, _PATCHED_REFETCH, False):
+        return
+    original: Callable[[Any, float], Awaitable[Any]] = Consumer._wait_next_records
+
+    async def wait_next_records(self: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        records, active_partitions = await original(self, timeout)
+        if records and not self.flow_active:  # getmany drops it: no await until it looks
+            changelogs = self.app.tables.changelog_topics
+            firsts = {
+                tp: batch[0].offset
+                for tp, batch in records.items()
+                if batch and tp.topic in changelogs
+            }
+            if firsts:
+                await refetch_from(self, firsts)
+        return records, active_partitions
+
+    replace(Consumer, "_wait_next_records", wait_next_records, original)
+    setattr(Consumer, _PATCHED_REFETCH, True)
+
+
+async def refetch_from(consumer: Any, firsts: Mapping[Any, int]) -> None:
+    """Seek each partition of `firsts` back to its offset, on the consumer's thread (where
+    aiokafka's seeks and fetches run in turn), if its fetch position is past it."""
+    thread = consumer._thread
+
+    async def seek_back() -> dict[Any, int]:
+        aio = thread._consumer
+        assigned = aio.assignment()
+        sought = {}
+        for tp, first in firsts.items():
+            try:  # `position` waits only for a partition not positioned yet: no seek between
+                if tp in assigned and await aio.position(tp) > first:
+                    aio.seek(tp, first)
+                    sought[tp] = first
+            except IllegalStateError:  # revoked meanwhile: its next owner recovers it
+                continue
+        return sought
+
+    sought = await thread.call_thread(seek_back)
+    if sought:
+        _log.info(
+            "changelog_refetched",
+            extra={
+                "fields": {
+                    "event": "changelog_refetched",
+                    "from_offsets": {f"{tp.topic}/{tp.partition}": o for tp, o in sought.items()},
+                }
+            },
+        )
 
 
 def _readable_end(consumer: Any, tp: Any) -> int | None:
