@@ -341,8 +341,9 @@ def readings_consumed(count: int) -> None:
     READINGS_CONSUMED.inc(count)
 
 
-def reading_interval_derived() -> None:
-    READING_INTERVALS.inc()
+def reading_intervals_derived(count: int) -> None:
+    if count:
+        READING_INTERVALS.inc(count)
 
 
 def reading_reset() -> None:

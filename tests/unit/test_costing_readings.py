@@ -8,8 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+import meterflow.costing.readings as readings_module
 from meterflow.costing.readings import (
     MAX_POINTS,
     Baseline,
@@ -315,6 +318,54 @@ def test_pruning_keeps_the_last_point_before_the_committed_offset() -> None:
     assert state.then(point(3, "4", 12), committed=None).points[0].offset == 1
     long = MeterState(tuple(point(i, str(i), i) for i in range(MAX_POINTS)))
     assert len(long.then(point(MAX_POINTS, "9999", MAX_POINTS), None).points) == MAX_POINTS
+
+
+def _then_by_brute_force(
+    points: tuple[RegisterPoint, ...], point: RegisterPoint, committed: int | None, cap: int
+) -> tuple[RegisterPoint, ...]:
+    """The pruning rule read literally: keep from the last point below `committed`, then at
+    most `cap` (MAX_POINTS)."""
+    kept = (*points, point)
+    if committed is not None:
+        below = [index for index, p in enumerate(kept) if p.offset < committed]
+        kept = kept[below[-1] if below else 0 :]
+    return kept[-cap:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(1, 40),  # offset gap to the previous point
+            st.one_of(st.none(), st.integers(-5, 40)),  # committed: this far behind the point
+            st.sampled_from(["1.553", "0", "12345678901234567890.123", "1E+3"]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    cap=st.sampled_from([1, 3, 7, MAX_POINTS]),
+)
+def test_each_state_s_text_is_its_points_written_out(
+    steps: list[tuple[int, int | None, str]], cap: int
+) -> None:
+    """`then` makes the next state's text from this one's: it must be the points as `dumps`
+    writes them, and the points those the pruning rule keeps, after any run of writes."""
+    offset = 0
+    state: MeterState | None = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(readings_module, "MAX_POINTS", cap)
+        for minute, (gap, behind, kwh) in enumerate(steps):
+            offset += gap
+            new = point(minute, kwh, offset)
+            if state is None:
+                state = MeterState((new,))
+                continue
+            committed = None if behind is None else offset - behind
+            expected = _then_by_brute_force(state.points, new, committed, cap)
+            state = state.then(new, committed)
+            assert state.points == expected
+            written = dumps([[utc_text(p.time), p.kwh, p.offset] for p in expected])
+            assert encode_state(state) == written
 
 
 def test_a_batch_reading_s_interval_carries_its_batch_fields() -> None:

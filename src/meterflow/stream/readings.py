@@ -181,6 +181,7 @@ class ReadingsAgent:
         accepted: list[float | None] = []  # per cost: its reading's timestamp, for the latency
         letters: list[tuple[EventLike, DeadLetter]] = []
         now = self._clock()
+        intervals = self.intervals
         self._committed.clear()  # read once per partition and batch (an older value is safe)
         if self._before_partition is not None:
             # Every partition's wait before the first reading is stored: a wait that a
@@ -210,6 +211,7 @@ class ReadingsAgent:
             elif isinstance(result, DeadLetter):
                 letters.append((event, result))
         metrics.readings_consumed(len(events))
+        metrics.reading_intervals_derived(self.intervals - intervals)
         self.consumed += len(events)
         writes, self._writes = self._writes, []
         await self._changelog(writes)
@@ -252,7 +254,6 @@ class ReadingsAgent:
         decision = step.decision
         if isinstance(decision, Interval):
             self.intervals += 1
-            metrics.reading_interval_derived()
             # `cost_payload`'s path without encoding the record and parsing it back
             return cost_request(
                 decision.record,
