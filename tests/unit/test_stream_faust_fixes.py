@@ -13,6 +13,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -523,6 +524,67 @@ async def test_a_batch_fetched_while_flowing_is_delivered_and_nothing_sought(
     monkeypatch.setattr(consumer, "highwater", lambda tp: 164)
     yielded = [message.offset async for _, message in consumer.getmany(timeout=1.0)]
     assert yielded == [162, 163]
+    assert aio.seeks == []
+
+
+@dataclass
+class FakeRecovery:
+    active_offsets: dict[TP, int | None]
+    active_highwaters: dict[TP, int]
+    in_recovery: bool = True
+
+    @property
+    def active_tps(self) -> set[TP]:
+        return set(self.active_offsets)
+
+
+LOG0, LOG1, LOG2 = TP("cl", 0), TP("cl", 1), TP("cl", 2)
+
+
+def stall_guard(
+    recovery: FakeRecovery, aio: FetchingAIOKafkaConsumer
+) -> tuple[faust_fixes.RecoveryStallGuard, list[float]]:
+    async def call_thread(fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+    thread = SimpleNamespace(_consumer=aio, call_thread=call_thread)
+    consumer = SimpleNamespace(flow_active=True, _thread=thread)
+    app = SimpleNamespace(tables=SimpleNamespace(recovery=recovery), consumer=consumer)
+    now = [0.0]
+    return faust_fixes.RecoveryStallGuard(app, clock=lambda: now[0]), now
+
+
+async def test_a_changelog_recovery_that_stopped_moving_is_sought_back() -> None:
+    """RecoveryStallGuard: the partition of the stall above, whatever lost its records."""
+    recovery = FakeRecovery({LOG0: -1, LOG1: 10, LOG2: 50}, {LOG0: 163, LOG1: 40, LOG2: 50})
+    aio = FetchingAIOKafkaConsumer({LOG0: 164, LOG1: 30, LOG2: 51})
+    guard, now = stall_guard(recovery, aio)
+    for moment in (0.0, 2.0, 4.9):
+        now[0] = moment
+        recovery.active_offsets[LOG1] = 10 + int(moment)  # LOG1 moves (slowly): no stall
+        await guard.refetch_stalled()
+    assert aio.seeks == []
+    now[0] = 5.0
+    await guard.refetch_stalled()
+    assert aio.seeks == [(LOG0, 0)]  # LOG1 still moving, LOG2 done
+    now[0] = 7.0
+    await guard.refetch_stalled()
+    assert aio.seeks == [(LOG0, 0)]  # once per window
+
+
+async def test_a_position_not_past_the_next_record_or_no_reading_is_left_alone() -> None:
+    recovery = FakeRecovery({LOG0: 99}, {LOG0: 163})
+    aio = FetchingAIOKafkaConsumer({LOG0: 100})  # sought there, the fetch just slow
+    guard, now = stall_guard(recovery, aio)
+    for moment in (0.0, 6.0, 12.0):
+        now[0] = moment
+        await guard.refetch_stalled()
+    assert aio.seeks == []
+    aio.positions[LOG0] = 164
+    recovery.in_recovery = False  # recovery over, or (flow stopped) a rebalance under way
+    for moment in (13.0, 20.0):
+        now[0] = moment
+        await guard.refetch_stalled()
     assert aio.seeks == []
 
 

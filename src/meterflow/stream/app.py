@@ -107,6 +107,7 @@ def create_app(settings: Settings) -> faust.App:
     gaps = faust_fixes.guard_input(
         app, settings.topic(METER_RECORDS), settings.topic(METER_READINGS)
     )
+    faust_fixes.guard_recovery(app)  # a changelog recovery never waits forever
     uncontended_callback_lookup(app)  # before the consumer is made: its fetch callback
     lean_raw_delivery(app)  # every topic above and below is raw
     locations = raw_topic(LOCATIONS, compacted=True)

@@ -15,7 +15,8 @@ was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests tha
 - `_install_inline_delivery`: records reach the streams without four tasks each;
 - `_install_read_committed`: aborted transactions are never read;
 - `_install_refetch_dropped_changelogs`: changelog records fetched across a rebalance and
-  dropped are fetched again (the recovery that waited forever for them);
+  dropped are fetched again (the recovery that waited forever for them); `RecoveryStallGuard`
+  (`guard_recovery`) is the net: a changelog recovery that stopped moving is sought back;
 - `keep_queued_events_on_redundant_resume`: recovery's second `resume()` no longer empties the
   agent's queue (the restart stall);
 - `InputGapGuard`: holes in an input partition are fetched again, empty offsets (transaction
@@ -43,6 +44,7 @@ import faust.stores.rocksdb as faust_rocksdb
 import faust.streams as faust_streams
 import faust.transport.consumer as faust_consumer
 from aiokafka.errors import IllegalStateError
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as WorkerConsumer
@@ -367,6 +369,79 @@ async def refetch_from(consumer: Any, firsts: Mapping[Any, int]) -> None:
                 }
             },
         )
+
+
+@BORROWED.patch(
+    Names(Recovery, "__init__", ("active_tps", "active_offsets", "active_highwaters")),
+    Names(Recovery, "_set_recovery_started", ("in_recovery",)),  # from start to end
+    # what is left to read: the highwater (last offset to apply) less the offset applied
+    Names(Recovery, "active_remaining", ("active_highwaters", "active_offsets")),
+)
+class RecoveryStallGuard:
+    """The net under `refetch_dropped_changelogs`: an active changelog partition whose
+    recovery has not moved for `stall_after_s` while faust reads (flow active) and whose
+    fetch position is past the last record applied is sought back to the next one.
+
+    A recovery that waits for records already fetched and lost waits forever, and the worker
+    with it. Whatever lost them, the partition's offset applied stops moving below its
+    high-water mark; a seek back to it is harmless even when nothing was lost (only backwards:
+    recovery passes over what it has applied), so a slow partition costs a re-read at worst.
+    `guard_recovery(app)` runs `refetch_stalled` every second."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        stall_after_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._app = app
+        self._stall_after_s = stall_after_s
+        self._clock = clock
+        self._unmoved: dict[Any, tuple[int, float]] = {}  # tp -> (offset applied, since)
+
+    async def refetch_stalled(self) -> None:
+        recovery = self._app.tables.recovery
+        if not (recovery.in_recovery and self._app.consumer.flow_active):
+            self._unmoved.clear()  # not reading changelogs now (or bulk recovery: not faust)
+            return
+        now = self._clock()
+        unmoved: dict[Any, tuple[int, float]] = {}
+        stalled: dict[Any, int] = {}
+        for tp in list(recovery.active_tps):
+            offset = recovery.active_offsets.get(tp)
+            highwater = recovery.active_highwaters.get(tp)
+            if offset is None or highwater is None or offset >= highwater:
+                continue
+            applied, since = self._unmoved.get(tp, (offset, now))
+            if applied != offset:
+                since = now
+            if now - since >= self._stall_after_s:
+                stalled[tp] = offset + 1
+                since = now  # once per window
+            unmoved[tp] = (offset, since)
+        self._unmoved = unmoved
+        if stalled:
+            _log.warning(
+                "changelog_recovery_stalled",
+                extra={
+                    "fields": {
+                        "event": "changelog_recovery_stalled",
+                        "next_offsets": {
+                            f"{tp.topic}/{tp.partition}": o for tp, o in stalled.items()
+                        },
+                    }
+                },
+            )
+            await refetch_from(self._app.consumer, stalled)
+
+
+def guard_recovery(app: Any) -> RecoveryStallGuard:
+    """Run `RecoveryStallGuard` on `app` (once a second)."""
+    BORROWED.check_one("RecoveryStallGuard")
+    guard = RecoveryStallGuard(app)
+    app.timer(interval=1.0)(guard.refetch_stalled)
+    return guard
 
 
 def _readable_end(consumer: Any, tp: Any) -> int | None:
