@@ -52,6 +52,7 @@ from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent
 
 from meterflow._guards import Borrowings, Names, Signature, Value, replace
+from meterflow.logs import event as log_event
 
 _log = logging.getLogger(__name__)
 _PATCHED = "_meterflow_rewinds_uncommitted"
@@ -350,7 +351,7 @@ async def refetch_from(consumer: Any, firsts: Mapping[Any, int]) -> None:
         assigned = aio.assignment()
         sought = {}
         for tp, first in firsts.items():
-            try:  # `position` waits only for a partition not positioned yet: no seek between
+            try:  # `position` returns at once for a positioned partition: no seek between
                 if tp in assigned and await aio.position(tp) > first:
                     aio.seek(tp, first)
                     sought[tp] = first
@@ -360,15 +361,11 @@ async def refetch_from(consumer: Any, firsts: Mapping[Any, int]) -> None:
 
     sought = await thread.call_thread(seek_back)
     if sought:
-        _log.info(
-            "changelog_refetched",
-            extra={
-                "fields": {
-                    "event": "changelog_refetched",
-                    "from_offsets": {f"{tp.topic}/{tp.partition}": o for tp, o in sought.items()},
-                }
-            },
-        )
+        log_event(_log, "changelog_refetched", from_offsets=_by_partition(sought))
+
+
+def _by_partition(offsets: Mapping[Any, int]) -> dict[str, int]:
+    return {f"{tp.topic}/{tp.partition}": offset for tp, offset in offsets.items()}
 
 
 @BORROWED.patch(
@@ -422,16 +419,11 @@ class RecoveryStallGuard:
             unmoved[tp] = (offset, since)
         self._unmoved = unmoved
         if stalled:
-            _log.warning(
+            log_event(
+                _log,
                 "changelog_recovery_stalled",
-                extra={
-                    "fields": {
-                        "event": "changelog_recovery_stalled",
-                        "next_offsets": {
-                            f"{tp.topic}/{tp.partition}": o for tp, o in stalled.items()
-                        },
-                    }
-                },
+                logging.WARNING,
+                next_offsets=_by_partition(stalled),
             )
             await refetch_from(self._app.consumer, stalled)
 
