@@ -113,6 +113,11 @@ def stop_worker(kind: str, error: str) -> None:
     os._exit(EXIT_SEND_FAILED)
 
 
+def no_current_event(event: Any) -> None:
+    """`enter_event` where no event has to be faust's current one: a memory store's tables
+    are one dict for every partition (and the unit tests' fakes have no partitions)."""
+
+
 class EventLike(Protocol):
     key: Any
     value: Any
@@ -160,7 +165,7 @@ class RecordPricer:
         max_record_hours: int,
         clock: Clock = utc_now,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
-        enter_event: Callable[[Any], None] = lambda event: None,
+        enter_event: Callable[[Any], None] = no_current_event,
     ) -> None:
         self._before_partition = before_partition
         self._enter_event = enter_event

@@ -29,7 +29,12 @@ from meterflow.logs import event as log_event
 from meterflow.metrics import install_faust_metrics
 from meterflow.settings import Settings
 from meterflow.stream import faust_fixes
-from meterflow.stream.agents import DocumentApplier, ProducerTopic, RecordPricer
+from meterflow.stream.agents import (
+    DocumentApplier,
+    ProducerTopic,
+    RecordPricer,
+    no_current_event,
+)
 from meterflow.stream.applier import BatchApplier
 from meterflow.stream.backpressure import stream_buffer_size
 from meterflow.stream.batches import take_batches, uncontended_callback_lookup
@@ -176,7 +181,7 @@ def create_app(settings: Settings) -> faust.App:
     # event (~1 µs each); RocksDB reads and writes the current event's partition only.
     enter_event: Callable[[Any], None] = faust_fixes.enter_event
     if settings.store.startswith("memory:"):
-        enter_event = _no_current_event
+        enter_event = no_current_event
     pricer = RecordPricer(
         before_partition=catch_up.wait,
         enter_event=enter_event,
@@ -292,10 +297,6 @@ def create_app(settings: Settings) -> faust.App:
         settings.progress_interval_s,
     )
     return app
-
-
-def _no_current_event(event: Any) -> None:
-    """`enter_event` for a memory store: its tables are one dict for every partition."""
 
 
 class _TableData(MutableMapping[bytes, bytes]):

@@ -26,7 +26,7 @@ from meterflow.contract.clock import Clock, utc_now
 from meterflow.contract.decisions import Apply, Delete, Reject
 from meterflow.logs import event as log_event
 from meterflow.models import ErrorCode, dead_letter, dumps
-from meterflow.stream.agents import EventLike, Sender, send_or_die
+from meterflow.stream.agents import EventLike, Sender, no_current_event, send_or_die
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class BatchApplier:
         dead_letters: Sender,
         decide: Callable[[bytes | None, bytes | None], Apply[Any] | Delete | Reject],
         kind: str,
-        enter_event: Callable[[Any], None] = lambda event: None,
+        enter_event: Callable[[Any], None] = no_current_event,
         on_applied: Callable[[int, int], None] | None = None,
         clock: Clock = utc_now,
     ) -> None:

@@ -50,6 +50,7 @@ from meterflow.stream.agents import (
     EventLike,
     KeyValue,
     Sender,
+    no_current_event,
     send_many_or_die,
     send_or_die,
     stop_worker,
@@ -147,7 +148,7 @@ class ReadingsAgent:
         dead_letters: Sender,
         max_record_hours: int,
         committed_offset: Callable[[int], int | None],
-        enter_event: Callable[[Any], None] = lambda event: None,
+        enter_event: Callable[[Any], None] = no_current_event,
         before_partition: Callable[[int, int], Awaitable[None]] | None = None,
         clock: Clock = utc_now,
     ) -> None:
