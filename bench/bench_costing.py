@@ -17,10 +17,11 @@ Run: .venv/bin/python bench/bench_costing.py [--quick]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -117,14 +118,21 @@ def market_prices(series_id: str, day: date) -> MarketPrices | None:
     return _MARKET.get(day) if series_id == "agile" else None
 
 
-def _payload(minutes: int) -> bytes:
+_DAY_OF_RECORDS = 48
+
+
+def _payload(minutes: int, index: int) -> bytes:
+    """The `index`-th record of one meter: records start every half-hour of a day, in order,
+    and a case cycles through the day's 48, as a meter's stream does (each TIME_OF_USE period
+    change is a fresh walk; the engine's remembered stretch serves the other records)."""
+    start = START + timedelta(minutes=30 * index)
     return json.dumps(
         {
             "id": "mre_bench",
             "location_id": "loc_bench",
             "energy": 1.234,
-            "start_time": START.isoformat(),
-            "end_time": (START + timedelta(minutes=minutes)).isoformat(),
+            "start_time": start.isoformat(),
+            "end_time": (start + timedelta(minutes=minutes)).isoformat(),
             "record_reference_id": "MET0001",
         }
     ).encode()
@@ -173,17 +181,18 @@ def main() -> None:
         f" {'price/base':>10} {'full/base':>10} {'price+enc':>10}"
     )
     for minutes in (30, 24 * 60):
-        payload = _payload(minutes)
+        payloads = itertools.cycle([_payload(minutes, k) for k in range(_DAY_OF_RECORDS)])
 
-        def bare(payload: bytes = payload) -> None:
-            json.dumps(json.loads(payload)).encode()
+        def bare(payloads: Iterator[bytes] = payloads) -> None:
+            json.dumps(json.loads(next(payloads))).encode()
 
         for name, profile in profiles.items():
-            record, request = parse_record(payload)
+            parsed = itertools.cycle(
+                [parse_record(_payload(minutes, k)) for k in range(_DAY_OF_RECORDS)]
+            )
 
-            def price(
-                record: Any = record, request: Any = request, profile: Any = profile
-            ) -> object:
+            def price(parsed: Iterator[tuple[Any, Any]] = parsed, profile: Any = profile) -> object:
+                record, request = next(parsed)
                 return cost_record(
                     record,
                     profile,
@@ -196,10 +205,12 @@ def main() -> None:
             def price_encode(price: Callable[[], Any] = price) -> None:
                 dumps(price())
 
-            def full(payload: bytes = payload, profile: LocationProfile = profile) -> None:
+            def full(
+                payloads: Iterator[bytes] = payloads, profile: LocationProfile = profile
+            ) -> None:
                 dumps(
                     cost_payload(
-                        payload,
+                        next(payloads),
                         profiles=lambda _: profile,
                         market_prices=market_prices,
                         now=NOW,

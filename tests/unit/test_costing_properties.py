@@ -309,6 +309,29 @@ def test_splitting_a_record_keeps_the_total(case: dict[str, Any], data: st.DataO
     assert abs(total - whole.data.cost.value) <= Decimal("0.000001")
 
 
+@SETTINGS
+@given(scenario(max_seconds=30 * 3600, gaps=True), st.data())
+def test_a_profile_in_use_prices_as_a_fresh_one(case: dict[str, Any], data: st.DataObject) -> None:
+    """The engine remembers, per compiled profile, the last stretch it found at one rate
+    (`rates.rate_parts`): records priced after others, in any order, are written exactly as
+    on a profile nothing was priced on."""
+    body, location = case["body"], case["profile"]
+    total = int((case["end"] - case["start"]).total_seconds())
+    cuts = sorted(data.draw(st.lists(st.integers(0, total), min_size=2, max_size=8)))
+    spans = [(a, b) for a, b in itertools.pairwise(cuts) if a < b]
+    if data.draw(st.booleans()):
+        spans.reverse()
+    _price(body, location)  # the whole record first: its last stretch is remembered
+    for begin, stop in spans:
+        part = body | {
+            "start_time": _stamp(case["start"] + timedelta(seconds=begin)),
+            "end_time": _stamp(case["start"] + timedelta(seconds=stop)),
+        }
+        warm = _price(part, location)
+        cold = _price(part, location.model_copy())  # another object: compiled afresh
+        assert dumps(warm) == dumps(cold)
+
+
 offsets = st.integers(-12 * 4, 14 * 4).map(lambda q: timezone(timedelta(minutes=15 * q)))
 
 

@@ -96,19 +96,32 @@ def stacked_breakdown(
     start: int,
     magnitude: Decimal,
     denominator: Decimal,
+    exact_energy: Decimal,
     total_energy: Decimal,
 ) -> list[dict[str, Any]]:
-    """Per period, one item per component (`"energy"` first), each cost rounded on its own."""
+    """Per period, one item per component (`"energy"` first), each cost rounded on its own.
+    `exact_energy` is the record's energy to 50 digits, `total_energy` its rounded total."""
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
-    if len(periods) == 1:  # the common case (a short record): no cut, the totals' energy
-        spans = [(iso(_first_start(record)), iso(record.end_time))]
-    else:
-        spans = _times(record, [(p.start, p.end) for p in periods], start)
+    if len(periods) == 1:  # the common case (a short record): the totals' energy, no cut
+        start_time, end_time = iso(_first_start(record)), iso(record.end_time)
+        period = periods[0]
+        return [
+            wire_item(
+                start_time,
+                end_time,
+                rate,
+                total_energy,
+                round_money(multiply(exact_energy, rate)),
+                name,
+            )
+            for name, rate in zip(period.names, period.rates, strict=True)
+        ]
+    spans = _times(record, [(p.start, p.end) for p in periods], start)
     values: list[dict[str, Any]] = []
     for period, (start_time, end_time) in zip(periods, spans, strict=True):
         # the period's energy to 50 digits, then one product per component
         kwh = divide(multiply(magnitude, Decimal(period.end - period.start)), denominator)
-        energy = total_energy if len(periods) == 1 else round_money(kwh)
+        energy = round_money(kwh)
         for name, rate in zip(period.names, period.rates, strict=True):
             cost = round_money(multiply(kwh, rate))
             values.append(wire_item(start_time, end_time, rate, energy, cost, name))

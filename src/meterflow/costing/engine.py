@@ -115,10 +115,10 @@ def cost_record(
     flow, direction = tariff_direction_of(record)
     magnitude = _CONTEXT.abs(numerator)
     ctx = _CONTEXT
-    total_energy = ctx.divide(ctx.multiply(magnitude, Decimal(duration)), denominator)
-    if total_energy > MAX_ENERGY_KWH:
+    exact_energy = ctx.divide(ctx.multiply(magnitude, Decimal(duration)), denominator)
+    if exact_energy > MAX_ENERGY_KWH:
         raise PricingError(
-            ErrorCode.INVALID_RECORD, f"energy {total_energy} kWh is absurd (limit 1e9 kWh)"
+            ErrorCode.INVALID_RECORD, f"energy {exact_energy} kWh is absurd (limit 1e9 kWh)"
         )
 
     timeline = compiled(profile)
@@ -139,17 +139,20 @@ def cost_record(
         weights = [multiply(rate, Decimal(stop - begin)) for begin, stop, rate in parts]
     else:
         weights = [multiply(p.rate, Decimal(p.end - p.start)) for p in periods]
-    weighted = reduce(ctx.add, weights, _ZERO)  # in the 50-digit context: exact
+    # in the 50-digit context: exact (one part, the common case, needs no sum)
+    weighted = weights[0] if len(weights) == 1 else reduce(ctx.add, weights, _ZERO)
     net = ctx.divide(ctx.multiply(magnitude, weighted), denominator)
     total_cost = round_money(net)
-    total_energy = round_money(total_energy)
+    total_energy = round_money(exact_energy)
 
     if periods is None:
         breakdown = plain_breakdown(
             record, parts, weights, start, magnitude, denominator, total_energy, total_cost
         )
     else:
-        breakdown = stacked_breakdown(record, periods, start, magnitude, denominator, total_energy)
+        breakdown = stacked_breakdown(
+            record, periods, start, magnitude, denominator, exact_energy, total_energy
+        )
     tax_rate = timeline.tax_rate
     if tax_rate is None:
         cost = wire_cost(total_cost, record.confidence, None, None)
@@ -160,26 +163,16 @@ def cost_record(
         )
     return PricedCost(
         wire_energy_cost(
-            id=ids.energy_cost_id(meter_record_id),
-            account_id=profile.account_id,
-            object_id=record.device_id or record.location_id,
-            location_id=record.location_id,
-            device_id=record.device_id,
-            meter_record_id=meter_record_id,
-            live_mode=profile.live_mode,
-            non_persistent=record.non_persistent,
-            energy_flow_direction=flow,
-            tariff_direction=direction,
-            location_timezone=profile.timezone,
-            currency_code=profile.currency_code,
-            request=request,
-            start_time=iso(record.start_time),
-            end_time=iso(record.end_time),
-            session_reference_id=record.session_reference_id,
-            record_reference_id=record.record_reference_id,
-            energy=total_energy,
-            cost=cost,
-            breakdown=breakdown,
-            time_created=iso(now),
+            record,
+            profile,
+            ids.energy_cost_id(meter_record_id),
+            meter_record_id,
+            flow,
+            direction,
+            request,
+            total_energy,
+            cost,
+            breakdown,
+            iso(now),
         )
     )

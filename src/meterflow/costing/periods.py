@@ -90,20 +90,22 @@ def _walk_stacked(
     start: int,
     end: int,
     names: tuple[str, ...],
-) -> None:
+) -> int:
     """As `rates._walk_time_of_use`, on a version's merged day tables (local wall time, the
-    walk restarting at each DST change)."""
+    walk restarting at each DST change); returns how far the last period's rates hold."""
     t = start
+    reach = end
     while t < end:
         offset, offset_until = zone.offset_at(t)
         day, in_day = divmod(t + offset, US_PER_DAY)
         month, weekday = day_info(day)
         schedule = table.schedule(month, weekday)
         index = bisect_right(schedule.ends, in_day // US_PER_MINUTE)
-        segment_end = day * US_PER_DAY + schedule.ends[index] * US_PER_MINUTE - offset
-        stop = min(segment_end, offset_until, end)
+        reach = min(day * US_PER_DAY + schedule.ends[index] * US_PER_MINUTE - offset, offset_until)
+        stop = min(reach, end)
         _extend(periods, Period(t, stop, schedule.totals[index], schedule.rates[index], names))
         t = stop
+    return reach
 
 
 def rate_periods(
@@ -118,13 +120,23 @@ def rate_periods(
     Raises PricingError(tariff_not_available) when any instant has no rate in force, like
     `rates.rate_parts`. Adjacent periods with equal names and rates are merged (also across
     versions); periods with the same total but different component rates are not.
+
+    As `rates.rate_parts` does for parts, the last period's stretch is remembered per direction
+    when its version's layers are merged (`CompiledProfile.periods`), and a record inside it is
+    one period without a walk.
     """
+    span = profile.periods.get(direction)
+    if span is not None and span.start <= start and end <= span.end:
+        return [Period(start, end, span.rate, span.rates, span.names)]
     periods: list[Period] = []
+    reach: int | None = None
     try:
         for version, t, stop in versions_over(profile, direction, start, end):
             names = version.names
+            reach = None
             if version.stacked is not None:
-                _walk_stacked(periods, version.stacked, profile.zone, t, stop, names)
+                walked = _walk_stacked(periods, version.stacked, profile.zone, t, stop, names)
+                reach = min(walked, version.end)
                 continue
             energy: list[Part] = []
             energy_parts(energy, profile, version, direction, t, stop, market_prices)
@@ -140,4 +152,7 @@ def rate_periods(
             _stack(periods, layers, names)
     except ProfileError as error:
         raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
+    if reach is not None:
+        last = periods[-1]
+        profile.periods[direction] = Period(last.start, reach, last.rate, last.rates, last.names)
     return periods

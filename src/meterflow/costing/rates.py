@@ -15,9 +15,10 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
+from typing import TYPE_CHECKING
 
 from meterflow.costing.layers import Layer, StackedTable
 from meterflow.costing.timeline import (
@@ -45,6 +46,9 @@ from meterflow.models import (
     by_identity,
 )
 from meterflow.tariffs import ProfileError, TimeOfUseTable, describe_component, describe_version
+
+if TYPE_CHECKING:
+    from meterflow.costing.periods import Period
 
 MarketPricesLookup = Callable[[str, date], MarketPrices | None]
 Part = tuple[int, int, Decimal]
@@ -155,6 +159,10 @@ class CompiledProfile:
     """Directions with at least one version that has components."""
     tax_rate: Decimal | None = None
     """`tax_percentage / 100`, exact; None when the profile has no tax."""
+    spans: dict[TariffDirection, Part] = field(default_factory=dict)
+    """Per direction, the last stretch `rate_parts` found at one rate (energy alone)."""
+    periods: dict[TariffDirection, Period] = field(default_factory=dict)
+    """Per direction, the last stretch `periods.rate_periods` found at one set of rates."""
 
 
 def _compile_prices(
@@ -283,23 +291,26 @@ def _add(parts: list[Part], start: int, end: int, rate: Decimal) -> None:
 
 def _walk_time_of_use(
     parts: list[Part], table: TimeOfUseTable, zone: ZoneOffsets, start: int, end: int
-) -> None:
+) -> int:
     """Rate by local wall time: within one UTC offset, wall time is the instant plus the offset.
 
     At a DST change the walk restarts with the new offset, so at fall-back the repeated local
     hour is priced (twice) by its rule and at spring-forward the skipped hour never occurs.
+    Returns how far the last part's rate holds at least (its rule's end, or the offset's).
     """
     t = start
+    reach = end
     while t < end:
         offset, offset_until = zone.offset_at(t)
         day, in_day = divmod(t + offset, US_PER_DAY)
         month, weekday = day_info(day)
         schedule = table.schedule(month, weekday)
         index = bisect_right(schedule.ends, in_day // US_PER_MINUTE)
-        rule_end = day * US_PER_DAY + schedule.ends[index] * US_PER_MINUTE - offset
-        stop = min(rule_end, offset_until, end)
+        reach = min(day * US_PER_DAY + schedule.ends[index] * US_PER_MINUTE - offset, offset_until)
+        stop = min(reach, end)
         _add(parts, t, stop, schedule.rates[index])
         t = stop
+    return reach
 
 
 def _walk_prices(
@@ -408,20 +419,25 @@ def energy_parts(
     start: int,
     stop: int,
     market_prices: MarketPricesLookup,
-) -> None:
+) -> int | None:
     """Append the energy rate's parts of one version over `[start, stop)`, surcharges applied.
 
+    Returns how far the last part's rate holds at least (within the version), or None where
+    that may change without the profile changing (market prices of a series).
     May raise ProfileError (a TIME_OF_USE table that skipped validation).
     """
     if version.fixed is not None:
         _add(parts, start, stop, version.fixed)
-    elif version.table is not None:
-        _walk_time_of_use(parts, version.table, profile.zone, start, stop)
-    else:
-        prices = version.prices
-        if prices is None:
-            prices = _series_prices(version, profile.currency_code, market_prices, start, stop)
+        return version.end
+    if version.table is not None:
+        return min(_walk_time_of_use(parts, version.table, profile.zone, start, stop), version.end)
+    prices = version.prices
+    if prices is None:
+        prices = _series_prices(version, profile.currency_code, market_prices, start, stop)
         _walk_prices(parts, prices, direction, start, stop)
+        return None
+    _walk_prices(parts, prices, direction, start, stop)
+    return min(prices.ends[bisect_left(prices.ends, stop)], version.end)
 
 
 def component_parts(
@@ -444,11 +460,22 @@ def rate_parts(
 ) -> list[Part]:
     """Cut `[start, end)` into maximal parts of constant energy rate (surcharges applied);
     PricingError if any instant has none. Components are not included: `periods.rate_periods`
-    stacks them."""
+    stacks them.
+
+    The last part's stretch of constant rate is remembered per direction (`CompiledProfile.
+    spans`): a meter's next record nearly always lies in it (a TIME_OF_USE period lasts hours,
+    a record half an hour), and is then one part without a walk."""
+    span = profile.spans.get(direction)
+    if span is not None and span[0] <= start and end <= span[1]:
+        return [(start, end, span[2])]
     parts: list[Part] = []
+    reach: int | None = None
     try:
         for version, t, stop in versions_over(profile, direction, start, end):
-            energy_parts(parts, profile, version, direction, t, stop, market_prices)
+            reach = energy_parts(parts, profile, version, direction, t, stop, market_prices)
     except ProfileError as error:
         raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
+    if reach is not None:
+        last_start, _, rate = parts[-1]
+        profile.spans[direction] = (last_start, reach, rate)
     return parts

@@ -22,7 +22,8 @@ from meterflow.models._base import (
     is_flat,
     loads,
 )
-from meterflow.models.records import EnergyFlowDirection, TariffDirection
+from meterflow.models.profiles import LocationProfile
+from meterflow.models.records import EnergyFlowDirection, MeterRecord, TariffDirection
 
 
 def _absent(value: object) -> bool:
@@ -145,52 +146,43 @@ def wire_cost(
 
 
 def wire_energy_cost(
-    *,
+    record: MeterRecord,
+    profile: LocationProfile,
     id: str,
-    account_id: str,
-    object_id: str,
-    location_id: str,
-    device_id: str | None,
     meter_record_id: str,
-    live_mode: bool,
-    non_persistent: bool,
     energy_flow_direction: EnergyFlowDirection,
     tariff_direction: TariffDirection,
-    location_timezone: str,
-    currency_code: str,
     request: dict[str, Any],
-    start_time: str,
-    end_time: str,
-    session_reference_id: str | None,
-    record_reference_id: str | None,
     energy: Decimal,
     cost: dict[str, Any],
     breakdown: list[dict[str, Any]],
     time_created: str,
+    /,
 ) -> dict[str, Any]:
-    """An `EnergyCost` as written, fields in the model's order; StrEnum members stay members
-    (msgspec and simplejson both write their value)."""
+    """An `EnergyCost` as written, fields in the model's order, the record's and the profile's
+    fields read here; StrEnum members stay members (msgspec and simplejson both write their
+    value). Positional: 21 keyword arguments cost 1.3 µs a call, more than the dict."""
     return {
         "id": id,
         "object": "energy_cost",
-        "account_id": account_id,
-        "object_id": object_id,
-        "location_id": location_id,
-        "device_id": device_id,
+        "account_id": profile.account_id,
+        "object_id": record.device_id or record.location_id,
+        "location_id": record.location_id,
+        "device_id": record.device_id,
         "meter_record_id": meter_record_id,
-        "live_mode": live_mode,
-        "non_persistent": non_persistent,
+        "live_mode": profile.live_mode,
+        "non_persistent": record.non_persistent,
         "energy_flow_direction": energy_flow_direction,
         "tariff_direction": tariff_direction,
-        "location_timezone": location_timezone,
-        "currency_code": currency_code,
+        "location_timezone": profile.timezone,
+        "currency_code": profile.currency_code,
         "energy_units": "KWH",
         "request": request,
         "data": {
-            "start_time": start_time,
-            "end_time": end_time,
-            "session_reference_id": session_reference_id,
-            "record_reference_id": record_reference_id,
+            "start_time": iso(record.start_time),
+            "end_time": iso(record.end_time),
+            "session_reference_id": record.session_reference_id,
+            "record_reference_id": record.record_reference_id,
             "energy": {"value": energy},
             "cost": cost,
             "breakdown": breakdown,
