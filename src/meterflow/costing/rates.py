@@ -16,7 +16,7 @@ import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from meterflow.costing.timeline import (
     day_info,
     from_us,
     to_us,
+    utc_date,
     zone_offsets,
 )
 from meterflow.models import (
@@ -348,11 +349,9 @@ def _series_prices(
 ) -> _Prices:
     series_id = version.series_id
     assert series_id is not None
-    first = from_us(start).date()
-    last = from_us(end - 1).date()
     docs: list[MarketPrices] = []
-    day = first
-    while day <= last:
+    for day_number in range(start // US_PER_DAY, (end - 1) // US_PER_DAY + 1):  # UTC days
+        day = utc_date(day_number)
         doc = lookup(series_id, day)
         if doc is None:
             raise PricingError(
@@ -366,21 +365,18 @@ def _series_prices(
                 f"the location in {currency_code}",
             )
         docs.append(doc)
-        day += timedelta(days=1)
-    key = (id(version), *map(id, docs))
+    used = tuple(docs)
+    key = (id(version), *map(id, used))
     hit = _series_cache.get(key)
-    if (
-        hit is not None
-        and hit[0] is version
-        and all(a is b for a, b in zip(hit[1], docs, strict=True))
-    ):
+    # the entry holds its objects, so their ids are theirs; a tuple compares items by identity first
+    if hit is not None and hit[0] is version and hit[1] == used:
         return hit[2]
-    points = [point for doc in docs for point in _market_points(doc)]
+    points = [point for doc in used for point in _market_points(doc)]
     what = f"{version.label}: series {series_id!r}"
     prices = _compile_prices(points, version.surcharges, what)
     if len(_series_cache) >= _CACHE_LIMIT:
         _series_cache.clear()
-    _series_cache[key] = (version, tuple(docs), prices)  # the references keep the ids unique
+    _series_cache[key] = (version, used, prices)
     return prices
 
 
