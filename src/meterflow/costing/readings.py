@@ -234,7 +234,7 @@ def next_interval(
             f"{point.kwh} kWh: nothing priced across it, new baseline",
             point,
         )
-    if point.time - latest.time > timedelta(hours=max_record_hours):
+    if point.time - latest.time > _hours(max_record_hours):
         return Rejected(
             ErrorCode.INVALID_TIME_RANGE,
             f"{utc_text(latest.time)} to {utc_text(point.time)} is longer than "
@@ -242,6 +242,12 @@ def next_interval(
             point,
         )
     return Interval(latest, point, interval_record(reading, latest, point.text))
+
+
+@lru_cache(maxsize=16)
+def _hours(count: int) -> timedelta:
+    """`timedelta(hours=count)`, made once: 0.8 µs a reading otherwise."""
+    return timedelta(hours=count)
 
 
 def interval_record(
@@ -253,12 +259,13 @@ def interval_record(
     reading's device, session and confidence (design §10), and its `batch_id`/`batch_index`.
     `end` is `utc_text(reading.time)` when the caller has it."""
     start, end = previous.text, end or utc_text(reading.time)
+    direction = reading.energy_flow_direction.value
     reference = reading.record_reference_id or ids.reading_interval_reference(
-        reading.object_id, reading.energy_flow_direction.value, start, end
+        reading.object_id, direction, start, end
     )
     record: dict[str, Any] = {
         "location_id": reading.location_id,
-        "energy_flow_direction": reading.energy_flow_direction.value,
+        "energy_flow_direction": direction,
         "energy": reading.kwh - previous.kwh,
         "start_time": start,
         "end_time": end,
