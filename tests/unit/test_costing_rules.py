@@ -468,6 +468,44 @@ def test_series_prices_across_utc_midnight() -> None:
     assert [b.rate for b in cost.data.breakdown] == [D("0.34"), D("0.11")]
 
 
+@pytest.mark.parametrize(
+    "components", [None, [{"name": "levy", "kind": "LEVY", "type": "FIXED", "rate": "0.01"}]]
+)
+def test_new_market_prices_count_after_a_record_merged_across_versions(
+    components: list[dict[str, Any]] | None,
+) -> None:
+    """The engine remembers the stretch a record's last rates hold (`rates.rate_parts`,
+    `periods.rate_periods`); a part merged across a series version and a FIXED one at the same
+    rate must not let the series' old price outlive its market prices."""
+    levy = {} if components is None else {"components": components}
+    location = profile(
+        {
+            "IMPORT": [
+                {
+                    "type": "DYNAMIC",
+                    "effective_from": "2024-01-01T00:00:00Z",
+                    "effective_to": "2024-06-01T12:00:00Z",
+                    "series_id": "agile",
+                    **levy,
+                },
+                fixed("0.21", "2024-06-01T12:00:00Z") | levy,
+            ]
+        }
+    )
+    days = {date(2024, 6, 1): _market_day("2024-06-01")}  # 11:00-12:00 at 0.21
+
+    def market(series_id: str, day: date) -> MarketPrices | None:
+        return days.get(day)
+
+    def energy_rates(start: str, end: str) -> list[Decimal]:
+        cost = priced(record(start, end), location, market=market)
+        return [b.rate for b in cost.data.breakdown if b.component in (None, "energy")]
+
+    assert energy_rates("2024-06-01T11:30:00Z", "2024-06-01T12:30:00Z") == [D("0.21")]  # merged
+    days[date(2024, 6, 1)] = _market_day("2024-06-01", rate="0.50")  # prices published again
+    assert energy_rates("2024-06-01T11:40:00Z", "2024-06-01T11:50:00Z") == [D("0.61")]
+
+
 def test_series_missing_day_is_tariff_not_available() -> None:
     days = {date(2024, 6, 1): _market_day("2024-06-01")}
     body = record("2024-06-01T23:30:00Z", "2024-06-02T00:30:00Z")

@@ -153,6 +153,7 @@ def rate_periods(
     except ProfileError as error:
         raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
     if reach is not None:
-        last = periods[-1]
-        profile.periods[direction] = Period(last.start, reach, last.rate, last.rates, last.names)
+        last = periods[-1]  # within the last version only, as in `rate_parts`
+        since = max(last.start, t)
+        profile.periods[direction] = Period(since, reach, last.rate, last.rates, last.names)
     return periods

@@ -466,12 +466,15 @@ def rate_parts(
         return [(start, end, span[2])]
     parts: list[Part] = []
     reach: int | None = None
+    since = start
     try:
-        for version, t, stop in versions_over(profile, direction, start, end):
-            reach = energy_parts(parts, profile, version, direction, t, stop, market_prices)
+        for version, since, stop in versions_over(profile, direction, start, end):
+            reach = energy_parts(parts, profile, version, direction, since, stop, market_prices)
     except ProfileError as error:
         raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
     if reach is not None:
+        # within the last version only: a part merged across versions may begin in one whose
+        # rate comes from market prices, which may change
         last_start, _, rate = parts[-1]
-        profile.spans[direction] = (last_start, reach, rate)
+        profile.spans[direction] = (max(last_start, since), reach, rate)
     return parts
