@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Records one fetch hands the agents at most; the agents' queues are sized from it
     # (stream/backpressure.py), so that a waiting agent never blocks another topic's delivery.
     max_poll_records: int = Field(default=500, ge=1)
+    # How long the broker may hold a worker's fetch when no partition in it has data
+    # (stream/faust_fixes.py `bound_fetch_wait`: faust's fixed 1,500 ms starved busy partitions).
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
 
     # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
     # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.

@@ -599,6 +599,20 @@ async def test_the_input_is_read_committed_when_the_app_asks(app: faust.App) -> 
             await aio.stop()
 
 
+async def test_the_broker_holds_a_fetch_as_long_as_the_app_says() -> None:
+    """fetch_max_wait: faust passes aiokafka a constant 1,500 ms, which a fetch of idle
+    partitions waits out while the busy ones, drained, cannot be fetched (one fetch in flight
+    per broker)."""
+    bounded = new_app(guarded=False)
+    faust_fixes.bound_fetch_wait(bounded, 100)
+    for each, expected in ((bounded, 100), (new_app(guarded=False), 1500)):
+        aio = each.consumer._thread._create_worker_consumer(each.transport)
+        try:
+            assert aio._fetch_max_wait_ms == expected
+        finally:
+            await aio.stop()
+
+
 # The guard on what the patches borrow.
 
 
@@ -612,6 +626,7 @@ def test_the_guard_passes_on_the_pinned_versions_installed_or_not(app: faust.App
         "contiguous_commits",
         "inline_delivery",
         "read_committed",
+        "fetch_max_wait",
     } <= names
 
 

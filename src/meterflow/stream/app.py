@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> faust.App:
         app, settings.topic(METER_RECORDS), settings.topic(METER_READINGS)
     )
     faust_fixes.guard_recovery(app)  # a changelog recovery never waits forever
+    faust_fixes.bound_fetch_wait(app, settings.fetch_max_wait_ms)  # before the consumer is made
     uncontended_callback_lookup(app)  # before the consumer is made: its fetch callback
     lean_raw_delivery(app)  # every topic above and below is raw
     locations = raw_topic(LOCATIONS, compacted=True)
