@@ -589,8 +589,8 @@ async def test_a_position_not_past_the_next_record_or_no_reading_is_left_alone()
 
 
 async def test_the_input_is_read_committed_when_the_app_asks(app: faust.App) -> None:
-    """read_committed: faust reads uncommitted (aborted transactions too) unless it produces
-    transactionally itself."""
+    """worker_consumer_options: faust reads uncommitted (aborted transactions too) unless it
+    produces transactionally itself."""
     for each, expected in ((app, "read_committed"), (new_app(guarded=False), "read_uncommitted")):
         aio = each.consumer._thread._create_worker_consumer(each.transport)
         try:
@@ -600,7 +600,7 @@ async def test_the_input_is_read_committed_when_the_app_asks(app: faust.App) -> 
 
 
 async def test_the_broker_holds_a_fetch_as_long_as_the_app_says() -> None:
-    """fetch_max_wait: faust passes aiokafka a constant 1,500 ms, which a fetch of idle
+    """worker_consumer_options: faust passes aiokafka a constant 1,500 ms, which a fetch of idle
     partitions waits out while the busy ones, drained, cannot be fetched (one fetch in flight
     per broker)."""
     bounded = new_app(guarded=False)
@@ -625,8 +625,7 @@ def test_the_guard_passes_on_the_pinned_versions_installed_or_not(app: faust.App
         "ack_only_tracked",
         "contiguous_commits",
         "inline_delivery",
-        "read_committed",
-        "fetch_max_wait",
+        "worker_consumer_options",
     } <= names
 
 

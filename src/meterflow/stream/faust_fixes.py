@@ -13,7 +13,8 @@ was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests tha
 - `_install_contiguous_commits`: an input partition is committed only up to its first record
   not processed (faust-streaming #606);
 - `_install_inline_delivery`: records reach the streams without four tasks each;
-- `_install_read_committed`: aborted transactions are never read;
+- `_install_worker_consumer_options`: aborted transactions are never read, and a fetch of
+  idle partitions is not held for faust's 1.5 s while busy ones wait (`bound_fetch_wait`);
 - `_install_refetch_dropped_changelogs`: changelog records fetched across a rebalance and
   dropped are fetched again (the recovery that waited forever for them); `RecoveryStallGuard`
   (`guard_recovery`) is the net: a changelog recovery that stopped moving is sought back;
@@ -60,10 +61,9 @@ _PATCHED_READ = "_meterflow_never_drops"
 _PATCHED_ACK = "_meterflow_acks_only_tracked"
 _PATCHED_COMMIT = "_meterflow_commits_contiguously"
 _PATCHED_INLINE = "_meterflow_delivers_inline"
-_PATCHED_READ_COMMITTED = "_meterflow_reads_committed"
+_PATCHED_CONSUMER_OPTIONS = "_meterflow_sets_consumer_options"
 _PATCHED_REFETCH = "_meterflow_refetches_dropped_changelogs"
 READ_COMMITTED_ATTR = "meterflow_read_committed"
-_PATCHED_FETCH_WAIT = "_meterflow_bounds_fetch_wait"
 FETCH_MAX_WAIT_ATTR = "meterflow_fetch_max_wait_ms"
 _EVENT_WAIT_CODE = asyncio.Event.wait.__code__  # faust's `suspend_flow` is an asyncio.Event
 _NEXT_OFFSETS_ATTR = "_meterflow_next_offsets"
@@ -123,8 +123,7 @@ def install() -> None:
     _install_ack_only_tracked()
     _install_contiguous_commits()
     _install_inline_delivery()
-    _install_read_committed()
-    _install_fetch_max_wait()
+    _install_worker_consumer_options()
     _install_refetch_dropped_changelogs()
 
 
@@ -271,33 +270,6 @@ def _install_inline_delivery() -> None:
     setattr(Consumer, _PATCHED_INLINE, True)
 
 
-@BORROWED.patch(
-    Signature(AIOKafkaConsumerThread, "_create_worker_consumer", "(self, transport)"),
-    Names(aiokafka.AIOKafkaConsumer, "start", ("_isolation_level",)),
-    also_written_for=_AIOKAFKA,
-)
-def _install_read_committed() -> None:
-    """Read input topics at `read_committed` when the app asks (`meterflow_read_committed`).
-
-    faust reads at `read_uncommitted` unless it produces transactionally itself, so records a
-    transactional producer aborted would be priced. At `read_committed` they are skipped like
-    commit markers (`InputGapGuard` passes such offsets), and an open transaction holds its
-    partition back at the last stable offset until it ends.
-    """
-    if getattr(AIOKafkaConsumerThread, _PATCHED_READ_COMMITTED, False):
-        return
-    original: Callable[[Any, Any], Any] = AIOKafkaConsumerThread._create_worker_consumer
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        if getattr(self.app, READ_COMMITTED_ATTR, False):
-            consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
-        return consumer
-
-    replace(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer, original)
-    setattr(AIOKafkaConsumerThread, _PATCHED_READ_COMMITTED, True)
-
-
 def bound_fetch_wait(app: Any, milliseconds: int) -> None:
     """Make `app`'s consumer ask the broker to hold a fetch at most `milliseconds` (faust: 1.5 s).
 
@@ -307,7 +279,7 @@ def bound_fetch_wait(app: Any, milliseconds: int) -> None:
     and the broker holds it for the whole wait, since none of them has data: the records'
     partitions, drained meanwhile, cannot be fetched until it returns. With faust's 1,500 ms
     a worker priced a fetch's worth of records per 1.5 s and then waited (docs/stream.md,
-    "Sixth pass"); an idle worker only pays one empty fetch per wait instead.
+    pitfall 11); an idle worker only pays one empty fetch per wait instead.
     """
     install()
     setattr(app, FETCH_MAX_WAIT_ATTR, milliseconds)
@@ -315,25 +287,35 @@ def bound_fetch_wait(app: Any, milliseconds: int) -> None:
 
 @BORROWED.patch(
     Signature(AIOKafkaConsumerThread, "_create_worker_consumer", "(self, transport)"),
-    Names(aiokafka.AIOKafkaConsumer, "start", ("_fetch_max_wait_ms",)),
+    Names(aiokafka.AIOKafkaConsumer, "start", ("_isolation_level", "_fetch_max_wait_ms")),
     also_written_for=_AIOKAFKA,
 )
-def _install_fetch_max_wait() -> None:
-    """The worker consumer's `fetch_max_wait_ms` from the app (`bound_fetch_wait`), where
-    faust passes a constant 1500."""
-    if getattr(AIOKafkaConsumerThread, _PATCHED_FETCH_WAIT, False):
+def _install_worker_consumer_options() -> None:
+    """Two options faust fixes when it makes the worker's aiokafka consumer, from the app:
+
+    - `read_committed` when the app asks (`meterflow_read_committed`, `guard_input`): faust
+      reads at `read_uncommitted` unless it produces transactionally itself, so records a
+      transactional producer aborted would be priced. At `read_committed` they are skipped like
+      commit markers (`InputGapGuard` passes such offsets), and an open transaction holds its
+      partition back at the last stable offset until it ends;
+    - `fetch_max_wait_ms` (`meterflow_fetch_max_wait_ms`, `bound_fetch_wait`), where faust
+      passes a constant 1500.
+    """
+    if getattr(AIOKafkaConsumerThread, _PATCHED_CONSUMER_OPTIONS, False):
         return
     original: Callable[[Any, Any], Any] = AIOKafkaConsumerThread._create_worker_consumer
 
     def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
+        consumer = original(self, transport)  # not started: AIOKafkaConsumer.start() reads both
+        if getattr(self.app, READ_COMMITTED_ATTR, False):
+            consumer._isolation_level = "read_committed"
         wait = getattr(self.app, FETCH_MAX_WAIT_ATTR, None)
         if wait is not None:
-            consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start()
+            consumer._fetch_max_wait_ms = wait
         return consumer
 
     replace(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer, original)
-    setattr(AIOKafkaConsumerThread, _PATCHED_FETCH_WAIT, True)
+    setattr(AIOKafkaConsumerThread, _PATCHED_CONSUMER_OPTIONS, True)
 
 
 @BORROWED.patch(
