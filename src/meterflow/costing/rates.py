@@ -316,9 +316,10 @@ def _walk_time_of_use(
 
 def _walk_prices(
     parts: list[Part], prices: _Prices, direction: TariffDirection, start: int, end: int
-) -> None:
+) -> int:
     """The prices over `[start, end)` as parts: found by bisection and sliced, the first and
-    last clipped; PricingError at the first instant no price covers."""
+    last clipped; PricingError at the first instant no price covers. Returns how far the last
+    part's price holds (its end)."""
     starts, ends, rates = prices.starts, prices.ends, prices.rates
     first = max(bisect_right(starts, start) - 1, 0)
     last = bisect_left(ends, end, first)  # the first price that reaches `end`
@@ -333,11 +334,12 @@ def _walk_prices(
         raise _no_rate(direction, ends[hole], _GAP)
     if first == last:
         _add(parts, start, end, rates[first])
-        return
+        return ends[last]
     _add(parts, start, ends[first], rates[first])
     inner = slice(first + 1, last)
     parts.extend(zip(starts[inner], ends[inner], rates[inner], strict=True))
     parts.append((starts[last], end, rates[last]))
+    return ends[last]
 
 
 def _series_prices(
@@ -427,13 +429,11 @@ def energy_parts(
         return version.end
     if version.table is not None:
         return min(_walk_time_of_use(parts, version.table, profile.zone, start, stop), version.end)
-    prices = version.prices
-    if prices is None:
-        prices = _series_prices(version, profile.currency_code, market_prices, start, stop)
-        _walk_prices(parts, prices, direction, start, stop)
-        return None
-    _walk_prices(parts, prices, direction, start, stop)
-    return min(prices.ends[bisect_left(prices.ends, stop)], version.end)
+    if version.prices is not None:
+        return min(_walk_prices(parts, version.prices, direction, start, stop), version.end)
+    series = _series_prices(version, profile.currency_code, market_prices, start, stop)
+    _walk_prices(parts, series, direction, start, stop)
+    return None
 
 
 def component_parts(
