@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import pairwise
 from typing import Any
 
 from meterflow.costing.money import CONTEXT, round_money
@@ -30,33 +29,40 @@ def _first_start(record: MeterRecord) -> datetime:
     return first_start
 
 
-_BOUNDARIES: dict[tuple[int, timedelta | None], str] = {}
-_BOUNDARIES_LIMIT = 8192
+_BOUNDARIES: dict[timedelta | None, dict[int, str]] = {}
+"""Boundary texts per UTC offset, then per instant (µs)."""
+_BOUNDARIES_LIMIT = 8192  # texts per offset
+_OFFSETS_LIMIT = 64  # offsets: a zone has one or two, input may bring others
 
 
-def _times(record: MeterRecord, bounds: list[tuple[int, int]], start: int) -> list[tuple[str, str]]:
-    """Each span's (start_time, end_time) text, in the end_time's UTC offset.
+def _texts(record: MeterRecord, ends: list[int], start: int) -> list[str]:
+    """The text of each boundary of the record's spans, in the end_time's UTC offset: its
+    start_time, the spans' inner `ends`, its end_time (span i runs from text i to text i + 1).
 
-    An inner boundary's text is kept per (instant, offset), shared by every record that has it
+    An inner boundary's text is kept per offset and instant, shared by every record that has it
     (records of many meters end their parts on the same half-hours): building the datetime
-    costs about 1.5 µs and writing it 1 µs, a look-up 0.1 µs."""
+    costs about 1.5 µs and writing it 1 µs, a look-up 0.07 µs (keyed by the instant alone, an
+    int, within its offset's table: a tuple key cost twice as much)."""
     end_time = record.end_time
     first_start = _first_start(record)
     offset = end_time.utcoffset()
-    boundaries = _BOUNDARIES
-    found_at = boundaries.get
-    inner: list[str] = [iso(first_start)]
-    for _, span_end in bounds[:-1]:
-        found = found_at((span_end, offset))
+    known = _BOUNDARIES.get(offset)
+    if known is None or len(known) >= _BOUNDARIES_LIMIT:
+        if len(_BOUNDARIES) >= _OFFSETS_LIMIT:
+            _BOUNDARIES.clear()
+        known = _BOUNDARIES[offset] = {}
+    found_at = known.get
+    texts: list[str] = [iso(first_start)]
+    for span_end in ends:
+        found = found_at(span_end)
         if found is None:
             # fixed-offset arithmetic: the start's offset is the end_time's, so no conversion
-            found = (first_start + timedelta(microseconds=span_end - start)).isoformat()
-            if len(boundaries) >= _BOUNDARIES_LIMIT:
-                boundaries.clear()
-            boundaries[span_end, offset] = found
-        inner.append(found)
-    inner.append(iso(end_time))
-    return list(pairwise(inner))
+            found = known[span_end] = (
+                first_start + timedelta(microseconds=span_end - start)
+            ).isoformat()
+        texts.append(found)
+    texts.append(iso(end_time))
+    return texts
 
 
 def plain_breakdown(
@@ -77,8 +83,9 @@ def plain_breakdown(
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     energies: dict[int, Decimal] = {}  # parts of one length share their energy
     values: list[dict[str, Any]] = []
-    for (part_start, part_end, rate), weight, (start_time, end_time) in zip(
-        parts, weights, _times(record, [(part[0], part[1]) for part in parts], start), strict=True
+    texts = _texts(record, [part[1] for part in parts[:-1]], start)
+    for (part_start, part_end, rate), weight, start_time, end_time in zip(
+        parts, weights, texts[:-1], texts[1:], strict=True
     ):
         length = part_end - part_start
         energy = energies.get(length)
@@ -116,9 +123,9 @@ def stacked_breakdown(
             )
             for name, rate in zip(period.names, period.rates, strict=True)
         ]
-    spans = _times(record, [(p.start, p.end) for p in periods], start)
+    texts = _texts(record, [period.end for period in periods[:-1]], start)
     values: list[dict[str, Any]] = []
-    for period, (start_time, end_time) in zip(periods, spans, strict=True):
+    for period, start_time, end_time in zip(periods, texts[:-1], texts[1:], strict=True):
         # the period's energy to 50 digits, then one product per component
         kwh = divide(multiply(magnitude, Decimal(period.end - period.start)), denominator)
         energy = round_money(kwh)
