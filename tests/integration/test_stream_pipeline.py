@@ -323,7 +323,9 @@ async def test_a_ready_worker_freezes_its_long_lived_objects_out_of_the_collecto
     worker = shared.workers[0]
     await eventually(lambda: '"gc_frozen"' in worker.log(), "gc_frozen logged", worker)
     [line] = [line for line in worker.log().splitlines() if '"gc_frozen"' in line]
-    assert loads(line)["objects"] > 10_000  # faust, aiokafka and pydantic alone hold more
+    frozen = loads(line)
+    assert frozen["objects"] > 10_000  # faust, aiokafka and pydantic alone hold more
+    assert frozen["threshold"] == shared.settings.gc_threshold
 
 
 async def test_every_line_a_worker_logs_is_a_json_object(shared: Pipeline) -> None:

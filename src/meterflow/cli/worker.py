@@ -50,7 +50,8 @@ def worker(
     class MeterflowWorker(Worker):
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
-            freeze_startup_objects("worker")  # tables recovered, agents running
+            # tables recovered, agents running
+            freeze_startup_objects("worker", settings.gc_threshold)
 
         def _on_sigusr2(self) -> None:
             # mode's default enters pdb, which a daemon cannot use; log the diagnostics instead
