@@ -204,18 +204,22 @@ class RecordPricer:
         await self.on_events((event,))
 
     async def on_events(self, events: Sequence[EventLike]) -> None:
-        """Price a batch, then encode it, then hand it to the producer, in input order.
+        """Price and write each record of a batch, then hand the batch to the producer, in
+        input order.
 
-        In phases rather than record by record: the same code runs back to back over the batch
-        (measured +5-9 % over interleaving the three steps per record), and the costs go to the
-        producer as one batch per partition. Every result is with the producer before the
-        batch's events are acked (`take_batches` acks a batch after this returns, and faust
-        flushes the producer before it commits). `before_partition` may raise (a rebalance
-        interrupted its wait): nothing of the batch has been sent then.
+        Each result is written as soon as it is priced, while its document is still in the
+        CPU's caches: pricing the whole batch first and writing it after read 500 documents
+        back from memory, 30-40 % more per record (docs/stream.md, "Seventh pass"). The costs
+        go to the producer as one batch per partition. Every result is with the producer
+        before the batch's events are acked (`take_batches` acks a batch after this returns,
+        and faust flushes the producer before it commits). `before_partition` may raise (a
+        rebalance interrupted its wait): nothing of the batch has been sent then.
         """
         if not events:
             return
-        priced: list[tuple[EventLike, PricedCost | DeadLetter]] = []
+        costs: list[KeyValue] = []
+        accepted: list[float | None] = []
+        letters: list[tuple[EventLike, DeadLetter, bytes]] = []
         durations: list[float] = []
         # one `time_created` per batch, as the readings agent does: a datetime per record
         # was an `isoformat` per record (~1 µs) and churned the encoder's cache of instant texts
@@ -229,26 +233,21 @@ class RecordPricer:
             self._enter_event(event)
             started = perf_counter()
             # the message is the record's position: a SourceRef only when dead-lettered
-            priced.append((event, self.price(event.value, message, now)))
+            result = self.price(event.value, message, now)
             durations.append(perf_counter() - started)
-        metrics.pricing_observed(durations)
-        metrics.record_consumed(events[0].message.topic, len(events))
-        costs: list[KeyValue] = []
-        for event, result in priced:
             value = dumps(result)
             if isinstance(result, PricedCost):
                 costs.append((result.location_id.encode(), value))
+                # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
+                accepted.append(getattr(message, "timestamp", None))
             else:
-                await self._dead_letter(event, result, value)
+                letters.append((event, result, value))
+        metrics.pricing_observed(durations)
+        metrics.record_consumed(events[0].message.topic, len(events))
+        for event, letter, value in letters:
+            await self._dead_letter(event, letter, value)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
-        metrics.costs_emitted(
-            [
-                getattr(event.message, "timestamp", None)
-                for event, result in priced
-                if isinstance(result, PricedCost)
-            ]
-        )
+        metrics.costs_emitted(accepted)
         self.priced += len(costs)
 
     async def _dead_letter(self, event: EventLike, letter: DeadLetter, value: bytes) -> None:
