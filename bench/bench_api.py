@@ -63,7 +63,7 @@ def serve(port: int) -> None:
         return web.Response(body=body, content_type="application/json")
 
     app.router.add_get("/bench/static", static)
-    freeze_when_started(app, settings.gc_threshold)  # as `meterflow api` does: what production runs
+    freeze_when_started(app)  # as `meterflow api` does: what production runs
     if os.environ.get("MF_BENCH_TRACE"):
         trace_pauses(app)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)

@@ -45,9 +45,9 @@ class Settings(BaseSettings):
     # (stream/faust_fixes.py `bound_fetch_wait`: faust's fixed 1,500 ms starved busy partitions).
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
 
-    # The collector's first-generation threshold in the long-running processes (worker, sink,
-    # API), set once they have started (cli/long_lived.py); Python's default is 700.
-    gc_threshold: int = Field(default=10_000, ge=700)
+    # The collector's young-generation threshold in the worker, set once it has started
+    # (cli/long_lived.py; Python's default is 700, which the sink and the API keep).
+    worker_gc_threshold: int = Field(default=10_000, ge=700)
 
     # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
     # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.

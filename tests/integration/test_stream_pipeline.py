@@ -325,7 +325,7 @@ async def test_a_ready_worker_freezes_its_long_lived_objects_out_of_the_collecto
     [line] = [line for line in worker.log().splitlines() if '"gc_frozen"' in line]
     frozen = loads(line)
     assert frozen["objects"] > 10_000  # faust, aiokafka and pydantic alone hold more
-    assert frozen["threshold"] == shared.settings.gc_threshold
+    assert frozen["threshold"] == shared.settings.worker_gc_threshold
 
 
 async def test_every_line_a_worker_logs_is_a_json_object(shared: Pipeline) -> None:

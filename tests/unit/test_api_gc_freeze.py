@@ -1,6 +1,5 @@
 """`meterflow api` freezes the collector's view twice: at start-up, and when the pricing view
-has loaded (it loads after start-up; unfrozen, every full collection walks all its profiles),
-and sets the young generation's threshold (`MF_GC_THRESHOLD`)."""
+has loaded (it loads after start-up; unfrozen, every full collection walks all its profiles)."""
 
 from __future__ import annotations
 
@@ -17,11 +16,10 @@ from meterflow.settings import Settings
 
 
 async def test_what_the_view_loaded_is_frozen_once_it_has_loaded() -> None:
-    threshold = gc.get_threshold()
     app = create_api(Settings(), start_clients=False)
     loaded = asyncio.Event()
     app[CONTEXT].feeder = SimpleNamespace(loaded=loaded)  # type: ignore[assignment]
-    freeze_when_started(app, 5_000)
+    freeze_when_started(app)
     runner = web.AppRunner(app)
     try:
         await runner.setup()
@@ -35,8 +33,6 @@ async def test_what_the_view_loaded_is_frozen_once_it_has_loaded() -> None:
                 break
             await asyncio.sleep(0.01)
         assert gc.get_freeze_count() >= after_start + len(view)
-        assert gc.get_threshold() == (5_000, *threshold[1:])  # the young generation's only
     finally:
         await runner.cleanup()
         gc.unfreeze()
-        gc.set_threshold(*threshold)

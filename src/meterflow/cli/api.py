@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # aiohttp is imported when the command runs, not with the CLI
     from aiohttp import web
 
 
-def freeze_when_started(application: web.Application, gc_threshold: int) -> None:
+def freeze_when_started(application: web.Application) -> None:
     """Freeze the objects built at start-up, and once more those of the pricing view when it
     has read the profile topics: the view loads after start-up, and left unfrozen every full
     collection walks all its profiles and prices (`bench_api.py --slots --trace` showed 57–120 ms
@@ -25,10 +25,10 @@ def freeze_when_started(application: web.Application, gc_threshold: int) -> None
 
     async def loaded_then_freeze(loaded: asyncio.Event) -> None:
         await loaded.wait()
-        freeze_startup_objects("api_view", gc_threshold)
+        freeze_startup_objects("api_view")
 
     async def freeze(app: web.Application) -> None:
-        freeze_startup_objects("api", gc_threshold)
+        freeze_startup_objects("api")
         feeder = app[CONTEXT].feeder
         if feeder is not None:
             tasks.append(asyncio.get_running_loop().create_task(loaded_then_freeze(feeder.loaded)))
@@ -53,7 +53,7 @@ def api(host: str | None, port: int | None, log_level: str | None) -> None:
 
     settings = settings_with_options(http_host=host, http_port=port, log_level=log_level)
     application = create_api(settings)
-    freeze_when_started(application, settings.gc_threshold)
+    freeze_when_started(application)
     web.run_app(
         application,
         host=settings.http_host,

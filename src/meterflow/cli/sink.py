@@ -31,7 +31,7 @@ async def _serve(group_id: str | None, http_port: int | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    freeze_startup_objects("sink", settings.gc_threshold)
+    freeze_startup_objects("sink")
     try:
         await Sink(config, sink_clients(config), health).run(stop)
     finally:

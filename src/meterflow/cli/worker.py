@@ -51,7 +51,7 @@ def worker(
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
             # tables recovered, agents running
-            freeze_startup_objects("worker", settings.gc_threshold)
+            freeze_startup_objects("worker", settings.worker_gc_threshold)
 
         def _on_sigusr2(self) -> None:
             # mode's default enters pdb, which a daemon cannot use; log the diagnostics instead
