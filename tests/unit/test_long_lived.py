@@ -23,7 +23,7 @@ def test_the_worker_raises_the_young_generation_threshold_only(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _, middle, oldest = gc.get_threshold()
-    kept = [object() for _ in range(100)]
+    kept = [[] for _ in range(100)]  # tracked by the collector (a bare object() is not)
     with caplog.at_level(logging.INFO, logger="meterflow.cli.long_lived"):
         freeze_startup_objects("worker", 12_345)
     assert gc.get_threshold() == (12_345, middle, oldest)
