@@ -11,7 +11,6 @@ docs/stream.md, "Readings: crash safety", has the argument.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -87,7 +86,12 @@ utc_text: Callable[[datetime], str] = by_identity(_utc_text)
 Remembered per object (~2.5 µs to write, a reading's time is usually a shared object)."""
 
 
-@dataclass(frozen=True, slots=True)
+# The value objects below are never changed once built, but are not `frozen`: a frozen
+# dataclass sets each field through `object.__setattr__`, which made building the four of them
+# per reading cost ~3 µs instead of ~1 (a twentieth of the readings agent's time).
+
+
+@dataclass(slots=True)
 class RegisterPoint:
     """A reading that moved the meter's state, and the input offset it came from.
 
@@ -105,11 +109,11 @@ class RegisterPoint:
 
     def __post_init__(self) -> None:
         if not self.text:
-            object.__setattr__(self, "text", utc_text(self.time))
-        object.__setattr__(self, "entry", f'["{self.text}",{self.kwh},{self.offset}]')
+            self.text = utc_text(self.time)
+        self.entry = f'["{self.text}",{self.kwh},{self.offset}]'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MeterState:
     """One meter's recent state-changing readings, oldest first (never empty), their offsets
     increasing.
@@ -124,7 +128,7 @@ class MeterState:
 
     def __post_init__(self) -> None:
         if not self.text:
-            object.__setattr__(self, "text", ",".join([point.entry for point in self.points]))
+            self.text = ",".join([point.entry for point in self.points])
 
     @property
     def latest(self) -> RegisterPoint:
@@ -143,18 +147,19 @@ class MeterState:
         before it."""
         points = (*self.points, point)
         start = max(len(points) - MAX_POINTS, 0)
-        if committed is not None:  # the last point below `committed` (offsets increase)
-            start = max(start, bisect_left(points, committed, key=_offset) - 1)
+        if committed is not None:
+            # on to the last point below `committed` (offsets increase): a step per point
+            # dropped, each dropped once, where a bisection cost 1 µs a write
+            while start + 1 < len(points) and points[start + 1].offset < committed:
+                start += 1
         if start == 0:
             return MeterState(points, f"{self.text},{point.entry}")
         if start == len(self.points):
             return MeterState((point,), point.entry)
-        dropped = sum([len(kept.entry) + 1 for kept in self.points[:start]])
-        return MeterState(points[start:], f"{self.text[dropped:]},{point.entry}")
-
-
-def _offset(point: RegisterPoint) -> int:
-    return point.offset
+        # where the first kept entry begins: `["` begins every entry and nothing else, and an
+        # entry's offset is its own, so the entry's text occurs once
+        kept = self.text.index(points[start].entry)
+        return MeterState(points[start:], f"{self.text[kept:]},{point.entry}")
 
 
 def encode_state(state: MeterState) -> bytes:
@@ -177,14 +182,14 @@ def decode_state(raw: bytes | None) -> MeterState | None:
 # --- decisions -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Baseline:
     """The meter's first reading: sets the state, nothing priced."""
 
     point: RegisterPoint
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Interval:
     """A newer reading: the interval `[previous.time, point.time)` is priced."""
 
@@ -193,12 +198,12 @@ class Interval:
     record: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Duplicate:
     """The latest reading again (same time, same value): nothing to do."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """A dead letter with `code`; `point` is the new baseline (reset, over-long gap), or None
     when the state stays as it is (stale reading)."""
@@ -313,7 +318,7 @@ def interval_meter_record(reading: MeterReading, interval: Interval) -> MeterRec
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step:
     """What one reading does: its decision, and the state to store (None: leave it)."""
 
