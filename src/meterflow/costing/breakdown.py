@@ -11,7 +11,7 @@ Items are built in their written form (`models.wire_item`: instants as text), ne
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -24,9 +24,19 @@ from meterflow.models import MeterRecord, iso, wire_item
 def _first_start(record: MeterRecord) -> datetime:
     """The record's start_time in its end_time's UTC offset (Flatpeak: "end_time wins")."""
     first_start = record.start_time
+    zone = first_start.tzinfo
+    if zone is record.end_time.tzinfo and type(zone) is timezone:
+        return first_start  # one fixed offset (both in `Z`, nearly always): no look-up
     if first_start.utcoffset() != record.end_time.utcoffset():
         first_start = first_start.astimezone(record.end_time.tzinfo)
     return first_start
+
+
+def edges(record: MeterRecord, start_text: str, end_text: str) -> tuple[str, str]:
+    """The breakdown's first start and last end as text, given the record's `start_time` and
+    `end_time` texts (the document's own `data` writes them too: each is written once)."""
+    first_start = _first_start(record)
+    return (start_text if first_start is record.start_time else iso(first_start)), end_text
 
 
 _BOUNDARIES: dict[timedelta | None, dict[int, str]] = {}
@@ -35,9 +45,10 @@ _BOUNDARIES_LIMIT = 8192  # texts per offset
 _OFFSETS_LIMIT = 64  # offsets: a zone has one or two, input may bring others
 
 
-def _texts(record: MeterRecord, ends: list[int], start: int) -> list[str]:
+def _texts(record: MeterRecord, ends: list[int], start: int, edges: tuple[str, str]) -> list[str]:
     """The text of each boundary of the record's spans, in the end_time's UTC offset: its
-    start_time, the spans' inner `ends`, its end_time (span i runs from text i to text i + 1).
+    start_time, the spans' inner `ends`, its end_time (span i runs from text i to text i + 1);
+    the first and the last are `edges`.
 
     An inner boundary's text is kept per offset and instant, shared by every record that has it
     (records of many meters end their parts on the same half-hours): building the datetime
@@ -52,7 +63,7 @@ def _texts(record: MeterRecord, ends: list[int], start: int) -> list[str]:
             _BOUNDARIES.clear()
         known = _BOUNDARIES[offset] = {}
     found_at = known.get
-    texts: list[str] = [iso(first_start)]
+    texts: list[str] = [edges[0]]
     for span_end in ends:
         found = found_at(span_end)
         if found is None:
@@ -61,7 +72,7 @@ def _texts(record: MeterRecord, ends: list[int], start: int) -> list[str]:
                 first_start + timedelta(microseconds=span_end - start)
             ).isoformat()
         texts.append(found)
-    texts.append(iso(end_time))
+    texts.append(edges[1])
     return texts
 
 
@@ -74,16 +85,16 @@ def plain_breakdown(
     denominator: Decimal,
     total_energy: Decimal,
     total_cost: Decimal,
+    edges: tuple[str, str],
 ) -> list[dict[str, Any]]:
     """One item per part; a single part carries exactly the totals. `weights[i]` is part i's
-    rate × length in µs, exact (the engine's sum is made of them)."""
+    rate × length in µs, exact (the engine's sum is made of them); `edges` is `edges()`'s."""
     if len(parts) == 1:
-        start_time, end_time = iso(_first_start(record)), iso(record.end_time)
-        return [wire_item(start_time, end_time, parts[0][2], total_energy, total_cost)]
+        return [wire_item(edges[0], edges[1], parts[0][2], total_energy, total_cost)]
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     energies: dict[int, Decimal] = {}  # parts of one length share their energy
     values: list[dict[str, Any]] = []
-    texts = _texts(record, [part[1] for part in parts[:-1]], start)
+    texts = _texts(record, [part[1] for part in parts[:-1]], start, edges)
     for (part_start, part_end, rate), weight, start_time, end_time in zip(
         parts, weights, texts[:-1], texts[1:], strict=True
     ):
@@ -105,12 +116,13 @@ def stacked_breakdown(
     denominator: Decimal,
     exact_energy: Decimal,
     total_energy: Decimal,
+    edges: tuple[str, str],
 ) -> list[dict[str, Any]]:
     """Per period, one item per component (`"energy"` first), each cost rounded on its own.
     `exact_energy` is the record's energy to 50 digits, `total_energy` its rounded total."""
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     if len(periods) == 1:  # the common case (a short record): the totals' energy, no cut
-        start_time, end_time = iso(_first_start(record)), iso(record.end_time)
+        start_time, end_time = edges
         period = periods[0]
         return [
             wire_item(
@@ -123,7 +135,7 @@ def stacked_breakdown(
             )
             for name, rate in zip(period.names, period.rates, strict=True)
         ]
-    texts = _texts(record, [period.end for period in periods[:-1]], start)
+    texts = _texts(record, [period.end for period in periods[:-1]], start, edges)
     values: list[dict[str, Any]] = []
     for period, start_time, end_time in zip(periods, texts[:-1], texts[1:], strict=True):
         # the period's energy to 50 digits, then one product per component

@@ -17,7 +17,7 @@ from functools import reduce
 from typing import Any
 
 from meterflow import ids
-from meterflow.costing.breakdown import plain_breakdown, stacked_breakdown
+from meterflow.costing.breakdown import edges, plain_breakdown, stacked_breakdown
 from meterflow.costing.money import CONTEXT, round_money
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
@@ -145,13 +145,15 @@ def cost_record(
     total_cost = round_money(net)
     total_energy = round_money(exact_energy)
 
+    start_text, end_text = iso(record.start_time), iso(record.end_time)
+    spans = edges(record, start_text, end_text)
     if periods is None:
         breakdown = plain_breakdown(
-            record, parts, weights, start, magnitude, denominator, total_energy, total_cost
+            record, parts, weights, start, magnitude, denominator, total_energy, total_cost, spans
         )
     else:
         breakdown = stacked_breakdown(
-            record, periods, start, magnitude, denominator, exact_energy, total_energy
+            record, periods, start, magnitude, denominator, exact_energy, total_energy, spans
         )
     tax_rate = timeline.tax_rate
     if tax_rate is None:
@@ -170,6 +172,8 @@ def cost_record(
             flow,
             direction,
             request,
+            start_text,
+            end_text,
             total_energy,
             cost,
             breakdown,
