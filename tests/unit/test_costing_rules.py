@@ -237,6 +237,30 @@ def test_input_offsets_do_not_change_the_result() -> None:
     assert dumps(shifted).count(b"-10:00") >= 4
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "first_start"),
+    [
+        # the end_time's offset wins for the breakdown; `data` keeps each instant as given
+        ("2024-06-03T11:00:00+05:30", "2024-06-03T05:45:00Z", "2024-06-03T05:30:00+00:00"),
+        ("2024-06-03T05:30:00Z", "2024-06-03T07:45:00+01:00", "2024-06-03T06:30:00+01:00"),
+        # one offset for both, UTC or not: the start as written
+        ("2024-06-03T06:30:00+01:00", "2024-06-03T06:45:00+01:00", "2024-06-03T06:30:00+01:00"),
+        ("2024-06-03T05:30:00Z", "2024-06-03T05:45:00Z", "2024-06-03T05:30:00+00:00"),
+    ],
+)
+def test_a_one_part_record_starts_its_breakdown_in_the_end_time_s_offset(
+    start: str, end: str, first_start: str
+) -> None:
+    cost = priced(record(start, end, "1"), FLAT)
+    (item,) = cost.data.breakdown
+    assert item.start_time.isoformat() == first_start
+    assert item.end_time == cost.data.end_time
+    assert cost.data.start_time.utcoffset() == datetime.fromisoformat(start).utcoffset()
+    written = json.loads(dumps(cost))
+    assert written["data"]["breakdown"][0]["start_time"] == first_start
+    assert written["data"]["start_time"] == datetime.fromisoformat(start).isoformat()
+
+
 # ---- DST ----------------------------------------------------------------------------------------
 
 
