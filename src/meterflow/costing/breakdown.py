@@ -32,7 +32,7 @@ def _first_start(record: MeterRecord) -> datetime:
     return first_start
 
 
-def edges(record: MeterRecord, start_text: str, end_text: str) -> tuple[str, str]:
+def edge_texts(record: MeterRecord, start_text: str, end_text: str) -> tuple[str, str]:
     """The breakdown's first start and last end as text, given the record's `start_time` and
     `end_time` texts (the document's own `data` writes them too: each is written once)."""
     first_start = _first_start(record)
@@ -88,7 +88,7 @@ def plain_breakdown(
     edges: tuple[str, str],
 ) -> list[dict[str, Any]]:
     """One item per part; a single part carries exactly the totals. `weights[i]` is part i's
-    rate × length in µs, exact (the engine's sum is made of them); `edges` is `edges()`'s."""
+    rate × length in µs, exact (the engine's sum is made of them); `edges` is `edge_texts`'."""
     if len(parts) == 1:
         return [wire_item(edges[0], edges[1], parts[0][2], total_energy, total_cost)]
     multiply, divide = CONTEXT.multiply, CONTEXT.divide

@@ -87,8 +87,8 @@ Remembered per object (~2.5 µs to write, a reading's time is usually a shared o
 
 
 # The value objects below are never changed once built, but are not `frozen`: a frozen
-# dataclass sets each field through `object.__setattr__`, which made building the four of them
-# per reading cost ~3 µs instead of ~1 (a twentieth of the readings agent's time).
+# dataclass sets each field through `object.__setattr__`, which made the four built per reading
+# (a point, an interval, a step, a state) cost ~2.8 µs instead of ~1.2.
 
 
 @dataclass(slots=True)
