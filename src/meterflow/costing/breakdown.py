@@ -32,11 +32,17 @@ def _first_start(record: MeterRecord) -> datetime:
     return first_start
 
 
-def edge_texts(record: MeterRecord, start_text: str, end_text: str) -> tuple[str, str]:
-    """The breakdown's first start and last end as text, given the record's `start_time` and
-    `end_time` texts (the document's own `data` writes them too: each is written once)."""
+Edges = tuple[datetime, str, str]
+"""A breakdown's first start (the start_time in the end_time's offset), its text, and the
+text of its last end."""
+
+
+def breakdown_edges(record: MeterRecord, start_text: str, end_text: str) -> Edges:
+    """The breakdown's `Edges`, given the record's `start_time` and `end_time` texts (the
+    document's own `data` writes them too: each is written once)."""
     first_start = _first_start(record)
-    return (start_text if first_start is record.start_time else iso(first_start)), end_text
+    first_text = start_text if first_start is record.start_time else iso(first_start)
+    return first_start, first_text, end_text
 
 
 _BOUNDARIES: dict[timedelta | None, dict[int, str]] = {}
@@ -45,25 +51,24 @@ _BOUNDARIES_LIMIT = 8192  # texts per offset
 _OFFSETS_LIMIT = 64  # offsets: a zone has one or two, input may bring others
 
 
-def _texts(record: MeterRecord, ends: list[int], start: int, edges: tuple[str, str]) -> list[str]:
+def _texts(ends: list[int], start: int, edges: Edges) -> list[str]:
     """The text of each boundary of the record's spans, in the end_time's UTC offset: its
     start_time, the spans' inner `ends`, its end_time (span i runs from text i to text i + 1);
-    the first and the last are `edges`.
+    the first and the last are `edges`'.
 
     An inner boundary's text is kept per offset and instant, shared by every record that has it
     (records of many meters end their parts on the same half-hours): building the datetime
     costs about 1.5 µs and writing it 1 µs, a look-up 0.07 µs (keyed by the instant alone, an
     int, within its offset's table: a tuple key cost twice as much)."""
-    end_time = record.end_time
-    first_start = _first_start(record)
-    offset = end_time.utcoffset()
+    first_start, first_text, end_text = edges
+    offset = first_start.utcoffset()
     known = _BOUNDARIES.get(offset)
     if known is None or len(known) >= _BOUNDARIES_LIMIT:
         if len(_BOUNDARIES) >= _OFFSETS_LIMIT:
             _BOUNDARIES.clear()
         known = _BOUNDARIES[offset] = {}
     found_at = known.get
-    texts: list[str] = [edges[0]]
+    texts: list[str] = [first_text]
     for span_end in ends:
         found = found_at(span_end)
         if found is None:
@@ -72,12 +77,11 @@ def _texts(record: MeterRecord, ends: list[int], start: int, edges: tuple[str, s
                 first_start + timedelta(microseconds=span_end - start)
             ).isoformat()
         texts.append(found)
-    texts.append(edges[1])
+    texts.append(end_text)
     return texts
 
 
 def plain_breakdown(
-    record: MeterRecord,
     parts: list[Part],
     weights: list[Decimal],
     start: int,
@@ -85,16 +89,17 @@ def plain_breakdown(
     denominator: Decimal,
     total_energy: Decimal,
     total_cost: Decimal,
-    edges: tuple[str, str],
+    edges: Edges,
 ) -> list[dict[str, Any]]:
     """One item per part; a single part carries exactly the totals. `weights[i]` is part i's
-    rate × length in µs, exact (the engine's sum is made of them); `edges` is `edge_texts`'."""
+    rate × length in µs, exact (the engine's sum is made of them)."""
     if len(parts) == 1:
-        return [wire_item(edges[0], edges[1], parts[0][2], total_energy, total_cost)]
+        _, start_time, end_time = edges
+        return [wire_item(start_time, end_time, parts[0][2], total_energy, total_cost)]
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     energies: dict[int, Decimal] = {}  # parts of one length share their energy
     values: list[dict[str, Any]] = []
-    texts = _texts(record, [part[1] for part in parts[:-1]], start, edges)
+    texts = _texts([part[1] for part in parts[:-1]], start, edges)
     for (part_start, part_end, rate), weight, start_time, end_time in zip(
         parts, weights, texts[:-1], texts[1:], strict=True
     ):
@@ -109,20 +114,19 @@ def plain_breakdown(
 
 
 def stacked_breakdown(
-    record: MeterRecord,
     periods: list[Period],
     start: int,
     magnitude: Decimal,
     denominator: Decimal,
     exact_energy: Decimal,
     total_energy: Decimal,
-    edges: tuple[str, str],
+    edges: Edges,
 ) -> list[dict[str, Any]]:
     """Per period, one item per component (`"energy"` first), each cost rounded on its own.
     `exact_energy` is the record's energy to 50 digits, `total_energy` its rounded total."""
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     if len(periods) == 1:  # the common case (a short record): the totals' energy, no cut
-        start_time, end_time = edges
+        _, start_time, end_time = edges
         period = periods[0]
         return [
             wire_item(
@@ -135,7 +139,7 @@ def stacked_breakdown(
             )
             for name, rate in zip(period.names, period.rates, strict=True)
         ]
-    texts = _texts(record, [period.end for period in periods[:-1]], start, edges)
+    texts = _texts([period.end for period in periods[:-1]], start, edges)
     values: list[dict[str, Any]] = []
     for period, start_time, end_time in zip(periods, texts[:-1], texts[1:], strict=True):
         # the period's energy to 50 digits, then one product per component

@@ -17,7 +17,7 @@ from functools import reduce
 from typing import Any
 
 from meterflow import ids
-from meterflow.costing.breakdown import edge_texts, plain_breakdown, stacked_breakdown
+from meterflow.costing.breakdown import breakdown_edges, plain_breakdown, stacked_breakdown
 from meterflow.costing.money import CONTEXT, round_money
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
@@ -146,14 +146,14 @@ def cost_record(
     total_energy = round_money(exact_energy)
 
     start_text, end_text = iso(record.start_time), iso(record.end_time)
-    edges = edge_texts(record, start_text, end_text)
+    edges = breakdown_edges(record, start_text, end_text)
     if periods is None:
         breakdown = plain_breakdown(
-            record, parts, weights, start, magnitude, denominator, total_energy, total_cost, edges
+            parts, weights, start, magnitude, denominator, total_energy, total_cost, edges
         )
     else:
         breakdown = stacked_breakdown(
-            record, periods, start, magnitude, denominator, exact_energy, total_energy, edges
+            periods, start, magnitude, denominator, exact_energy, total_energy, edges
         )
     tax_rate = timeline.tax_rate
     if tax_rate is None:
