@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -222,25 +223,28 @@ def reference_cost(
     end: datetime,
     energy_kwh: Decimal,
     market: Any = no_market,
-) -> Decimal | None:
-    """Classify every second on its own (no splitting at all); None if a second has no rate."""
+) -> Fraction | None:
+    """The exact net cost: every second classified on its own (no splitting at all), in
+    fractions (nothing rounded); None if a second has no rate."""
     seconds = int((end - start).total_seconds())
-    total = Decimal(0)
+    total = Fraction(0)
     for step in range(seconds):
         rate = _rate_at(location, direction, start + timedelta(seconds=step), market)
         if rate is None:
             return None
-        total += rate
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return abs(energy_kwh) * total / seconds
+        total += Fraction(rate)
+    return abs(Fraction(energy_kwh)) * total / seconds
 
 
-def reference_tax(location: LocationProfile, net: Decimal) -> tuple[Decimal, Decimal] | None:
-    """(tax, total) of an exact net cost under the profile's `tax_percentage`, or None."""
+def reference_tax(location: LocationProfile, net: Fraction) -> tuple[Fraction, Fraction] | None:
+    """(tax, total) of an exact net cost under the profile's `tax_percentage`, exact; None
+    without a tax."""
     if location.tax_percentage is None:
         return None
-    with localcontext() as ctx:
-        ctx.prec = 60
-        tax = net * location.tax_percentage / 100
-        return tax, net + tax
+    tax = net * Fraction(location.tax_percentage) / 100
+    return tax, net + tax
+
+
+def money(exact: Fraction) -> Decimal:
+    """`exact` rounded half-even to 6 places, as design §3.4 rounds every written amount."""
+    return Decimal(round(exact * 1_000_000)).scaleb(-6)

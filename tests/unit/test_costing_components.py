@@ -172,6 +172,34 @@ def test_tax_and_total_are_each_rounded_once_from_the_exact_net() -> None:
     )
 
 
+# 10:00-10:30 BST with a change at 10:10: the first period is a third of the record, so its
+# energy (and a net made of thirds) has no finite decimal form; the amounts below are exact
+# half-way ties that only the exact value rounds right (a 50-digit approximation of the energy
+# or of the net lands beside the tie: 0.0048874999…, 0.00031250…01).
+THIRDS = ("2024-06-03T09:00:00Z", "2024-06-03T09:30:00Z")
+
+
+def test_tax_is_rounded_from_the_exact_net_when_the_net_has_no_finite_decimal_form() -> None:
+    rules = [rule("00:00", "10:10", "0.1"), rule("10:10", "24:00", "0.2")]
+    cost = priced(record(*THIRDS, "0.0625"), _one(tou(rules), tax_percentage="3")).data.cost
+    # net 0.0625 × 0.5 / 3 = 0.01041666…; tax exactly 0.0003125 -> 0.000312 (half-even)
+    assert (cost.value, cost.tax, cost.total) == (
+        Decimal("0.010417"),
+        Decimal("0.000312"),
+        Decimal("0.010729"),
+    )
+
+
+def test_a_component_cost_is_rounded_from_the_period_s_exact_energy() -> None:
+    location = _fixed_with_tou_component(
+        "duos", "NON_COMMODITY", rule("00:00", "10:10", "0.2346"), rule("10:10", "24:00", "0.01")
+    )
+    items = priced(record(*THIRDS, "0.0625"), location).data.breakdown
+    first_duos = next(i for i in items if i.component == "duos")
+    # 0.0625 / 3 kWh × 0.2346 = exactly 0.0048875 -> 0.004888 (half-even)
+    assert (first_duos.energy, first_duos.cost) == (Decimal("0.020833"), Decimal("0.004888"))
+
+
 def test_a_standing_charge_is_not_in_a_record_cost() -> None:
     plain = priced(record(*HOUR, "1"), _one(fixed("0.3")))
     charged = priced(record(*HOUR, "1"), _one(fixed("0.3") | {"standing_charge": "0.61"}))

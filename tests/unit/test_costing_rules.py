@@ -14,6 +14,7 @@ from costing_support import (
     encode,
     failed,
     fixed,
+    money,
     price,
     priced,
     profile,
@@ -345,7 +346,7 @@ def test_dst_transitions_agree_with_per_second_reference(zone: str, transition_u
     cost = priced(record(start.isoformat(), end.isoformat(), "4"), location)
     expected = reference_cost(location, "IMPORT", start, end, D(4))
     assert expected is not None
-    assert abs(cost.data.cost.value - expected) <= D("0.000001")
+    assert cost.data.cost.value == money(expected)
 
 
 # ---- §3.3 no partial costs ----------------------------------------------------------------------

@@ -118,12 +118,16 @@ def stacked_breakdown(
     start: int,
     magnitude: Decimal,
     denominator: Decimal,
-    exact_energy: Decimal,
+    energy_scaled: Decimal,
     total_energy: Decimal,
     edges: Edges,
 ) -> list[dict[str, Any]]:
     """Per period, one item per component (`"energy"` first), each cost rounded on its own.
-    `exact_energy` is the record's energy to 50 digits, `total_energy` its rounded total."""
+    `energy_scaled` is the record's energy × `denominator`, exact; `total_energy` its rounded total.
+
+    A cost is the period's exact energy × the rate, divided once and then rounded: a product
+    of the energy already divided (50 digits of a third, say) can fall beside a half-way tie
+    that the exact value sits on, and round the wrong way."""
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     if len(periods) == 1:  # the common case (a short record): the totals' energy, no cut
         _, start_time, end_time = edges
@@ -134,7 +138,7 @@ def stacked_breakdown(
                 end_time,
                 rate,
                 total_energy,
-                round_money(multiply(exact_energy, rate)),
+                round_money(divide(multiply(energy_scaled, rate), denominator)),
                 name,
             )
             for name, rate in zip(period.names, period.rates, strict=True)
@@ -142,10 +146,9 @@ def stacked_breakdown(
     texts = _texts([period.end for period in periods[:-1]], start, edges)
     values: list[dict[str, Any]] = []
     for period, start_time, end_time in zip(periods, texts[:-1], texts[1:], strict=True):
-        # the period's energy to 50 digits, then one product per component
-        kwh = divide(multiply(magnitude, Decimal(period.end - period.start)), denominator)
-        energy = round_money(kwh)
+        period_scaled = multiply(magnitude, Decimal(period.end - period.start))  # exact
+        energy = round_money(divide(period_scaled, denominator))
         for name, rate in zip(period.names, period.rates, strict=True):
-            cost = round_money(multiply(kwh, rate))
+            cost = round_money(divide(multiply(period_scaled, rate), denominator))
             values.append(wire_item(start_time, end_time, rate, energy, cost, name))
     return values

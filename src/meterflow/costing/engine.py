@@ -4,8 +4,9 @@ Energy is spread evenly over `[start_time, end_time)`. The interval is cut where
 force changes (`rates.rate_parts`; `periods.rate_periods` when the tariff has components), and
 cost = Σ energy_part × rate_part, computed as `k × Σ(rate × duration)` with one exact
 multiplication per part and a single division, in a 50-digit decimal context, then rounded
-once, half-even, to 6 places. Tax (a profile's `tax_percentage`) is computed from the exact net
-and rounded on its own, as is the total.
+once, half-even, to 6 places. Tax (a profile's `tax_percentage`) and the total are each divided
+once from their own exact product and rounded on their own: never from the net already divided,
+whose 50 digits can fall beside a half-way tie the exact value sits on (docs/pricing.md).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def cost_record(
     flow, direction = tariff_direction_of(record)
     magnitude = _CONTEXT.abs(numerator)
     ctx = _CONTEXT
-    exact_energy = ctx.divide(ctx.multiply(magnitude, Decimal(duration)), denominator)
+    energy_scaled = ctx.multiply(magnitude, Decimal(duration))  # the energy × denominator, exact
+    exact_energy = ctx.divide(energy_scaled, denominator)
     if exact_energy > MAX_ENERGY_KWH:
         raise PricingError(
             ErrorCode.INVALID_RECORD, f"energy {exact_energy} kWh is absurd (limit 1e9 kWh)"
@@ -141,8 +143,8 @@ def cost_record(
         weights = [multiply(p.rate, Decimal(p.end - p.start)) for p in periods]
     # in the 50-digit context: exact (one part, the common case, needs no sum)
     weighted = weights[0] if len(weights) == 1 else reduce(ctx.add, weights, _ZERO)
-    net = ctx.divide(ctx.multiply(magnitude, weighted), denominator)
-    total_cost = round_money(net)
+    net_scaled = ctx.multiply(magnitude, weighted)  # the net × denominator, exact
+    total_cost = round_money(ctx.divide(net_scaled, denominator))
     total_energy = round_money(exact_energy)
 
     start_text, end_text = iso(record.start_time), iso(record.end_time)
@@ -153,16 +155,16 @@ def cost_record(
         )
     else:
         breakdown = stacked_breakdown(
-            periods, start, magnitude, denominator, exact_energy, total_energy, edges
+            periods, start, magnitude, denominator, energy_scaled, total_energy, edges
         )
     tax_rate = timeline.tax_rate
     if tax_rate is None:
         cost = wire_cost(total_cost, record.confidence, None, None)
-    else:  # each field rounded once from the exact net (design §3.4, §11)
-        tax = ctx.multiply(net, tax_rate)
-        cost = wire_cost(
-            total_cost, record.confidence, round_money(tax), round_money(ctx.add(net, tax))
-        )
+    else:  # each field rounded once from its exact value (design §3.4, §11)
+        tax_scaled = ctx.multiply(net_scaled, tax_rate)
+        tax = round_money(ctx.divide(tax_scaled, denominator))
+        total = round_money(ctx.divide(ctx.add(net_scaled, tax_scaled), denominator))
+        cost = wire_cost(total_cost, record.confidence, tax, total)
     return PricedCost(
         wire_energy_cost(
             record,
