@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from meterflow.costing.money import CONTEXT, round_money
+from meterflow.costing.money import CONTEXT, is_exact, round_money
 from meterflow.costing.periods import Period
 from meterflow.costing.rates import Part
 from meterflow.models import MeterRecord, iso, wire_item
@@ -118,37 +118,42 @@ def stacked_breakdown(
     start: int,
     magnitude: Decimal,
     denominator: Decimal,
-    energy_scaled: Decimal,
-    total_energy: Decimal,
+    energies: tuple[Decimal, Decimal, Decimal],
     edges: Edges,
 ) -> list[dict[str, Any]]:
     """Per period, one item per component (`"energy"` first), each cost rounded on its own.
-    `energy_scaled` is the record's energy × `denominator`, exact; `total_energy` its rounded total.
-
-    A cost is the period's exact energy × the rate, divided once and then rounded: a product
-    of the energy already divided (50 digits of a third, say) can fall beside a half-way tie
-    that the exact value sits on, and round the wrong way."""
-    multiply, divide = CONTEXT.multiply, CONTEXT.divide
+    `energies` are the record's: its energy × `denominator` (exact), the quotient (50 digits)
+    and its rounded total."""
+    energy_scaled, exact_energy, total_energy = energies
     if len(periods) == 1:  # the common case (a short record): the totals' energy, no cut
         _, start_time, end_time = edges
-        period = periods[0]
+        names, rates = periods[0].names, periods[0].rates
+        costs = _costs(rates, energy_scaled, exact_energy, denominator)
         return [
-            wire_item(
-                start_time,
-                end_time,
-                rate,
-                total_energy,
-                round_money(divide(multiply(energy_scaled, rate), denominator)),
-                name,
-            )
-            for name, rate in zip(period.names, period.rates, strict=True)
+            wire_item(start_time, end_time, rate, total_energy, cost, name)
+            for name, rate, cost in zip(names, rates, costs, strict=True)
         ]
+    multiply, divide = CONTEXT.multiply, CONTEXT.divide
     texts = _texts([period.end for period in periods[:-1]], start, edges)
     values: list[dict[str, Any]] = []
     for period, start_time, end_time in zip(periods, texts[:-1], texts[1:], strict=True):
         period_scaled = multiply(magnitude, Decimal(period.end - period.start))  # exact
-        energy = round_money(divide(period_scaled, denominator))
-        for name, rate in zip(period.names, period.rates, strict=True):
-            cost = round_money(divide(multiply(period_scaled, rate), denominator))
+        kwh = divide(period_scaled, denominator)
+        energy = round_money(kwh)
+        costs = _costs(period.rates, period_scaled, kwh, denominator)
+        for name, rate, cost in zip(period.names, period.rates, costs, strict=True):
             values.append(wire_item(start_time, end_time, rate, energy, cost, name))
     return values
+
+
+def _costs(
+    rates: tuple[Decimal, ...], scaled: Decimal, kwh: Decimal, denominator: Decimal
+) -> list[Decimal]:
+    """Each rate × the energy `kwh` (= `scaled / denominator`), rounded once from the exact
+    product: `kwh`'s own products when it is the exact quotient, else each divided afresh
+    (50 digits of a third times a rate can land beside a half-way tie the exact cost is on)."""
+    multiply = CONTEXT.multiply
+    if is_exact(kwh, denominator, scaled):
+        return [round_money(multiply(kwh, rate)) for rate in rates]
+    divide = CONTEXT.divide
+    return [round_money(divide(multiply(scaled, rate), denominator)) for rate in rates]

@@ -19,7 +19,7 @@ from typing import Any
 
 from meterflow import ids
 from meterflow.costing.breakdown import breakdown_edges, plain_breakdown, stacked_breakdown
-from meterflow.costing.money import CONTEXT, round_money
+from meterflow.costing.money import CONTEXT, is_exact, round_money
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
 from meterflow.costing.timeline import US_PER_HOUR, to_us
@@ -144,7 +144,8 @@ def cost_record(
     # in the 50-digit context: exact (one part, the common case, needs no sum)
     weighted = weights[0] if len(weights) == 1 else reduce(ctx.add, weights, _ZERO)
     net_scaled = ctx.multiply(magnitude, weighted)  # the net × denominator, exact
-    total_cost = round_money(ctx.divide(net_scaled, denominator))
+    net = ctx.divide(net_scaled, denominator)
+    total_cost = round_money(net)
     total_energy = round_money(exact_energy)
 
     start_text, end_text = iso(record.start_time), iso(record.end_time)
@@ -154,17 +155,20 @@ def cost_record(
             parts, weights, start, magnitude, denominator, total_energy, total_cost, edges
         )
     else:
-        breakdown = stacked_breakdown(
-            periods, start, magnitude, denominator, energy_scaled, total_energy, edges
-        )
+        energies = (energy_scaled, exact_energy, total_energy)
+        breakdown = stacked_breakdown(periods, start, magnitude, denominator, energies, edges)
     tax_rate = timeline.tax_rate
     if tax_rate is None:
         cost = wire_cost(total_cost, record.confidence, None, None)
     else:  # each field rounded once from its exact value (design §3.4, §11)
-        tax_scaled = ctx.multiply(net_scaled, tax_rate)
-        tax = round_money(ctx.divide(tax_scaled, denominator))
-        total = round_money(ctx.divide(ctx.add(net_scaled, tax_scaled), denominator))
-        cost = wire_cost(total_cost, record.confidence, tax, total)
+        if is_exact(net, denominator, net_scaled):  # then its products are exact too
+            tax = ctx.multiply(net, tax_rate)
+            total = ctx.add(net, tax)
+        else:  # 50 digits of a longer net: divide the exact tax and total anew
+            tax_scaled = ctx.multiply(net_scaled, tax_rate)
+            tax = ctx.divide(tax_scaled, denominator)
+            total = ctx.divide(ctx.add(net_scaled, tax_scaled), denominator)
+        cost = wire_cost(total_cost, record.confidence, round_money(tax), round_money(total))
     return PricedCost(
         wire_energy_cost(
             record,

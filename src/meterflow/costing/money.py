@@ -14,8 +14,17 @@ _ZERO = Decimal("0.000000")
 
 
 _quantize = CONTEXT.quantize  # the context rounds half-even; keyword arguments cost ~1 µs
+_WIDE = Context(prec=150, traps=[InvalidOperation, Overflow])
+"""Wide enough that a 50-digit quotient times its divisor is exact."""
 
 
 def round_money(value: Decimal) -> Decimal:
     """Half-even to 6 decimal places; never a negative zero."""
     return _quantize(value, _SIX_PLACES) or _ZERO
+
+
+def is_exact(quotient: Decimal, divisor: Decimal, dividend: Decimal) -> bool:
+    """Whether `quotient` (`dividend / divisor` in `CONTEXT`) is the exact quotient, not 50
+    digits of a longer one. Products of an exact quotient are exact; of an inexact one they
+    can land beside a half-way tie the exact amount sits on, so they must be divided anew."""
+    return _WIDE.multiply(quotient, divisor) == dividend
