@@ -4,9 +4,10 @@ Energy is spread evenly over `[start_time, end_time)`. The interval is cut where
 force changes (`rates.rate_parts`; `periods.rate_periods` when the tariff has components), and
 cost = Σ energy_part × rate_part, computed as `k × Σ(rate × duration)` with one exact
 multiplication per part and a single division, in a 50-digit decimal context, then rounded
-once, half-even, to 6 places. Tax (a profile's `tax_percentage`) and the total are each divided
-once from their own exact product and rounded on their own: never from the net already divided,
-whose 50 digits can fall beside a half-way tie the exact value sits on (docs/pricing.md).
+once, half-even, to 6 places. Tax (a profile's `tax_percentage`) and the total are each rounded
+once from their exact value: products of the net when that quotient is exact, else divided anew
+from their own exact products, never products of a net rounded to 50 digits, which can fall
+beside a half-way tie the exact value sits on (docs/pricing.md, "Splitting and summing").
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOp
 CONTEXT = Context(
     prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
 )
-"""50 digits: every product and sum of the engine is exact for any sane input, so the only
-rounding a result sees is `round_money`, once, at the end."""
+"""50 digits: every product and sum of the engine is exact for any sane input. A quotient may
+be rounded to 50 digits, so no amount is a product of one unless it is exact (`is_exact`): the
+only rounding a written amount sees is `round_money`, once, at the end."""
 _SIX_PLACES = Decimal("0.000001")
 _ZERO = Decimal("0.000000")
 
