@@ -408,7 +408,7 @@ TIE_ENERGIES = ["0.0625", "0.125", "0.0375", "0.1875", "1.5625", "0.046875", "0.
 TIE_RATES = [("0.1", "0.2"), ("0.2346", "0.01"), ("0.35", "0.05"), ("0.024", "0.3"), ("1.1", "0")]
 TIE_TAXES = [None, "3", "5", "7.5", "15", "30", "45"]
 TIE_CUTS = [(30, 10), (21, 7), (9, 3), (7, 1), (20, 5), (10, 10)]  # (minutes, before a change)
-TIE_UNITS = [("KWH", 1), ("W", Fraction(1, 60_000))]  # the energy in kWh per unit and minute
+TIE_UNITS = [None, "W"]  # an energy in kWh, or a power over the record
 
 
 def _tie_profile(first: str, second: str, cut: int, tax: str | None) -> LocationProfile:
@@ -446,10 +446,10 @@ def test_half_way_ties_round_from_the_exact_amounts() -> None:
         }
         for tax in TIE_TAXES:
             location = _tie_profile(first, second, cut, tax)
-            for energy, direction, (units, kwh) in itertools.product(
+            for energy, direction, units in itertools.product(
                 TIE_ENERGIES, ("IMPORT", "EXPORT"), TIE_UNITS
             ):
-                amount = {"energy": energy} if units == "KWH" else {"value": energy, "units": units}
+                amount = {"energy": energy} if units is None else {"value": energy, "units": units}
                 body = {
                     "id": "mre_tie",
                     "location_id": "loc_test",
@@ -461,7 +461,8 @@ def test_half_way_ties_round_from_the_exact_amounts() -> None:
                 assert isinstance(result, EnergyCost), result
                 unit = per_kwh[direction]
                 assert unit is not None
-                exact_kwh = Fraction(energy) * (kwh if units == "KWH" else kwh * minutes)
+                watt_hours = Fraction(minutes, 60) * Fraction(energy)  # a power of `energy` W
+                exact_kwh = Fraction(energy) if units is None else watt_hours / 1000
                 net = unit * exact_kwh
                 taxed = reference_tax(location, net)
                 expected = (money(net), *(map(money, taxed) if taxed else (None, None)))

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from meterflow.costing.money import CONTEXT, is_exact, round_money
+from meterflow.costing.money import CONTEXT, quotient_times, round_money
 from meterflow.costing.periods import Period
 from meterflow.costing.rates import Part
 from meterflow.models import MeterRecord, iso, wire_item
@@ -121,16 +121,16 @@ def stacked_breakdown(
     energies: tuple[Decimal, Decimal, Decimal],
     edges: Edges,
 ) -> list[dict[str, Any]]:
-    """Per period, one item per component (`"energy"` first), each cost rounded on its own.
-    `energies` are the record's: its energy × `denominator` (exact), the quotient (50 digits)
-    and its rounded total."""
+    """Per period, one item per component (`"energy"` first), each cost rounded once from its
+    exact value (`quotient_times`). `energies` are the record's: its energy × `denominator`
+    (exact), the quotient (50 digits) and its rounded total."""
     energy_scaled, exact_energy, total_energy = energies
     if len(periods) == 1:  # the common case (a short record): the totals' energy, no cut
         _, start_time, end_time = edges
         names, rates = periods[0].names, periods[0].rates
-        costs = _costs(rates, energy_scaled, exact_energy, denominator)
+        costs = quotient_times(exact_energy, energy_scaled, denominator, rates)
         return [
-            wire_item(start_time, end_time, rate, total_energy, cost, name)
+            wire_item(start_time, end_time, rate, total_energy, round_money(cost), name)
             for name, rate, cost in zip(names, rates, costs, strict=True)
         ]
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
@@ -140,20 +140,7 @@ def stacked_breakdown(
         period_scaled = multiply(magnitude, Decimal(period.end - period.start))  # exact
         kwh = divide(period_scaled, denominator)
         energy = round_money(kwh)
-        costs = _costs(period.rates, period_scaled, kwh, denominator)
+        costs = quotient_times(kwh, period_scaled, denominator, period.rates)
         for name, rate, cost in zip(period.names, period.rates, costs, strict=True):
-            values.append(wire_item(start_time, end_time, rate, energy, cost, name))
+            values.append(wire_item(start_time, end_time, rate, energy, round_money(cost), name))
     return values
-
-
-def _costs(
-    rates: tuple[Decimal, ...], scaled: Decimal, kwh: Decimal, denominator: Decimal
-) -> list[Decimal]:
-    """Each rate × the energy `kwh` (= `scaled / denominator`), rounded once from the exact
-    product: `kwh`'s own products when it is the exact quotient, else each divided afresh
-    (50 digits of a third times a rate can land beside a half-way tie the exact cost is on)."""
-    multiply = CONTEXT.multiply
-    if is_exact(kwh, denominator, scaled):
-        return [round_money(multiply(kwh, rate)) for rate in rates]
-    divide = CONTEXT.divide
-    return [round_money(divide(multiply(scaled, rate), denominator)) for rate in rates]

@@ -5,9 +5,8 @@ force changes (`rates.rate_parts`; `periods.rate_periods` when the tariff has co
 cost = Σ energy_part × rate_part, computed as `k × Σ(rate × duration)` with one exact
 multiplication per part and a single division, in a 50-digit decimal context, then rounded
 once, half-even, to 6 places. Tax (a profile's `tax_percentage`) and the total are each rounded
-once from their exact value: products of the net when that quotient is exact, else divided anew
-from their own exact products, never products of a net rounded to 50 digits, which can fall
-beside a half-way tie the exact value sits on (docs/pricing.md, "Splitting and summing").
+once from their exact value, net × rate and net × (1 + rate), through `money.quotient_times`
+(never as products of a net rounded to 50 digits: docs/pricing.md, "Splitting and summing").
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 
 from meterflow import ids
 from meterflow.costing.breakdown import breakdown_edges, plain_breakdown, stacked_breakdown
-from meterflow.costing.money import CONTEXT, is_exact, round_money
+from meterflow.costing.money import CONTEXT, quotient_times, round_money
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
 from meterflow.costing.timeline import US_PER_HOUR, to_us
@@ -158,17 +157,11 @@ def cost_record(
     else:
         energies = (energy_scaled, exact_energy, total_energy)
         breakdown = stacked_breakdown(periods, start, magnitude, denominator, energies, edges)
-    tax_rate = timeline.tax_rate
-    if tax_rate is None:
+    tax_factors = timeline.tax_factors
+    if tax_factors is None:
         cost = wire_cost(total_cost, record.confidence, None, None)
     else:  # each field rounded once from its exact value (design §3.4, §11)
-        if is_exact(net, denominator, net_scaled):  # then its products are exact too
-            tax = ctx.multiply(net, tax_rate)
-            total = ctx.add(net, tax)
-        else:  # 50 digits of a longer net: divide the exact tax and total anew
-            tax_scaled = ctx.multiply(net_scaled, tax_rate)
-            tax = ctx.divide(tax_scaled, denominator)
-            total = ctx.divide(ctx.add(net_scaled, tax_scaled), denominator)
+        tax, total = quotient_times(net, net_scaled, denominator, tax_factors)
         cost = wire_cost(total_cost, record.confidence, round_money(tax), round_money(total))
     return PricedCost(
         wire_energy_cost(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 
 CONTEXT = Context(
     prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
 )
 """50 digits: every product and sum of the engine is exact for any sane input. A quotient may
-be rounded to 50 digits, so no amount is a product of one unless it is exact (`is_exact`): the
-only rounding a written amount sees is `round_money`, once, at the end."""
+be rounded to 50 digits, so amounts derived from one go through `quotient_times`: the only
+rounding a written amount sees is `round_money`, once, at the end."""
 _SIX_PLACES = Decimal("0.000001")
 _ZERO = Decimal("0.000000")
 
@@ -24,8 +25,19 @@ def round_money(value: Decimal) -> Decimal:
     return _quantize(value, _SIX_PLACES) or _ZERO
 
 
-def is_exact(quotient: Decimal, divisor: Decimal, dividend: Decimal) -> bool:
-    """Whether `quotient` (`dividend / divisor` in `CONTEXT`) is the exact quotient, not 50
-    digits of a longer one. Products of an exact quotient are exact; of an inexact one they
-    can land beside a half-way tie the exact amount sits on, so they must be divided anew."""
-    return _WIDE.multiply(quotient, divisor) == dividend
+def quotient_times(
+    quotient: Decimal, dividend: Decimal, divisor: Decimal, factors: Iterable[Decimal]
+) -> list[Decimal]:
+    """`quotient` (`dividend / divisor` in `CONTEXT`) times each factor, each to 50 digits of
+    its exact value, ready for `round_money`.
+
+    An exact quotient's products are exact. When the quotient is 50 digits of a longer one (a
+    third of a record's energy), its products can land beside a half-way tie the exact amount
+    sits on (0.0208333…3 × 0.2346 = 0.0048874999…, exactly 0.0048875), so each is divided
+    afresh from `dividend`. Exact: the quotient times the divisor, in a context wide enough
+    to hold it, gives the dividend back."""
+    multiply = CONTEXT.multiply
+    if _WIDE.multiply(quotient, divisor) == dividend:
+        return [multiply(quotient, factor) for factor in factors]
+    divide = CONTEXT.divide
+    return [divide(multiply(dividend, factor), divisor) for factor in factors]
