@@ -128,8 +128,9 @@ LIMIT 100"""
 # sink stored them, plus the standing charge of every local day of the selected locations,
 # with or without records, as the API's DAY report charges it (docs/api.md, Bills in
 # reports): the version of the location's current profile (the `locations` mirror) in force
-# at the day's local midnight, counted when that midnight is in the range. Its tax is the
-# profile's `tax_percentage`, shown exact (the API's report rounds it once per row).
+# at the day's local midnight, counted when that midnight is in the range (a location deleted
+# since keeps its last profile, as in the API's report). Its tax is the profile's
+# `tax_percentage`, shown exact (the API's report rounds it once per row).
 BILL_DAYS = """SELECT l.profile, d.day AT TIME ZONE l.timezone AS midnight
   FROM locations l
   CROSS JOIN LATERAL generate_series(
@@ -138,7 +139,6 @@ BILL_DAYS = """SELECT l.profile, d.day AT TIME ZONE l.timezone AS midnight
     interval '1 day') AS d (day)
   WHERE l.account_id = '$account'
     AND l.live_mode = $live_mode
-    AND NOT l.deleted
     AND l.currency_code = '$currency'
     AND l.location_id IN ($location)"""
 STANDING = "(v ->> 'standing_charge')::numeric"

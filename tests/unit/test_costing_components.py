@@ -223,6 +223,7 @@ BAD = [
     (_version(components=[levy("x", "0.1") | {"kind": "TAX"}]), "kind"),
     (_version(surcharge_percentage="-100.01"), "surcharge_percentage"),
     (_version(standing_charge="-0.01"), "standing_charge"),
+    (_version(standing_charge="1E+46"), "standing_charge"),  # absurd: a report would overflow
     (_base() | {"tax_percentage": "100.5"}, "tax_percentage"),
     (_base() | {"tax_percentage": -1}, "tax_percentage"),
     (_version(components=[levy("x", "0.1"), levy("x", "0.2")]), "two components are named 'x'"),

@@ -107,6 +107,75 @@ def test_a_range_counts_the_days_whose_midnight_it_holds() -> None:
     assert len(century) <= MAX_STANDING_DAYS
 
 
+def test_a_date_the_zone_never_lived_is_not_charged() -> None:
+    # Pacific/Apia crossed the date line from 29 to 31 December 2011: 30 local days that month
+    apia = ZoneInfo("Pacific/Apia")
+    in_apia = london(fixed("2011-01-01T00:00:00Z"), location_id="loc_1", account_id="acc_1")
+    days = standing_days(
+        LocationProfile.model_validate(in_apia | {"timezone": "Pacific/Apia"}),
+        IMPORT,
+        datetime(2011, 12, 1, tzinfo=apia),
+        datetime(2012, 1, 1, tzinfo=apia),
+    )
+    assert [d.day.day for d in days] == [*range(1, 30), 31]
+    (month,) = summed_rows([], Bill(days), Aggregation.MONTH, apia)
+    assert month.standing_charge is not None
+    assert month.standing_charge.days == 30
+
+
+def test_the_last_day_a_datetime_holds_ends_its_row() -> None:
+    days = standing_days(
+        profile(fixed("9999-01-01T00:00:00Z")),
+        IMPORT,
+        at("9999-12-30T00:00:00Z"),
+        at("9999-12-31T23:00:00Z"),
+    )
+    rows = summed_rows([], Bill(days), Aggregation.DAY, LONDON)
+    assert [row.end_time for row in rows] == [
+        datetime(9999, 12, 31, tzinfo=LONDON),
+        datetime.max.replace(tzinfo=UTC),
+    ]
+    (month,) = summed_rows([], Bill(days), Aggregation.MONTH, LONDON)
+    assert month.end_time == datetime.max.replace(tzinfo=UTC)
+
+
+def test_a_rows_standing_charge_is_its_exact_sum_rounded_once() -> None:
+    # 0.5353475 a day has seven places: a day's row rounds it (half-even), a month's row rounds
+    # the month's exact sum, not the sum of rounded days (30 × 0.535348 = 16.060440)
+    month = [_day(f"2025-06-{day:02}", "0.5353475") for day in range(1, 31)]
+    bill = Bill(month, Decimal(5))
+    first = summed_rows([], bill, Aggregation.DAY, LONDON)[0]
+    assert first.standing_charge is not None
+    assert first.standing_charge.value == Decimal("0.535348")
+    assert first.cost.tax == Decimal("0.026767")  # 0.026767375 from the exact charge
+    assert first.cost.total == Decimal("0.562115")
+    (row,) = summed_rows([], bill, Aggregation.MONTH, LONDON)
+    assert row.standing_charge is not None
+    assert row.standing_charge.value == Decimal("16.060425")
+    assert row.cost.tax == Decimal("0.803021")  # 0.80302125
+    assert row.cost.total == Decimal("16.863446")
+    for each in (first, row):
+        assert each.cost.total is not None
+        assert each.cost.tax is not None
+        assert each.standing_charge is not None
+        assert each.cost.total.as_tuple().exponent == -6
+        assert each.cost.total == each.cost.value + each.standing_charge.value + each.cost.tax
+
+
+def test_an_export_reports_standing_charge_counts_against_the_earnings() -> None:
+    # EXPORT amounts are what the energy earned: a charge the customer pays lowers the total
+    days = [_day("2025-06-02", "0.5")]
+    earned = [_bucket("2025-06-02", "1.00", "0.05", "1.05")]
+    (row,) = summed_rows(earned, Bill(days, Decimal(5), credited=True), Aggregation.DAY, LONDON)
+    assert row.standing_charge is not None
+    assert row.standing_charge.value == Decimal("-0.5")
+    assert row.cost.value == Decimal("1.00")
+    assert row.cost.tax == Decimal("0.025")  # 0.05 on the earnings, -0.025 on the charge
+    assert row.cost.total == Decimal("0.525")  # 1.05 - 0.5 - 0.025
+    (imported,) = summed_rows(earned, Bill(days, Decimal(5)), Aggregation.DAY, LONDON)
+    assert imported.cost.total == Decimal("1.575")
+
+
 def _bucket(day: str, cost: str, tax: str | None, total: str | None) -> dict[str, Any]:
     return {
         "local_start": datetime.fromisoformat(day),

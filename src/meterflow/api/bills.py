@@ -4,10 +4,13 @@ The SQL sums what the sink stored per local day or month (`repository.cost_bucke
 module adds the standing charge of every charged local day (`costing.standing`), with or
 without records, and the tax on it. Rules (docs/api.md, "Bills in reports"):
 
-- a row's `standing_charge.value` is the exact sum of its days' charges, `days` how many;
+- a row's `standing_charge.value` is the sum of its days' charges, rounded once per row,
+  half-even to 6 places (exact for charges of 6 places or fewer), `days` how many;
 - the profile's `tax_percentage` applies to the standing charge too (UK VAT does), computed on
-  the row's standing charge and rounded once per row, half-even to 6 places; the records' own
-  `tax` is summed as stored (each was rounded once by the engine);
+  the row's exact standing charge and rounded once per row, half-even to 6 places; the
+  records' own `tax` is summed as stored (each was rounded once by the engine);
+- an EXPORT report's amounts are what the energy earns, and a standing charge is paid: there
+  it counts negative, with its tax, so that the total is what the customer is left with;
 - `cost.value` stays the records' energy cost; `cost.tax` = records' tax + standing tax;
   `cost.total` = records' totals + standing charge + standing tax;
 - a report "makes a bill" when the location has `tax_percentage`, or a charged day in the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import reduce
 from typing import Any
@@ -41,6 +44,8 @@ class Bill:
 
     days: Sequence[StandingDay] = ()
     tax_percentage: Decimal | None = None
+    credited: bool = False
+    """An EXPORT report: the charges count against what the energy earned."""
 
 
 @dataclass
@@ -53,10 +58,19 @@ def _key(day: date, aggregation: Aggregation) -> date:
     return day if aggregation is Aggregation.DAY else day.replace(day=1)
 
 
-def _next(day: date, aggregation: Aggregation) -> date:
-    if aggregation is Aggregation.DAY:
-        return date.fromordinal(day.toordinal() + 1)
-    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+def _end(key: date, aggregation: Aggregation, zone: ZoneInfo) -> datetime:
+    """A row's end: the next day's or month's local midnight, or the last instant a datetime
+    holds for a row of the year 9999's last day or month."""
+    try:
+        if aggregation is Aggregation.DAY:
+            following = date.fromordinal(key.toordinal() + 1)
+        elif key.month == 12:
+            following = date(key.year + 1, 1, 1)
+        else:
+            following = date(key.year, key.month + 1, 1)
+    except ValueError:  # past date.max
+        return datetime.max.replace(tzinfo=UTC)
+    return local_midnight(following, zone)
 
 
 def summed_rows(
@@ -93,19 +107,22 @@ def _row(
     value = CostValue(value=cost, confidence=confidence)
     standing = None
     if billing:
-        charge = reduce(CONTEXT.add, bucket.charges, _ZERO)
-        standing_tax = _ZERO
+        charge = standing_tax = _ZERO
         if bucket.charges:
+            exact = reduce(CONTEXT.add, bucket.charges, _ZERO)
+            if bill.credited:
+                exact = CONTEXT.minus(exact)
+            charge = round_money(exact)
             standing = StandingChargeValue(value=charge, days=len(bucket.charges))
             if bill.tax_percentage is not None:
-                taxed = CONTEXT.multiply(charge, bill.tax_percentage)
+                taxed = CONTEXT.multiply(exact, bill.tax_percentage)
                 standing_tax = round_money(CONTEXT.divide(taxed, _HUNDRED))
         tax = CONTEXT.add(sums.get("tax") or _ZERO, standing_tax)
         total = reduce(CONTEXT.add, (sums.get("total", cost), charge, standing_tax))
         value = CostValue(value=cost, confidence=confidence, tax=tax, total=total)
     return ReportRow(
         start_time=local_midnight(key, zone),
-        end_time=local_midnight(_next(key, aggregation), zone),
+        end_time=_end(key, aggregation, zone),
         records=sums.get("records", 0),
         energy=EnergyValue(value=sums.get("energy_kwh", _ZERO)),
         cost=value,

@@ -216,7 +216,7 @@ def _bill(
         days = standing_days(profile, direction, start, end)
     except TooManyDaysError as exc:
         raise ApiError(422, "invalid_time_range", str(exc)) from None
-    return bills.Bill(days, profile.tax_percentage)
+    return bills.Bill(days, profile.tax_percentage, direction is TariffDirection.EXPORT)
 
 
 def _report_row(

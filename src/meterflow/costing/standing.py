@@ -10,7 +10,7 @@ it starts. Pure: the caller passes the profile it holds (docs/pricing.md, "Stand
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -40,6 +40,16 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone)
 
 
+def happened(day: date, midnight: datetime, zone: ZoneInfo) -> bool:
+    """Whether the zone lived through `day`: a few skipped a whole date when they crossed the
+    date line (Pacific/Apia went from 29 to 31 December 2011), and a date that never began is
+    never charged. The skipped date's "midnight" is the next date's first instant."""
+    try:
+        return midnight.astimezone(UTC).astimezone(zone).date() == day
+    except OverflowError:  # within a day of year 1 or 9999: no zone skipped a date there
+        return True
+
+
 def _days(zone: ZoneInfo, start: datetime, end: datetime) -> Iterator[tuple[date, datetime]]:
     """Every local day whose midnight is in `[start, end)`, with that midnight."""
     try:
@@ -50,7 +60,7 @@ def _days(zone: ZoneInfo, start: datetime, end: datetime) -> Iterator[tuple[date
         midnight = local_midnight(day, zone)
         if midnight >= end:
             return
-        if midnight >= start:
+        if midnight >= start and happened(day, midnight, zone):
             yield day, midnight
         if day == date.max:
             return

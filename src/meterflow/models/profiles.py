@@ -115,7 +115,20 @@ SurchargePercentage = Annotated[
     Money, AfterValidator(_at_least_minus_100), _decimal_schema(minimum=-100)
 ]
 """A percentage applied to a rate: −100 (free) or more; may be negative (a discount)."""
-StandingCharge = Annotated[Money, AfterValidator(_not_negative), _decimal_schema(minimum=0)]
+MAX_STANDING_CHARGE = 10**9
+"""Above this (a billion a day) a standing charge is absurd; a bound keeps a century of them,
+taxed, exact in the 50-digit context."""
+
+
+def _daily_charge(value: Decimal) -> Decimal:
+    if not 0 <= value <= MAX_STANDING_CHARGE:
+        raise ValueError(f"must be between 0 and {MAX_STANDING_CHARGE:,} (money per local day)")
+    return value
+
+
+StandingCharge = Annotated[
+    Money, AfterValidator(_daily_charge), _decimal_schema(minimum=0, maximum=MAX_STANDING_CHARGE)
+]
 """Money per local calendar day (design §11); never negative."""
 TaxPercentage = Annotated[
     Money, AfterValidator(_zero_to_100), _decimal_schema(minimum=0, maximum=100)
