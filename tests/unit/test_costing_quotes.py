@@ -137,12 +137,13 @@ def test_slots_agree_with_a_brute_force_search_over_every_minute(
         assert raised.value.code == "invalid_duration"
         event("longer than the window")
         return
-    seconds = _second_rates(location, direction, first, (last - first) // US_PER_SECOND)
-    if any(found is None for found in seconds):
+    window = _second_rates(location, direction, start, (end - start) // US_PER_SECOND)
+    if any(found is None for found in window):  # part-minutes at the ends included
         with pytest.raises(PricingError):
             slots(location, TariffDirection(direction), start, end, no_market, **call)
         event("a gap")
         return
+    seconds = _second_rates(location, direction, first, (last - first) // US_PER_SECOND)
     weights = [
         sum(
             (sum(found.values(), Decimal(0)) for found in seconds[m * 60 : m * 60 + 60] if found),
@@ -319,6 +320,22 @@ def test_a_gap_in_the_window_is_tariff_not_available() -> None:
         assert raised.value.code == "tariff_not_available"
 
 
+def test_a_gap_in_a_part_minute_no_slot_uses_is_still_a_gap() -> None:
+    # the rates' rule: any instant of the window without a rate; slots take whole minutes
+    location = profile({"IMPORT": [fixed("0.2", effective_to="2024-06-03T11:00:15Z")]})
+    start, end = _at("2024-06-03T10:00:00+00:00"), _at("2024-06-03T11:00:30+00:00")
+    late = profile({"IMPORT": [fixed("0.2", effective_from="2024-06-03T09:59:50Z")]})
+    early = _at("2024-06-03T09:59:40+00:00")
+    for ask in (
+        lambda: slots(location, IMPORT, start, end, no_market, duration_minutes=10),
+        lambda: slots(late, IMPORT, early, end, no_market, duration_minutes=10),
+        lambda: rates(location, IMPORT, start, end, no_market),
+    ):
+        with pytest.raises(PricingError) as raised:
+            ask()
+        assert raised.value.code == "tariff_not_available"
+
+
 @pytest.mark.parametrize(
     ("start", "end", "duration", "code"),
     [
@@ -331,6 +348,10 @@ def test_a_gap_in_the_window_is_tariff_not_available() -> None:
         # 10:00:30–11:00:30 holds only 59 whole clock minutes
         ("2024-06-03T10:00:30+00:00", "2024-06-03T11:00:30+00:00", 60, "invalid_duration"),
         ("2024-06-03T10:00:10+00:00", "2024-06-03T10:00:50+00:00", 1, "invalid_duration"),
+        # a year from the ends of `datetime`, where a local year (or the next) cannot be built
+        ("9999-12-30T00:00:00+00:00", "9999-12-31T00:00:00+00:00", 1, "invalid_time_range"),
+        ("9997-12-31T23:00:00+00:00", "9998-01-01T00:00:01+00:00", 1, "invalid_time_range"),
+        ("0001-01-01T00:30:00+01:00", "0001-01-02T00:00:00+00:00", 1, "invalid_time_range"),
     ],
 )
 def test_bad_windows_and_durations_are_refused_with_a_code(
