@@ -83,6 +83,22 @@ def test_units_do_not_matter_for_duplicates_and_a_zero_increase_is_an_interval()
     assert decision.record["energy"] == 0
 
 
+def test_a_long_register_prices_its_exact_increase() -> None:
+    # 35 digits, beyond the default context's 28: before, both registers rounded alike and the
+    # increase of 0.00000050000000000001 kWh, just over half a millionth, was a tie (to 0)
+    latest = reading(0, "123456789012345.12345678901234567890", "KWH")
+    newer = reading(30, "123456789012345.12345728901234567891", "KWH")
+    previous = RegisterPoint(latest.time, latest.kwh, 4)
+    energy = interval_record(newer, previous)["energy"]
+    assert energy == Decimal("0.00000050000000000001")
+    assert reading(0, "123456789012345.12345678901234567890").kwh == Decimal(
+        "123456789012.34512345678901234567890"
+    )
+    assert decide(previous, reading(0, "123456789012345.1234567890123456788", "KWH")).code is (
+        ErrorCode.STALE_READING  # another value at the same time, though equal in 28 digits
+    )
+
+
 def test_another_value_at_or_before_the_latest_time_is_stale() -> None:
     for minutes, value in ((0, "1600"), (-5, "1000"), (-5, "1553")):
         decision = decide(point(0, "1.553", 4), reading(minutes, value))
@@ -151,6 +167,9 @@ def test_the_derived_reference_depends_on_meter_and_instants_not_on_spelling() -
         ({"value": "NaN"}, ErrorCode.INVALID_RECORD),
         ({"time": "2026-01-05T08:00:00"}, ErrorCode.INVALID_RECORD),
         ({"units": "W"}, ErrorCode.INVALID_RECORD),
+        ({"value": "1.000000000000000000001"}, ErrorCode.INVALID_RECORD),  # 21 places
+        ({"value": "1E+16"}, ErrorCode.INVALID_RECORD),  # beyond MAX_INPUT_VALUE: absurd
+        ({"value": "1e1000000"}, ErrorCode.INVALID_RECORD),
     ],
 )
 def test_bad_readings_are_invalid_records(document: dict[str, Any], code: ErrorCode) -> None:

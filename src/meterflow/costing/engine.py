@@ -24,6 +24,7 @@ from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
 from meterflow.costing.timeline import US_PER_HOUR, to_us
 from meterflow.models import (
+    MAX_INPUT_VALUE,
     EnergyFlowDirection,
     EnergyUnit,
     ErrorCode,
@@ -40,8 +41,6 @@ from meterflow.models import (
 
 MAX_ENERGY_KWH = Decimal("1e9")
 """Above this magnitude (1 TWh in one record) a record is absurd: `invalid_record`."""
-MAX_INPUT_VALUE = Decimal("1e15")
-"""Any `energy`/`value` beyond this magnitude is rejected before arithmetic (also absurd)."""
 
 _CONTEXT = CONTEXT
 _THOUSAND = Decimal(1000)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from meterflow import ids
 from meterflow.costing._trusted import trusted
+from meterflow.costing.money import CONTEXT
 from meterflow.costing.payload import unknown_meter
 from meterflow.models import (
     ErrorCode,
@@ -271,7 +272,7 @@ def interval_record(
     record: dict[str, Any] = {
         "location_id": reading.location_id,
         "energy_flow_direction": direction,
-        "energy": reading.kwh - previous.kwh,
+        "energy": CONTEXT.subtract(reading.kwh, previous.kwh),  # exact (`REGISTER_PLACES`)
         "start_time": start,
         "end_time": end,
         "record_reference_id": reference,

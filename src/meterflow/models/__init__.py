@@ -42,10 +42,17 @@ from meterflow.models.profiles import (
     Weekday,
 )
 from meterflow.models.readings import MeterReading, RegisterUnit
-from meterflow.models.records import EnergyFlowDirection, EnergyUnit, MeterRecord, TariffDirection
+from meterflow.models.records import (
+    MAX_INPUT_VALUE,
+    EnergyFlowDirection,
+    EnergyUnit,
+    MeterRecord,
+    TariffDirection,
+)
 
 __all__ = [
     "ENERGY_COMPONENT",
+    "MAX_INPUT_VALUE",
     "AwareDatetime",
     "BreakdownItem",
     "Component",

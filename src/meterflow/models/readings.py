@@ -17,6 +17,7 @@ from meterflow.models._base import AwareDatetime, Document, Money
 from meterflow.models.records import (
     _CONFIDENCE_SCHEMA,
     BATCH_INDEX_MAX,
+    MAX_INPUT_VALUE,
     NO_CONTROL_CHARACTERS,
     EnergyFlowDirection,
     MeterRecord,
@@ -30,7 +31,9 @@ class RegisterUnit(StrEnum):
     KWH = "KWH"
 
 
-_KWH_PER = {RegisterUnit.WH: Decimal("0.001"), RegisterUnit.KWH: Decimal(1)}
+REGISTER_PLACES = 20
+"""Decimal places a register may carry. Up to `MAX_INPUT_VALUE`, a register in kWh and the
+increase between two are then at most 36 digits: exact in the engine's 50-digit context."""
 
 
 class MeterReading(Document):
@@ -40,7 +43,7 @@ class MeterReading(Document):
     device_id: str | None = Field(default=None, min_length=1, max_length=128)
     energy_flow_direction: EnergyFlowDirection = EnergyFlowDirection.INBOUND
     time: AwareDatetime
-    value: Money = Field(ge=0)
+    value: Money = Field(ge=0, le=MAX_INPUT_VALUE, decimal_places=REGISTER_PLACES)
     units: RegisterUnit
     session_reference_id: str | None = Field(
         default=None, max_length=256, json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}
@@ -72,5 +75,10 @@ class MeterReading(Document):
 
     @property
     def kwh(self) -> Decimal:
-        """The register in kWh, exactly (WH scaled by 0.001, no rounding)."""
-        return self.value * _KWH_PER[self.units]
+        """The register in kWh, exactly: a WH value's exponent moves by 3 (a product by
+        0.001 would round in the default context, past 28 digits)."""
+        if self.units is RegisterUnit.KWH:
+            return self.value
+        sign, digits, exponent = self.value.as_tuple()
+        assert isinstance(exponent, int)  # the model refuses NaN and infinities
+        return Decimal((sign, digits, exponent - 3))

@@ -49,6 +49,10 @@ a device one record."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
+MAX_INPUT_VALUE = Decimal("1e15")
+"""Any `energy`/`value` (or register) beyond this magnitude is absurd: the engine refuses it
+before arithmetic, and a reading's model refuses it."""
+
 BATCH_INDEX_MAX = 2**31 - 1
 """A record's 0-based position in its batch; stored as PostgreSQL `int`."""
 
