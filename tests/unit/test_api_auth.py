@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
 
+from meterflow.api.auth import principal_for_token
 from meterflow.api.credentials import (
     Principal,
     TokenError,
@@ -18,6 +24,7 @@ from meterflow.api.credentials import (
     sign_token,
     verify_token,
 )
+from meterflow.api.errors import ApiError
 from meterflow.api.ratelimit import RateLimiter
 
 WHO = Principal(account_id="acc_1", live_mode=True, key_id="key_1")
@@ -123,3 +130,39 @@ def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
     assert [limiter.take("k", 10.0) for _ in range(3)][-1] > 0
     assert RateLimiter.retry_after_header(0.01) == "1"
     assert RateLimiter.retry_after_header(2.5) == "3"
+
+
+class _Keys:
+    """A pool holding one active key: WHO's."""
+
+    async def fetchrow(self, query: str, key_id: str) -> dict[str, object] | None:
+        assert "revoked_at IS NULL" in query
+        if key_id != WHO.key_id:
+            return None
+        return {"id": WHO.key_id, "account_id": WHO.account_id, "live_mode": WHO.live_mode}
+
+
+def _context() -> Any:
+    settings = SimpleNamespace(api_token_secret=SECRET, api_key_cache_seconds=30)
+    return SimpleNamespace(
+        settings=settings,
+        clock=lambda: datetime.fromtimestamp(1000, UTC),
+        monotonic=lambda: 0.0,
+        db=_Keys,
+        key_cache={},
+    )
+
+
+def test_a_token_acts_only_for_its_own_keys_account_and_mode() -> None:
+    ctx = _context()
+    own = sign_token(WHO, now=1000, ttl_seconds=60, secret=SECRET)
+    assert asyncio.run(principal_for_token(ctx, own)) == WHO
+    # signed with the right secret, but claiming another account or mode for WHO's key
+    for forged in (replace(WHO, account_id="acc_2"), replace(WHO, live_mode=False)):
+        token = sign_token(forged, now=1000, ttl_seconds=60, secret=SECRET)
+        with pytest.raises(ApiError) as refused:
+            asyncio.run(principal_for_token(ctx, token))
+        assert refused.value.status == 401
+    unknown = sign_token(replace(WHO, key_id="key_2"), now=1000, ttl_seconds=60, secret=SECRET)
+    with pytest.raises(ApiError):
+        asyncio.run(principal_for_token(ctx, unknown))

@@ -62,13 +62,16 @@ async def principal_for_token(ctx: ApiContext, token: str) -> Principal:
     except TokenError as exc:
         raise unauthorized(f"invalid bearer token: {exc}") from None
 
-    async def load() -> Principal | None:
-        active = await repository.key_is_active(ctx.db(), claimed.key_id)
-        return claimed if active else None
-
-    if await _cached(ctx, "id:" + claimed.key_id, load) is None:
+    principal = await _cached(
+        ctx,
+        "id:" + claimed.key_id,
+        lambda: repository.principal_for_key_id(ctx.db(), claimed.key_id),
+    )
+    if principal is None:
         raise unauthorized("the API key this token was issued for has been revoked")
-    return claimed
+    if principal != claimed:  # the account and mode are the key's, never only the token's
+        raise unauthorized("invalid bearer token: it does not match its API key")
+    return principal
 
 
 async def authenticate(ctx: ApiContext, header: str | None) -> Principal:

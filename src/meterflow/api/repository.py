@@ -45,11 +45,15 @@ async def principal_for_key_hash(pool: asyncpg.Pool, key_hash: str) -> Principal
     return Principal(account_id=row["account_id"], live_mode=row["live_mode"], key_id=row["id"])
 
 
-async def key_is_active(pool: asyncpg.Pool, key_id: str) -> bool:
-    found = await pool.fetchval(
-        "SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL", key_id
+async def principal_for_key_id(pool: asyncpg.Pool, key_id: str) -> Principal | None:
+    """Whose active key `key_id` is (a token's key): None when revoked or unknown."""
+    row = await pool.fetchrow(
+        "SELECT id, account_id, live_mode FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+        key_id,
     )
-    return found is not None
+    if row is None:
+        return None
+    return Principal(account_id=row["account_id"], live_mode=row["live_mode"], key_id=row["id"])
 
 
 async def claim_location(conn: Connection, profile: LocationProfile) -> datetime | None:
