@@ -36,20 +36,21 @@ class StoredLocation:
 
 
 async def principal_for_key_hash(pool: asyncpg.Pool, key_hash: str) -> Principal | None:
-    row = await pool.fetchrow(
-        "SELECT id, account_id, live_mode FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-        key_hash,
-    )
-    if row is None:
-        return None
-    return Principal(account_id=row["account_id"], live_mode=row["live_mode"], key_id=row["id"])
+    """Whose active key hashes to `key_hash` (a bearer key): None when revoked or unknown."""
+    return await _active_key(pool, "key_hash", key_hash)
 
 
 async def principal_for_key_id(pool: asyncpg.Pool, key_id: str) -> Principal | None:
     """Whose active key `key_id` is (a token's key): None when revoked or unknown."""
+    return await _active_key(pool, "id", key_id)
+
+
+async def _active_key(pool: asyncpg.Pool, column: str, value: str) -> Principal | None:
+    assert column in ("key_hash", "id")  # a constant of the two callers, never input
     row = await pool.fetchrow(
-        "SELECT id, account_id, live_mode FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
-        key_id,
+        "SELECT id, account_id, live_mode FROM api_keys"
+        f" WHERE {column} = $1 AND revoked_at IS NULL",
+        value,
     )
     if row is None:
         return None
