@@ -40,7 +40,7 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone)
 
 
-def happened(day: date, midnight: datetime, zone: ZoneInfo) -> bool:
+def _happened(day: date, midnight: datetime, zone: ZoneInfo) -> bool:
     """Whether the zone lived through `day`: a few skipped a whole date when they crossed the
     date line (Pacific/Apia went from 29 to 31 December 2011), and a date that never began is
     never charged. The skipped date's "midnight" is the next date's first instant."""
@@ -60,7 +60,7 @@ def _days(zone: ZoneInfo, start: datetime, end: datetime) -> Iterator[tuple[date
         midnight = local_midnight(day, zone)
         if midnight >= end:
             return
-        if midnight >= start and happened(day, midnight, zone):
+        if midnight >= start and _happened(day, midnight, zone):
             yield day, midnight
         if day == date.max:
             return

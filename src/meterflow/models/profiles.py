@@ -92,12 +92,6 @@ def _at_least_minus_100(value: Decimal) -> Decimal:
     return value
 
 
-def _not_negative(value: Decimal) -> Decimal:
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
 def _zero_to_100(value: Decimal) -> Decimal:
     if not 0 <= value <= 100:
         raise ValueError("must be between 0 and 100 (a percentage: 5 means 5 %)")
