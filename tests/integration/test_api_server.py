@@ -272,6 +272,15 @@ async def test_other_accounts_objects_answer_404(stack: Stack, client: Client) -
     assert status == 200
     assert doc["account_id"] != ""
     assert doc["id"] == location
+    # a deleted id stays its owner's: the intruder cannot take it over (with the owner's
+    # records and register readings still on their way), the owner can PUT it back
+    status, _, _ = await client.call("DELETE", f"/locations/{location}", key=owner)
+    assert status == 200
+    status, doc, _ = await client.call("PUT", f"/locations/{location}", key=intruder, json=FIXED)
+    assert_error(status, doc, 404, "not_found")
+    status, doc, _ = await client.call("PUT", f"/locations/{location}", key=owner, json=FIXED)
+    assert status == 200
+    assert doc["id"] == location
 
 
 async def test_test_key_cannot_touch_live_objects(stack: Stack, client: Client) -> None:

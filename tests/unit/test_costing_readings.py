@@ -203,13 +203,31 @@ def test_unknown_location_and_device() -> None:
     assert meter_problem(reading(0, "1", device_id="dev_1"), profile) is None
 
 
-def test_meter_key_separates_devices_and_directions() -> None:
+def owner(account_id: str = "acc", live_mode: bool = False) -> LocationProfile:
+    return LocationProfile.model_validate(
+        {
+            "location_id": "loc_r",
+            "account_id": account_id,
+            "live_mode": live_mode,
+            "timezone": "UTC",
+            "currency_code": "GBP",
+            "tariffs": {},
+        }
+    )
+
+
+def test_meter_key_separates_devices_directions_and_owners() -> None:
+    # a location id published again for another account or mode starts from its own baseline:
+    # the former owner's register never prices (or shows up in the letters of) the new one's
     keys = {
-        meter_key(reading(0, "1")),
-        meter_key(reading(0, "1", device_id="d")),
-        meter_key(reading(0, "1", energy_flow_direction="OUTBOUND")),
+        meter_key(reading(0, "1"), owner()),
+        meter_key(reading(0, "1", device_id="d"), owner()),
+        meter_key(reading(0, "1", energy_flow_direction="OUTBOUND"), owner()),
+        meter_key(reading(0, "1"), owner("acc_other")),
+        meter_key(reading(0, "1"), owner(live_mode=True)),
     }
-    assert len(keys) == 3
+    assert len(keys) == 5
+    assert meter_key(reading(0, "1"), owner()) == meter_key(reading(30, "2"), owner())
 
 
 def test_state_round_trips() -> None:

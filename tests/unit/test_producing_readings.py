@@ -8,10 +8,13 @@ from collections import Counter
 from typing import Any
 
 from meterflow.costing.readings import Baseline, Duplicate, Interval, Rejected, advance, meter_key
-from meterflow.models import ErrorCode, MeterReading, dumps, loads
+from meterflow.models import ErrorCode, LocationProfile, MeterReading, dumps, loads
 from meterflow.stream.producing import synthetic_readings
 
 METERS = ["loc_a", "loc_b", "loc_c"]
+OWNER = LocationProfile.model_validate(
+    {"location_id": "loc_a", "account_id": "acc", "timezone": "UTC", "currency_code": "GBP"}
+)
 
 
 def decisions(readings: list[dict[str, Any]]) -> Counter[str]:
@@ -19,7 +22,7 @@ def decisions(readings: list[dict[str, Any]]) -> Counter[str]:
     seen: Counter[str] = Counter()
     for offset, document in enumerate(readings):
         reading = MeterReading.model_validate(loads(dumps(document)))
-        key = meter_key(reading)
+        key = meter_key(reading, OWNER)
         step = advance(states.get(key), reading, offset, committed=None, max_record_hours=744)
         if step.state is not None:
             states[key] = step.state

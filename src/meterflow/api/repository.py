@@ -60,6 +60,10 @@ async def _active_key(pool: asyncpg.Pool, column: str, value: str) -> Principal 
 async def claim_location(conn: Connection, profile: LocationProfile) -> datetime | None:
     """Upsert the mirror row unless another account or mode owns this id; None = not yours.
 
+    A deleted id stays its owner's (only that account and mode may PUT it again): records and
+    readings sent for it before the delete may still be on their way, and a location, its
+    meters' register state and its costs must never change hands through a re-used id.
+
     Called inside the transaction that also publishes the profile, so a failed publish rolls
     the mirror back. The row is the sink's (`contract.columns.location_row`): the profile is the
     JSON text published, cast to jsonb (passing it as text skips the pool's jsonb codec, which
@@ -74,8 +78,7 @@ async def claim_location(conn: Connection, profile: LocationProfile) -> datetime
             timezone = EXCLUDED.timezone, currency_code = EXCLUDED.currency_code,
             devices = EXCLUDED.devices, profile = EXCLUDED.profile,
             deleted = false, updated_at = now()
-        WHERE l.deleted
-           OR (l.account_id = EXCLUDED.account_id AND l.live_mode = EXCLUDED.live_mode)
+        WHERE l.account_id = EXCLUDED.account_id AND l.live_mode = EXCLUDED.live_mode
         RETURNING updated_at
         """,
         *location_row(profile),

@@ -66,16 +66,27 @@ def meter_problem(reading: MeterReading, profile: LocationProfile | None) -> Pri
     return unknown_meter(reading.location_id, reading.device_id, profile)
 
 
-def meter_key(reading: MeterReading) -> bytes:
-    """The state table's key: the meter (object + direction) within its location. The location
-    is part of it because the table is partitioned like `meter-readings`, by location."""
-    return _meter_key(reading.location_id, reading.object_id, reading.energy_flow_direction.value)
+def meter_key(reading: MeterReading, owner: LocationProfile) -> bytes:
+    """The state table's key: the meter (object + direction) within its location, and the
+    location's owner (account and mode). The location is part of it because the table is
+    partitioned like `meter-readings`, by location; the owner because a location id can be
+    published again for another account (`meterflow profiles`), whose meter must start from
+    its own baseline and never see the former owner's register."""
+    return _meter_key(
+        owner.account_id,
+        owner.live_mode,
+        reading.location_id,
+        reading.object_id,
+        reading.energy_flow_direction.value,
+    )
 
 
 @lru_cache(maxsize=65536)
-def _meter_key(location_id: str, object_id: str, direction: str) -> bytes:
+def _meter_key(
+    account_id: str, live_mode: bool, location_id: str, object_id: str, direction: str
+) -> bytes:
     """Cached: the same meters report again and again, and `dumps` of a list is ~5 us."""
-    return dumps([location_id, object_id, direction])
+    return dumps([account_id, live_mode, location_id, object_id, direction])
 
 
 def _utc_text(instant: datetime) -> str:

@@ -234,7 +234,8 @@ class ReadingsAgent:
         problem = meter_problem(reading, profile)
         if problem is not None:
             return dead_letter(raw, problem.code, problem.message, source, now)
-        key = meter_key(reading)
+        assert profile is not None  # `meter_problem` answers an unknown location
+        key = meter_key(reading, profile)
         partition = source.partition
         if partition not in self._committed:
             self._committed[partition] = self._committed_offset(partition)
