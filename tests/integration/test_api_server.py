@@ -232,8 +232,9 @@ async def test_login_with_bad_credentials_is_403(stack: Stack, client: Client) -
         assert_error(status, doc, 403, "bad_credentials")
     status, doc, _ = await client.call("GET", "/login", headers={"Authorization": "Bearer x"})
     assert_error(status, doc, 403, "bad_credentials")
-    status, doc, _ = await client.call("GET", "/login", headers={"Authorization": "Basic %%%"})
-    assert_error(status, doc, 403, "bad_credentials")
+    for header in ("Basic %%%", "Basic éé"):  # not base64; not even ASCII
+        status, doc, _ = await client.call("GET", "/login", headers={"Authorization": header})
+        assert_error(status, doc, 403, "bad_credentials")
 
 
 async def test_login_without_credentials_is_401_with_a_basic_challenge(
@@ -405,8 +406,17 @@ async def test_location_validation_errors(stack: Stack, client: Client) -> None:
     assert_error(status, doc, 403, "forbidden")
     status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, data=b"{")
     assert_error(status, doc, 400, "invalid_profile")
-    status, doc, _ = await client.call("GET", "/locations", key=key, params={"limit": "0"})
-    assert_error(status, doc, 400, "invalid_request")
+    for limit in ("0", "²", "٣", "9" * 5000):  # digits to `str.isdigit`, not to `int` or us
+        status, doc, _ = await client.call("GET", "/locations", key=key, params={"limit": limit})
+        assert_error(status, doc, 400, "invalid_request")
+    for rate in ("1e60", "-1000000001"):  # an absurd rate once broke the final rounding
+        absurd = london({"type": "FIXED", "effective_from": "2024-01-01T00:00:00Z", "rate": rate})
+        status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, json=absurd)
+        assert_error(status, doc, 422, "invalid_profile")
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location}", key=key, data=b'{"devices": ["\\ud800"]}'
+    )
+    assert_error(status, doc, 400, "invalid_profile")  # a lone surrogate: no UTF-8 to store
     status, doc, _ = await client.call("GET", f"/locations/{location}", key=key)
     assert_error(status, doc, 404, "not_found")
 
@@ -572,12 +582,35 @@ async def test_instant_cost_errors_use_the_dead_letter_codes(stack: Stack, clien
         (record(uid("loc")), "unknown_location"),
         (record(location, device_id="dev_nope"), "unknown_device"),
         (record(location, **old_times), "tariff_not_available"),
+        (
+            record(location, start_time="9999-12-31T23:00:00Z", end_time="9999-12-31T23:30:00Z"),
+            "invalid_time_range",  # beyond the years every zone's timeline holds
+        ),
+        (
+            record(
+                location,
+                start_time="0001-01-01T00:00:00+05:00",
+                end_time="0001-01-01T06:00:00+05:00",
+            ),
+            "invalid_time_range",  # before year 1 in UTC
+        ),
+        (record(location, start_time="2025-06-01T10:00:00.0000001Z"), "invalid_record"),
     ]
     for body, code in cases:
         status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=body)
         assert_error(status, doc, 422, code)
-    status, doc, _ = await client.call("POST", "/costs/instant", key=key, data=b"not json")
-    assert_error(status, doc, 400, "invalid_record")
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for body in (b"not json", nested, b'{"location_id": "\\ud800"}'):
+        status, doc, _ = await client.call("POST", "/costs/instant", key=key, data=body)
+        assert_error(status, doc, 400, "invalid_record")
+    # seven fractional digits, as .NET writes them: exact when the seventh is a zero
+    status, doc, _ = await client.call(
+        "POST",
+        "/costs/instant",
+        key=key,
+        json=record(location, start_time="2025-06-01T10:00:00.0000000Z"),
+    )
+    assert status == 200, doc
     status, doc, _ = await client.call(
         "POST", "/costs/instant", key=key, json=record(location), params={"non_persistent": "x"}
     )
@@ -862,6 +895,12 @@ async def test_report_request_errors(stack: Stack, client: Client) -> None:
         json={"start_time": "2025-01-02T00:00:00Z", "end_time": "2025-01-01T00:00:00Z"},
     )
     assert_error(status, doc, 422, "invalid_time_range")
+    for extreme in (
+        {"start_time": "0001-01-01T00:00:00+05:00", "end_time": "2025-01-01T00:00:00Z"},
+        {"start_time": "2025-01-01T00:00:00Z", "end_time": "9999-12-31T23:00:00-05:00"},
+    ):  # no UTC form (PostgreSQL's encoder overflowed: a 500)
+        status, doc, _ = await client.call("POST", path, key=key, json=extreme)
+        assert_error(status, doc, 422, "invalid_time_range")
     for params in ({"aggregation": "WEEK"}, {"tariff_direction": "LOCAL"}):
         status, doc, _ = await client.call("POST", path, key=key, json=REPORT_RANGE, params=params)
         assert_error(status, doc, 400, "invalid_request")

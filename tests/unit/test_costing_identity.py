@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from meterflow import ids
 from meterflow.costing import price_payload, referenced_record_id
-from meterflow.models import DeadLetter, EnergyCost, LocationProfile, MeterRecord, SourceRef
+from meterflow.models import DeadLetter, EnergyCost, LocationProfile, MeterRecord, SourceRef, dumps
+from meterflow.models._base import LONE_SURROGATE
 
 TARIFFS = {"IMPORT": [fixed("0.25")], "EXPORT": [fixed("0.05")]}
 TEST_MODE = profile(TARIFFS, devices=["dev_1", "dev_2"])
@@ -126,18 +127,26 @@ def test_identity_parts_cannot_run_into_each_other() -> None:
     ) != ids.meter_record_id_for_reference("acc", True, "a", "b")
 
 
-def test_a_lone_surrogate_in_a_reference_is_an_invalid_record() -> None:
-    """A JSON string may decode to one (`"\\ud800"`); it is refused before any digest."""
+@pytest.mark.parametrize("field", ["record_reference_id", "session_reference_id", "location_id"])
+def test_a_lone_surrogate_anywhere_in_a_record_is_an_invalid_record(field: str) -> None:
+    """A JSON string may decode to one (`"\\ud800"`); it is refused with the JSON, before any
+    digest, and before a result echoing it could fail to be written."""
+    document = {
+        "location_id": "loc_test",
+        "energy": 1,
+        "start_time": "2024-06-01T10:00:00Z",
+        "end_time": "2024-06-01T11:00:00Z",
+        field: "?",
+    }
     result = price_payload(
-        b'{"location_id": "loc_test", "energy": 1, "record_reference_id": "\\ud800",'
-        b' "start_time": "2024-06-01T10:00:00Z", "end_time": "2024-06-01T11:00:00Z"}',
+        dumps(document).replace(b'"?"', b'"\\ud800"'),
         profiles=lambda _: TEST_MODE,
         market_prices=no_market,
         now=NOW,
     )
     assert isinstance(result, DeadLetter)
     assert result.error.code == "invalid_record"
-    assert result.error.message.startswith("record_reference_id:")
+    assert result.error.message == f"not valid JSON: {LONE_SURROGATE}"
 
 
 _TEXT = st.text(st.characters(max_codepoint=0x2FF, exclude_categories=("Cc", "Cs")))

@@ -7,6 +7,7 @@ msgspec answers, it answers exactly what simplejson would.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterflow.models import loads
-from meterflow.models._base import _DECODER, encode_any, encode_flat
+from meterflow.models._base import _DECODER, LONE_SURROGATE, TOO_DEEP, encode_any, encode_flat
 
 
 def _typed(value: Any) -> Any:
@@ -30,7 +31,15 @@ def _typed(value: Any) -> Any:
 
 
 def _reference(data: bytes) -> Any:
-    return _DECODER.decode(data.decode())
+    """simplejson, then I-JSON's rule the brute-force way: a value with no UTF-8 form is refused."""
+    import simplejson
+
+    value = _DECODER.decode(data.decode())
+    try:
+        simplejson.dumps(value, use_decimal=True, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError(LONE_SURROGATE) from None
+    return value
 
 
 def _outcome(decode: Any, data: bytes) -> tuple[str, Any]:
@@ -116,14 +125,31 @@ def test_loads_agrees_on_arbitrary_bytes(data: bytes) -> None:
 @pytest.mark.parametrize(
     ("text", "value"),
     [
-        (b'"\\ud800"', "\ud800"),  # msgspec refuses a lone surrogate, simplejson reads it
-        (b"\xef\xbb\xbf{}", {}),  # and a byte-order mark
+        (b"\xef\xbb\xbf{}", {}),  # msgspec refuses a byte-order mark, simplejson reads it
         (b"1E+400", Decimal("1E+400")),
         (b"123456789012345678901234567890", 123456789012345678901234567890),
     ],
 )
 def test_loads_edge_cases(text: bytes, value: Any) -> None:
     assert _typed(loads(text)) == _typed(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'"\\ud800"', LONE_SURROGATE),  # simplejson reads it; nothing could write it again
+        (b'{"a": ["\\udc00 and \\ud83d\\ude00"]}', LONE_SURROGATE),
+        (b'\xef\xbb\xbf{"\\ud800": 1}', LONE_SURROGATE),  # in a key, on the BOM's path
+        (b"[" * 100_000 + b"]" * 100_000, TOO_DEEP),  # msgspec's RecursionError
+        (b"\xef\xbb\xbf" + b"[" * 100_000 + b"]" * 100_000, TOO_DEEP),  # simplejson's
+    ],
+)
+def test_loads_refuses_what_cannot_be_written_again_or_nested_too_deep(
+    text: bytes, message: str
+) -> None:
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        loads(text)
+    assert loads(b"[" * 200 + b"]" * 200) is not None  # deep, but not too deep
 
 
 flat_objects = st.dictionaries(

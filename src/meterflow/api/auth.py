@@ -7,7 +7,6 @@ token issued from it) stops working within that time, without a database query p
 from __future__ import annotations
 
 import base64
-import binascii
 
 from aiohttp import web
 
@@ -132,7 +131,7 @@ def _basic_credentials(header: str | None) -> tuple[str, str]:
         )
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 underneath
         raise ApiError(403, "bad_credentials", "malformed Basic credentials") from None
     account_id, sep, api_key = decoded.partition(":")
     if not sep:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,13 +28,15 @@ from meterflow.api.schemas import (
     SessionBody,
 )
 from meterflow.contract.topics import ENERGY_COSTS
-from meterflow.costing import cost_payload, referenced_record_id
+from meterflow.costing import check_time_range, cost_payload, referenced_record_id
 from meterflow.costing.standing import TooManyDaysError, standing_days
+from meterflow.costing.timeline import SUPPORTED_YEARS, to_us, within_supported_years
 from meterflow.models import (
     DeadLetter,
     EnergyValue,
     LocationProfile,
     MeterRecord,
+    PricingError,
     TariffDirection,
     dumps,
     validation_summary,
@@ -114,11 +116,11 @@ def _check_record(
             reference,
             f"invalid_record: {validation_summary(exc, whole='record', limit=3)}",
         )
-    if record.end_time <= record.start_time:
-        return None, reference, "invalid_time_range: end_time must be after start_time"
-    hours = ctx.settings.max_record_hours
-    if record.end_time - record.start_time > timedelta(hours=hours):
-        return None, reference, f"invalid_time_range: a record may span at most {hours} hours"
+    try:  # the engine's rule, so that a batch accepts no record the worker then refuses
+        start, end = to_us(record.start_time), to_us(record.end_time)
+        check_time_range(start, end, ctx.settings.max_record_hours)
+    except PricingError as error:
+        return None, reference, f"{error.code.value}: {error.message}"
 
     if visible_profiles(ctx, principal)(record.location_id) is None:
         return None, reference, f"unknown_location: no location {record.location_id!r}"
@@ -250,6 +252,8 @@ async def interval_report(request: web.Request) -> web.Response:
         ) from None
     if body.end_time <= body.start_time:
         raise ApiError(422, "invalid_time_range", "end_time must be after start_time")
+    if not within_supported_years(to_us(body.start_time), to_us(body.end_time)):
+        raise ApiError(422, "invalid_time_range", f"the range must lie {SUPPORTED_YEARS}")
     direction = _tariff_direction(request, body.tariff_direction)
     aggregation = _aggregation(request, body.aggregation)
     subject = await repository.report_subject(ctx.db(), principal, object_id)

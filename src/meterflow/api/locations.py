@@ -7,6 +7,8 @@ acknowledged profile is visible to GET, list and instant costs as soon as the PU
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -22,6 +24,7 @@ from meterflow.tariffs import ProfileError
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 30
+_DIGITS = re.compile(r"[0-9]{1,3}")
 
 
 def _resource(stored: repository.StoredLocation) -> Location:
@@ -111,7 +114,8 @@ async def delete_location(request: web.Request) -> web.Response:
 async def list_locations(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    # ASCII digits only: `str.isdigit` also passes "²" and "٣", and `int` refuses 5,000 digits
+    if not _DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise ApiError(400, "invalid_request", f"`limit` must be an integer from 1 to {MAX_PAGE}")
     starting_after = request.query.get("starting_after") or None
     page, has_more = await repository.list_locations(

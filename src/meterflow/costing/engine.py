@@ -22,7 +22,12 @@ from meterflow.costing.breakdown import breakdown_edges, plain_breakdown, stacke
 from meterflow.costing.money import CONTEXT, quotient_times, round_money
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts
-from meterflow.costing.timeline import US_PER_HOUR, to_us
+from meterflow.costing.timeline import (
+    SUPPORTED_YEARS,
+    US_PER_HOUR,
+    to_us,
+    within_supported_years,
+)
 from meterflow.models import (
     MAX_INPUT_VALUE,
     EnergyFlowDirection,
@@ -87,6 +92,19 @@ def tariff_direction_of(record: MeterRecord) -> tuple[EnergyFlowDirection, Tarif
     return flow, record.tariff_direction or default
 
 
+def check_time_range(start: int, end: int, max_record_hours: int) -> None:
+    """A record's instants (µs) are a priceable range; else PricingError(invalid_time_range)."""
+    if end <= start:
+        raise PricingError(ErrorCode.INVALID_TIME_RANGE, "end_time must be after start_time")
+    if end - start > max_record_hours * US_PER_HOUR:
+        raise PricingError(
+            ErrorCode.INVALID_TIME_RANGE,
+            f"the record spans more than {max_record_hours} hours (MF_MAX_RECORD_HOURS)",
+        )
+    if not within_supported_years(start, end):
+        raise PricingError(ErrorCode.INVALID_TIME_RANGE, f"a record must lie {SUPPORTED_YEARS}")
+
+
 def cost_record(
     record: MeterRecord,
     profile: LocationProfile,
@@ -103,14 +121,8 @@ def cost_record(
     one per breakdown item, cost more than the pricing."""
     start = to_us(record.start_time)
     end = to_us(record.end_time)
-    if end <= start:
-        raise PricingError(ErrorCode.INVALID_TIME_RANGE, "end_time must be after start_time")
+    check_time_range(start, end, max_record_hours)
     duration = end - start
-    if duration > max_record_hours * US_PER_HOUR:
-        raise PricingError(
-            ErrorCode.INVALID_TIME_RANGE,
-            f"the record spans more than {max_record_hours} hours (MF_MAX_RECORD_HOURS)",
-        )
     numerator, denominator = _energy_per_us(record, duration)
     flow, direction = tariff_direction_of(record)
     magnitude = _CONTEXT.abs(numerator)

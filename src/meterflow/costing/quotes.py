@@ -15,7 +15,6 @@ Money stays exact: a minute's weight is Σ rate × microseconds, compared as exa
 from __future__ import annotations
 
 from bisect import bisect_right
-from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -23,15 +22,16 @@ from typing import NamedTuple
 from meterflow.costing.money import CONTEXT, round_money
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import CompiledProfile, MarketPricesLookup, compiled, versions_over
-from meterflow.costing.timeline import US_PER_DAY, US_PER_MINUTE, to_us
+from meterflow.costing.timeline import (
+    SUPPORTED_YEARS,
+    US_PER_DAY,
+    US_PER_MINUTE,
+    within_supported_years,
+)
 from meterflow.models import LocationProfile, PricingError, TariffDirection
 
 MAX_WINDOW_US = 31 * US_PER_DAY
 """Longest window a quote may ask for (exactly 31 days is allowed)."""
-EARLIEST = to_us(datetime(2, 1, 1, tzinfo=UTC))
-LATEST = to_us(datetime(9998, 1, 1, tzinfo=UTC))
-"""A window's bounds: a year away from the ends of `datetime` in every zone, where the
-timeline's local years (and the next one) exist."""
 CONFIDENCE = CONTEXT.create_decimal(1)
 """Every rate a profile or a market-prices day states is known, not forecast."""
 _MINUTE = CONTEXT.create_decimal(US_PER_MINUTE)
@@ -71,15 +71,13 @@ class _Block(NamedTuple):
 
 def check_window(start: int, end: int) -> None:
     """QuoteError(invalid_time_range) unless `start < end`, the window is at most 31 days and
-    it lies within `EARLIEST`..`LATEST`."""
+    it lies within the supported years (`timeline.EARLIEST`..`LATEST`)."""
     if end <= start:
         raise QuoteError("invalid_time_range", "end_time must be after start_time")
     if end - start > MAX_WINDOW_US:
         raise QuoteError("invalid_time_range", "a window may span at most 31 days")
-    if start < EARLIEST or end > LATEST:
-        raise QuoteError(
-            "invalid_time_range", "a window must lie between the years 0002 and 9997 (UTC)"
-        )
+    if not within_supported_years(start, end):
+        raise QuoteError("invalid_time_range", f"a window must lie {SUPPORTED_YEARS}")
 
 
 def minute_window(start: int, end: int, duration_minutes: int) -> tuple[int, int]:

@@ -27,6 +27,18 @@ def to_us(instant: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * US_PER_SECOND + delta.microseconds
 
 
+EARLIEST = to_us(datetime(2, 1, 1, tzinfo=UTC))
+LATEST = to_us(datetime(9998, 1, 1, tzinfo=UTC))
+"""What a record, a quote's window or a report's range must lie within: a year away from the
+ends of `datetime` in every zone, where the timeline's local years (and the next one) exist
+and every instant has a UTC form (PostgreSQL's included)."""
+SUPPORTED_YEARS = "between the years 0002 and 9997 (UTC)"
+
+
+def within_supported_years(start_us: int, end_us: int) -> bool:
+    return start_us >= EARLIEST and end_us <= LATEST
+
+
 def from_us(instant_us: int, tz: tzinfo | None = None) -> datetime:
     """The datetime of an instant, in `tz` (UTC by default)."""
     value = _EPOCH + timedelta(microseconds=instant_us)

@@ -1,6 +1,6 @@
 """The contract's documents (design §2) as pydantic models, plus exact JSON encoding."""
 
-from meterflow.models._base import AwareDatetime, Money, by_identity, dumps, loads
+from meterflow.models._base import AwareDatetime, Money, by_identity, dumps, loads, loads_tolerant
 from meterflow.models.costs import (
     BreakdownItem,
     CostData,
@@ -91,6 +91,7 @@ __all__ = [
     "dumps",
     "iso",
     "loads",
+    "loads_tolerant",
     "original_payload",
     "source_ref",
     "validation_summary",

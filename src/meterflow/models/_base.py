@@ -17,6 +17,14 @@ _DECODER = simplejson.JSONDecoder(parse_float=Decimal)
 _FAST_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
+LONE_SURROGATE = "a string holds an unpaired surrogate escape (such as \\ud800): no text has one"
+"""Why `loads` refuses a JSON text that RFC 8259 lets through but I-JSON (RFC 7493 §2.1) does
+not: such a string cannot be written as UTF-8 (a result echoing it, a Postgres row, a log line
+would fail long after the input was accepted)."""
+
+TOO_DEEP = "nested too deeply"
+
+
 def loads(data: bytes | str) -> Any:
     """Decode JSON with every non-integer number as `Decimal`.
 
@@ -26,15 +34,56 @@ def loads(data: bytes | str) -> Any:
     msgspec decodes first (4x faster; a number with a fraction or an exponent goes to
     `float_hook` as its text, so `Decimal` sees the exact digits). Whatever it refuses goes to
     simplejson, the reference: it raises the error messages callers report (dead letters quote
-    them) and decodes the few texts msgspec is stricter about (a lone surrogate escape, a
-    leading BOM). Where both decode, they agree value for value and type for type
-    (`tests/unit/test_models_json.py`).
+    them) and decodes the few texts msgspec is stricter about (a leading BOM, a lone surrogate
+    escape, which is then refused: `LONE_SURROGATE`). Where both decode, they agree value for
+    value and type for type (`tests/unit/test_models_json.py`). Every refusal is a ValueError,
+    nesting too deep for either decoder's recursion included.
     """
     try:
         return _FAST_DECODER.decode(data)
     except (msgspec.DecodeError, ValueError):
-        text = data.decode() if isinstance(data, bytes | bytearray) else data
-        return _DECODER.decode(text)
+        pass
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    text = data.decode() if isinstance(data, bytes | bytearray) else data
+    try:
+        document = _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    if _has_lone_surrogate(document):
+        raise ValueError(LONE_SURROGATE)
+    return document
+
+
+def loads_tolerant(data: bytes | str) -> Any:
+    """`loads` that lets a lone surrogate escape through, for reading what another process
+    wrote and must not be lost over one character (a dead letter's reason is made storable
+    after); never for input to price."""
+    try:
+        return loads(data)
+    except ValueError as error:
+        if str(error) != LONE_SURROGATE:
+            raise
+    return _DECODER.decode(data.decode() if isinstance(data, bytes | bytearray) else data)
+
+
+def _has_lone_surrogate(document: Any) -> bool:
+    """Walked without recursion: the document may be as deep as the decoder allows."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _default(value: object) -> object:
@@ -147,8 +196,9 @@ def by_identity(function: Callable[[_T], _R], limit: int = 8192) -> Callable[[_T
 
 
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6}(\d{0,3}))?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
+"""Group 1: the digits beyond the microsecond, which must be zeros (.NET writes seven)."""
 _COMMON_RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 )
@@ -180,7 +230,10 @@ def _instant(value: object) -> object:
                 _INSTANTS.clear()
             _INSTANTS[value] = parsed
             return parsed
-        if _RFC3339.match(value):
+        match = _RFC3339.match(value)
+        if match:
+            if (match.group(1) or "0").strip("0"):  # pydantic would drop them silently
+                raise ValueError("is finer than a microsecond, the finest instant priced")
             return value  # other RFC 3339 forms: pydantic parses them (an offset is given)
     elif isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:

@@ -47,12 +47,31 @@ def minutes_of(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
+def _decimal_schema(**bounds: int) -> WithJsonSchema:
+    """A decimal number or string (as `Money`), with the bounds on the number form."""
+    return WithJsonSchema(
+        {"anyOf": [{"type": "number", **bounds}, {"type": "string", "pattern": DECIMAL_PATTERN}]}
+    )
+
+
+MAX_RATE = 10**9
+"""Above this magnitude (a billion a kWh) a rate is absurd; a bound keeps every cost, with the
+largest energy a record may have, far inside the 50-digit context (a rate of 1e60 made the
+final rounding itself fail)."""
+Rate = Annotated[
+    Money,
+    Field(ge=-MAX_RATE, le=MAX_RATE),
+    _decimal_schema(minimum=-MAX_RATE, maximum=MAX_RATE),
+]
+"""Money per kWh, may be negative."""
+
+
 class TimeOfUseRule(Document):
     months: list[Annotated[int, Field(ge=1, le=12)]] | None = Field(default=None, min_length=1)
     days: list[Weekday] | None = Field(default=None, min_length=1)
     from_: str = Field(alias="from")
     to: str
-    rate: Money
+    rate: Rate
 
     model_config = Document.model_config | {"populate_by_name": True}
 
@@ -77,7 +96,7 @@ class PricePoint(Document):
 
     valid_from: AwareDatetime
     valid_to: AwareDatetime
-    rate: Money
+    rate: Rate
 
     @model_validator(mode="after")
     def _ordered(self) -> PricePoint:
@@ -86,27 +105,27 @@ class PricePoint(Document):
         return self
 
 
-def _at_least_minus_100(value: Decimal) -> Decimal:
-    if value < -100:
-        raise ValueError("must be at least -100 (a percentage: 12 means 12 %)")
-    return value
-
-
 def _zero_to_100(value: Decimal) -> Decimal:
     if not 0 <= value <= 100:
         raise ValueError("must be between 0 and 100 (a percentage: 5 means 5 %)")
     return value
 
 
-def _decimal_schema(**bounds: int) -> WithJsonSchema:
-    """A decimal number or string (as `Money`), with the bounds on the number form."""
-    return WithJsonSchema(
-        {"anyOf": [{"type": "number", **bounds}, {"type": "string", "pattern": DECIMAL_PATTERN}]}
-    )
+MAX_SURCHARGE_PERCENTAGE = 10**6
+
+
+def _surcharge_percentage(value: Decimal) -> Decimal:
+    if not -100 <= value <= MAX_SURCHARGE_PERCENTAGE:
+        raise ValueError(
+            f"must be between -100 and {MAX_SURCHARGE_PERCENTAGE:,} (a percentage: 12 means 12 %)"
+        )
+    return value
 
 
 SurchargePercentage = Annotated[
-    Money, AfterValidator(_at_least_minus_100), _decimal_schema(minimum=-100)
+    Money,
+    AfterValidator(_surcharge_percentage),
+    _decimal_schema(minimum=-100, maximum=MAX_SURCHARGE_PERCENTAGE),
 ]
 """A percentage applied to a rate: −100 (free) or more; may be negative (a discount)."""
 MAX_STANDING_CHARGE = 10**9
@@ -154,7 +173,7 @@ class _ComponentBase(Document):
 
 class FixedComponent(_ComponentBase):
     type: Literal["FIXED"]
-    rate: Money
+    rate: Rate
 
 
 class TimeOfUseComponent(_ComponentBase):
@@ -177,7 +196,7 @@ class _VersionBase(Document):
 
     effective_from: AwareDatetime
     effective_to: AwareDatetime | None = None
-    surcharge_fixed: Money | None = None
+    surcharge_fixed: Rate | None = None
     surcharge_percentage: SurchargePercentage | None = None
     components: list[Component] | None = None
     standing_charge: StandingCharge | None = None
@@ -200,7 +219,7 @@ class _VersionBase(Document):
 
 class FixedTariff(_VersionBase):
     type: Literal["FIXED"]
-    rate: Money
+    rate: Rate
 
 
 class TimeOfUseTariff(_VersionBase):

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from meterflow.contract.columns import BATCH_LOCK_NAMESPACE
-from meterflow.models import DeadLetter, loads, original_payload
+from meterflow.models import DeadLetter, loads_tolerant, original_payload
 from meterflow.models.records import BATCH_INDEX_MAX
 from meterflow.sink.rows import Source
 
@@ -121,8 +121,8 @@ def decode_batch_failure(value: bytes | None, source: Source) -> BatchFailure | 
     if not value or b"batch_id" not in value:  # cheap: most letters are not batch records'
         return None
     try:
-        letter = DeadLetter.model_validate(loads(value))
-        record = _batch_record(loads(original_payload(letter)))
+        letter = DeadLetter.model_validate(loads_tolerant(value))
+        record = _batch_record(loads_tolerant(original_payload(letter)))
         when = letter.time_created
         when = (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, RecursionError, OverflowError):  # ValidationError is a ValueError
