@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(default=200, ge=1)
     api_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     api_max_batch_records: int = Field(default=10_000, ge=1)
+    # a per-record report holds every row in memory, then in one answer: above this, 422
+    api_max_report_records: int = Field(default=100_000, ge=1)
 
     # Postgres sink (sink/, docs/sink.md): a batch is written when it holds `sink_batch_size`
     # events or its oldest event waited `sink_linger_ms`; /healthz on `sink_http_port` (0 = off).

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 RATE_PER_SECOND = 200
 MAX_BODY = 1024 * 1024
+MAX_REPORT = 20  # records in a per-record report
 
 FIXED = {
     "timezone": "Europe/London",
@@ -65,6 +66,7 @@ async def stack(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Stack]
         MF_API_RATE_LIMIT_PER_SECOND=str(RATE_PER_SECOND),
         MF_API_RATE_LIMIT_BURST=str(RATE_PER_SECOND),
         MF_API_MAX_BODY_BYTES=str(MAX_BODY),
+        MF_API_MAX_REPORT_RECORDS=str(MAX_REPORT),
     ) as running:
         yield running
 
@@ -811,6 +813,29 @@ async def test_autumn_dst_day_has_25_hours_and_months_sum(stack: Stack, client: 
     assert [(r["start_time"], r["records"], r["cost"]["value"]) for r in month["data"]] == [
         ("2025-10-01T00:00:00+01:00", 60, Decimal("7.500"))
     ]
+
+
+async def test_a_per_record_report_has_a_bound_and_a_sum_has_none(
+    stack: Stack, client: Client
+) -> None:
+    account, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    await store_costs(stack, account, location, datetime(2025, 7, 1, tzinfo=UTC), MAX_REPORT + 1)
+    window = {"start_time": "2025-07-01T00:00:00Z", "end_time": "2025-07-02T00:00:00Z"}
+    path = f"/costs/interval/{location}"
+    status, doc, _ = await client.call("POST", path, key=key, json=window)
+    assert_error(status, doc, 422, "too_many_records")
+    assert "MF_API_MAX_REPORT_RECORDS" in doc["message"]
+    status, day, _ = await client.call(
+        "POST", path, key=key, json=window, params={"aggregation": "DAY"}
+    )
+    assert status == 200, day
+    assert [row["records"] for row in day["data"]] == [MAX_REPORT + 1]
+    one_less = {**window, "end_time": "2025-07-01T10:00:00Z"}  # MAX_REPORT half-hours
+    status, report, _ = await client.call("POST", path, key=key, json=one_less)
+    assert status == 200, report
+    assert len(report["data"]) == MAX_REPORT
 
 
 async def test_per_record_and_session_reports(stack: Stack, client: Client) -> None:

@@ -267,7 +267,15 @@ async def interval_report(request: web.Request) -> web.Response:
         "end": body.end_time,
     }
     if aggregation is None:
-        rows = await repository.cost_rows(ctx.db(), principal, **scope)
+        most = ctx.settings.api_max_report_records
+        rows = await repository.cost_rows(ctx.db(), principal, **scope, limit=most + 1)
+        if len(rows) > most:
+            raise ApiError(
+                422,
+                "too_many_records",
+                f"more than {most:,} records in the range (MF_API_MAX_REPORT_RECORDS): ask for a"
+                " shorter range or an aggregation (DAY or MONTH)",
+            )
         data = [_report_row(dict(row), zone) for row in rows]
     else:
         bill = _bill(subject, direction, body.start_time, body.end_time)

@@ -201,9 +201,11 @@ async def cost_rows(
     tariff_direction: str,
     start: datetime,
     end: datetime,
+    limit: int,
 ) -> list[asyncpg.Record]:
-    """Per record: every stored cost of the object whose interval starts in [start, end);
-    one row per result id, its latest version (a correction replaces the row, design §8.3)."""
+    """Per record: the stored costs of the object whose interval starts in [start, end), at
+    most `limit` of them (the first by time); one row per result id, its latest version (a
+    correction replaces the row, design §8.3)."""
     return await pool.fetch(
         f"""
         SELECT start_time, end_time, session_reference_id, record_reference_id,
@@ -212,6 +214,7 @@ async def cost_rows(
         WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
           AND start_time >= $5 AND start_time < $6
         ORDER BY start_time, id
+        LIMIT $7
         """,
         principal.account_id,
         principal.live_mode,
@@ -219,6 +222,7 @@ async def cost_rows(
         object_id,
         start,
         end,
+        limit,
     )
 
 
