@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
 
 from pydantic import Field
@@ -49,9 +50,13 @@ class Settings(BaseSettings):
     # (cli/long_lived.py; Python's default is 700, which the sink and the API keep).
     worker_gc_threshold: int = Field(default=10_000, ge=700)
 
-    # HTTP API (docs/api.md). The token secret signs /login bearer tokens: the default is for local
-    # use only; set MF_API_TOKEN_SECRET in every shared or production deployment.
-    api_token_secret: str = "meterflow-local-dev-token-secret"
+    # HTTP API (docs/api.md). The token secret signs /login bearer tokens. Unset, each process
+    # draws its own at random (a known default would let anyone mint tokens): tokens then end
+    # with the process and no other API process accepts them, so set MF_API_TOKEN_SECRET
+    # (32 characters or more) wherever the API runs more than once or restarts under clients.
+    api_token_secret: str = Field(
+        default_factory=lambda: secrets.token_urlsafe(32), min_length=32, repr=False
+    )
     api_token_ttl_seconds: int = Field(default=3600, ge=60)
     api_key_cache_seconds: float = Field(default=5.0, ge=0)
     api_rate_limit_per_second: float = Field(default=100.0, gt=0)

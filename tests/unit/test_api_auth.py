@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -12,7 +13,9 @@ from typing import Any
 
 import jwt
 import pytest
+from pydantic import ValidationError
 
+from meterflow.api import create_api
 from meterflow.api.auth import principal_for_token
 from meterflow.api.credentials import (
     Principal,
@@ -26,6 +29,7 @@ from meterflow.api.credentials import (
 )
 from meterflow.api.errors import ApiError
 from meterflow.api.ratelimit import RateLimiter
+from meterflow.settings import Settings
 
 WHO = Principal(account_id="acc_1", live_mode=True, key_id="key_1")
 SECRET = "s" * 32  # RFC 7518 §3.2: an HS256 key as long as the hash; PyJWT warns below that
@@ -166,3 +170,26 @@ def test_a_token_acts_only_for_its_own_keys_account_and_mode() -> None:
     unknown = sign_token(replace(WHO, key_id="key_2"), now=1000, ttl_seconds=60, secret=SECRET)
     with pytest.raises(ApiError):
         asyncio.run(principal_for_token(ctx, unknown))
+
+
+def test_an_unset_token_secret_is_random_per_process_and_said_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A known default secret would let anyone mint a token for a known key id."""
+    monkeypatch.delenv("MF_API_TOKEN_SECRET", raising=False)
+    first, second = Settings(), Settings()
+    assert first.api_token_secret != second.api_token_secret
+    assert len(first.api_token_secret) >= 32
+    assert first.api_token_secret not in repr(first)
+    with caplog.at_level(logging.WARNING, logger="meterflow.api"):
+        create_api(first, start_clients=False)
+    assert [r.getMessage() for r in caplog.records] == ["api_token_secret_random"]
+
+    caplog.clear()
+    monkeypatch.setenv("MF_API_TOKEN_SECRET", OTHER)
+    with caplog.at_level(logging.WARNING, logger="meterflow.api"):
+        create_api(Settings(), start_clients=False)
+    assert caplog.records == []
+    monkeypatch.setenv("MF_API_TOKEN_SECRET", "too-short")
+    with pytest.raises(ValidationError, match="api_token_secret"):
+        Settings()

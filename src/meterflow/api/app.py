@@ -102,6 +102,14 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 def create_api(settings: Settings, *, start_clients: bool = True) -> web.Application:
     """The HTTP API. `start_clients=False` leaves Kafka and Postgres to the caller (tests)."""
+    if "api_token_secret" not in settings.model_fields_set:
+        event(
+            log,
+            "api_token_secret_random",
+            logging.WARNING,
+            reason="MF_API_TOKEN_SECRET is not set: /login tokens are signed with a secret of"
+            " this process only (they end with it; other API processes refuse them)",
+        )
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
         middlewares=[http_metrics_middleware, error_middleware, auth_middleware],
