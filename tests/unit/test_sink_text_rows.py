@@ -119,6 +119,10 @@ def test_text_rows_read_back_as_the_model_paths_values(document: dict[str, Any])
 def test_text_path_answers_for_documents_the_pipeline_writes(document: dict[str, Any]) -> None:
     value = dumps(plain(document))
     assume(b"\\" not in value)  # an escape in any string: the next path's job
+    # a string "request" besides the top-level key (`{"request": {"request": null}}`, or an
+    # account named so): deferred by design (test_another_request_key_defers). Hypothesis
+    # draws the literal from this project's source, so it came up in some runs and not others
+    assume(value.count(b'"request"') == 1)
     text = text_cost_rows(value, SOURCE)
     assert text is not None, "the text path must not defer on a plain EnergyCost"
     assert_same_values(text, model_path(value))
@@ -221,7 +225,9 @@ def test_another_request_key_defers() -> None:
     number_first = _with(raw, b'"request":', b'"request":{"energy":"1.50"},"request":')
     nested = _with(raw, b'"request":{', b'"request":{"request":{"a":"1"},')
     spaced = _with(raw, b'"request":', b'"request" :')
-    for value in (number_first, nested, spaced):
+    nested_null = _with(raw, b'"request":{', b'"request":{"request":null,')
+    as_text = _with(raw, b'"acc_1"', b'"request"')  # a value spelled like the key
+    for value in (number_first, nested, spaced, nested_null, as_text):
         assert text_cost_rows(value, SOURCE) is None
         assert isinstance(decode_cost(b"key", value, SOURCE, NOW), Persist)
 
