@@ -127,7 +127,7 @@ SurchargePercentage = Annotated[
     AfterValidator(_surcharge_percentage),
     _decimal_schema(minimum=-100, maximum=MAX_SURCHARGE_PERCENTAGE),
 ]
-"""A percentage applied to a rate: −100 (free) or more; may be negative (a discount)."""
+"""A percentage applied to a rate: −100 (free) to 10⁶; may be negative (a discount)."""
 MAX_STANDING_CHARGE = 10**9
 """Above this (a billion a day) a standing charge is absurd; a bound keeps a century of them,
 taxed, exact in the 50-digit context."""
