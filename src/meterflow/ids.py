@@ -8,19 +8,22 @@ import hashlib
 import secrets
 
 _ID_BYTES = 12
-_EMPTY = hashlib.blake2b(digest_size=_ID_BYTES)  # never updated: only copied
+_new_hasher = hashlib.blake2b(digest_size=_ID_BYTES).copy  # the empty hasher is only copied
 
 
-def _digest(*parts: str) -> str:
-    # copying a hasher costs 0.2 µs less than making one with a keyword argument (twice a record)
-    hasher = _EMPTY.copy()
-    hasher.update("\x1f".join(parts).encode())
+def _digest(parts: str) -> str:
+    """The hex digest of `parts`: an id's kind and its parts, joined by U+001F by the caller
+    (one f-string: a join of varargs cost 0.2 µs more, twice a record).
+
+    Copying a hasher costs 0.2 µs less than making one with a keyword argument."""
+    hasher = _new_hasher()
+    hasher.update(parts.encode())
     return hasher.hexdigest()
 
 
 def meter_record_id_for_offset(topic: str, partition: int, offset: int) -> str:
     """The id of a Kafka record that arrived without one: its position identifies it."""
-    return f"mre_{_digest('offset', topic, str(partition), str(offset))}"
+    return "mre_" + _digest(f"offset\x1f{topic}\x1f{partition}\x1f{offset}")
 
 
 def meter_record_id_for_reference(
@@ -34,8 +37,10 @@ def meter_record_id_for_reference(
     or device id may hold any character, and no separator could keep two identities apart.
     (A JSON array would do too, at 4x the cost: 5.8 µs a record against 1.4 µs.)"""
     mode = "live" if live_mode else "test"
-    identity = f"{len(account_id)}:{account_id}{mode}{len(object_id)}:{object_id}"
-    return f"mre_{_digest('reference', identity + record_reference_id)}"
+    return "mre_" + _digest(
+        f"reference\x1f{len(account_id)}:{account_id}{mode}{len(object_id)}:{object_id}"
+        f"{record_reference_id}"
+    )
 
 
 def reading_interval_reference(object_id: str, direction: str, start: str, end: str) -> str:
@@ -44,7 +49,7 @@ def reading_interval_reference(object_id: str, direction: str, start: str, end: 
     meter and the two instants alone (UTC text), so deriving the interval again after a crash
     or a replay gives the same reference, hence the same `mre_…` and `ecs_…` (§8.1)."""
     identity = f"{len(object_id)}:{object_id}{len(direction)}:{direction}{start}/{end}"
-    return f"rdg_{_digest('reading', identity)}"
+    return "rdg_" + _digest(f"reading\x1f{identity}")
 
 
 def new_meter_record_id() -> str:
@@ -72,4 +77,4 @@ def new_report_id() -> str:
 
 def energy_cost_id(meter_record_id: str) -> str:
     """The result id: one per meter record, so the sink's ON CONFLICT (id) drops duplicates."""
-    return f"ecs_{_digest('cost', meter_record_id)}"
+    return "ecs_" + _digest(f"cost\x1f{meter_record_id}")

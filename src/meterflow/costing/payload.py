@@ -72,7 +72,9 @@ def unknown_meter(
 def validate_record(request: dict[str, Any]) -> MeterRecord:
     """The request as a MeterRecord; PricingError(INVALID_RECORD) naming what breaks it."""
     try:
-        return MeterRecord.model_validate(request)
+        # `model_validate` without its Python frame and keyword arguments (0.4 µs a record)
+        record: MeterRecord = MeterRecord.__pydantic_validator__.validate_python(request)
+        return record
     except ValidationError as error:
         raise PricingError(
             ErrorCode.INVALID_RECORD, validation_summary(error, whole="record")
