@@ -18,18 +18,17 @@ from typing import Any
 from meterflow.costing.money import CONTEXT, quotient_times, round_money
 from meterflow.costing.periods import Period
 from meterflow.costing.rates import Part
-from meterflow.models import MeterRecord, iso, wire_item
+from meterflow.models import iso, wire_item
 
 
-def _first_start(record: MeterRecord) -> datetime:
-    """The record's start_time in its end_time's UTC offset (Flatpeak: "end_time wins")."""
-    first_start = record.start_time
-    zone = first_start.tzinfo
-    if zone is record.end_time.tzinfo and type(zone) is timezone:
-        return first_start  # one fixed offset (both in `Z`, nearly always): no look-up
-    if first_start.utcoffset() != record.end_time.utcoffset():
-        first_start = first_start.astimezone(record.end_time.tzinfo)
-    return first_start
+def _first_start(start_time: datetime, end_time: datetime) -> datetime:
+    """A record's start_time in its end_time's UTC offset (Flatpeak: "end_time wins")."""
+    zone = start_time.tzinfo
+    if zone is end_time.tzinfo and type(zone) is timezone:
+        return start_time  # one fixed offset (both in `Z`, nearly always): no look-up
+    if start_time.utcoffset() != end_time.utcoffset():
+        return start_time.astimezone(end_time.tzinfo)
+    return start_time
 
 
 Edges = tuple[datetime, str, str]
@@ -37,11 +36,13 @@ Edges = tuple[datetime, str, str]
 text of its last end."""
 
 
-def breakdown_edges(record: MeterRecord, start_text: str, end_text: str) -> Edges:
-    """The breakdown's `Edges`, given the record's `start_time` and `end_time` texts (the
-    document's own `data` writes them too: each is written once)."""
-    first_start = _first_start(record)
-    first_text = start_text if first_start is record.start_time else iso(first_start)
+def breakdown_edges(
+    start_time: datetime, end_time: datetime, start_text: str, end_text: str
+) -> Edges:
+    """The breakdown's `Edges` of a record's `start_time` and `end_time`, given their texts
+    (the document's own `data` writes them too: each is written once)."""
+    first_start = _first_start(start_time, end_time)
+    first_text = start_text if first_start is start_time else iso(first_start)
     return first_start, first_text, end_text
 
 

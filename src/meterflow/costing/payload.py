@@ -87,12 +87,13 @@ def referenced_record_id(record: MeterRecord, account_id: str, live_mode: bool) 
 
     For the adapters that need the id before pricing (a batch receipt); pricing itself calls
     `meter_record_id`, which gives the same answer."""
-    if record.record_reference_id is None:
+    fields = record.__dict__  # read as `models.Document` says
+    reference = fields["record_reference_id"]
+    if reference is None:
         return None
-    object_id = record.device_id if record.device_id is not None else record.location_id
-    return ids.meter_record_id_for_reference(
-        account_id, live_mode, object_id, record.record_reference_id
-    )
+    device_id = fields["device_id"]
+    object_id = device_id if device_id is not None else fields["location_id"]
+    return ids.meter_record_id_for_reference(account_id, live_mode, object_id, reference)
 
 
 def meter_record_id(record: MeterRecord, profile: LocationProfile, source: Position | None) -> str:
@@ -200,8 +201,10 @@ def _price_valid(
 ) -> PricedCost:
     """A schema-valid record priced; raises PricingError for an unknown meter or a record the
     tariffs cannot price."""
-    profile = profiles(record.location_id)
-    problem = unknown_meter(record.location_id, record.device_id, profile)
+    fields = record.__dict__  # read as `models.Document` says
+    location_id: str = fields["location_id"]
+    profile = profiles(location_id)
+    problem = unknown_meter(location_id, fields["device_id"], profile)
     if problem is not None:
         raise problem
     assert profile is not None  # unknown_meter's first check

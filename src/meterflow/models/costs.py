@@ -164,28 +164,31 @@ def wire_energy_cost(
     """An `EnergyCost` as written, fields in the model's order, the record's and the profile's
     fields read here but its instants, given as their `iso` text (the breakdown writes them
     too); StrEnum members stay members (msgspec and simplejson both write their value).
-    Positional: 21 keyword arguments cost 1.3 µs a call, more than the dict."""
+    Positional: 21 keyword arguments cost 1.3 µs a call, more than the dict. The record's and
+    the profile's fields are read from their `__dict__` (`models.Document`)."""
+    fields, settings = record.__dict__, profile.__dict__
+    device_id, location_id = fields["device_id"], fields["location_id"]
     return {
         "id": id,
         "object": "energy_cost",
-        "account_id": profile.account_id,
-        "object_id": record.device_id or record.location_id,
-        "location_id": record.location_id,
-        "device_id": record.device_id,
+        "account_id": settings["account_id"],
+        "object_id": device_id or location_id,
+        "location_id": location_id,
+        "device_id": device_id,
         "meter_record_id": meter_record_id,
-        "live_mode": profile.live_mode,
-        "non_persistent": record.non_persistent,
+        "live_mode": settings["live_mode"],
+        "non_persistent": fields["non_persistent"],
         "energy_flow_direction": energy_flow_direction,
         "tariff_direction": tariff_direction,
-        "location_timezone": profile.timezone,
-        "currency_code": profile.currency_code,
+        "location_timezone": settings["timezone"],
+        "currency_code": settings["currency_code"],
         "energy_units": "KWH",
         "request": request,
         "data": {
             "start_time": start_time,
             "end_time": end_time,
-            "session_reference_id": record.session_reference_id,
-            "record_reference_id": record.record_reference_id,
+            "session_reference_id": fields["session_reference_id"],
+            "record_reference_id": fields["record_reference_id"],
             "energy": {"value": energy},
             "cost": cost,
             "breakdown": breakdown,
