@@ -39,6 +39,7 @@ from meterflow.models import (
     PricedCost,
     PricingError,
     TariffDirection,
+    by_identity,
     iso,
     wire_cost,
     wire_energy_cost,
@@ -61,6 +62,20 @@ _FLOWS = {
 """(flow, default tariff direction) of a record, by whether it is exported. Enum members are
 read once here: `EnergyUnit.KWH` costs 0.16 µs a look-up, a module name 0.01."""
 _US_PER_HOUR = Decimal(US_PER_HOUR)
+
+
+class _Lengths(dict[int, Decimal]):
+    """`Decimal(n)` of lengths in µs, remembered: a stream's records and a breakdown's parts
+    repeat a few lengths (half-hours), and a look-up costs 0.04 µs, a new Decimal 0.14."""
+
+    def __missing__(self, length: int) -> Decimal:
+        if len(self) >= 4096:
+            self.clear()
+        value = self[length] = Decimal(length)
+        return value
+
+
+_LENGTHS = _Lengths()
 
 
 def _energy_per_us(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal]:
@@ -118,6 +133,16 @@ def check_time_range(start: int, end: int, max_record_hours: int) -> None:
         raise PricingError(ErrorCode.INVALID_TIME_RANGE, f"a record must lie {SUPPORTED_YEARS}")
 
 
+def _us_and_text(instant: datetime) -> tuple[int, str]:
+    return to_us(instant), instant.isoformat()
+
+
+_instant_of: Callable[[datetime], tuple[int, str]] = by_identity(_us_and_text)
+"""An instant's µs (`to_us`) and its text (`iso`), remembered per object: instants of the
+common shape are shared objects (`models._base._instant`), and one look-up (0.2 µs) replaced
+`to_us` (0.4 µs) and `iso` (0.2 µs) for each of a record's two bounds."""
+
+
 def cost_record(
     record: MeterRecord,
     profile: LocationProfile,
@@ -135,11 +160,12 @@ def cost_record(
     fields = record.__dict__  # read as `models.Document` says
     start_time: datetime = fields["start_time"]
     end_time: datetime = fields["end_time"]
-    start = to_us(start_time)
-    end = to_us(end_time)
+    start, start_text = _instant_of(start_time)
+    end, end_text = _instant_of(end_time)
     check_time_range(start, end, max_record_hours)
     duration = end - start
-    length = Decimal(duration)
+    lengths = _LENGTHS
+    length = lengths[duration]
     numerator, denominator = _energy_per_us(record, length)
     flow, direction = tariff_direction_of(record)
     ctx = _CONTEXT
@@ -169,9 +195,9 @@ def cost_record(
         if len(parts) == 1:  # the common case: the whole record at one rate
             weights = [multiply(parts[0][2], length)]
         else:
-            weights = [multiply(rate, Decimal(stop - begin)) for begin, stop, rate in parts]
+            weights = [multiply(rate, lengths[stop - begin]) for begin, stop, rate in parts]
     else:
-        weights = [multiply(p.rate, Decimal(p.end - p.start)) for p in periods]
+        weights = [multiply(p.rate, lengths[p.end - p.start]) for p in periods]
     # in the 50-digit context: exact (one part, the common case, needs no sum)
     weighted = weights[0] if len(weights) == 1 else reduce(ctx.add, weights, _ZERO)
     net_scaled = ctx.multiply(magnitude, weighted)  # the net × denominator, exact
@@ -179,7 +205,6 @@ def cost_record(
     total_cost = round_money(net)
     total_energy = round_money(exact_energy)
 
-    start_text, end_text = iso(start_time), iso(end_time)
     edges = breakdown_edges(start_time, end_time, start_text, end_text)
     if periods is None:
         breakdown = plain_breakdown(
