@@ -411,8 +411,17 @@ async def test_location_validation_errors(stack: Stack, client: Client) -> None:
     for limit in ("0", "²", "٣", "9" * 5000):  # digits to `str.isdigit`, not to `int` or us
         status, doc, _ = await client.call("GET", "/locations", key=key, params={"limit": limit})
         assert_error(status, doc, 400, "invalid_request")
-    for rate in ("1e60", "-1000000001"):  # an absurd rate once broke the final rounding
-        absurd = london({"type": "FIXED", "effective_from": "2024-01-01T00:00:00Z", "rate": rate})
+    # an absurd rate once broke the final rounding; PostgreSQL's jsonb reads no number with
+    # more than 16,383 places (a 500 after the checks); a folder is no time zone (OSError)
+    for absurd in (
+        *(
+            london({"type": "FIXED", "effective_from": "2024-01-01T00:00:00Z", "rate": rate})
+            for rate in ("1e60", "-1000000001", "1e-16384")
+        ),
+        london(time_of_use(("00:00", "24:00", "0.1")), tax_percentage="0E-999999"),
+        FIXED | {"timezone": "Europe"},
+        FIXED | {"timezone": "a" * 300},
+    ):
         status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, json=absurd)
         assert_error(status, doc, 422, "invalid_profile")
     status, doc, _ = await client.call(
@@ -598,6 +607,18 @@ async def test_instant_cost_errors_use_the_dead_letter_codes(stack: Stack, clien
         ),
         (record(location, start_time="2025-06-01T10:00:00.0000001Z"), "invalid_record"),
     ]
+    for older in ([], {}):  # an unhashable older `direction`: refused, not a TypeError's text
+        status, doc, _ = await client.call(
+            "POST", "/costs/instant", key=key, json=record(location, direction=older)
+        )
+        assert_error(status, doc, 422, "invalid_record")
+        assert "IMPORT or EXPORT" in doc["message"]
+        status, doc, _ = await client.call(
+            "PUT", "/meters/interval", key=key, json=[record(location, direction=older)]
+        )
+        assert status == 200, doc
+        [failed] = doc["failed_records"]
+        assert failed["error"].startswith("invalid_record"), failed
     for body, code in cases:
         status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=body)
         assert_error(status, doc, 422, code)

@@ -57,9 +57,16 @@ def test_a_record_with_both_names_is_refused(both: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "older", [{"direction": "OUTBOUND"}, {"direction": "LOCAL"}, {"tariff_rate": "LOCAL"}]
+    "older",
+    [
+        {"direction": "OUTBOUND"},
+        {"direction": "LOCAL"},
+        {"tariff_rate": "LOCAL"},
+        {"direction": []},  # unhashable: a TypeError once, "unexpected error" in a letter
+        {"direction": {}},
+    ],
 )
-def test_older_names_take_only_their_own_values(older: dict[str, str]) -> None:
+def test_older_names_take_only_their_own_values(older: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         MeterRecord.model_validate(BASE | older)
 

@@ -54,12 +54,27 @@ def _decimal_schema(**bounds: int) -> WithJsonSchema:
     )
 
 
+MAX_EXPONENT = 1000
+"""The largest |exponent| a profile's number may be written with: PostgreSQL's jsonb (the
+profile's mirror) reads no more than 16,383 decimal places (`1e-16384` or `0E-999999` was a
+500), and no price needs more than a handful."""
+
+
+def _exponent_stored(value: Decimal) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
+        raise ValueError(f"is written with an exponent beyond ±{MAX_EXPONENT}")
+    return value
+
+
+ProfileDecimal = Annotated[Money, AfterValidator(_exponent_stored)]
+
 MAX_RATE = 10**9
 """Above this magnitude (a billion a kWh) a rate is absurd; a bound keeps every cost, with the
 largest energy a record may have, far inside the 50-digit context (a rate of 1e60 made the
 final rounding itself fail)."""
 Rate = Annotated[
-    Money,
+    ProfileDecimal,
     Field(ge=-MAX_RATE, le=MAX_RATE),
     _decimal_schema(minimum=-MAX_RATE, maximum=MAX_RATE),
 ]
@@ -123,7 +138,7 @@ def _surcharge_percentage(value: Decimal) -> Decimal:
 
 
 SurchargePercentage = Annotated[
-    Money,
+    ProfileDecimal,
     AfterValidator(_surcharge_percentage),
     _decimal_schema(minimum=-100, maximum=MAX_SURCHARGE_PERCENTAGE),
 ]
@@ -140,11 +155,13 @@ def _daily_charge(value: Decimal) -> Decimal:
 
 
 StandingCharge = Annotated[
-    Money, AfterValidator(_daily_charge), _decimal_schema(minimum=0, maximum=MAX_STANDING_CHARGE)
+    ProfileDecimal,
+    AfterValidator(_daily_charge),
+    _decimal_schema(minimum=0, maximum=MAX_STANDING_CHARGE),
 ]
 """Money per local calendar day (design §11); never negative."""
 TaxPercentage = Annotated[
-    Money, AfterValidator(_zero_to_100), _decimal_schema(minimum=0, maximum=100)
+    ProfileDecimal, AfterValidator(_zero_to_100), _decimal_schema(minimum=0, maximum=100)
 ]
 """A tax rate in percent (VAT 5 means 5 %), 0 to 100."""
 
@@ -262,7 +279,7 @@ class LocationProfile(Document):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
             raise ValueError(f"{value!r} is not an IANA time zone") from None
         return value
 

@@ -159,7 +159,7 @@ class MeterRecord(Document):
                     raise ValueError(f"`{old}` is the older name of `{new}`: give one, not both")
                 value = data.pop(old)
                 if old == "direction":
-                    if value not in _OLDER_FLOW:
+                    if not isinstance(value, str) or value not in _OLDER_FLOW:
                         raise ValueError("`direction` must be IMPORT or EXPORT")
                     value = _OLDER_FLOW[value]
                 data[new] = value
