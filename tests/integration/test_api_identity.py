@@ -179,6 +179,38 @@ async def test_a_bad_reference_is_invalid_record_on_both_paths(
     assert longest["data"]["record_reference_id"] == "x" * 256
 
 
+async def test_an_energy_the_worker_would_refuse_is_refused_on_both_paths(
+    stack: Stack, client: Client
+) -> None:
+    """Before, a batch accepted these and the worker dead-lettered them; 1e-1001 was even
+    priced, and then refused by the sink (jsonb and the cost tables cannot store it)."""
+    _, key, location = await new_location(stack, client)
+    bad = [
+        (record(location, "tiny", energy=Decimal("1e-1001")), "invalid_record"),
+        (record(location, "long", energy=Decimal("1." + "0" * 49 + "1")), "invalid_record"),
+        (record(location, "huge", energy=Decimal("1e1000000")), "invalid_record"),
+        (record(location, "twh", energy=Decimal("1000000001")), "invalid_record"),
+        (
+            record(location, "sign", energy="-1", energy_flow_direction="OUTBOUND"),
+            "direction_conflict",
+        ),
+    ]
+    for body, code in bad:
+        status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=body)
+        assert status == 422, doc
+        assert doc["code"] == code, doc
+    status, batch, _ = await client.call(
+        "PUT", "/meters/interval", key=key, json=[b for b, _ in bad]
+    )
+    assert status == 200, batch
+    assert batch["records_accepted"] == 0
+    assert [item["error"].split(":")[0] for item in batch["failed_records"]] == [
+        code for _, code in bad
+    ]
+    at_the_bound = record(location, "places", energy=Decimal("1e-1000"))
+    assert (await instant(client, key, at_the_bound))["data"]["energy"]["value"] == 0
+
+
 async def test_the_batch_path_and_the_instant_path_give_the_same_id(
     stack: Stack, client: Client
 ) -> None:

@@ -170,6 +170,7 @@ def test_the_derived_reference_depends_on_meter_and_instants_not_on_spelling() -
         ({"value": "1.000000000000000000001"}, ErrorCode.INVALID_RECORD),  # 21 places
         ({"value": "1E+16"}, ErrorCode.INVALID_RECORD),  # beyond MAX_INPUT_VALUE: absurd
         ({"value": "1e1000000"}, ErrorCode.INVALID_RECORD),
+        ({"confidence": "1e-1001"}, ErrorCode.INVALID_RECORD),  # its interval's: not stored
     ],
 )
 def test_bad_readings_are_invalid_records(document: dict[str, Any], code: ErrorCode) -> None:

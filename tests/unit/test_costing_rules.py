@@ -662,6 +662,65 @@ def test_absurd_threshold_is_1e9_kwh() -> None:
     )
 
 
+def _outcome(number: str, field: str = '"energy"') -> EnergyCost | DeadLetter:
+    payload = b'{"id": "mre_test", "location_id": "loc_test"' + SPAN
+    return price_payload(
+        payload + f", {field}: {number}}}".encode(),
+        profiles=lambda _: FLAT,
+        market_prices=lambda s, d: None,
+        now=NOW,
+    )
+
+
+FIFTY_DIGITS = "1." + "0" * 48 + "1"
+
+
+@pytest.mark.parametrize(
+    ("number", "field", "reason"),
+    [
+        ("1e1000000", '"energy"', "energy value 1E+1000000 is absurd"),  # overflowed once
+        ("-1e1000000", '"energy"', "energy value -1E+1000000 is absurd"),
+        ("1e-1001", '"energy"', "the energy value has more than 1000 decimal places"),
+        ("1e-999999", '"energy"', "the energy value has more than 1000 decimal places"),
+        ("0E-1001", '"energy"', "the energy value has more than 1000 decimal places"),
+        ("1234e-1003", '"energy"', "the energy value has more than 1000 decimal places"),
+        ("1." + "0" * 1000 + "1", '"energy"', "more than 50 significant digits"),
+        (FIFTY_DIGITS + "1", '"energy"', "the energy value has more than 50 significant digits"),
+        ("1." + "0" * 50, '"energy"', "the energy value has more than 50 significant digits"),
+        ("1e-999999", '"units": "W", "value"', "more than 1000 decimal places"),
+        ("1e-1001", '"energy": 1, "confidence"', "no more than 1000 decimal places"),
+    ],
+)
+def test_numbers_that_would_be_rounded_or_not_stored_are_invalid(
+    number: str, field: str, reason: str
+) -> None:
+    """An energy rounded to the engine's 50 digits would be priced inexactly, and a result
+    echoing 1e-999999 (jsonb keeps 16,383 places) was priced, then refused by the sink."""
+    result = _outcome(number, field)
+    assert isinstance(result, DeadLetter)
+    assert result.error.code == "invalid_record"
+    assert reason in result.error.message
+
+
+@pytest.mark.parametrize(
+    ("number", "field"),
+    [
+        (FIFTY_DIGITS, '"energy"'),
+        ("-" + FIFTY_DIGITS, '"energy"'),
+        ("1." + "0" * 49, '"energy"'),
+        ("1e-1000", '"energy"'),
+        ("1234e-1000", '"energy"'),  # leading digit at 1e-997: the places are counted
+        ("5e-950", '"units": "KW", "value"'),
+        ("1e-1000", '"energy": 1, "confidence"'),
+    ],
+)
+def test_numbers_at_the_bounds_are_priced(number: str, field: str) -> None:
+    result = _outcome(number, field)
+    assert isinstance(result, EnergyCost), result
+    echoed = json.loads(f"{{{field}: {number}}}", parse_float=Decimal)
+    assert result.request.items() >= echoed.items()  # the exact number, echoed
+
+
 def test_non_utf8_payload_is_dead_lettered_as_base64() -> None:
     raw = b'{"location_id": "\xff"}'
     result = price_payload(raw, profiles=lambda _: FLAT, market_prices=lambda s, d: None, now=NOW)

@@ -28,7 +28,7 @@ from meterflow.api.schemas import (
     SessionBody,
 )
 from meterflow.contract.topics import ENERGY_COSTS
-from meterflow.costing import check_time_range, cost_payload, referenced_record_id
+from meterflow.costing import check_energy, check_time_range, cost_payload, referenced_record_id
 from meterflow.costing.standing import TooManyDaysError, standing_days
 from meterflow.costing.timeline import SUPPORTED_YEARS, to_us, within_supported_years
 from meterflow.models import (
@@ -116,9 +116,10 @@ def _check_record(
             reference,
             f"invalid_record: {validation_summary(exc, whole='record', limit=3)}",
         )
-    try:  # the engine's rule, so that a batch accepts no record the worker then refuses
+    try:  # the engine's rules, so that a batch accepts no record the worker then refuses
         start, end = to_us(record.start_time), to_us(record.end_time)
         check_time_range(start, end, ctx.settings.max_record_hours)
+        check_energy(record, end - start)
     except PricingError as error:
         return None, reference, f"{error.code.value}: {error.message}"
 

@@ -4,6 +4,7 @@ or `price_payload` for the model straight away."""
 
 from meterflow.costing.engine import (
     MAX_ENERGY_KWH,
+    check_energy,
     check_time_range,
     cost_record,
     tariff_direction_of,
@@ -20,6 +21,7 @@ from meterflow.costing.payload import (
 
 __all__ = [
     "MAX_ENERGY_KWH",
+    "check_energy",
     "check_time_range",
     "cost_payload",
     "cost_record",

@@ -29,6 +29,7 @@ from meterflow.costing.timeline import (
     within_supported_years,
 )
 from meterflow.models import (
+    MAX_INPUT_PLACES,
     MAX_INPUT_VALUE,
     EnergyFlowDirection,
     EnergyUnit,
@@ -47,6 +48,15 @@ from meterflow.models import (
 
 MAX_ENERGY_KWH = Decimal("1e9")
 """Above this magnitude (1 TWh in one record) a record is absurd: `invalid_record`."""
+MAX_INPUT_DIGITS = CONTEXT.prec
+"""A record's `energy`/`value` has at most this many significant digits: the engine's context
+holds them all, so none is rounded away before pricing (`invalid_record` beyond)."""
+_ABSURD_ADJUSTED = MAX_INPUT_VALUE.adjusted()
+"""A value whose leading digit lies above `MAX_INPUT_VALUE`'s is absurd before any arithmetic
+(which would overflow the context for 1e1000000)."""
+_PLACES_UNSURE = -MAX_INPUT_PLACES + MAX_INPUT_DIGITS - 1
+"""Below this `adjusted()`, a value of at most `MAX_INPUT_DIGITS` digits may have more than
+`MAX_INPUT_PLACES` places; above it none has, so the exact count (1 µs) is needed only there."""
 
 _CONTEXT = CONTEXT
 _THOUSAND = Decimal(1000)
@@ -78,9 +88,11 @@ class _Lengths(dict[int, Decimal]):
 _LENGTHS = _Lengths()
 
 
-def _energy_per_us(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal]:
-    """(numerator, denominator) of the signed energy per microsecond, in kWh, given the
-    record's `duration` in µs.
+def _energy(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """The record's energy given its `duration` in µs: (magnitude, denominator, energy ×
+    denominator, energy in kWh), the magnitude per µs being the first over the second; every
+    energy rule, PricingError(invalid_record) for a value the engine would not price exactly,
+    the database could not store, or that is absurd.
 
     Kept as a fraction so that power units (W, KW: constant power over the period) and energy
     units price without an intermediate rounding.
@@ -92,15 +104,50 @@ def _energy_per_us(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Dec
         value, unit = fields["value"], fields["units"]
         assert value is not None
         assert unit is not None
-    if abs(value) > MAX_INPUT_VALUE:
+    adjusted = value.adjusted()  # the leading digit's exponent: a check before arithmetic
+    if adjusted > _ABSURD_ADJUSTED:
         raise PricingError(ErrorCode.INVALID_RECORD, f"energy value {value} is absurd")
+    if adjusted < _PLACES_UNSURE and _places(value) > MAX_INPUT_PLACES:
+        raise PricingError(
+            ErrorCode.INVALID_RECORD,
+            f"the energy value has more than {MAX_INPUT_PLACES} decimal places",
+        )
+    magnitude = _CONTEXT.abs(value)  # rounded to the context's digits if it has more
+    if magnitude > MAX_INPUT_VALUE:
+        raise PricingError(ErrorCode.INVALID_RECORD, f"energy value {value} is absurd")
+    if not magnitude.same_quantum(value):  # rounded
+        raise PricingError(
+            ErrorCode.INVALID_RECORD,
+            f"the energy value has more than {MAX_INPUT_DIGITS} significant digits",
+        )
     if unit is _KWH:
-        return value, duration
-    if unit is _WH:
-        return value, duration * _THOUSAND
-    if unit is _KW:
-        return value, _US_PER_HOUR
-    return value, _US_PER_HOUR * _THOUSAND
+        denominator = duration
+    elif unit is _WH:
+        denominator = duration * _THOUSAND
+    elif unit is _KW:
+        denominator = _US_PER_HOUR
+    else:
+        denominator = _US_PER_HOUR * _THOUSAND
+    energy_scaled = _CONTEXT.multiply(magnitude, duration)  # the energy × denominator, exact
+    exact_energy = _CONTEXT.divide(energy_scaled, denominator)
+    if exact_energy > MAX_ENERGY_KWH:
+        raise PricingError(
+            ErrorCode.INVALID_RECORD, f"energy {exact_energy} kWh is absurd (limit 1e9 kWh)"
+        )
+    return magnitude, denominator, energy_scaled, exact_energy
+
+
+def check_energy(record: MeterRecord, duration: int) -> None:
+    """The engine's energy rules for a record lasting `duration` µs (PricingError with its
+    code), for an adapter that checks a record before it is priced (a batch)."""
+    _energy(record, _LENGTHS[duration])
+    tariff_direction_of(record)
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite: the models refuse NaN and infinities
+    return -exponent
 
 
 def tariff_direction_of(record: MeterRecord) -> tuple[EnergyFlowDirection, TariffDirection]:
@@ -166,16 +213,9 @@ def cost_record(
     duration = end - start
     lengths = _LENGTHS
     length = lengths[duration]
-    numerator, denominator = _energy_per_us(record, length)
+    magnitude, denominator, energy_scaled, exact_energy = _energy(record, length)
     flow, direction = tariff_direction_of(record)
     ctx = _CONTEXT
-    magnitude = ctx.abs(numerator)
-    energy_scaled = ctx.multiply(magnitude, length)  # the energy × denominator, exact
-    exact_energy = ctx.divide(energy_scaled, denominator)
-    if exact_energy > MAX_ENERGY_KWH:
-        raise PricingError(
-            ErrorCode.INVALID_RECORD, f"energy {exact_energy} kWh is absurd (limit 1e9 kWh)"
-        )
 
     timeline = compiled(profile)
     periods: list[Period] | None = None

@@ -43,6 +43,7 @@ from meterflow.models.profiles import (
 )
 from meterflow.models.readings import MeterReading, RegisterUnit
 from meterflow.models.records import (
+    MAX_INPUT_PLACES,
     MAX_INPUT_VALUE,
     EnergyFlowDirection,
     EnergyUnit,
@@ -52,6 +53,7 @@ from meterflow.models.records import (
 
 __all__ = [
     "ENERGY_COMPONENT",
+    "MAX_INPUT_PLACES",
     "MAX_INPUT_VALUE",
     "AwareDatetime",
     "BreakdownItem",

@@ -17,6 +17,7 @@ from meterflow.models._base import AwareDatetime, Document, Money
 from meterflow.models.records import (
     _CONFIDENCE_SCHEMA,
     BATCH_INDEX_MAX,
+    MAX_INPUT_PLACES,
     MAX_INPUT_VALUE,
     NO_CONTROL_CHARACTERS,
     EnergyFlowDirection,
@@ -55,7 +56,7 @@ class MeterReading(Document):
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
     )
     confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] | None = Field(
-        default=None, ge=0, le=1
+        default=None, ge=0, le=1, decimal_places=MAX_INPUT_PLACES
     )
     # Set by the API on each accepted reading of `PUT /meters/cumulative/epoch` (design §9):
     # its dead letters and the interval it closes carry them, so the batch's status finds both.

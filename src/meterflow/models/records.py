@@ -53,6 +53,11 @@ MAX_INPUT_VALUE = Decimal("1e15")
 """Any `energy`/`value` (or register) beyond this magnitude is absurd: the engine refuses it
 before arithmetic, and a reading's model refuses it."""
 
+MAX_INPUT_PLACES = 1000
+"""A record's numbers have at most this many decimal places: a result echoes the record, and
+PostgreSQL stores the echo (jsonb: 16,383 places at most) and its amounts (the sink refuses
+exponents beyond ±1000). The engine checks `energy`/`value`, the model `confidence`."""
+
 BATCH_INDEX_MAX = 2**31 - 1
 """A record's 0-based position in its batch; stored as PostgreSQL `int`."""
 
@@ -122,7 +127,7 @@ class MeterRecord(Document):
     )
     tariff_direction: TariffDirection | None = None
     confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] = Field(
-        default=Decimal(1), ge=0, le=1
+        default=Decimal(1), ge=0, le=1, decimal_places=MAX_INPUT_PLACES
     )
     non_persistent: bool = False
     # Set by the API on each accepted record of `PUT /meters/interval` (design §9), so that a
