@@ -190,11 +190,11 @@ BILL_RECORDS = [
 
 
 def offline_record(kwh: str, rate: str, tax_percentage: Decimal) -> tuple[Decimal, ...]:
-    """(value, tax, total) of one record as design §11 says: each rounded once from the
-    exact net, half-even to 6 places."""
+    """(value, tax, total) of one record as design §11 says: value and tax each rounded once
+    from the exact net, half-even to 6 places, and total = value + tax."""
     net = Decimal(kwh) * Decimal(rate)
-    tax = net * tax_percentage / 100
-    return tuple(x.quantize(SIX, "ROUND_HALF_EVEN") for x in (net, tax, net + tax))
+    value, tax = (x.quantize(SIX, "ROUND_HALF_EVEN") for x in (net, net * tax_percentage / 100))
+    return value, tax, value + tax
 
 
 def offline_row(

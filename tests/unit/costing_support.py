@@ -236,13 +236,14 @@ def reference_cost(
     return abs(Fraction(energy_kwh)) * total / seconds
 
 
-def reference_tax(location: LocationProfile, net: Fraction) -> tuple[Fraction, Fraction] | None:
-    """(tax, total) of an exact net cost under the profile's `tax_percentage`, exact; None
-    without a tax."""
+def reference_tax(location: LocationProfile, net: Fraction) -> tuple[Decimal, Decimal] | None:
+    """(tax, total) of an exact net cost under the profile's `tax_percentage`, as written: the
+    tax rounded once from its exact value, the total the written value + tax (design §11);
+    None without a tax."""
     if location.tax_percentage is None:
         return None
-    tax = net * Fraction(location.tax_percentage) / 100
-    return tax, net + tax
+    tax = money(net * Fraction(location.tax_percentage) / 100)
+    return tax, money(net) + tax
 
 
 def money(exact: Fraction) -> Decimal:

@@ -155,14 +155,15 @@ def test_at_spring_forward_the_skipped_local_hour_of_a_component_never_happens()
     }
 
 
-def test_tax_and_total_are_each_rounded_once_from_the_exact_net() -> None:
+def test_tax_is_rounded_once_from_the_exact_net_and_the_total_is_value_plus_tax() -> None:
     location = _one(fixed("0.0000025"), tax_percentage="20")
     cost = priced(record(*HOUR, "1"), location).data.cost
-    # net 0.0000025 -> 0.000002; tax 0.0000005 -> 0.000000; total 0.000003 -> 0.000003
+    # net 0.0000025 -> 0.000002; tax 0.0000005 -> 0.000000; total = value + tax (design §11),
+    # 0.000002, where rounding the exact 0.000003 would give a bill that does not add up
     assert (cost.value, cost.tax, cost.total) == (
         Decimal("0.000002"),
         Decimal("0.000000"),
-        Decimal("0.000003"),
+        Decimal("0.000002"),
     )
     negative = priced(record(*HOUR, "1"), _one(fixed("-0.2"), tax_percentage="5")).data.cost
     assert (negative.value, negative.tax, negative.total) == (

@@ -255,7 +255,7 @@ def test_engine_agrees_with_per_second_reference(case: dict[str, Any]) -> None:
         assert cost.tax is None
         assert cost.total is None
     else:
-        assert (cost.tax, cost.total) == (money(taxed[0]), money(taxed[1]))
+        assert (cost.tax, cost.total) == taxed
     _check_item_amounts(result, energy)
     assert result.data.energy.value == abs(energy).quantize(Decimal("0.000001"))
     items = result.data.breakdown
@@ -465,7 +465,7 @@ def test_half_way_ties_round_from_the_exact_amounts() -> None:
                 exact_kwh = Fraction(energy) if units is None else watt_hours / 1000
                 net = unit * exact_kwh
                 taxed = reference_tax(location, net)
-                expected = (money(net), *(map(money, taxed) if taxed else (None, None)))
+                expected = (money(net), *(taxed or (None, None)))
                 cost = result.data.cost
                 assert (cost.value, cost.tax, cost.total) == expected, body
                 _check_item_amounts(result, exact_kwh)

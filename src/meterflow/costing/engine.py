@@ -4,9 +4,9 @@ Energy is spread evenly over `[start_time, end_time)`. The interval is cut where
 force changes (`rates.rate_parts`; `periods.rate_periods` when the tariff has components), and
 cost = Σ energy_part × rate_part, computed as `k × Σ(rate × duration)` with one exact
 multiplication per part and a single division, in a 50-digit decimal context, then rounded
-once, half-even, to 6 places. Tax (a profile's `tax_percentage`) and the total are each rounded
-once from their exact value, net × rate and net × (1 + rate), through `money.quotient_times`
-(never as products of a net rounded to 50 digits: docs/pricing.md, "Splitting and summing").
+once, half-even, to 6 places. Tax (a profile's `tax_percentage`) is rounded once from its exact
+value, net × rate, through `money.quotient_times` (never a product of a net rounded to 50
+digits: docs/pricing.md, "Splitting and summing"), and the total is value + tax (design §11).
 """
 
 from __future__ import annotations
@@ -253,13 +253,13 @@ def cost_record(
     else:
         energies = (energy_scaled, exact_energy, total_energy)
         breakdown = stacked_breakdown(periods, start, magnitude, denominator, energies, edges)
-    tax_factors = timeline.tax_factors
-    if tax_factors is None:
+    tax_rate = timeline.tax_rate
+    if tax_rate is None:
         cost = wire_cost(total_cost, fields["confidence"], None, None)
-    else:  # each field rounded once from its exact value (design §3.4, §11)
-        tax, total = quotient_times(net, net_scaled, denominator, tax_factors)
-        confidence = fields["confidence"]
-        cost = wire_cost(total_cost, confidence, round_money(tax), round_money(total))
+    else:  # the tax rounded once from its exact value, the total = value + tax (design §11)
+        (tax,) = quotient_times(net, net_scaled, denominator, (tax_rate,))
+        tax = round_money(tax)
+        cost = wire_cost(total_cost, fields["confidence"], tax, ctx.add(total_cost, tax))
     return PricedCost(
         wire_energy_cost(
             record,

@@ -158,9 +158,9 @@ class CompiledProfile:
     directions: dict[TariffDirection, tuple[list[int], list[CompiledVersion]]]
     stacked: frozenset[TariffDirection] = frozenset()
     """Directions with at least one version that has components."""
-    tax_factors: tuple[Decimal, Decimal] | None = None
-    """(tax rate, 1 + tax rate) of the profile's `tax_percentage`, exact: the net's factors for
-    `tax` and `total`; None when the profile has no tax."""
+    tax_rate: Decimal | None = None
+    """The profile's `tax_percentage` / 100, exact: the net's factor for `tax`; None when the
+    profile has no tax."""
     spans: dict[TariffDirection, Part] = field(default_factory=dict)
     """Per direction, the last stretch `rate_parts` found at one rate (energy alone)."""
     periods: dict[TariffDirection, Period] = field(default_factory=dict)
@@ -249,13 +249,12 @@ def compile_profile(profile: LocationProfile) -> CompiledProfile:
         d for d, (_, versions) in directions.items() if any(v.components for v in versions)
     )
     tax = profile.tax_percentage
-    rate = None if tax is None else tax.scaleb(-2, _CONTEXT)
     return CompiledProfile(
         zone_offsets(profile.timezone),
         profile.currency_code,
         directions,
         stacked,
-        None if rate is None else (rate, _CONTEXT.add(1, rate)),
+        None if tax is None else tax.scaleb(-2, _CONTEXT),
     )
 
 
