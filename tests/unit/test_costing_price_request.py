@@ -4,15 +4,19 @@ included."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from costing_support import NOW, fixed, no_market, profile
 
 from meterflow.costing import cost_payload, cost_request
 from meterflow.ids import new_batch_id
 from meterflow.models import DeadLetter, MeterRecord, PricedCost, SourceRef, dumps, loads
+from meterflow.models._base import dumps_generic
+from meterflow.models.costs import BreakdownItem, WireCost, WireItem, _same_fields
 
 LOCATION = profile(
     {"IMPORT": [fixed("0.25", effective_from="2024-06-01T00:00:00Z")]}, devices=["d1"]
@@ -75,3 +79,22 @@ def test_cost_request_equals_cost_payload_of_the_encoded_record(
     else:
         assert isinstance(direct, DeadLetter)
         assert direct.error.code.value == outcome
+
+
+def test_a_request_msgspec_may_not_write_goes_through_the_reference_writer() -> None:
+    """The written form is msgspec's, but for an echoed request that is not flat (here a list,
+    an object and a datetime, which msgspec writes with `Z`): simplejson writes the request
+    and the bytes are still the generic encoder's of the model."""
+    priced = cost_request(interval(), profiles=lambda _: LOCATION, market_prices=no_market, now=NOW)
+    assert isinstance(priced, PricedCost)
+    nested = {"a": [Decimal("1.50"), {"b": None}], "at": NOW.astimezone(UTC)}
+    odd = PricedCost(msgspec.structs.replace(priced.document, request=nested))
+    expected = priced.model().model_copy(update={"request": nested})
+    assert odd.encode() == dumps_generic(expected)
+    assert f'"at":"{nested["at"].isoformat()}"'.encode() in odd.encode()  # not msgspec's `Z`
+
+
+def test_the_written_form_mirrors_its_models_or_fails_at_import() -> None:
+    _same_fields(WireItem, BreakdownItem)  # the pairs checked at import pass
+    with pytest.raises(RuntimeError, match="WireCost no longer mirrors BreakdownItem"):
+        _same_fields(WireCost, BreakdownItem)

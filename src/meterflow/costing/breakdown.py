@@ -6,19 +6,18 @@ first release's shape). With components: per period of constant rates, one item 
 item's `energy` and `cost` are rounded on their own (design §3.4), so their sum may differ from
 the rounded totals by rounding.
 
-Items are built in their written form (`models.wire_item`: instants as text), never as models.
+Items are built in their written form (`models.WireItem`: instants as text), never as models.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
 
 from meterflow.costing.money import CONTEXT, quotient_times, round_money
 from meterflow.costing.periods import Period
 from meterflow.costing.rates import Part
-from meterflow.models import iso, wire_item
+from meterflow.models import WireItem, iso
 
 
 def _first_start(start_time: datetime, end_time: datetime) -> datetime:
@@ -91,15 +90,15 @@ def plain_breakdown(
     total_energy: Decimal,
     total_cost: Decimal,
     edges: Edges,
-) -> list[dict[str, Any]]:
+) -> list[WireItem]:
     """One item per part; a single part carries exactly the totals. `weights[i]` is part i's
     rate × length in µs, exact (the engine's sum is made of them)."""
     if len(parts) == 1:
         _, start_time, end_time = edges
-        return [wire_item(start_time, end_time, parts[0][2], total_energy, total_cost)]
+        return [WireItem(start_time, end_time, parts[0][2], total_energy, total_cost)]
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     energies: dict[int, Decimal] = {}  # parts of one length share their energy
-    values: list[dict[str, Any]] = []
+    values: list[WireItem] = []
     texts = _texts([part[1] for part in parts[:-1]], start, edges)
     for (part_start, part_end, rate), weight, start_time, end_time in zip(
         parts, weights, texts[:-1], texts[1:], strict=True
@@ -110,7 +109,7 @@ def plain_breakdown(
             energy = round_money(divide(multiply(magnitude, Decimal(length)), denominator))
             energies[length] = energy
         cost = round_money(divide(multiply(magnitude, weight), denominator))
-        values.append(wire_item(start_time, end_time, rate, energy, cost))
+        values.append(WireItem(start_time, end_time, rate, energy, cost))
     return values
 
 
@@ -121,7 +120,7 @@ def stacked_breakdown(
     denominator: Decimal,
     energies: tuple[Decimal, Decimal, Decimal],
     edges: Edges,
-) -> list[dict[str, Any]]:
+) -> list[WireItem]:
     """Per period, one item per component (`"energy"` first), each cost rounded once from its
     exact value (`quotient_times`). `energies` are the record's: its energy × `denominator`
     (exact), the quotient (50 digits) and its rounded total."""
@@ -131,17 +130,17 @@ def stacked_breakdown(
         names, rates = periods[0].names, periods[0].rates
         costs = quotient_times(exact_energy, energy_scaled, denominator, rates)
         return [
-            wire_item(start_time, end_time, rate, total_energy, round_money(cost), name)
+            WireItem(start_time, end_time, rate, total_energy, round_money(cost), name)
             for name, rate, cost in zip(names, rates, costs, strict=True)
         ]
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     texts = _texts([period.end for period in periods[:-1]], start, edges)
-    values: list[dict[str, Any]] = []
+    values: list[WireItem] = []
     for period, start_time, end_time in zip(periods, texts[:-1], texts[1:], strict=True):
         period_scaled = multiply(magnitude, Decimal(period.end - period.start))  # exact
         kwh = divide(period_scaled, denominator)
         energy = round_money(kwh)
         costs = quotient_times(kwh, period_scaled, denominator, period.rates)
         for name, rate, cost in zip(period.names, period.rates, costs, strict=True):
-            values.append(wire_item(start_time, end_time, rate, energy, round_money(cost), name))
+            values.append(WireItem(start_time, end_time, rate, energy, round_money(cost), name))
     return values

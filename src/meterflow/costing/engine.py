@@ -40,9 +40,9 @@ from meterflow.models import (
     PricedCost,
     PricingError,
     TariffDirection,
+    WireCost,
     by_identity,
     iso,
-    wire_cost,
     wire_energy_cost,
 )
 
@@ -255,11 +255,11 @@ def cost_record(
         breakdown = stacked_breakdown(periods, start, magnitude, denominator, energies, edges)
     tax_rate = timeline.tax_rate
     if tax_rate is None:
-        cost = wire_cost(total_cost, fields["confidence"], None, None)
+        cost = WireCost(total_cost, fields["confidence"])
     else:  # the tax rounded once from its exact value, the total = value + tax (design §11)
         (tax,) = quotient_times(net, net_scaled, denominator, (tax_rate,))
         tax = round_money(tax)
-        cost = wire_cost(total_cost, fields["confidence"], tax, ctx.add(total_cost, tax))
+        cost = WireCost(total_cost, fields["confidence"], tax, ctx.add(total_cost, tax))
     return PricedCost(
         wire_energy_cost(
             record,

@@ -8,10 +8,10 @@ from meterflow.models.costs import (
     EnergyCost,
     EnergyValue,
     PricedCost,
+    WireCost,
+    WireItem,
     iso,
-    wire_cost,
     wire_energy_cost,
-    wire_item,
 )
 from meterflow.models.errors import (
     DeadLetter,
@@ -88,6 +88,8 @@ __all__ = [
     "TimeOfUseRule",
     "TimeOfUseTariff",
     "Weekday",
+    "WireCost",
+    "WireItem",
     "by_identity",
     "dead_letter",
     "dumps",
@@ -97,7 +99,5 @@ __all__ = [
     "original_payload",
     "source_ref",
     "validation_summary",
-    "wire_cost",
     "wire_energy_cost",
-    "wire_item",
 ]

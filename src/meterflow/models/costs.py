@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import Field, WithJsonSchema
 
 from meterflow.models._base import (
@@ -109,40 +110,85 @@ instants a result writes were written before."""
 
 
 # The written form of a result (what `dumps` makes of the models above), built from plain
-# values: the engine builds it directly (`PricedCost`), no model on the hot path.
+# values: the engine builds it directly (`PricedCost`), no model on the hot path. msgspec
+# Structs, not dicts: a Struct is built in C from positional values and written with its field
+# names encoded once, where a dict's keys were inserted, then escaped and written, per result.
+# Each mirrors one model, field for field and in its order (checked below, at import).
 
 
-def wire_item(
-    start_time: str,
-    end_time: str,
-    rate: Decimal,
-    energy: Decimal,
-    cost: Decimal,
-    component: str | None = None,
-) -> dict[str, Any]:
-    """A `BreakdownItem` as written; instants as their `isoformat` text."""
-    item = {
-        "start_time": start_time,
-        "end_time": end_time,
-        "rate": rate,
-        "energy": energy,
-        "cost": cost,
-    }
-    if component is not None:
-        item["component"] = component
-    return item
+class WireItem(msgspec.Struct, omit_defaults=True, gc=False):
+    """A `BreakdownItem` as written; instants as their `isoformat` text; `component` only when
+    set. Positional: `WireItem(start_time, end_time, rate, energy, cost[, component])`."""
+
+    start_time: str
+    end_time: str
+    rate: Decimal
+    energy: Decimal
+    cost: Decimal
+    component: str | None = None
 
 
-def wire_cost(
-    value: Decimal, confidence: Decimal, tax: Decimal | None, total: Decimal | None
-) -> dict[str, Any]:
+class WireCost(msgspec.Struct, omit_defaults=True, gc=False):
     """A `CostValue` as written: `tax` and `total` only when set."""
-    written = {"value": value, "confidence": confidence}
-    if tax is not None:
-        written["tax"] = tax
-    if total is not None:
-        written["total"] = total
-    return written
+
+    value: Decimal
+    confidence: Decimal
+    tax: Decimal | None = None
+    total: Decimal | None = None
+
+
+class WireEnergy(msgspec.Struct, gc=False):
+    value: Decimal
+
+
+class WireData(msgspec.Struct, gc=False):
+    """`CostData` as written (its nulls written too, as the model writes them)."""
+
+    start_time: str
+    end_time: str
+    session_reference_id: str | None
+    record_reference_id: str | None
+    energy: WireEnergy
+    cost: WireCost
+    breakdown: list[WireItem]
+
+
+class WireEnergyCost(msgspec.Struct, gc=False):
+    """An `EnergyCost` as written. StrEnum members stay members (msgspec writes their value)."""
+
+    id: str
+    object: str
+    account_id: str
+    object_id: str
+    location_id: str
+    device_id: str | None
+    meter_record_id: str
+    live_mode: bool
+    non_persistent: bool
+    energy_flow_direction: EnergyFlowDirection
+    tariff_direction: TariffDirection
+    location_timezone: str
+    currency_code: str
+    energy_units: str
+    request: dict[str, Any]
+    data: WireData
+    time_created: str
+
+
+def _same_fields(wire: type[msgspec.Struct], model: type[Document]) -> None:
+    """A written form that drifted from its model fails at import, not in a consumer."""
+    if wire.__struct_fields__ != tuple(model.model_fields):
+        raise RuntimeError(f"{wire.__name__} no longer mirrors {model.__name__}'s fields")
+
+
+for _wire, _model in (
+    (WireItem, BreakdownItem),
+    (WireCost, CostValue),
+    (WireEnergy, EnergyValue),
+    (WireData, CostData),
+    (WireEnergyCost, EnergyCost),
+):
+    _same_fields(_wire, _model)
 
 
 def wire_energy_cost(
@@ -156,71 +202,72 @@ def wire_energy_cost(
     start_time: str,
     end_time: str,
     energy: Decimal,
-    cost: dict[str, Any],
-    breakdown: list[dict[str, Any]],
+    cost: WireCost,
+    breakdown: list[WireItem],
     time_created: str,
     /,
-) -> dict[str, Any]:
-    """An `EnergyCost` as written, fields in the model's order, the record's and the profile's
-    fields read here but its instants, given as their `iso` text (the breakdown writes them
-    too); StrEnum members stay members (msgspec and simplejson both write their value).
-    Positional: 21 keyword arguments cost 1.3 µs a call, more than the dict. The record's and
-    the profile's fields are read from their `__dict__` (`models.Document`)."""
+) -> WireEnergyCost:
+    """An `EnergyCost` as written, the record's and the profile's fields read here but its
+    instants, given as their `iso` text (the breakdown writes them too). Positional: 21
+    keyword arguments cost 1.3 µs a call. The record's and the profile's fields are read from
+    their `__dict__` (`models.Document`)."""
     fields, settings = record.__dict__, profile.__dict__
     device_id, location_id = fields["device_id"], fields["location_id"]
-    return {
-        "id": id,
-        "object": "energy_cost",
-        "account_id": settings["account_id"],
-        "object_id": device_id or location_id,
-        "location_id": location_id,
-        "device_id": device_id,
-        "meter_record_id": meter_record_id,
-        "live_mode": settings["live_mode"],
-        "non_persistent": fields["non_persistent"],
-        "energy_flow_direction": energy_flow_direction,
-        "tariff_direction": tariff_direction,
-        "location_timezone": settings["timezone"],
-        "currency_code": settings["currency_code"],
-        "energy_units": "KWH",
-        "request": request,
-        "data": {
-            "start_time": start_time,
-            "end_time": end_time,
-            "session_reference_id": fields["session_reference_id"],
-            "record_reference_id": fields["record_reference_id"],
-            "energy": {"value": energy},
-            "cost": cost,
-            "breakdown": breakdown,
-        },
-        "time_created": time_created,
-    }
+    return WireEnergyCost(
+        id,
+        "energy_cost",
+        settings["account_id"],
+        device_id or location_id,
+        location_id,
+        device_id,
+        meter_record_id,
+        settings["live_mode"],
+        fields["non_persistent"],
+        energy_flow_direction,
+        tariff_direction,
+        settings["timezone"],
+        settings["currency_code"],
+        "KWH",
+        request,
+        WireData(
+            start_time,
+            end_time,
+            fields["session_reference_id"],
+            fields["record_reference_id"],
+            WireEnergy(energy),
+            cost,
+            breakdown,
+        ),
+        time_created,
+    )
 
 
 class PricedCost:
     """A priced record in the form it is written in: what the engine returns.
 
-    Writing it is one msgspec call over plain values (no pydantic object per result or per
-    breakdown item: the agent's hot path). `model()` gives the `EnergyCost` for callers that
-    read fields (tests, tools); it is read back from the bytes, so the model and the bytes
-    cannot disagree. `dumps(priced)` writes it."""
+    Writing it is one msgspec call (no pydantic object per result or per breakdown item: the
+    agent's hot path). `model()` gives the `EnergyCost` for callers that read fields (tests,
+    tools); it is read back from the bytes, so the model and the bytes cannot disagree.
+    `dumps(priced)` writes it."""
 
     __slots__ = ("document", "location_id")
 
-    def __init__(self, document: dict[str, Any]) -> None:
+    def __init__(self, document: WireEnergyCost) -> None:
         self.document = document
-        self.location_id: str = document["location_id"]
+        self.location_id: str = document.location_id
 
     def encode(self) -> bytes:
-        """msgspec in C when the echoed request is flat and msgspec takes its text, else
-        simplejson (the reference writer)."""
+        """msgspec in C; the echoed request by simplejson (the reference writer) when it is
+        not flat or msgspec refuses its text."""
         document = self.document
-        if is_flat(document["request"]):
+        request = document.request
+        if is_flat(request):
             try:
                 return fast_encode(document)
             except FAST_ENCODING_ERRORS:
                 pass
-        return encode_any(document).encode()
+        echo = msgspec.Raw(encode_any(request).encode())
+        return fast_encode(msgspec.structs.replace(document, request=echo))
 
     def model(self) -> EnergyCost:
         return EnergyCost.model_validate(loads(self.encode()))
