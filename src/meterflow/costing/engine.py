@@ -89,13 +89,13 @@ _LENGTHS = _Lengths()
 
 
 def _energy(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-    """The record's energy given its `duration` in µs: (magnitude, denominator, energy ×
-    denominator, energy in kWh), the magnitude per µs being the first over the second; every
-    energy rule, PricingError(invalid_record) for a value the engine would not price exactly,
-    the database could not store, or that is absurd.
+    """The record's energy over `duration` µs: (magnitude, denominator, magnitude × duration,
+    energy in kWh), once every energy rule holds (else PricingError(invalid_record): a value
+    that is absurd, that the engine would round, or that the database could not store).
 
-    Kept as a fraction so that power units (W, KW: constant power over the period) and energy
-    units price without an intermediate rounding.
+    The energy per µs is magnitude ÷ denominator, kept as a fraction so that power units (W,
+    KW: constant power over the period) and energy units price without an intermediate
+    rounding.
     """
     fields = record.__dict__  # read as `models.Document` says
     value: Decimal | None = fields["energy"]

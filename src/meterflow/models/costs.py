@@ -181,14 +181,15 @@ def _same_fields(wire: type[msgspec.Struct], model: type[Document]) -> None:
         raise RuntimeError(f"{wire.__name__} no longer mirrors {model.__name__}'s fields")
 
 
-for _wire, _model in (
-    (WireItem, BreakdownItem),
-    (WireCost, CostValue),
-    (WireEnergy, EnergyValue),
-    (WireData, CostData),
-    (WireEnergyCost, EnergyCost),
-):
-    _same_fields(_wire, _model)
+def _check_written_forms() -> None:
+    _same_fields(WireItem, BreakdownItem)
+    _same_fields(WireCost, CostValue)
+    _same_fields(WireEnergy, EnergyValue)
+    _same_fields(WireData, CostData)
+    _same_fields(WireEnergyCost, EnergyCost)
+
+
+_check_written_forms()
 
 
 def wire_energy_cost(
