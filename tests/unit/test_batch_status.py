@@ -95,8 +95,10 @@ def test_other_letters_and_garbage_are_passed_over() -> None:
         letter(record(batch_id="BAT_1", batch_index=1)),
         letter(b"\xff\xfe batch_id"),  # a base64 payload
         dumps({"error": "x", "payload": '{"batch_id": "bat_1", "batch_index": 1}'}),
+        # a number no Decimal holds: InvalidOperation out of the decoder stopped the sink
+        letter(b'{"batch_id": "bat_1", "batch_index": 1, "energy": 1e9999999999999999999}'),
     ]
-    assert [decode_batch_failure(value, WHERE) for value in passed_over] == [None] * 11
+    assert [decode_batch_failure(value, WHERE) for value in passed_over] == [None] * 12
 
 
 def test_a_message_postgresql_could_not_store_is_made_storable() -> None:

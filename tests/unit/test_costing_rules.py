@@ -680,15 +680,19 @@ FIFTY_DIGITS = "1." + "0" * 48 + "1"
     [
         ("1e1000000", '"energy"', "energy value 1E+1000000 is absurd"),  # overflowed once
         ("-1e1000000", '"energy"', "energy value -1E+1000000 is absurd"),
-        ("1e-1001", '"energy"', "the energy value has more than 1000 decimal places"),
-        ("1e-999999", '"energy"', "the energy value has more than 1000 decimal places"),
-        ("0E-1001", '"energy"', "the energy value has more than 1000 decimal places"),
-        ("1234e-1003", '"energy"', "the energy value has more than 1000 decimal places"),
+        ("1e-1001", '"energy"', "the energy value is written with an exponent beyond ±1000"),
+        ("1e-999999", '"energy"', "the energy value is written with an exponent beyond ±1000"),
+        ("0E-1001", '"energy"', "the energy value is written with an exponent beyond ±1000"),
+        ("1234e-1003", '"energy"', "the energy value is written with an exponent beyond ±1000"),
         ("1." + "0" * 1000 + "1", '"energy"', "more than 50 significant digits"),
         (FIFTY_DIGITS + "1", '"energy"', "the energy value has more than 50 significant digits"),
         ("1." + "0" * 50, '"energy"', "the energy value has more than 50 significant digits"),
-        ("1e-999999", '"units": "W", "value"', "more than 1000 decimal places"),
-        ("1e-1001", '"energy": 1, "confidence"', "no more than 1000 decimal places"),
+        ("1e-999999", '"units": "W", "value"', "with an exponent beyond ±1000"),
+        ("0E+1001", '"energy"', "the energy value is written with an exponent beyond ±1000"),
+        ("1e-1001", '"energy": 1, "confidence"', "is written with an exponent beyond ±1000"),
+        ("0e-1001", '"energy": 1, "confidence"', "is written with an exponent beyond ±1000"),
+        ("0E-999999", '"energy": 1, "confidence"', "is written with an exponent beyond ±1000"),
+        ("0.5" + "0" * 1500, '"energy": 1, "confidence"', "with an exponent beyond ±1000"),
     ],
 )
 def test_numbers_that_would_be_rounded_or_not_stored_are_invalid(
@@ -712,6 +716,10 @@ def test_numbers_that_would_be_rounded_or_not_stored_are_invalid(
         ("1234e-1000", '"energy"'),  # leading digit at 1e-997: the places are counted
         ("5e-950", '"units": "KW", "value"'),
         ("1e-1000", '"energy": 1, "confidence"'),
+        ("0e16", '"energy"'),  # a zero is no absurd energy, whatever its exponent says
+        ("-0e16", '"energy"'),
+        ("0E+1000", '"units": "WH", "value"'),
+        ("0E-1000", '"energy"'),
     ],
 )
 def test_numbers_at_the_bounds_are_priced(number: str, field: str) -> None:

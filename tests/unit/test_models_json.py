@@ -16,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterflow.models import loads
-from meterflow.models._base import _DECODER, LONE_SURROGATE, TOO_DEEP, encode_any, encode_flat
+from meterflow.models._base import (
+    _DECODER,
+    LONE_SURROGATE,
+    NUMBER_OUT_OF_RANGE,
+    TOO_DEEP,
+    encode_any,
+    encode_flat,
+)
 
 
 def _typed(value: Any) -> Any:
@@ -142,6 +149,9 @@ def test_loads_edge_cases(text: bytes, value: Any) -> None:
         (b'\xef\xbb\xbf{"\\ud800": 1}', LONE_SURROGATE),  # in a key, on the BOM's path
         (b"[" * 100_000 + b"]" * 100_000, TOO_DEEP),  # msgspec's RecursionError
         (b"\xef\xbb\xbf" + b"[" * 100_000 + b"]" * 100_000, TOO_DEEP),  # simplejson's
+        (b'{"energy": 1e9999999999999999999}', NUMBER_OUT_OF_RANGE),  # InvalidOperation: a 500
+        (b"[-1E-9999999999999999999]", NUMBER_OUT_OF_RANGE),
+        (b"\xef\xbb\xbf1e9999999999999999999", NUMBER_OUT_OF_RANGE),  # on the BOM's path
     ],
 )
 def test_loads_refuses_what_cannot_be_written_again_or_nested_too_deep(

@@ -29,7 +29,7 @@ from meterflow.costing.timeline import (
     within_supported_years,
 )
 from meterflow.models import (
-    MAX_INPUT_PLACES,
+    MAX_EXPONENT,
     MAX_INPUT_VALUE,
     EnergyFlowDirection,
     EnergyUnit,
@@ -42,6 +42,7 @@ from meterflow.models import (
     TariffDirection,
     WireCost,
     by_identity,
+    exponent_stored,
     iso,
     wire_energy_cost,
 )
@@ -50,13 +51,14 @@ MAX_ENERGY_KWH = Decimal("1e9")
 """Above this magnitude (1 TWh in one record) a record is absurd: `invalid_record`."""
 MAX_INPUT_DIGITS = CONTEXT.prec
 """A record's `energy`/`value` has at most this many significant digits: the engine's context
-holds them all, so none is rounded away before pricing (`invalid_record` beyond)."""
+holds the value itself, never rounds it (`invalid_record` beyond; when its products are exact
+too: docs/pricing.md, "Splitting and summing")."""
 _ABSURD_ADJUSTED = MAX_INPUT_VALUE.adjusted()
 """A value whose leading digit lies above `MAX_INPUT_VALUE`'s is absurd before any arithmetic
 (which would overflow the context for 1e1000000)."""
-_PLACES_UNSURE = -MAX_INPUT_PLACES + MAX_INPUT_DIGITS - 1
-"""Below this `adjusted()`, a value of at most `MAX_INPUT_DIGITS` digits may have more than
-`MAX_INPUT_PLACES` places; above it none has, so the exact count (1 µs) is needed only there."""
+_PLACES_UNSURE = -MAX_EXPONENT + MAX_INPUT_DIGITS - 1
+"""Below this `adjusted()`, a value of at most `MAX_INPUT_DIGITS` digits may be written with an
+exponent below -`MAX_EXPONENT`; above it none is, so the exact check (1 µs) runs only there."""
 
 _CONTEXT = CONTEXT
 _THOUSAND = Decimal(1000)
@@ -104,14 +106,14 @@ def _energy(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal, D
         value, unit = fields["value"], fields["units"]
         assert value is not None
         assert unit is not None
-    adjusted = value.adjusted()  # the leading digit's exponent: a check before arithmetic
-    if adjusted > _ABSURD_ADJUSTED:
-        raise PricingError(ErrorCode.INVALID_RECORD, f"energy value {value} is absurd")
-    if adjusted < _PLACES_UNSURE and _places(value) > MAX_INPUT_PLACES:
+    adjusted = value.adjusted()  # the leading digit's exponent (a zero's: its exponent)
+    if (adjusted < _PLACES_UNSURE or not value) and _unstored(value):
         raise PricingError(
             ErrorCode.INVALID_RECORD,
-            f"the energy value has more than {MAX_INPUT_PLACES} decimal places",
+            f"the energy value is written with an exponent beyond ±{MAX_EXPONENT}",
         )
+    if value and adjusted > _ABSURD_ADJUSTED:  # before any arithmetic
+        raise PricingError(ErrorCode.INVALID_RECORD, f"energy value {value} is absurd")
     magnitude = _CONTEXT.abs(value)  # rounded to the context's digits if it has more
     if magnitude > MAX_INPUT_VALUE:
         raise PricingError(ErrorCode.INVALID_RECORD, f"energy value {value} is absurd")
@@ -144,10 +146,13 @@ def check_energy(record: MeterRecord, duration: int) -> None:
     tariff_direction_of(record)
 
 
-def _places(value: Decimal) -> int:
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # finite: the models refuse NaN and infinities
-    return -exponent
+def _unstored(value: Decimal) -> bool:
+    """Whether `value` is written with an exponent beyond `MAX_EXPONENT` (`models`' rule)."""
+    try:
+        exponent_stored(value)
+    except ValueError:
+        return True
+    return False
 
 
 def tariff_direction_of(record: MeterRecord) -> tuple[EnergyFlowDirection, TariffDirection]:

@@ -1,6 +1,15 @@
 """The contract's documents (design §2) as pydantic models, plus exact JSON encoding."""
 
-from meterflow.models._base import AwareDatetime, Money, by_identity, dumps, loads, loads_tolerant
+from meterflow.models._base import (
+    MAX_EXPONENT,
+    AwareDatetime,
+    Money,
+    by_identity,
+    dumps,
+    exponent_stored,
+    loads,
+    loads_tolerant,
+)
 from meterflow.models.costs import (
     BreakdownItem,
     CostData,
@@ -43,7 +52,6 @@ from meterflow.models.profiles import (
 )
 from meterflow.models.readings import MeterReading, RegisterUnit
 from meterflow.models.records import (
-    MAX_INPUT_PLACES,
     MAX_INPUT_VALUE,
     EnergyFlowDirection,
     EnergyUnit,
@@ -53,7 +61,7 @@ from meterflow.models.records import (
 
 __all__ = [
     "ENERGY_COMPONENT",
-    "MAX_INPUT_PLACES",
+    "MAX_EXPONENT",
     "MAX_INPUT_VALUE",
     "AwareDatetime",
     "BreakdownItem",
@@ -93,6 +101,7 @@ __all__ = [
     "by_identity",
     "dead_letter",
     "dumps",
+    "exponent_stored",
     "iso",
     "loads",
     "loads_tolerant",

@@ -24,6 +24,10 @@ would fail long after the input was accepted)."""
 
 TOO_DEEP = "nested too deeply"
 
+NUMBER_OUT_OF_RANGE = "a number is written with an exponent no decimal can hold"
+"""Why `loads` refuses `1e9999999999999999999`: `Decimal` raises InvalidOperation for an
+exponent beyond ±999,999,999,999,999,999, which is not a ValueError (it was a 500)."""
+
 
 def loads(data: bytes | str) -> Any:
     """Decode JSON with every non-integer number as `Decimal`.
@@ -41,7 +45,7 @@ def loads(data: bytes | str) -> Any:
     """
     try:
         return _FAST_DECODER.decode(data)
-    except (msgspec.DecodeError, ValueError):
+    except (msgspec.DecodeError, ValueError, ArithmeticError):
         pass
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
@@ -65,6 +69,8 @@ def _reference_loads(data: bytes | str) -> Any:
         return _DECODER.decode(text)
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
+    except ArithmeticError:  # decimal.InvalidOperation from `parse_float`
+        raise ValueError(NUMBER_OUT_OF_RANGE) from None
 
 
 def _has_lone_surrogate(document: Any) -> bool:
@@ -250,6 +256,22 @@ DECIMAL_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "pattern": DE
 Money = Annotated[Decimal, WithJsonSchema(DECIMAL_SCHEMA)]
 """A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float
 (pydantic refuses NaN and infinities in a `Decimal` by default: `finite_number`)."""
+
+MAX_EXPONENT = 1000
+"""The largest |exponent| a stored input number may be written with (a profile's, a record's
+confidence, a record's energy: `costing.engine`): PostgreSQL's jsonb (a profile's mirror, a
+result's echoed request) reads no more than 16,383 decimal places (`1e-16384` or `0E-999999`
+was a 500, or a result the sink could not store), the sink's amounts stay within ±1000, and no
+price or meter needs more than a handful."""
+
+
+def exponent_stored(value: Decimal) -> Decimal:
+    """`MAX_EXPONENT`, as a validator (`AfterValidator`)."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
+        raise ValueError(f"is written with an exponent beyond ±{MAX_EXPONENT}")
+    return value
+
 
 AwareDatetime = Annotated[datetime, BeforeValidator(_instant)]
 """An instant with an explicit offset; a naive timestamp is invalid input, not local time."""

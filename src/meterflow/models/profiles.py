@@ -15,7 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from meterflow.models._base import DECIMAL_PATTERN, AwareDatetime, Document, Money
+from meterflow.models._base import (
+    DECIMAL_PATTERN,
+    AwareDatetime,
+    Document,
+    Money,
+    exponent_stored,
+)
 from meterflow.models.records import TariffDirection
 
 _HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -54,20 +60,7 @@ def _decimal_schema(**bounds: int) -> WithJsonSchema:
     )
 
 
-MAX_EXPONENT = 1000
-"""The largest |exponent| a profile's number may be written with: PostgreSQL's jsonb (the
-profile's mirror) reads no more than 16,383 decimal places (`1e-16384` or `0E-999999` was a
-500), and no price needs more than a handful."""
-
-
-def _exponent_stored(value: Decimal) -> Decimal:
-    exponent = value.as_tuple().exponent
-    if not isinstance(exponent, int) or not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
-        raise ValueError(f"is written with an exponent beyond ±{MAX_EXPONENT}")
-    return value
-
-
-ProfileDecimal = Annotated[Money, AfterValidator(_exponent_stored)]
+ProfileDecimal = Annotated[Money, AfterValidator(exponent_stored)]
 
 MAX_RATE = 10**9
 """Above this magnitude (a billion a kWh) a rate is absurd; a bound keeps every cost, with the

@@ -11,13 +11,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
 
-from meterflow.models._base import AwareDatetime, Document, Money
+from meterflow.models._base import AwareDatetime, Document, Money, exponent_stored
 from meterflow.models.records import (
     _CONFIDENCE_SCHEMA,
     BATCH_INDEX_MAX,
-    MAX_INPUT_PLACES,
     MAX_INPUT_VALUE,
     NO_CONTROL_CHARACTERS,
     EnergyFlowDirection,
@@ -55,9 +54,15 @@ class MeterReading(Document):
         max_length=256,
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
     )
-    confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] | None = Field(
-        default=None, ge=0, le=1, decimal_places=MAX_INPUT_PLACES
-    )
+    confidence: (
+        Annotated[
+            Decimal,
+            Field(ge=0, le=1),
+            WithJsonSchema(_CONFIDENCE_SCHEMA),
+            AfterValidator(exponent_stored),
+        ]
+        | None
+    ) = None
     # Set by the API on each accepted reading of `PUT /meters/cumulative/epoch` (design §9):
     # its dead letters and the interval it closes carry them, so the batch's status finds both.
     batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")

@@ -7,9 +7,16 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from meterflow.models._base import AwareDatetime, Document, Money
+from meterflow.models._base import AwareDatetime, Document, Money, exponent_stored
 
 
 class EnergyFlowDirection(StrEnum):
@@ -52,11 +59,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_INPUT_VALUE = Decimal("1e15")
 """Any `energy`/`value` (or register) beyond this magnitude is absurd: the engine refuses it
 before arithmetic, and a reading's model refuses it."""
-
-MAX_INPUT_PLACES = 1000
-"""A record's numbers have at most this many decimal places: a result echoes the record, and
-PostgreSQL stores the echo (jsonb: 16,383 places at most) and its amounts (the sink refuses
-exponents beyond ±1000). The engine checks `energy`/`value`, the model `confidence`."""
 
 BATCH_INDEX_MAX = 2**31 - 1
 """A record's 0-based position in its batch; stored as PostgreSQL `int`."""
@@ -126,9 +128,9 @@ class MeterRecord(Document):
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
     )
     tariff_direction: TariffDirection | None = None
-    confidence: Annotated[Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA)] = Field(
-        default=Decimal(1), ge=0, le=1, decimal_places=MAX_INPUT_PLACES
-    )
+    confidence: Annotated[
+        Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA), AfterValidator(exponent_stored)
+    ] = Field(default=Decimal(1), ge=0, le=1)
     non_persistent: bool = False
     # Set by the API on each accepted record of `PUT /meters/interval` (design §9), so that a
     # failure found after acceptance (a dead letter) can be shown in that batch's status.
