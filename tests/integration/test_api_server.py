@@ -428,6 +428,10 @@ async def test_location_validation_errors(stack: Stack, client: Client) -> None:
         "PUT", f"/locations/{location}", key=key, data=b'{"devices": ["\\ud800"]}'
     )
     assert_error(status, doc, 400, "invalid_profile")  # a lone surrogate: no UTF-8 to store
+    status, doc, _ = await client.call(
+        "PUT", f"/locations/{location}", key=key, data=b'{"tax_percentage": 1e9999999999999999999}'
+    )
+    assert_error(status, doc, 400, "invalid_profile")  # no Decimal holds it: it was a 500
     status, doc, _ = await client.call("GET", f"/locations/{location}", key=key)
     assert_error(status, doc, 404, "not_found")
 
