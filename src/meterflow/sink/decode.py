@@ -13,6 +13,7 @@ from meterflow.contract.columns import location_row
 from meterflow.contract.decisions import Apply, Delete
 from meterflow.contract.locations import decide_location
 from meterflow.models import (
+    MAX_EXPONENT,
     DeadLetter,
     EnergyCost,
     ErrorCode,
@@ -21,7 +22,7 @@ from meterflow.models import (
     loads,
     validation_summary,
 )
-from meterflow.sink.rows import MAX_EXPONENT, CostRows, Source, cost_rows
+from meterflow.sink.rows import CostRows, Source, cost_rows
 from meterflow.sink.text_rows import TextRows, text_cost_rows
 
 
@@ -82,6 +83,10 @@ def invalid_record(value: bytes | None, message: str, source: Source, now: datet
 
 
 def _first_out_of_range(cost: EnergyCost) -> Decimal | None:
+    """An amount whose magnitude lies outside 10^±`MAX_EXPONENT` (the models' bound on a stored
+    number; no energy or money comes near it): NUMERIC stores up to ~10^131072, but asyncpg's
+    binary encoder silently writes 0 for larger numbers. Values asyncpg refuses to encode (too
+    many decimals) raise, and are found by the writer's per-row probe."""
     data = cost.data
     values = [data.energy.value, data.cost.value, data.cost.confidence]
     values += [number for number in (data.cost.tax, data.cost.total) if number is not None]

@@ -7,11 +7,6 @@ from typing import Any, NamedTuple
 
 from meterflow.models import EnergyCost, dumps
 
-MAX_EXPONENT = 1000
-"""NUMERIC stores up to ~10^131072, but asyncpg's binary encoder silently writes 0 for larger
-numbers: the sink refuses magnitudes outside 10^±1000 (no energy or money is). Values asyncpg
-refuses to encode (too many decimals) raise, and are found by the writer's per-row probe."""
-
 
 class Source(NamedTuple):
     """Where the sink read an event."""
