@@ -11,7 +11,7 @@ import base64
 import secrets
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from api_harness import TOKEN_SECRET, Client, Stack, api_stack
 
 from meterflow.api.credentials import Principal, sign_token
-from meterflow.models import loads
+from meterflow.models import MAX_MESSAGE_BYTES, dumps, loads
 from samples import duos, levy, london, time_of_use
 
 pytestmark = pytest.mark.integration
@@ -434,6 +434,45 @@ async def test_location_validation_errors(stack: Stack, client: Client) -> None:
     assert_error(status, doc, 400, "invalid_profile")  # no Decimal holds it: it was a 500
     status, doc, _ = await client.call("GET", f"/locations/{location}", key=key)
     assert_error(status, doc, 404, "not_found")
+
+
+async def test_a_document_larger_than_a_message_may_hold_is_a_4xx(
+    stack: Stack, client: Client
+) -> None:
+    """A broker refuses a message over 1 MiB (its default): publishing a larger profile (12,000
+    dynamic prices) or result (14,400 breakdown items) failed, a 500. Both are refused first,
+    above `MAX_MESSAGE_BYTES` written, with the reason."""
+    _, key = await new_account(stack)
+    location = uid("loc")
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    prices = [
+        {
+            "valid_from": (start + timedelta(minutes=m)).isoformat(),
+            "valid_to": (start + timedelta(minutes=m + 1)).isoformat(),
+            "rate": "0.25",
+        }
+        for m in range(10_800)
+    ]
+    dynamic = {"type": "DYNAMIC", "effective_from": "2024-05-01T00:00:00Z", "prices": prices}
+    body = dumps(london(dynamic))
+    assert MAX_MESSAGE_BYTES < len(body) < MAX_BODY  # the body limit lets it in
+    status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, data=body)
+    assert_error(status, doc, 422, "invalid_profile")
+    assert "a message may hold" in doc["message"]
+
+    minutes = [
+        (f"{m // 60:02d}:{m % 60:02d}", f"{(m + 1) // 60:02d}:{(m + 1) % 60:02d}", f"0.{m % 2 + 1}")
+        for m in range(1440)
+    ]
+    await put_location(client, key, location, london(time_of_use(*minutes)))
+    ten_days = record(location, start_time="2025-06-01T00:00:00Z", end_time="2025-06-11T00:00:00Z")
+    status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=ten_days)
+    assert_error(status, doc, 422, "invalid_record")
+    assert "a message may hold" in doc["message"]
+    five_days = ten_days | {"end_time": "2025-06-06T00:00:00Z"}
+    status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=five_days)
+    assert status == 200, doc
+    assert len(doc["data"]["breakdown"]) == 7200
 
 
 # -- instant cost -----------------------------------------------------------------------------

@@ -26,7 +26,14 @@ from costing_support import (
 
 from meterflow import ids
 from meterflow.costing import price_payload
-from meterflow.models import DeadLetter, EnergyCost, MarketPrices, SourceRef, dumps
+from meterflow.models import (
+    MAX_MESSAGE_BYTES,
+    DeadLetter,
+    EnergyCost,
+    MarketPrices,
+    SourceRef,
+    dumps,
+)
 
 D = Decimal
 FLAT = profile({"IMPORT": [fixed("0.25")], "EXPORT": [fixed("0.05")]})
@@ -727,6 +734,31 @@ def test_numbers_at_the_bounds_are_priced(number: str, field: str) -> None:
     assert isinstance(result, EnergyCost), result
     echoed = json.loads(f"{{{field}: {number}}}", parse_float=Decimal)
     assert result.request.items() >= echoed.items()  # the exact number, echoed
+
+
+def _minute_rules() -> list[dict[str, Any]]:
+    """A rate change every minute of the day (0.1, 0.2, 0.1, ...)."""
+    return [
+        rule(f"{m // 60:02d}:{m % 60:02d}", f"{(m + 1) // 60:02d}:{(m + 1) % 60:02d}", "0.1")
+        | {"rate": "0.2" if m % 2 else "0.1"}
+        for m in range(1440)
+    ]
+
+
+def test_a_result_larger_than_a_message_may_hold_is_a_dead_letter() -> None:
+    """A breakdown has an item per rate change: ten days of minute rates are 14,400 items, 1.3
+    MB written, which a broker refuses (1 MiB by default); publishing it stopped the worker,
+    which met the same record again on restart. Five days still fit."""
+    location = profile({"IMPORT": [tou(_minute_rules())]})
+    too_long = record("2024-06-01T00:00:00Z", "2024-06-11T00:00:00Z")
+    letter = price(too_long, location)
+    assert isinstance(letter, DeadLetter)
+    assert letter.error.code == "invalid_record"
+    assert "more than the 1,000,000 a message may hold" in letter.error.message
+    fits = price(record("2024-06-01T00:00:00Z", "2024-06-06T00:00:00Z"), location)
+    assert isinstance(fits, EnergyCost)
+    assert len(fits.data.breakdown) == 7200
+    assert 500_000 < len(dumps(fits)) <= MAX_MESSAGE_BYTES
 
 
 def test_non_utf8_payload_is_dead_lettered_as_base64() -> None:

@@ -19,7 +19,7 @@ from meterflow.api.http import answer, principal_of, read_json
 from meterflow.api.schemas import DeletedLocation, Location, LocationBody, LocationList
 from meterflow.contract.locations import profile_from
 from meterflow.contract.topics import LOCATIONS
-from meterflow.models import LocationProfile, dumps, validation_summary
+from meterflow.models import MAX_MESSAGE_BYTES, LocationProfile, dumps, validation_summary
 from meterflow.tariffs import ProfileError
 
 MAX_PAGE = 100
@@ -82,11 +82,20 @@ async def put_location(request: web.Request) -> web.Response:
     if b"\\u0000" in await request.read():
         raise ApiError(422, "invalid_profile", "NUL characters (\\u0000) are not allowed")
     profile = _profile_from(body, location_id, principal.account_id, principal.live_mode)
+    written = dumps(profile)
+    if len(written) > MAX_MESSAGE_BYTES:
+        raise ApiError(
+            422,
+            "invalid_profile",
+            f"the profile takes {len(written):,} bytes written, more than the "
+            f"{MAX_MESSAGE_BYTES:,} a message may hold: split its tariffs into fewer rules or "
+            "prices (a series' market prices travel apart, on `market-prices`)",
+        )
     async with ctx.db().acquire() as conn, conn.transaction():
         updated_at = await repository.claim_location(conn, profile)
         if updated_at is None:
             raise not_found(f"location {location_id!r}")
-        position = await ctx.kafka().send(LOCATIONS, location_id, dumps(profile))
+        position = await ctx.kafka().send(LOCATIONS, location_id, written)
     ctx.view.locations.apply(location_id, profile, position)
     return answer(_resource(repository.StoredLocation(profile, updated_at)))
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from meterflow import ids
 from meterflow.costing.engine import cost_record
 from meterflow.models import (
+    MAX_MESSAGE_BYTES,
     DeadLetter,
     EnergyCost,
     ErrorCode,
@@ -208,7 +209,7 @@ def _price_valid(
     if problem is not None:
         raise problem
     assert profile is not None  # unknown_meter's first check
-    return cost_record(
+    priced = cost_record(
         record,
         profile,
         meter_record_id=meter_record_id(record, profile, source),
@@ -217,6 +218,14 @@ def _price_valid(
         now=now,
         max_record_hours=max_record_hours,
     )
+    size = len(priced.encode())  # written once: the adapter sends these bytes
+    if size > MAX_MESSAGE_BYTES:
+        raise PricingError(
+            ErrorCode.INVALID_RECORD,
+            f"its result would take {size:,} bytes, more than the {MAX_MESSAGE_BYTES:,} a "
+            "message may hold (its breakdown has an item per rate change): send shorter records",
+        )
+    return priced
 
 
 class _MissingIdentityError(ValueError):

@@ -2,6 +2,7 @@
 
 from meterflow.models._base import (
     MAX_EXPONENT,
+    MAX_MESSAGE_BYTES,
     AwareDatetime,
     Money,
     by_identity,
@@ -63,6 +64,7 @@ __all__ = [
     "ENERGY_COMPONENT",
     "MAX_EXPONENT",
     "MAX_INPUT_VALUE",
+    "MAX_MESSAGE_BYTES",
     "AwareDatetime",
     "BreakdownItem",
     "Component",

@@ -112,6 +112,12 @@ _ENCODER = simplejson.JSONEncoder(
     check_circular=False,
 )
 
+MAX_MESSAGE_BYTES = 1_000_000
+"""The most bytes a written document (a result, a profile) may take: each travels as one Kafka
+message, and a broker refuses more than `message.max.bytes` (1 MiB by default, a little of it
+the key and headers). A producer that met the refusal stopped the worker, which met the same
+record again on restart; the engine and the API refuse such a document first, with a reason."""
+
 FAST_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
 """Encoders for hot documents that are not models (the engine's `PricedCost`); each must give
 exactly the bytes the generic path below writes for the model it stands for (a property test

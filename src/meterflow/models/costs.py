@@ -251,15 +251,23 @@ class PricedCost:
     tools); it is read back from the bytes, so the model and the bytes cannot disagree.
     `dumps(priced)` writes it."""
 
-    __slots__ = ("document", "location_id")
+    __slots__ = ("_written", "document", "location_id")
 
     def __init__(self, document: WireEnergyCost) -> None:
         self.document = document
         self.location_id: str = document.location_id
+        self._written: bytes | None = None
 
     def encode(self) -> bytes:
         """msgspec in C; the echoed request by simplejson (the reference writer) when it is
-        not flat or msgspec refuses its text."""
+        not flat or msgspec refuses its text. Written once: the engine measures it
+        (`MAX_MESSAGE_BYTES`) and the adapter sends the same bytes."""
+        written = self._written
+        if written is None:
+            written = self._written = self._write()
+        return written
+
+    def _write(self) -> bytes:
         document = self.document
         request = document.request
         if is_flat(request):
