@@ -263,20 +263,20 @@ class PricedCost:
         not flat or msgspec refuses its text. Written once: the engine measures it
         (`MAX_MESSAGE_BYTES`) and the adapter sends the same bytes."""
         written = self._written
-        if written is None:
-            written = self._written = self._write()
-        return written
-
-    def _write(self) -> bytes:
+        if written is not None:
+            return written
         document = self.document
         request = document.request
         if is_flat(request):
             try:
-                return fast_encode(document)
+                written = fast_encode(document)
             except FAST_ENCODING_ERRORS:
-                pass
-        echo = msgspec.Raw(encode_any(request).encode())
-        return fast_encode(msgspec.structs.replace(document, request=echo))
+                written = None  # a text msgspec refuses: the reference writer, below
+        if written is None:
+            echo = msgspec.Raw(encode_any(request).encode())
+            written = fast_encode(msgspec.structs.replace(document, request=echo))
+        self._written = written
+        return written
 
     def model(self) -> EnergyCost:
         return EnergyCost.model_validate(loads(self.encode()))
