@@ -169,9 +169,8 @@ def is_flat(value: dict[str, Any]) -> bool:
 fast_encode: Callable[[Any], bytes] = _FAST_ENCODER.encode
 """msgspec's encoding of `value`, which must hold only strings, ints, Decimals, bools, None,
 StrEnum members, raw JSON and dicts, lists and Structs of them (then it is `dumps_generic`'s
-output for the model those mirror);
-raises one of `FAST_ENCODING_ERRORS` where msgspec cannot write it. The encoder's own method:
-a Python function around it was one more call per result."""
+output for the model those mirror); raises one of `FAST_ENCODING_ERRORS` where msgspec cannot
+write it. The encoder's own method: a Python function around it was one more call per result."""
 
 
 def encode_flat(value: dict[str, Any]) -> bytes:
