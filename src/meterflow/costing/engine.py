@@ -42,7 +42,7 @@ from meterflow.models import (
     TariffDirection,
     WireCost,
     by_identity,
-    exponent_stored,
+    exponent_in_range,
     iso,
     wire_energy_cost,
 )
@@ -107,7 +107,7 @@ def _energy(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal, D
         assert value is not None
         assert unit is not None
     adjusted = value.adjusted()  # the leading digit's exponent (a zero's: its exponent)
-    if (adjusted < _PLACES_UNSURE or not value) and _unstored(value):
+    if (adjusted < _PLACES_UNSURE or not value) and not exponent_in_range(value):
         raise PricingError(
             ErrorCode.INVALID_RECORD,
             f"the energy value is written with an exponent beyond ±{MAX_EXPONENT}",
@@ -144,15 +144,6 @@ def check_energy(record: MeterRecord, duration: int) -> None:
     code), for an adapter that checks a record before it is priced (a batch)."""
     _energy(record, _LENGTHS[duration])
     tariff_direction_of(record)
-
-
-def _unstored(value: Decimal) -> bool:
-    """Whether `value` is written with an exponent beyond `MAX_EXPONENT` (`models`' rule)."""
-    try:
-        exponent_stored(value)
-    except ValueError:
-        return True
-    return False
 
 
 def tariff_direction_of(record: MeterRecord) -> tuple[EnergyFlowDirection, TariffDirection]:

@@ -270,10 +270,15 @@ was a 500, or a result the sink could not store), the sink's amounts stay within
 price or meter needs more than a handful."""
 
 
-def exponent_stored(value: Decimal) -> Decimal:
-    """`MAX_EXPONENT`, as a validator (`AfterValidator`)."""
+def exponent_in_range(value: Decimal) -> bool:
+    """Whether `value` is written with an exponent within ±`MAX_EXPONENT`."""
     exponent = value.as_tuple().exponent
-    if not isinstance(exponent, int) or not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
+    return isinstance(exponent, int) and -MAX_EXPONENT <= exponent <= MAX_EXPONENT
+
+
+def exponent_stored(value: Decimal) -> Decimal:
+    """`exponent_in_range`, as a validator (`AfterValidator`)."""
+    if not exponent_in_range(value):
         raise ValueError(f"is written with an exponent beyond ±{MAX_EXPONENT}")
     return value
 

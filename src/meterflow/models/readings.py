@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
 
-from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
+from pydantic import Field, field_validator
 
-from meterflow.models._base import AwareDatetime, Document, Money, exponent_stored
+from meterflow.models._base import AwareDatetime, Document, Money
 from meterflow.models.records import (
-    _CONFIDENCE_SCHEMA,
     BATCH_INDEX_MAX,
     MAX_INPUT_VALUE,
     NO_CONTROL_CHARACTERS,
+    Confidence,
     EnergyFlowDirection,
     MeterRecord,
 )
@@ -54,15 +53,7 @@ class MeterReading(Document):
         max_length=256,
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
     )
-    confidence: (
-        Annotated[
-            Decimal,
-            Field(ge=0, le=1),
-            WithJsonSchema(_CONFIDENCE_SCHEMA),
-            AfterValidator(exponent_stored),
-        ]
-        | None
-    ) = None
+    confidence: Confidence | None = None
     # Set by the API on each accepted reading of `PUT /meters/cumulative/epoch` (design §9):
     # its dead letters and the interval it closes carry them, so the batch's status finds both.
     batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")

@@ -44,6 +44,14 @@ _CONFIDENCE_SCHEMA = {
 }
 """0 to 1, as a number or a plain decimal string (pydantic's own schema allowed any string)."""
 
+Confidence = Annotated[
+    Decimal,
+    Field(ge=0, le=1),
+    WithJsonSchema(_CONFIDENCE_SCHEMA),
+    AfterValidator(exponent_stored),
+]
+"""A record's or a reading's confidence: 0 to 1, written with a stored exponent."""
+
 OLDER_NAMES = {"direction": "energy_flow_direction", "tariff_rate": "tariff_direction"}
 """Flatpeak's older release (zero, 2024-08-24) named two record fields differently; both names
 are accepted on input (never both at once) and records are always written with the new ones."""
@@ -128,9 +136,7 @@ class MeterRecord(Document):
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
     )
     tariff_direction: TariffDirection | None = None
-    confidence: Annotated[
-        Decimal, WithJsonSchema(_CONFIDENCE_SCHEMA), AfterValidator(exponent_stored)
-    ] = Field(default=Decimal(1), ge=0, le=1)
+    confidence: Confidence = Decimal(1)
     non_persistent: bool = False
     # Set by the API on each accepted record of `PUT /meters/interval` (design §9), so that a
     # failure found after acceptance (a dead letter) can be shown in that batch's status.
