@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -147,4 +148,16 @@ def test_money_is_finite(energy: str) -> None:
     with pytest.raises(ValidationError, match="finite"):
         MeterRecord.model_validate(
             BASE | {"energy": energy, "start_time": stamp, "end_time": stamp}
+        )
+
+
+@pytest.mark.parametrize("flag", [1, 0, "yes", "true", Decimal("1E-999999"), 1.0])
+def test_non_persistent_is_a_json_boolean(flag: Any) -> None:
+    """A number or a string is refused, never read as one: `"yes"` read as true would silently
+    leave a billable record unstored, and `1E-999999` read as false was echoed in `request`,
+    which the database cannot store."""
+    stamp = "2024-06-01T10:00:00Z"
+    with pytest.raises(ValidationError, match="non_persistent"):
+        MeterRecord.model_validate(
+            BASE | {"start_time": stamp, "end_time": stamp, "non_persistent": flag}
         )

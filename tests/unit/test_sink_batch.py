@@ -66,6 +66,8 @@ def test_cost_rows_keep_decimal_digits() -> None:
 
 def test_outcomes() -> None:
     assert isinstance(decode(cost(1, non_persistent=True)), Simulated)
+    for flag in (1, "yes"):  # never read as true: a result silently left unstored
+        assert isinstance(decode(cost(1, non_persistent=flag)), Poison), flag
     for bad in (b"{", None, b"\xff", dumps(cost(1, extra=1)), dumps(cost(1, id="x"))):
         outcome = decode(bad)
         assert isinstance(outcome, Poison), bad

@@ -91,7 +91,7 @@ class EnergyCost(Document):
     device_id: str | None = None
     meter_record_id: str = Field(pattern=r"^mre_[A-Za-z0-9_]+$")
     live_mode: bool
-    non_persistent: bool = False
+    non_persistent: bool = Field(default=False, strict=True)  # never `"yes"` read as true
     energy_flow_direction: EnergyFlowDirection
     tariff_direction: TariffDirection
     location_timezone: str

@@ -137,7 +137,7 @@ class MeterRecord(Document):
     )
     tariff_direction: TariffDirection | None = None
     confidence: Confidence = Decimal(1)
-    non_persistent: bool = False
+    non_persistent: bool = Field(default=False, strict=True)  # never `"yes"` read as true
     # Set by the API on each accepted record of `PUT /meters/interval` (design §9), so that a
     # failure found after acceptance (a dead letter) can be shown in that batch's status.
     batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")
