@@ -160,6 +160,8 @@ def test_a_rows_standing_charge_is_its_exact_sum_rounded_once() -> None:
         assert each.standing_charge is not None
         assert each.cost.total.as_tuple().exponent == -6
         assert each.cost.total == each.cost.value + each.standing_charge.value + each.cost.tax
+        # a row of standing charge only: its energy and cost are written as amounts are
+        assert (str(each.energy.value), str(each.cost.value)) == ("0.000000", "0.000000")
 
 
 def test_an_export_reports_standing_charge_counts_against_the_earnings() -> None:

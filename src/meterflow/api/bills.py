@@ -29,11 +29,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from meterflow.api.schemas import Aggregation, ReportRow, StandingChargeValue
-from meterflow.costing.money import CONTEXT, round_money
+from meterflow.costing.money import CONTEXT, ZERO, round_money
 from meterflow.costing.standing import StandingDay, local_midnight
 from meterflow.models import CostValue, EnergyValue
 
-_ZERO = Decimal(0)
 _ONE = Decimal(1)
 _HUNDRED = Decimal(100)
 
@@ -102,14 +101,14 @@ def _row(
     billing: bool,
 ) -> ReportRow:
     sums = bucket.sums or {}
-    cost = sums.get("cost", _ZERO)
+    cost = sums.get("cost", ZERO)
     confidence = sums.get("confidence", _ONE)  # a day of standing charge only is certain
     value = CostValue(value=cost, confidence=confidence)
     standing = None
     if billing:
-        charge = standing_tax = _ZERO
+        charge = standing_tax = ZERO
         if bucket.charges:
-            exact = reduce(CONTEXT.add, bucket.charges, _ZERO)
+            exact = reduce(CONTEXT.add, bucket.charges, ZERO)
             if bill.credited:
                 exact = CONTEXT.minus(exact)
             charge = round_money(exact)
@@ -117,14 +116,14 @@ def _row(
             if bill.tax_percentage is not None:
                 taxed = CONTEXT.multiply(exact, bill.tax_percentage)
                 standing_tax = round_money(CONTEXT.divide(taxed, _HUNDRED))
-        tax = CONTEXT.add(sums.get("tax") or _ZERO, standing_tax)
+        tax = CONTEXT.add(sums.get("tax") or ZERO, standing_tax)
         total = reduce(CONTEXT.add, (sums.get("total", cost), charge, standing_tax))
         value = CostValue(value=cost, confidence=confidence, tax=tax, total=total)
     return ReportRow(
         start_time=local_midnight(key, zone),
         end_time=_end(key, aggregation, zone),
         records=sums.get("records", 0),
-        energy=EnergyValue(value=sums.get("energy_kwh", _ZERO)),
+        energy=EnergyValue(value=sums.get("energy_kwh", ZERO)),
         cost=value,
         standing_charge=standing,
     )

@@ -12,7 +12,8 @@ CONTEXT = Context(
 be rounded to 50 digits, so amounts derived from one go through `quotient_times`: the only
 rounding a written amount sees is `round_money`, once, at the end."""
 _SIX_PLACES = Decimal("0.000001")
-_ZERO = Decimal("0.000000")
+ZERO = Decimal("0.000000")
+"""The amount nothing comes to, written as every rounded amount is (`0.000000`)."""
 
 
 _quantize = CONTEXT.quantize  # the context rounds half-even; keyword arguments cost ~1 µs
@@ -22,7 +23,7 @@ _WIDE = Context(prec=150, traps=[InvalidOperation, Overflow])
 
 def round_money(value: Decimal) -> Decimal:
     """Half-even to 6 decimal places; never a negative zero."""
-    return _quantize(value, _SIX_PLACES) or _ZERO
+    return _quantize(value, _SIX_PLACES) or ZERO
 
 
 def quotient_times(
