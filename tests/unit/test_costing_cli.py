@@ -152,3 +152,21 @@ def test_market_prices_file_feeds_dynamic_series(tmp_path: Path) -> None:
     first, second = (json.loads(line) for line in done.stdout.splitlines())
     assert first["data"]["cost"]["value"] == 0.246
     assert second["error"]["code"] == "tariff_not_available"
+
+
+def test_now_is_read_as_any_rfc3339_instant(tmp_path: Path) -> None:
+    record = {
+        "location_id": "loc_cli",
+        "energy": 1,
+        "start_time": "2024-06-03T05:30:00Z",
+        "end_time": "2024-06-03T06:30:00Z",
+    }
+    # the last `--now` given wins (click): a fraction and an offset, as records may write them
+    done = _run(
+        PROFILE, json.dumps(record) + "\n", tmp_path, "--now", "2024-07-01T01:00:00.5+01:00"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["time_created"] == "2024-07-01T00:00:00.500000+00:00"
+    naive = _run(PROFILE, "", tmp_path, "--now", "2024-07-01T00:00:00")
+    assert naive.returncode == 2
+    assert "RFC 3339" in naive.stderr

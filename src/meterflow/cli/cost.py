@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import IO
 
 import click
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from meterflow.contract.locations import parse_profile
 from meterflow.contract.market_prices import parse_market_prices
 from meterflow.costing import cost_payload
 from meterflow.models import (
+    AwareDatetime,
     DeadLetter,
     LocationProfile,
     MarketPrices,
@@ -28,6 +29,7 @@ from meterflow.models import (
 )
 from meterflow.tariffs import ProfileError
 
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 STDIN_TOPIC = "stdin"
 """A record without `id` gets `ids.meter_record_id_for_offset("stdin", 0, <line number>)`."""
 
@@ -102,6 +104,16 @@ def price_lines(
     return priced, failed
 
 
+def _rfc3339(text: str) -> datetime:
+    """`--now` read as a record's instants are (`models.AwareDatetime`: any RFC 3339 form)."""
+    try:
+        return _INSTANT.validate_python(text)
+    except ValidationError:
+        raise click.BadParameter(
+            f"{text!r} is not an RFC 3339 timestamp with Z or an offset"
+        ) from None
+
+
 @click.command()
 @click.option(
     "--profile",
@@ -126,8 +138,9 @@ def price_lines(
 )
 @click.option(
     "--now",
-    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z"]),
+    metavar="RFC3339",
     default=None,
+    callback=lambda _ctx, _param, text: None if text is None else _rfc3339(text),
     help="time_created of the results (default: the current time), for reproducible output.",
 )
 def cost(
