@@ -81,22 +81,27 @@ async def instant(client: Client, key: str, body: dict[str, Any]) -> dict[str, A
 
 async def energy_costs(stack: Stack) -> list[dict[str, Any]]:
     """Every event currently on the stack's `energy-costs`."""
+    return [doc for _, doc in await stamped_documents(stack, "energy-costs")]
+
+
+async def stamped_documents(stack: Stack, name: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every message currently on the stack's topic `name`: (Kafka timestamp in ms, document)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     try:
-        topic = stack.topic_prefix + "energy-costs"
+        topic = stack.topic_prefix + name
         await consumer._client.force_metadata_update()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         assert partitions, f"no topic {topic}"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        found: list[dict[str, Any]] = []
+        found: list[tuple[int, dict[str, Any]]] = []
         while any([await consumer.position(tp) < end for tp, end in ends.items()]):
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                found += [loads(m.value) for m in messages if m.value is not None]
+                found += [(m.timestamp, loads(m.value)) for m in messages if m.value is not None]
         return found
     finally:
         await consumer.stop()
@@ -240,3 +245,43 @@ async def test_the_batch_path_and_the_instant_path_give_the_same_id(
     answer = await instant(client, key, body)
     assert answer["id"] == expected
     assert answer["data"]["cost"] == priced[0]["data"]["cost"]
+
+
+async def test_each_result_carries_when_its_record_arrived(stack: Stack, client: Client) -> None:
+    """Design §8.3 across the two paths: the worker's event has its `meter-records` message's
+    timestamp, however late it prices it, and the API's event the moment it priced, so the
+    sink applies a correction sent through the API after its original went to Kafka last
+    (tests/integration/test_sink_corrections.py has the sink's side)."""
+    _, key, location = await new_location(stack, client)
+    original = record(location, "read-race")
+    priced: list[tuple[int, dict[str, Any]]] = []
+    for _ in range(30):  # re-sent until the worker has the profile (as above)
+        status, batch, _ = await client.call("PUT", "/meters/interval", key=key, json=[original])
+        assert status == 200, batch
+        for _ in range(6):
+            await asyncio.sleep(0.5)
+            priced = [
+                (stamp, e)
+                for stamp, e in await stamped_documents(stack, "energy-costs")
+                if e["location_id"] == location
+            ]
+            if priced:
+                break
+        if priced:
+            break
+    assert priced, "the worker never priced the batch"
+    sent = [
+        stamp
+        for stamp, r in await stamped_documents(stack, "meter-records")
+        if r.get("location_id") == location
+    ]
+    [(worker_stamp, worker_event)] = priced
+    assert worker_stamp in sent  # its record's, not the moment the worker priced it
+    correction = await instant(client, key, original | {"energy": "3.0"})
+    assert correction["id"] == worker_event["id"]
+    [instant_stamp] = [
+        stamp
+        for stamp, e in await stamped_documents(stack, "energy-costs")
+        if e["location_id"] == location and e["data"]["energy"]["value"] == Decimal("3.0")
+    ]
+    assert instant_stamp > max(sent)

@@ -59,11 +59,13 @@ def version(n: int, energy: str, *, rate: str = "0.25", priced: int = 0, **more:
     return dumps(doc)
 
 
-def batch(*reads: tuple[bytes, int, int]) -> Batch:
-    """A batch of (value, partition, offset) reads, in this order, as the sink builds it."""
+def batch(*reads: tuple[bytes, int, int] | tuple[bytes, int, int, int | None]) -> Batch:
+    """A batch of (value, partition, offset[, Kafka timestamp in ms]) reads, in this order, as
+    the sink builds it."""
     out = Batch()
-    for value, partition, offset in reads:
-        outcome = decode_cost(b"loc_1", value, Source(TOPIC, partition, offset), NOW)
+    for value, partition, offset, *stamp in reads:
+        source = Source(TOPIC, partition, offset, *stamp)
+        outcome = decode_cost(b"loc_1", value, source, NOW)
         assert isinstance(outcome, Persist)
         out.add_cost(outcome, TOPIC, partition, offset, 0.0)
     return out
@@ -258,6 +260,52 @@ async def test_across_partitions_the_later_priced_version_wins(
     assert after["rows"]["ecs_000001"]["energy_kwh"] == Decimal("2.0")
     assert after["rows"]["ecs_000001"]["revision"] == 1
     assert after["history"] == {}
+
+
+@pytest.mark.parametrize("slow_path", [False, True])
+async def test_the_version_received_later_wins_whenever_it_is_read(
+    writer: PostgresWriter, db: str, slow_path: bool
+) -> None:
+    """An original sent to `meter-records` and its correction sent through the API a moment
+    later: the worker may emit the original after the API emitted the correction, so it is read
+    later; its timestamp (its record's) is older, and it replaces nothing (design §8.3)."""
+    more = {"session": "s\n1"} if slow_path else {}  # binary COPY rather than COPY text
+    sent, corrected = 1_780_000_000_000, 1_780_000_000_050  # ms
+    original, correction = version(1, "1.0", **more), version(1, "2.0", **more)
+    await writer.write(batch((correction, 3, 7, corrected)))
+    result = await writer.write(batch((original, 3, 8, sent)))  # same partition, read later
+    assert result.costs_replaced == 0
+    result = await writer.write(batch((original, 0, 900, sent)))  # or from another partition
+    assert result.costs_replaced == 0
+    after = await state(db)
+    assert after["rows"]["ecs_000001"]["energy_kwh"] == Decimal("2.0")
+    assert after["rows"]["ecs_000001"]["revision"] == 1
+    # received later: replaces, whatever the partition and offset it is read at
+    result = await writer.write(batch((version(1, "3.0", **more), 0, 1, corrected + 1)))
+    assert result.costs_replaced == 1
+    # the same millisecond, or no timestamp on one side: the partition order decides
+    result = await writer.write(batch((version(1, "4.0", **more), 0, 0, corrected + 1)))
+    assert result.costs_replaced == 0
+    result = await writer.write(batch((version(1, "5.0", **more), 0, 2, corrected + 1)))
+    assert result.costs_replaced == 1
+    result = await writer.write(batch((version(1, "6.0", **more), 0, 3, None)))
+    assert result.costs_replaced == 1
+    conn = await asyncpg.connect(db)
+    try:
+        stored = await conn.fetchrow(
+            "SELECT energy_kwh, revision, received_at FROM energy_costs WHERE id = 'ecs_000001'"
+        )
+        kept = await conn.fetchval(
+            "SELECT received_at FROM energy_cost_history WHERE id = 'ecs_000001' AND revision = 3"
+        )
+    finally:
+        await conn.close()
+    assert (stored["energy_kwh"], stored["revision"], stored["received_at"]) == (
+        Decimal("6.0"),
+        4,
+        None,
+    )
+    assert kept == datetime(2026, 5, 28, 20, 26, 40, 51000, tzinfo=UTC)
 
 
 async def test_a_plain_batch_keeps_the_fast_path(writer: PostgresWriter) -> None:

@@ -1,4 +1,5 @@
-"""`ProducerTopic.send_many`, real broker: each message where `send` would put it, in order."""
+"""`ProducerTopic.send_many`, real broker: each message where `send` would put it, in order,
+with the timestamp it was given (its input record's: the sink orders corrections by it)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,22 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 6
 
 
-async def _read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, bytes]]:
+Seen = tuple[int, bytes, bytes, int]  # partition, key, value, timestamp (ms)
+
+
+async def _read_all(bootstrap: str, topic: str, count: int) -> list[Seen]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
         await consumer.seek_to_beginning()
-        seen: list[tuple[int, bytes, bytes]] = []
+        seen: list[Seen] = []
         for _ in range(100):
             batches = await consumer.getmany(timeout_ms=200)
             for tp, messages in sorted(batches.items()):
-                seen.extend((tp.partition, m.key or b"", m.value or b"") for m in messages)
+                seen.extend(
+                    (tp.partition, m.key or b"", m.value or b"", m.timestamp) for m in messages
+                )
             if len(seen) >= count:
                 break
         return seen
@@ -55,10 +61,11 @@ async def test_send_many_puts_messages_on_the_default_partitions_in_order(
         # key fill a produce batch (262,144 bytes), and one 300 kB value is larger than a whole
         # batch, so it takes the per-message path in between.
         keys = [f"loc_{n % 37:03d}".encode() for n in range(400)]
-        sent = [(key, b"%d " % n) for n, key in enumerate(keys)]
+        stamp = 1_700_000_000_123  # ms; even n: given, odd n: the producer's clock
+        sent = [(key, b"%d " % n, stamp + n if n % 2 == 0 else None) for n, key in enumerate(keys)]
         for n in (130, 131, 132):
-            sent[n] = (b"loc_007", b"%d " % n + b"x" * 100_000)
-        sent[250] = (b"loc_000", b"250 " + b"y" * 300_000)
+            sent[n] = (b"loc_007", b"%d " % n + b"x" * 100_000, stamp + n)
+        sent[250] = (b"loc_000", b"250 " + b"y" * 300_000, stamp + 250)  # the per-message path
         try:
             await topic.send_many(sent[:120])
             await topic.send_many(sent[120:260])
@@ -70,12 +77,18 @@ async def test_send_many_puts_messages_on_the_default_partitions_in_order(
         seen = await _read_all(kafka_bootstrap, settings.topic(ENERGY_COSTS), len(sent))
 
         default = DefaultPartitioner()
-        assert sorted(value for _, _, value in seen) == sorted(value for _, value in sent)
-        for partition, key, _ in seen:
+        assert sorted(value for _, _, value, _ in seen) == sorted(value for _, value, _ in sent)
+        for _, _, value, timestamp in seen:
+            n = int(value.split()[0])
+            if sent[n][2] is not None:
+                assert timestamp == sent[n][2], n
+            else:
+                assert timestamp > stamp + 10**9, n  # now, not a given one
+        for partition, key, _, _ in seen:
             assert partition == default(key, list(range(PARTITIONS)), list(range(PARTITIONS)))
         for partition in range(PARTITIONS):
-            order = [int(value.split()[0]) for p, _, value in seen if p == partition]
+            order = [int(value.split()[0]) for p, _, value, _ in seen if p == partition]
             assert order == sorted(order), f"partition {partition} out of order"
-        assert {p for p, _, _ in seen} == set(range(PARTITIONS))
+        assert {p for p, _, _, _ in seen} == set(range(PARTITIONS))
     finally:
         await delete_topics_with_prefix(settings, topic_prefix)

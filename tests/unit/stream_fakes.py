@@ -11,16 +11,22 @@ from dataclasses import dataclass
 
 
 class FakeTopic:
-    """A topic that keeps what was sent, in order, as (key, value)."""
+    """A topic that keeps what was sent, in order, as (key, value), and each message's
+    timestamp (ms or None) in `stamps`."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes | None, bytes | None]] = []
+        self.stamps: list[int | None] = []
 
-    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+    async def send(
+        self, *, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None
+    ) -> None:
         self.sent.append((key, value))
+        self.stamps.append(timestamp_ms)
 
-    async def send_many(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
-        self.sent.extend(messages)
+    async def send_many(self, messages: Sequence[tuple[bytes | None, bytes, int | None]]) -> None:
+        for key, value, stamp in messages:
+            await self.send(key=key, value=value, timestamp_ms=stamp)
 
 
 @dataclass
@@ -29,6 +35,7 @@ class Message:
     partition: int
     offset: int
     key: bytes | None
+    timestamp: float | None = None  # as faust gives it: Kafka's ms / 1000.0
 
 
 @dataclass

@@ -84,6 +84,25 @@ async def test_an_unpriceable_record_goes_to_dead_letters_under_its_original_key
     assert costs.sent == []
 
 
+async def test_results_and_dead_letters_carry_their_records_kafka_timestamp(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    """When the record reached meterflow, to the millisecond: the sink applies corrections
+    in that order, and a replayed dead letter keeps it."""
+    costs, letters = topics
+    stamped = [
+        Event(key, body, Message("meter-records", 1, offset, key, 1_780_000_000.123 + offset))
+        for offset, (key, body) in enumerate(
+            [(b"loc_a", record("loc_a")), (b"k", record("loc_nowhere")), (b"loc_a", b"{")]
+        )
+    ]
+    await pricer(costs, letters).on_events(stamped)
+    assert costs.stamps == [1_780_000_000_123]
+    assert letters.stamps == [1_780_000_001_123, 1_780_000_002_123]
+    await pricer(costs, letters).on_event(event(record("loc_a"), b"loc_a"))  # none given
+    assert costs.stamps[-1] is None
+
+
 async def test_a_tombstone_or_an_exception_inside_pricing_is_a_dead_letter(
     topics: tuple[FakeTopic, FakeTopic], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,10 +167,14 @@ async def test_a_failed_send_stops_the_process_before_anything_is_acked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     class BrokenTopic:
-        async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+        async def send(
+            self, *, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None
+        ) -> None:
             raise ConnectionError("broker gone")
 
-        async def send_many(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+        async def send_many(
+            self, messages: Sequence[tuple[bytes | None, bytes, int | None]]
+        ) -> None:
             raise ConnectionError("broker gone")
 
     exits: list[int] = []

@@ -38,8 +38,11 @@ COST_COLUMNS = (
     "source_offset",
     "tax",
     "total",
+    "received_at",
 )
-"""`tax` and `total` (design §11, migration 0005) are NULL for a result without them."""
+"""`tax` and `total` (design §11, migration 0005) are NULL for a result without them.
+`received_at` (migration 0008) is the event's Kafka timestamp: when its record reached
+meterflow (docs/sink.md, "Duplicates and corrections"); NULL where Kafka gave none."""
 
 BREAKDOWN_COLUMNS = (
     "cost_id",

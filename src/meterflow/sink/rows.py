@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from meterflow.models import EnergyCost, dumps
 
 
 class Source(NamedTuple):
-    """Where the sink read an event."""
+    """Where the sink read an event, and the event's Kafka timestamp (ms; None or negative:
+    none given)."""
 
     topic: str
     partition: int
     offset: int
+    timestamp: int | None = None
+
+    @property
+    def received_at(self) -> datetime | None:
+        """The timestamp as the `received_at` column holds it."""
+        stamp = self.timestamp
+        if stamp is None or stamp < 0:
+            return None
+        return _EPOCH + timedelta(milliseconds=stamp)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CostRows(NamedTuple):
@@ -57,6 +70,7 @@ def cost_rows(cost: EnergyCost, source: Source) -> CostRows:
         source.offset,
         data.cost.tax,
         data.cost.total,
+        source.received_at,
     )
     breakdown = [
         (

@@ -235,7 +235,7 @@ class Sink:
             if topic == self.config.costs_topic:
                 metrics.record_consumed(topic, len(records))
                 for record in records:
-                    source = Source(topic, partition, record.offset)
+                    source = Source(topic, partition, record.offset, record.timestamp)
                     try:
                         outcome = decode_cost(record.key, record.value, source, wall)
                     except Exception as exc:  # a record must never stop the sink

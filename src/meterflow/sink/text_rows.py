@@ -236,9 +236,15 @@ def _lines(text: str, source: Source) -> TextRows:
             str(source.offset),
             tax,
             total,
+            _received_text(source),
         )
     )
     return TextRows(cost_id, row + "\n", breakdown)
+
+
+def _received_text(source: Source) -> str:
+    received = source.received_at
+    return "\\N" if received is None else received.isoformat()
 
 
 def text_cost_rows(value: bytes, source: Source) -> TextRows | None:

@@ -71,16 +71,22 @@ SELECT (SELECT count(*) FROM inserted) AS costs,
 """
 """`stored`: the staged ids already in the table, the only candidates for a correction."""
 
-# A staged version `s` replaces the stored one `e` when its content differs and it was read
-# later: in the same partition, at a higher offset; across partitions (topic re-partitioned,
-# a device moved to another location's key), by the time it was priced, then by where it was
-# read, so a replay decides every pair the same way again.
+# A staged version `s` replaces the stored one `e` when its content differs and it was
+# received later (`received_at`, the event's Kafka timestamp: its input record's, or the API's
+# moment of pricing), so a correction sent through the API after its original went to
+# `meter-records` wins however late the worker emits the original. Received in the same
+# millisecond (or either without a timestamp): read later, in the same partition at a higher
+# offset; across partitions (topic re-partitioned, a device moved to another location's key),
+# by the time it was priced, then by where it was read. A replay decides every pair the same
+# way again.
 _DIFFERS = (
     f"({', '.join(f's.{c}' for c in CONTENT_COLUMNS)}) IS DISTINCT FROM "
     f"({', '.join(f'e.{c}' for c in CONTENT_COLUMNS)})"
 )
 _NEWER = """
-CASE WHEN s.source_topic = e.source_topic AND s.source_partition = e.source_partition
+CASE WHEN s.received_at <> e.received_at
+     THEN s.received_at > e.received_at
+     WHEN s.source_topic = e.source_topic AND s.source_partition = e.source_partition
      THEN s.source_offset > e.source_offset
      ELSE (s.time_created, s.source_topic, s.source_partition, s.source_offset)
           > (e.time_created, coalesce(e.source_topic, ''), coalesce(e.source_partition, -1),

@@ -39,13 +39,26 @@ log = logging.getLogger(__name__)
 EXIT_SEND_FAILED = 70
 
 
-KeyValue = tuple[bytes | None, bytes]  # a message to send: (key, value)
+KeyValue = tuple[bytes | None, bytes, int | None]
+"""A message to send: (key, value, Kafka timestamp in ms, None for the producer's clock)."""
+
+
+def received_ms(message: Any) -> int | None:
+    """The input record's Kafka timestamp (ms), which its result and dead letter carry on:
+    when the record reached meterflow, the order in which the sink applies corrections
+    (docs/sink.md, "Duplicates and corrections"). None when it has none (unit-test fakes)."""
+    stamp: float | None = getattr(message, "timestamp", None)  # faust: Kafka's ms / 1000.0
+    if stamp is None or stamp < 0:
+        return None
+    return round(stamp * 1000)
 
 
 class Sender(Protocol):
     """Where the agents send: a topic, seen as "hand these messages to the producer"."""
 
-    def send(self, *, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
+    def send(
+        self, *, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None
+    ) -> Awaitable[Any]: ...
 
     def send_many(self, messages: Sequence[KeyValue]) -> Awaitable[Any]:
         """Like `send` for each message in turn (same partitions, same order per partition)."""
@@ -64,9 +77,13 @@ class ProducerTopic:
         self._app = app
         self.topic = topic
 
-    async def send(self, *, key: bytes | None, value: bytes | None) -> None:
+    async def send(
+        self, *, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None
+    ) -> None:
+        # faust takes seconds and truncates seconds × 1000: half a millisecond more keeps the ms
+        seconds = None if timestamp_ms is None else (timestamp_ms + 0.5) / 1000
         future = await self._app.producer.send(
-            self.topic, key, value, partition=None, timestamp=None, headers=None
+            self.topic, key, value, partition=None, timestamp=seconds, headers=None
         )
         future.add_done_callback(self._check_delivery)
 
@@ -80,18 +97,18 @@ class ProducerTopic:
         partitions = sorted(await kafka.partitions_for(self.topic))
         choose = producer.partitioner  # what the aiokafka producer was built with
         open_batches: dict[int, Any] = {}
-        for key, value in messages:
+        for key, value, stamp in messages:
             partition = choose(key, partitions, partitions)
             batch = open_batches.get(partition)
-            if batch is not None and batch.append(key=key, value=value, timestamp=None):
+            if batch is not None and batch.append(key=key, value=value, timestamp=stamp):
                 continue
             if batch is not None:  # full: ship it, then start the next one
                 await self._ship(kafka, open_batches.pop(partition), partition)
             batch = kafka.create_batch()
-            if batch.append(key=key, value=value, timestamp=None):
+            if batch.append(key=key, value=value, timestamp=stamp):
                 open_batches[partition] = batch
             else:  # larger than a whole batch: `send` sizes a batch for it
-                await self.send(key=key, value=value)
+                await self.send(key=key, value=value, timestamp_ms=stamp)
         for partition, batch in open_batches.items():
             await self._ship(kafka, batch, partition)
 
@@ -130,10 +147,11 @@ async def send_or_die(
     key: bytes | None,
     value: bytes,
     kind: str,
+    timestamp_ms: int | None = None,
 ) -> None:
     """Hand a message to the producer; if that fails, stop the process before anything commits."""
     try:
-        await topic.send(key=key, value=value)
+        await topic.send(key=key, value=value, timestamp_ms=timestamp_ms)
     except BaseException as exc:
         stop_worker(kind, repr(exc))
 
@@ -237,7 +255,7 @@ class RecordPricer:
             durations.append(perf_counter() - started)
             value = dumps(result)
             if isinstance(result, PricedCost):
-                costs.append((result.location_id.encode(), value))
+                costs.append((result.location_id.encode(), value, received_ms(message)))
                 # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
                 accepted.append(getattr(message, "timestamp", None))
             else:
@@ -262,7 +280,13 @@ class RecordPricer:
             partition=message.partition,
             offset=message.offset,
         )
-        await send_or_die(self._dead_letters, key=message.key, value=value, kind="dead_letter")
+        await send_or_die(
+            self._dead_letters,
+            key=message.key,
+            value=value,
+            kind="dead_letter",
+            timestamp_ms=received_ms(message),  # a replay sends the record on with it
+        )
         metrics.record_dead_lettered(letter.error.code)
         self.dead_lettered += 1
 

@@ -51,6 +51,7 @@ from meterflow.stream.agents import (
     KeyValue,
     Sender,
     no_current_event,
+    received_ms,
     send_many_or_die,
     send_or_die,
     stop_worker,
@@ -206,7 +207,7 @@ class ReadingsAgent:
                     now,
                 )
             if isinstance(result, PricedCost):
-                costs.append((result.location_id.encode(), dumps(result)))
+                costs.append((result.location_id.encode(), dumps(result), received_ms(message)))
                 # accepted = the closing reading's Kafka timestamp (None in unit-test fakes)
                 accepted.append(getattr(message, "timestamp", None))
             elif isinstance(result, DeadLetter):
@@ -298,7 +299,11 @@ class ReadingsAgent:
             offset=source.offset if source else None,
         )
         await send_or_die(
-            self._dead_letters, key=event.message.key, value=dumps(letter), kind="dead_letter"
+            self._dead_letters,
+            key=event.message.key,
+            value=dumps(letter),
+            kind="dead_letter",
+            timestamp_ms=received_ms(event.message),
         )
         metrics.record_dead_lettered(letter.error.code)
         self.dead_lettered += 1
