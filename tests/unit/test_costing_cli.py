@@ -17,6 +17,12 @@ PROFILE = london(
     location_id="loc_cli",
     account_id="acc_cli",
 )
+RECORD = {
+    "location_id": "loc_cli",
+    "energy": 1,
+    "start_time": "2024-06-03T05:30:00Z",
+    "end_time": "2024-06-03T06:30:00Z",
+}
 
 
 def _run(
@@ -36,12 +42,7 @@ def _run(
 
 
 def test_prices_lines_in_order_and_bad_lines_do_not_stop_the_others(tmp_path: Path) -> None:
-    good = {
-        "location_id": "loc_cli",
-        "energy": 1,
-        "start_time": "2024-06-03T05:30:00Z",
-        "end_time": "2024-06-03T06:30:00Z",
-    }
+    good = RECORD
     lines = [
         json.dumps(good),
         "{not json",
@@ -73,13 +74,7 @@ def test_a_referenced_record_gets_its_id_from_the_reference_not_its_line(
 ) -> None:
     """Design §8.1 offline: the same reference on any line, with or without a carried `id`,
     gets the id the worker and the API give it (account and mode from the profile)."""
-    good = {
-        "location_id": "loc_cli",
-        "energy": 1,
-        "start_time": "2024-06-03T05:30:00Z",
-        "end_time": "2024-06-03T06:30:00Z",
-        "record_reference_id": "read-42",
-    }
+    good = RECORD | {"record_reference_id": "read-42"}
     lines = [
         good,
         good | {"id": "mre_given"},
@@ -139,12 +134,7 @@ def test_market_prices_file_feeds_dynamic_series(tmp_path: Path) -> None:
     }
     prices = tmp_path / "prices.jsonl"
     prices.write_text(json.dumps(day) + "\n")
-    record = {
-        "location_id": "loc_cli",
-        "energy": 2,
-        "start_time": "2024-06-03T05:30:00Z",
-        "end_time": "2024-06-03T06:30:00Z",
-    }
+    record = RECORD | {"energy": 2}
     late = record | {"start_time": "2024-06-03T23:30:00Z", "end_time": "2024-06-04T00:30:00Z"}
     stdin = json.dumps(record) + "\n" + json.dumps(late) + "\n"
     done = _run(series, stdin, tmp_path, "--market-prices", str(prices))
@@ -155,15 +145,9 @@ def test_market_prices_file_feeds_dynamic_series(tmp_path: Path) -> None:
 
 
 def test_now_is_read_as_any_rfc3339_instant(tmp_path: Path) -> None:
-    record = {
-        "location_id": "loc_cli",
-        "energy": 1,
-        "start_time": "2024-06-03T05:30:00Z",
-        "end_time": "2024-06-03T06:30:00Z",
-    }
     # the last `--now` given wins (click): a fraction and an offset, as records may write them
     done = _run(
-        PROFILE, json.dumps(record) + "\n", tmp_path, "--now", "2024-07-01T01:00:00.5+01:00"
+        PROFILE, json.dumps(RECORD) + "\n", tmp_path, "--now", "2024-07-01T01:00:00.5+01:00"
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["time_created"] == "2024-07-01T00:00:00.500000+00:00"

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from meterflow.api.context import CONTEXT
 from meterflow.api.costs import visible_profiles
@@ -30,9 +30,8 @@ from meterflow.api.schemas import (
 )
 from meterflow.costing import quotes
 from meterflow.costing.timeline import US_PER_MINUTE, from_us, to_us
-from meterflow.models import AwareDatetime, LocationProfile, PricingError, TariffDirection
+from meterflow.models import LocationProfile, PricingError, TariffDirection, parse_instant
 
-_INSTANT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 _MAX_MINUTES = quotes.MAX_WINDOW_US // US_PER_MINUTE
 T = TypeVar("T")
 
@@ -51,7 +50,7 @@ def _instant(request: web.Request, name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        return _INSTANT.validate_python(raw)
+        return parse_instant(raw)
     except ValidationError:
         raise ApiError(
             400, "invalid_request", f"`{name}` must be an RFC 3339 timestamp with Z or an offset"

@@ -13,23 +13,22 @@ from pathlib import Path
 from typing import IO
 
 import click
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from meterflow.contract.locations import parse_profile
 from meterflow.contract.market_prices import parse_market_prices
 from meterflow.costing import cost_payload
 from meterflow.models import (
-    AwareDatetime,
     DeadLetter,
     LocationProfile,
     MarketPrices,
     SourceRef,
     dumps,
+    parse_instant,
     validation_summary,
 )
 from meterflow.tariffs import ProfileError
 
-_INSTANT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 STDIN_TOPIC = "stdin"
 """A record without `id` gets `ids.meter_record_id_for_offset("stdin", 0, <line number>)`."""
 
@@ -105,9 +104,9 @@ def price_lines(
 
 
 def _rfc3339(text: str) -> datetime:
-    """`--now` read as a record's instants are (`models.AwareDatetime`: any RFC 3339 form)."""
+    """`--now` read as a record's instants are (any RFC 3339 form with `Z` or an offset)."""
     try:
-        return _INSTANT.validate_python(text)
+        return parse_instant(text)
     except ValidationError:
         raise click.BadParameter(
             f"{text!r} is not an RFC 3339 timestamp with Z or an offset"

@@ -18,23 +18,22 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from meterflow.contract.locations import parse_profile
 from meterflow.contract.market_prices import parse_market_prices
 from meterflow.costing import quotes
 from meterflow.costing.timeline import US_PER_MINUTE, from_us, to_us
 from meterflow.models import (
-    AwareDatetime,
     LocationProfile,
     MarketPrices,
     PricingError,
     TariffDirection,
     dumps,
+    parse_instant,
     validation_summary,
 )
 
-_INSTANT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 T = TypeVar("T")
 
 
@@ -68,7 +67,7 @@ def _market_prices(command: str, path: Path | None) -> Callable[[str, date], Mar
 
 def _instant(command: str, name: str, text: str) -> datetime:
     try:
-        return _INSTANT.validate_python(text)
+        return parse_instant(text)
     except ValidationError:
         _fail(command, f"{name} must be an RFC 3339 timestamp with Z or an offset: {text!r}")
 

@@ -11,6 +11,7 @@ from meterflow.models._base import (
     exponent_stored,
     loads,
     loads_tolerant,
+    parse_instant,
 )
 from meterflow.models.costs import (
     BreakdownItem,
@@ -110,6 +111,7 @@ __all__ = [
     "loads",
     "loads_tolerant",
     "original_payload",
+    "parse_instant",
     "source_ref",
     "validation_summary",
     "wire_energy_cost",

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 import simplejson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, WithJsonSchema
 
 _DECODER = simplejson.JSONDecoder(parse_float=Decimal)
 _FAST_DECODER = msgspec.json.Decoder(float_hook=Decimal)
@@ -285,6 +285,14 @@ def exponent_stored(value: Decimal) -> Decimal:
 
 AwareDatetime = Annotated[datetime, BeforeValidator(_instant)]
 """An instant with an explicit offset; a naive timestamp is invalid input, not local time."""
+
+_AWARE_DATETIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+def parse_instant(text: str) -> datetime:
+    """`text` read as a record's instants are (RFC 3339 with `Z` or an offset), for an adapter
+    reading one from a query parameter or an option; pydantic's ValidationError if it is not."""
+    return _AWARE_DATETIME.validate_python(text)
 
 
 class Document(BaseModel):

@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 
 from meterflow.models import EnergyCost, dumps
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 class Source(NamedTuple):
     """Where the sink read an event, and the event's Kafka timestamp (ms; None or negative:
@@ -24,9 +26,6 @@ class Source(NamedTuple):
         if stamp is None or stamp < 0:
             return None
         return _EPOCH + timedelta(milliseconds=stamp)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CostRows(NamedTuple):

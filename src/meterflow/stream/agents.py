@@ -53,6 +53,12 @@ def received_ms(message: Any) -> int | None:
     return round(stamp * 1000)
 
 
+def costs_emitted(costs: Sequence[KeyValue]) -> None:
+    """`metrics.costs_emitted` for results handed to the producer: their timestamps are their
+    records' (`received_ms`), in seconds there."""
+    metrics.costs_emitted([None if stamp is None else stamp / 1000 for _, _, stamp in costs])
+
+
 class Sender(Protocol):
     """Where the agents send: a topic, seen as "hand these messages to the producer"."""
 
@@ -236,7 +242,6 @@ class RecordPricer:
         if not events:
             return
         costs: list[KeyValue] = []
-        accepted: list[float | None] = []
         letters: list[tuple[EventLike, DeadLetter, bytes]] = []
         durations: list[float] = []
         # one `time_created` per batch, as the readings agent does: a datetime per record
@@ -256,8 +261,6 @@ class RecordPricer:
             value = dumps(result)
             if isinstance(result, PricedCost):
                 costs.append((result.location_id.encode(), value, received_ms(message)))
-                # accepted = the record's Kafka timestamp in seconds (None in unit-test fakes)
-                accepted.append(getattr(message, "timestamp", None))
             else:
                 letters.append((event, result, value))
         metrics.pricing_observed(durations)
@@ -265,7 +268,7 @@ class RecordPricer:
         for event, letter, value in letters:
             await self._dead_letter(event, letter, value)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        metrics.costs_emitted(accepted)
+        costs_emitted(costs)
         self.priced += len(costs)
 
     async def _dead_letter(self, event: EventLike, letter: DeadLetter, value: bytes) -> None:

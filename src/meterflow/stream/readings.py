@@ -50,6 +50,7 @@ from meterflow.stream.agents import (
     EventLike,
     KeyValue,
     Sender,
+    costs_emitted,
     no_current_event,
     received_ms,
     send_many_or_die,
@@ -180,7 +181,6 @@ class ReadingsAgent:
         if not events:
             return
         costs: list[KeyValue] = []
-        accepted: list[float | None] = []  # per cost: its reading's timestamp, for the latency
         letters: list[tuple[EventLike, DeadLetter]] = []
         now = self._clock()
         intervals = self.intervals
@@ -207,9 +207,8 @@ class ReadingsAgent:
                     now,
                 )
             if isinstance(result, PricedCost):
+                # stamped with the closing reading's Kafka timestamp (`received_ms`)
                 costs.append((result.location_id.encode(), dumps(result), received_ms(message)))
-                # accepted = the closing reading's Kafka timestamp (None in unit-test fakes)
-                accepted.append(getattr(message, "timestamp", None))
             elif isinstance(result, DeadLetter):
                 letters.append((event, result))
         metrics.readings_consumed(len(events))
@@ -218,7 +217,7 @@ class ReadingsAgent:
         writes, self._writes = self._writes, []
         await self._changelog(writes)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        metrics.costs_emitted(accepted)
+        costs_emitted(costs)
         self.priced += len(costs)
         for event, letter in letters:
             await self._dead_letter(event, letter)
