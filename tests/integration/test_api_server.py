@@ -841,6 +841,14 @@ async def test_daily_report_cuts_days_at_local_midnight_across_dst(
         ("2025-03-01T00:00:00+00:00", 3)
     ]
     assert export["data"][0]["end_time"] == "2025-04-01T00:00:00+01:00"
+    # Flatpeak zero's name for it; both names at once when they agree
+    for params in ({"direction": "EXPORT"}, {"direction": "EXPORT", "tariff_direction": "EXPORT"}):
+        status, zero, _ = await client.call(
+            "POST", path, key=key, json=REPORT_RANGE | {"aggregation": "MONTH"}, params=params
+        )
+        assert status == 200, zero
+        assert zero["tariff_direction"] == "EXPORT"
+        assert zero["data"] == export["data"]
 
 
 async def test_autumn_dst_day_has_25_hours_and_months_sum(stack: Stack, client: Client) -> None:
@@ -959,6 +967,11 @@ async def test_per_record_and_session_reports(stack: Stack, client: Client) -> N
     )
     assert status == 200
     assert export["data"] == []
+    status, zero, _ = await client.call(
+        "POST", f"/costs/session/{session}", key=key, params={"direction": "EXPORT"}
+    )
+    assert status == 200, zero
+    assert (zero["tariff_direction"], zero["data"]) == ("EXPORT", [])
     _, other = await new_account(stack)
     status, doc, _ = await client.call("POST", f"/costs/session/{session}", key=other)
     assert_error(status, doc, 404, "not_found")
@@ -990,7 +1003,12 @@ async def test_report_request_errors(stack: Stack, client: Client) -> None:
     ):  # no UTC form (PostgreSQL's encoder overflowed: a 500)
         status, doc, _ = await client.call("POST", path, key=key, json=extreme)
         assert_error(status, doc, 422, "invalid_time_range")
-    for params in ({"aggregation": "WEEK"}, {"tariff_direction": "LOCAL"}):
+    for params in (
+        {"aggregation": "WEEK"},
+        {"tariff_direction": "LOCAL"},
+        {"direction": "LOCAL"},
+        {"direction": "EXPORT", "tariff_direction": "IMPORT"},
+    ):
         status, doc, _ = await client.call("POST", path, key=key, json=REPORT_RANGE, params=params)
         assert_error(status, doc, 400, "invalid_request")
     status, doc, _ = await client.call("POST", path, key=key, data=b"{{")

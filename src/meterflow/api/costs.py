@@ -184,15 +184,27 @@ async def submit_interval(request: web.Request) -> web.Response:
     return answer(batch)
 
 
+_DIRECTION_PARAMETERS = ("tariff_direction", "direction")
+"""A report's direction in the query: anode's name, and Flatpeak zero's (the same values)."""
+
+
 def _tariff_direction(request: web.Request, body_value: TariffDirection | None) -> TariffDirection:
-    raw = request.query.get("tariff_direction")
-    if raw is None:
+    """The query's direction under either name (the query wins over the body), else the
+    body's, else IMPORT. Both names at once must agree: a zero client's `direction=EXPORT`
+    read as IMPORT would report the wrong money without a word."""
+    given = {request.query[name] for name in _DIRECTION_PARAMETERS if name in request.query}
+    if not given:
         return body_value or TariffDirection.IMPORT
+    if len(given) > 1:
+        raise ApiError(
+            400, "invalid_request", "`direction` and `tariff_direction` disagree: give one"
+        )
+    raw = given.pop()
     try:
         return TariffDirection(raw)
     except ValueError:
         raise ApiError(
-            400, "invalid_request", "`tariff_direction` must be IMPORT or EXPORT"
+            400, "invalid_request", "`tariff_direction` (or `direction`) must be IMPORT or EXPORT"
         ) from None
 
 

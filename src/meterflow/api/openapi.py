@@ -62,6 +62,7 @@ class Operation:
 
 
 _DIRECTION = {"type": "string", "enum": ["IMPORT", "EXPORT"]}
+_ZERO_DIRECTION = "Flatpeak zero's name for `tariff_direction`; both at once must agree"
 _TEXT = {"type": "string", "pattern": r"^[^\u0000]*$"}
 """A URL part: the server refuses NUL characters in URLs (PostgreSQL text cannot hold them)."""
 _LOCATION_ID = {**_TEXT, "minLength": 1, "maxLength": 128}
@@ -143,6 +144,7 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("object_id", "path", _TEXT, "location_id or device_id", True),
             Param("aggregation", "query", {"type": "string", "enum": ["DAY", "MONTH"]}),
             Param("tariff_direction", "query", _DIRECTION, "default IMPORT"),
+            Param("direction", "query", _DIRECTION, _ZERO_DIRECTION),
         ),
     ),
     Operation(
@@ -157,6 +159,7 @@ OPERATIONS: tuple[Operation, ...] = (
         params=(
             Param("session_reference_id", "path", _TEXT, required=True),
             Param("tariff_direction", "query", _DIRECTION, "default IMPORT"),
+            Param("direction", "query", _DIRECTION, _ZERO_DIRECTION),
         ),
     ),
     Operation(
