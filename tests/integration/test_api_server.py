@@ -699,6 +699,9 @@ async def test_batch_publishes_accepted_records_and_reports_failures(
         record(uid("loc"), record_reference_id="R3"),
         "not an object",
         record(location, units="KWH", value="1.25", energy=None) | {"record_reference_id": "R5"},
+        # a simulation is never stored: in a batch it would stay ACCEPTED forever
+        record(location, record_reference_id="R6", non_persistent=True),
+        record(location, record_reference_id="R7", non_persistent=False),
     ]
     del body[5]["energy"]
     status, batch, _ = await client.call("PUT", "/meters/interval", key=key, json=body)
@@ -706,10 +709,13 @@ async def test_batch_publishes_accepted_records_and_reports_failures(
     assert batch["object"] == "meter_batch"
     assert batch["id"].startswith("bat_")
     assert batch["account_id"] == account
-    assert batch["records_submitted"] == 6
-    assert batch["records_accepted"] == 2
+    assert batch["records_submitted"] == 8
+    assert batch["records_accepted"] == 3
     failed = {item["record_num"]: item for item in batch["failed_records"]}
-    assert sorted(failed) == [1, 2, 3, 4]
+    assert sorted(failed) == [1, 2, 3, 4, 6]
+    assert failed[6]["record_reference_id"] == "R6"
+    assert failed[6]["error"].startswith("invalid_record")
+    assert "non_persistent=true" in failed[6]["error"]
     assert failed[1]["record_reference_id"] == "R1"
     assert failed[1]["error"].startswith("invalid_record")
     assert failed[2]["error"].startswith("invalid_time_range")
@@ -717,9 +723,9 @@ async def test_batch_publishes_accepted_records_and_reports_failures(
     assert failed[4]["record_reference_id"] is None
 
     published = [loads(v) for k, v in await read_topic(stack, "meter-records") if k == location]
-    assert [doc["record_reference_id"] for doc in published] == ["R0", "R5"]
+    assert [doc["record_reference_id"] for doc in published] == ["R0", "R5", "R7"]
     # a referenced record travels without an id: the worker derives it (design §8.1)
-    assert ["id" in doc for doc in published] == [False, False]
+    assert ["id" in doc for doc in published] == [False, False, False]
     assert published[1]["value"] == "1.25"  # forwarded as received
 
 

@@ -98,6 +98,11 @@ async def instant_cost(request: web.Request) -> web.Response:
     return web.Response(body=encoded, content_type=JSON)
 
 
+_SIMULATION_IN_BATCH = (
+    "a batch's records are stored: simulate with POST /costs/instant?non_persistent=true"
+)
+
+
 def _check_record(
     ctx: ApiContext, principal: Principal, document: Any
 ) -> tuple[MeterRecord | None, str | None, str | None]:
@@ -116,6 +121,8 @@ def _check_record(
             reference,
             f"invalid_record: {validation_summary(exc, whole='record', limit=3)}",
         )
+    if record.non_persistent:  # never stored, so its batch status would stay ACCEPTED
+        return None, reference, f"invalid_record: {_SIMULATION_IN_BATCH}"
     try:  # the engine's rules, so that a batch accepts no record the worker then refuses
         start, end = to_us(record.start_time), to_us(record.end_time)
         check_time_range(start, end, ctx.settings.max_record_hours)
