@@ -1013,10 +1013,13 @@ async def test_report_request_errors(stack: Stack, client: Client) -> None:
         {"aggregation": "WEEK"},
         {"tariff_direction": "LOCAL"},
         {"direction": "LOCAL"},
-        {"direction": "EXPORT", "tariff_direction": "IMPORT"},
     ):
         status, doc, _ = await client.call("POST", path, key=key, json=REPORT_RANGE, params=params)
         assert_error(status, doc, 400, "invalid_request")
+    both = {"direction": "EXPORT", "tariff_direction": "IMPORT"}  # each valid, together not
+    for endpoint, body in ((path, REPORT_RANGE), (f"/costs/session/{uid('S')}", None)):
+        status, doc, _ = await client.call("POST", endpoint, key=key, json=body, params=both)
+        assert_error(status, doc, 422, "invalid_request")
     status, doc, _ = await client.call("POST", path, key=key, data=b"{{")
     assert_error(status, doc, 400, "invalid_request")
     status, doc, _ = await client.call(

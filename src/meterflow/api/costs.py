@@ -203,8 +203,8 @@ def _tariff_direction(request: web.Request, body_value: TariffDirection | None) 
     if not given:
         return body_value or TariffDirection.IMPORT
     if len(given) > 1:
-        raise ApiError(
-            400, "invalid_request", "`direction` and `tariff_direction` disagree: give one"
+        raise ApiError(  # each is valid alone (OpenAPI cannot say "agree"): 422, not 400
+            422, "invalid_request", "`direction` and `tariff_direction` disagree: give one"
         )
     raw = given.pop()
     try:

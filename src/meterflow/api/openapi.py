@@ -153,7 +153,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "sessionCostReport",
         "Totals of the stored costs of one session",
         CostReport,
-        (*_AUTHED, 404, 413),
+        (*_AUTHED, 404, 413, 422),
         body=SessionBody,
         body_required=False,
         params=(
