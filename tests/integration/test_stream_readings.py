@@ -97,8 +97,8 @@ async def test_readings_follow_every_rule_of_design_10(
         worker = start_worker(pipe)
         await pipe.wait_ready(worker)
 
-        async def send(document: dict[str, Any] | bytes) -> int:
-            return (await pipe.send(METER_READINGS, document, "loc_r"))[1]
+        async def send(document: dict[str, Any] | bytes, key: str = "loc_r") -> int:
+            return (await pipe.send(METER_READINGS, document, key))[1]
 
         await send(reading("loc_r", 0, 1000))  # baseline
         await send(reading("loc_r", 30, 3000, record_reference_id="r30", confidence="0.9"))
@@ -118,8 +118,9 @@ async def test_readings_follow_every_rule_of_design_10(
                 await send(reading("loc_r", 100, -5)),
                 await send(reading("loc_r", 100, "lots")),
                 await send({**reading("loc_r", 100, 5), "time": "2026-01-05T10:00:00"}),
+                await send(reading("loc_r", 100, 5), "loc_other"),  # under another key
             ],
-            "unknown_location": [await send(reading("loc_nowhere", 100, 5))],
+            "unknown_location": [await send(reading("loc_nowhere", 100, 5), "loc_nowhere")],
             "unknown_device": [await send(reading("loc_r", 100, 5, device_id="dev_x"))],
         }
         # after the bad ones, the state is untouched: this is an interval from minute 90+…+15

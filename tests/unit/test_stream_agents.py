@@ -73,14 +73,31 @@ async def test_an_unpriceable_record_goes_to_dead_letters_under_its_original_key
 ) -> None:
     costs, letters = topics
     body = record("loc_nowhere")
-    await pricer(costs, letters).on_event(event(body, b"some-key"))
+    await pricer(costs, letters).on_event(event(body, b"loc_nowhere"))
     [(key, value)] = letters.sent
-    assert key == b"some-key"
+    assert key == b"loc_nowhere"
     assert value is not None
     letter = loads(value)
     assert letter["error"]["code"] == "unknown_location"
     assert letter["payload"].encode() == body
     assert letter["source"] == {"topic": "meter-records", "partition": 1, "offset": 7}
+    assert costs.sent == []
+
+
+@pytest.mark.parametrize(("key", "shown"), [(b"some-key", "the key 'some-key'"), (None, "no key")])
+async def test_a_record_under_another_key_than_its_location_is_refused(
+    topics: tuple[FakeTopic, FakeTopic], key: bytes | None, shown: str
+) -> None:
+    """Its location's profile is in the table (a memory store would price it), but its key
+    put it in another partition: refused on every store, with a reason naming the key."""
+    costs, letters = topics
+    await pricer(costs, letters).on_event(event(record("loc_a"), key))
+    [(sent_key, value)] = letters.sent
+    assert sent_key == key  # the original key, so a replay goes where it came from
+    assert value is not None
+    error = loads(value)["error"]
+    assert error["code"] == "invalid_record"
+    assert f"sent under {shown}, not its location_id 'loc_a'" in error["message"]
     assert costs.sent == []
 
 
@@ -117,6 +134,9 @@ async def test_a_tombstone_or_an_exception_inside_pricing_is_a_dead_letter(
     await subject.on_event(event(record("loc_a"), b"loc_a", offset=2))
     codes = [loads(value or b"")["error"]["code"] for _, value in letters.sent]
     assert codes == ["invalid_record", "invalid_record"]
+    tombstone = loads(letters.sent[0][1] or b"")
+    assert "has no value (a tombstone)" in tombstone["error"]["message"]
+    assert tombstone["payload"] == ""
     assert "boom" in loads(letters.sent[1][1] or b"")["error"]["message"]
     assert costs.sent == []
     assert (subject.priced, subject.dead_lettered) == (0, 2)

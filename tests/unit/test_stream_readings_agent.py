@@ -41,11 +41,11 @@ class Readings:
             clock=lambda: NOW,
         )
 
-    async def send(self, time: str, wh: int) -> None:
+    async def send(self, time: str, wh: int, key: bytes | None = b"loc_a") -> None:
         body = dumps({"location_id": "loc_a", "time": time, "value": wh, "units": "WH"})
         self.offset += 1
-        message = Message("meter-readings", 0, self.offset, b"loc_a")
-        await self.agent.on_events([Event(b"loc_a", body, message)])
+        message = Message("meter-readings", 0, self.offset, key)
+        await self.agent.on_events([Event(key, body, message)])
 
     def sent(self) -> list[dict[str, Any]]:
         return [loads(value) for _, value in self.costs.sent + self.letters.sent if value]
@@ -66,3 +66,32 @@ async def test_a_location_published_for_another_account_starts_from_its_own_base
     assert theirs["account_id"] == "acc_b"
     assert theirs["data"]["start_time"] == "2026-01-05T08:15:00+00:00"
     assert theirs["data"]["energy"]["value"] == Decimal("0.4")
+
+
+async def test_a_reading_under_another_key_is_refused_and_keeps_no_state() -> None:
+    """Under another key the meter's state would be kept in another partition: two registers
+    of one meter, and intervals derived from either."""
+    readings = Readings()
+    await readings.send("2026-01-05T08:00:00Z", 1000)
+    await readings.send("2026-01-05T08:30:00Z", 1500, key=b"loc_b")
+    await readings.send("2026-01-05T09:00:00Z", 2000, key=None)
+    assert readings.costs.sent == []
+    first, second = readings.sent()
+    assert [first["error"]["code"], second["error"]["code"]] == ["invalid_record"] * 2
+    assert "sent under the key 'loc_b', not its location_id 'loc_a'" in first["error"]["message"]
+    assert "sent under no key" in second["error"]["message"]
+    await readings.send("2026-01-05T09:30:00Z", 2600)  # from the state the refused left alone
+    [(_, value)] = readings.costs.sent
+    assert value is not None
+    interval = loads(value)
+    assert interval["data"]["start_time"] == "2026-01-05T08:00:00+00:00"
+    assert interval["data"]["energy"]["value"] == Decimal("1.6")
+
+
+async def test_a_null_reading_is_a_dead_letter_that_says_so() -> None:
+    readings = Readings()
+    message = Message("meter-readings", 0, 1, b"loc_a")
+    await readings.agent.on_events([Event(b"loc_a", None, message)])
+    [letter] = readings.sent()
+    assert letter["error"]["code"] == "invalid_record"
+    assert "has no value (a tombstone)" in letter["error"]["message"]

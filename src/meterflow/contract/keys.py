@@ -8,12 +8,30 @@ from __future__ import annotations
 
 from datetime import date
 
-from meterflow.models import MarketPrices
+from meterflow.models import ErrorCode, MarketPrices, PricingError
 
 
 def location_key(location_id: str) -> bytes:
     """The key of a message about one location, on every topic keyed by location."""
     return location_id.encode()
+
+
+def misplaced(key: bytes | None, location_id: str) -> PricingError | None:
+    """Why a message about `location_id` is not under its key (`invalid_record`), or None.
+
+    The key picks the partition, and a location's partition holds its profile (RocksDB reads
+    that partition's database only), its meters' readings state, and the order of a record's
+    versions (design §8.3). Under another key a record would be priced, ordered or derived
+    against the wrong partition, and with a memory store it would happen to work: refused on
+    both stores, with a reason that names the key."""
+    if key == location_key(location_id):
+        return None
+    shown = "no key" if key is None else f"the key {key.decode(errors='replace')!r}"
+    return PricingError(
+        ErrorCode.INVALID_RECORD,
+        f"sent under {shown}, not its location_id {location_id!r}: this topic is keyed by"
+        " location_id (design §1), so the location's partition holds its profile and state",
+    )
 
 
 def market_prices_key(series_id: str, day: date) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from meterflow import metrics
 from meterflow.contract.clock import Clock, utc_now
 from meterflow.contract.decisions import Apply, Delete, Reject
+from meterflow.contract.keys import misplaced
 from meterflow.costing import cost_payload
 from meterflow.logs import event as log_event
 from meterflow.models import (
@@ -170,6 +171,10 @@ async def send_many_or_die(topic: Sender, messages: Sequence[KeyValue], *, kind:
         stop_worker(kind, repr(exc))
 
 
+NO_VALUE = "the message has no value (a tombstone): a record or reading is a JSON object"
+"""A null message's dead letter reason (which "not valid JSON" would misstate)."""
+
+
 class RecordPricer:
     """The cost agent's body: raw `meter-records` event -> `energy-costs` or `dead-letters`.
 
@@ -199,16 +204,23 @@ class RecordPricer:
         self._dead_letters = dead_letters
         self._max_record_hours = max_record_hours
         self._clock = clock
+        self._key: bytes | None = None  # the key of the record being priced
         self.priced = 0
         self.dead_lettered = 0
 
-    def price(self, raw: bytes | None, source: Position, now: datetime) -> PricedCost | DeadLetter:
-        """Never raises: an unexpected exception is a dead letter too (design §4)."""
-        payload = raw if raw is not None else b""
+    def price(
+        self, raw: bytes | None, key: bytes | None, source: Position, now: datetime
+    ) -> PricedCost | DeadLetter:
+        """Never raises: an unexpected exception is a dead letter too (design §4). A record
+        under another key than its location_id is `invalid_record` (`contract.keys.misplaced`)."""
+        if raw is None:
+            return dead_letter(b"", ErrorCode.INVALID_RECORD, NO_VALUE, source, now)
+        payload = raw
+        self._key = key
         try:
             return cost_payload(
                 payload,
-                profiles=self._profiles,
+                profiles=self._profile_under_key,
                 market_prices=self._market_prices,
                 now=now,
                 source=source,
@@ -223,6 +235,14 @@ class RecordPricer:
                 source,
                 now,
             )
+
+    def _profile_under_key(self, location_id: str) -> LocationProfile | None:
+        """The engine's profile lookup, for the record `price` is pricing: raises when it is
+        not under its location's key (the engine turns that into the dead letter)."""
+        problem = misplaced(self._key, location_id)
+        if problem is not None:
+            raise problem
+        return self._profiles(location_id)
 
     async def on_event(self, event: EventLike) -> None:
         await self.on_events((event,))
@@ -256,7 +276,7 @@ class RecordPricer:
             self._enter_event(event)
             started = perf_counter()
             # the message is the record's position: a SourceRef only when dead-lettered
-            result = self.price(event.value, message, now)
+            result = self.price(event.value, message.key, message, now)
             durations.append(perf_counter() - started)
             value = dumps(result)
             if isinstance(result, PricedCost):

@@ -19,6 +19,7 @@ from faust.types import TP
 
 from meterflow import metrics
 from meterflow.contract.clock import Clock, utc_now
+from meterflow.contract.keys import misplaced
 from meterflow.costing import cost_request
 from meterflow.costing.readings import (
     Duplicate,
@@ -47,6 +48,7 @@ from meterflow.models import (
     dumps,
 )
 from meterflow.stream.agents import (
+    NO_VALUE,
     EventLike,
     KeyValue,
     Sender,
@@ -225,11 +227,17 @@ class ReadingsAgent:
     def _handle(
         self, event: EventLike, source: Position, now: Any
     ) -> PricedCost | DeadLetter | None:
-        raw = event.value if event.value is not None else b""
+        if event.value is None:
+            return dead_letter(b"", ErrorCode.INVALID_RECORD, NO_VALUE, source, now)
+        raw = event.value
         try:
             reading = parse_reading(raw)
         except PricingError as error:
             return dead_letter(raw, error.code, error.message, source, now)
+        # under another key, the meter's state would live in another partition (design §1)
+        problem = misplaced(event.message.key, reading.location_id)
+        if problem is not None:
+            return dead_letter(raw, problem.code, problem.message, source, now)
         profile = self._profiles(reading.location_id)
         problem = meter_problem(reading, profile)
         if problem is not None:
