@@ -546,6 +546,37 @@ async def test_dead_letter_replay_after_loading_the_tariff_produces_the_cost(
     assert {c["data"]["cost"]["value"] for c in copies} == {cost["data"]["cost"]["value"]}
 
 
+async def test_a_record_under_another_key_is_refused_and_priced_when_replayed(
+    shared: Pipeline,
+) -> None:
+    """Its profile exists, but its key is not its location's: `invalid_record` naming the key
+    (on every store), and `dlq replay` sends it under its location's key."""
+    await shared.put_profile(fixed_profile("loc_keyed", "0.30"))
+    await shared.wait_cost(await shared.send_record(record("loc_keyed"), "loc_keyed"))
+    position = await shared.send(METER_RECORDS, dumps(record("loc_keyed")), "not-loc_keyed")
+    await eventually(
+        lambda: shared.letter_at(*position) is not None, "dead letter", *shared.workers
+    )
+    error = shared.letter_at(*position)["error"]  # type: ignore[index]
+    assert error["code"] == "invalid_record"
+    assert "sent under the key 'not-loc_keyed', not its location_id 'loc_keyed'" in error["message"]
+    expected_id = energy_cost_id(
+        meter_record_id_for_offset(shared.settings.topic(METER_RECORDS), *position)
+    )
+    assert not any(c["id"] == expected_id for c in shared.costs)
+    await asyncio.to_thread(
+        subprocess.run,
+        [MF, "dlq", "replay", "--code", "invalid_record"],
+        env=shared.env(),
+        capture_output=True,
+        timeout=WAIT_S,
+        check=True,
+    )
+    cost = await shared.wait_cost(expected_id)
+    assert cost["location_id"] == "loc_keyed"
+    assert Decimal(cost["data"]["cost"]["value"]) == Decimal("0.6")
+
+
 async def test_sigkill_mid_stream_loses_no_record(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from meterflow.ids import meter_record_id_for_offset
 from meterflow.models import ErrorCode, SourceRef, dead_letter, dumps, loads, original_payload
-from meterflow.stream.dead_letters import replay_message, replay_payload
+from meterflow.stream.dead_letters import replay_key, replay_message, replay_payload
 from meterflow.stream.lookups import MarketPricesLookup, ProfileLookup
 from meterflow.stream.producing import demo_profile
 from samples import market_day
@@ -51,6 +51,14 @@ def test_replay_keeps_an_existing_id_and_leaves_non_objects_alone() -> None:
         b'{"location_id": "x"}',
         None,
     )
+
+
+def test_replay_sends_a_record_under_its_locations_key() -> None:
+    """One refused for its key is priced when replayed; bytes naming no location keep theirs."""
+    assert replay_key(b'{"location_id": "loc_1", "time": "t"}', b"wrong") == b"loc_1"
+    assert replay_key(b'{"location_id": "loc_1"}', None) == b"loc_1"
+    for raw in (b"{broken", b"[1]", b'{"location_id": 5}', b"{}"):
+        assert replay_key(raw, b"original") == b"original"
 
 
 def test_replay_sends_a_reading_back_to_readings_and_a_derived_interval_to_records() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from meterflow.contract.keys import location_key
 from meterflow.ids import meter_record_id_for_offset
 from meterflow.models import DeadLetter, dumps, loads, original_payload
 
@@ -69,3 +70,15 @@ def _is_interval_record(raw: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(document, dict) and "start_time" in document and "time" not in document
+
+
+def replay_key(payload: bytes, original: bytes | None) -> bytes | None:
+    """The key a replayed record or reading goes under: its location's (design §1), so that one
+    the agents refused for its key (`contract.keys.misplaced`) is priced when replayed; the
+    original key when the bytes name no location (they fail again, as they did)."""
+    try:
+        document: Any = loads(payload)
+    except ValueError:
+        return original
+    location_id = document.get("location_id") if isinstance(document, dict) else None
+    return location_key(location_id) if isinstance(location_id, str) else original

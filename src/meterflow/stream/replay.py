@@ -2,13 +2,13 @@
 
 Reads `dead-letters` up to the end offsets seen at start (so records that fail again, and land
 back in `dead-letters`, are not replayed in the same run), from the replay group's committed
-offsets or from the beginning. Each matching record is re-sent with its original key, the id
-it had (see `dead_letters.replay_payload`) and its original Kafka timestamp (the letter's), so
-its result id is the one a first success would have had and a correction sent since is not
-overwritten by it (docs/sink.md, "Duplicates and corrections"); a reading goes back to
-`meter-readings`, or the interval derived from it to `meter-records`
-(`dead_letters.replay_message`). Offsets are committed only after every re-sent message is
-acknowledged.
+offsets or from the beginning. Each matching record is re-sent under its location's key (the
+original key when it names none: `dead_letters.replay_key`), with the id it had (see
+`dead_letters.replay_payload`) and its original Kafka timestamp (the letter's), so its result
+id is the one a first success would have had and a correction sent since is not overwritten by
+it (docs/sink.md, "Duplicates and corrections"); a reading goes back to `meter-readings`, or
+the interval derived from it to `meter-records` (`dead_letters.replay_message`). Offsets are
+committed only after every re-sent message is acknowledged.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event
 from meterflow.models import DeadLetter, loads
 from meterflow.settings import Settings
-from meterflow.stream.dead_letters import replay_message
+from meterflow.stream.dead_letters import replay_key, replay_message
 from meterflow.stream.producing import kafka_producer
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,10 @@ async def replay_dead_letters(
                             # the letter's timestamp is its record's (the worker set it): the
                             # record keeps when it first arrived, so a version sent since wins
                             stamp = message.timestamp if message.timestamp >= 0 else None
+                            key = replay_key(payload, message.key)
                             pending.append(
                                 await producer.send(
-                                    topic, value=payload, key=message.key, timestamp_ms=stamp
+                                    topic, value=payload, key=key, timestamp_ms=stamp
                                 )
                             )
                 for tp in list(remaining):
