@@ -1,15 +1,25 @@
 """`rates._walk_prices` (bisection and slices over merged prices) against the plain walk it
-replaced: one step per price, `_add` merging equal neighbours, the error at the first hole."""
+replaced: one step per price, `_add` merging equal neighbours, the error at the first hole; and
+`rates._walk_weighed`'s weights (from the prices' sums) against exact fractions."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterflow.costing.rates import NO_SURCHARGES as NONE
-from meterflow.costing.rates import Part, _add, _compile_prices, _no_rate, _walk_prices
+from meterflow.costing.rates import (
+    Part,
+    _add,
+    _compile_prices,
+    _no_rate,
+    _walk_prices,
+    _walk_weighed,
+    weights_of,
+)
 from meterflow.models import PricingError, TariffDirection
 
 IMPORT = TariffDirection.IMPORT
@@ -65,3 +75,66 @@ def test_sliced_walk_equals_the_plain_walk(
     except PricingError as error:
         found = error.message
     assert found == expected
+
+
+_SANE_RATES = st.one_of(
+    st.sampled_from(["0.1", "0.2", "0.2", "0.35", "-0.05", "0"]),  # equal neighbours, negatives
+    st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-1, max_value=1),
+)
+RATES = st.one_of(
+    _SANE_RATES,
+    _SANE_RATES,
+    _SANE_RATES,
+    # 40 digits at exponents 30 apart: some sums would need more than 50 digits
+    st.builds(
+        lambda digits, exponent: Decimal(f"{digits}e{exponent}"),
+        st.integers(10**39, 10**40 - 1),
+        st.integers(-40, -10),
+    ),
+)
+
+
+@st.composite
+def weighed_prices(draw: st.DrawFn) -> tuple[list[tuple[int, int, Decimal]], int, int]:
+    points = []
+    cursor = draw(st.integers(0, 5)) * 1_800_000_000
+    for _ in range(draw(st.integers(1, 12))):
+        length = draw(st.sampled_from([1_800_000_000, 900_000_000, 1]))
+        points.append((cursor, cursor + length, Decimal(draw(RATES))))
+        cursor += length
+    # mostly from the first price's start or inside it, to the last's end or inside it
+    start = draw(
+        st.integers(points[0][0], points[0][1] - 1) | st.integers(points[0][0], cursor - 1)
+    )
+    end = draw(st.integers(max(points[-1][0], start + 1), cursor) | st.integers(start + 1, cursor))
+    return points, start, end
+
+
+@settings(max_examples=500, deadline=None)
+@given(weighed_prices())
+def test_weights_from_sums_are_each_parts_rate_times_length(
+    case: tuple[list[tuple[int, int, Decimal]], int, int],
+) -> None:
+    """The parts are `_walk_prices`'; the weights, where the sums give them, are each part's
+    rate × length and their total the exact sum (else None: the engine uses `weights_of`)."""
+    points, start, end = case
+    prices = _compile_prices(points, NONE, "test")
+    expected: list[Part] = []
+    reach = _walk_prices(expected, prices, IMPORT, start, end)
+    parts, weighed, found_reach = _walk_weighed(prices, IMPORT, start, end)
+    assert (parts, found_reach) == (expected, reach)
+    each, total = weighed if weighed is not None else weights_of(parts)
+    exact = [Fraction(rate) * (stop - begin) for begin, stop, rate in parts]
+    if weighed is not None:
+        assert [Fraction(w) for w in each] == exact
+        assert Fraction(total) == sum(exact)
+
+
+def test_a_day_of_half_hour_prices_is_weighed_from_the_sums() -> None:
+    half_hour = 1_800_000_000
+    points = [(i * half_hour, (i + 1) * half_hour, Decimal(f"0.{100 + i}")) for i in range(96)]
+    start, end = 10 * half_hour + 7, 58 * half_hour + 7  # 24 h, both ends inside a price
+    parts, weighed, _ = _walk_weighed(_compile_prices(points, NONE, "test"), IMPORT, start, end)
+    assert weighed is not None
+    assert len(parts) == 49
+    assert weighed == weights_of(parts)

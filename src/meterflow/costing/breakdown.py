@@ -12,9 +12,9 @@ Items are built in their written form (`models.WireItem`: instants as text), nev
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, getcontext, setcontext
 
-from meterflow.costing.money import CONTEXT, quotient_times, round_money
+from meterflow.costing.money import CONTEXT, LENGTHS, quotient_times, round_money
 from meterflow.costing.periods import Period
 from meterflow.costing.rates import Part
 from meterflow.models import WireItem, iso
@@ -96,20 +96,26 @@ def plain_breakdown(
     if len(parts) == 1:
         _, start_time, end_time = edges
         return [WireItem(start_time, end_time, parts[0][2], total_energy, total_cost)]
-    multiply, divide = CONTEXT.multiply, CONTEXT.divide
     energies: dict[int, Decimal] = {}  # parts of one length share their energy
     values: list[WireItem] = []
     texts = _texts([part[1] for part in parts[:-1]], start, edges)
-    for (part_start, part_end, rate), weight, start_time, end_time in zip(
-        parts, weights, texts[:-1], texts[1:], strict=True
-    ):
-        length = part_end - part_start
-        energy = energies.get(length)
-        if energy is None:
-            energy = round_money(divide(multiply(magnitude, Decimal(length)), denominator))
-            energies[length] = energy
-        cost = round_money(divide(multiply(magnitude, weight), denominator))
-        values.append(WireItem(start_time, end_time, rate, energy, cost))
+    outer = getcontext()
+    # The operators compute in the thread's context: the engine's, for this loop only. They
+    # skip the argument parsing of `CONTEXT.multiply(a, b)` (0.2 µs an item; 0.6 µs to switch).
+    setcontext(CONTEXT)
+    try:
+        for (part_start, part_end, rate), weight, start_time, end_time in zip(
+            parts, weights, texts[:-1], texts[1:], strict=True
+        ):
+            length = part_end - part_start
+            energy = energies.get(length)
+            if energy is None:
+                energy = round_money(magnitude * LENGTHS[length] / denominator)
+                energies[length] = energy
+            cost = round_money(magnitude * weight / denominator)
+            values.append(WireItem(start_time, end_time, rate, energy, cost))
+    finally:
+        setcontext(outer)
     return values
 
 

@@ -2,8 +2,9 @@
 
 Energy is spread evenly over `[start_time, end_time)`. The interval is cut where the rate in
 force changes (`rates.rate_parts`; `periods.rate_periods` when the tariff has components), and
-cost = Σ energy_part × rate_part, computed as `k × Σ(rate × duration)` with one exact
-multiplication per part and a single division, in a 50-digit decimal context, then rounded
+cost = Σ energy_part × rate_part, computed as `k × Σ(rate × duration)` (`rates.Weights`: one
+exact multiplication per part, or for dynamic prices a difference of their running sums) and a
+single division, in a 50-digit decimal context, then rounded
 once, half-even, to 6 places. Tax (a profile's `tax_percentage`) is rounded once from its exact
 value, net × rate, through `money.quotient_times` (never a product of a net rounded to 50
 digits: docs/pricing.md, "Splitting and summing"), and the total is value + tax (design §11).
@@ -19,9 +20,9 @@ from typing import Any
 
 from meterflow import ids
 from meterflow.costing.breakdown import breakdown_edges, plain_breakdown, stacked_breakdown
-from meterflow.costing.money import CONTEXT, quotient_times, round_money
+from meterflow.costing.money import CONTEXT, LENGTHS, quotient_times, round_money
 from meterflow.costing.periods import Period, rate_periods
-from meterflow.costing.rates import compiled, rate_parts
+from meterflow.costing.rates import compiled, rate_parts, weights_of
 from meterflow.costing.timeline import (
     SUPPORTED_YEARS,
     US_PER_HOUR,
@@ -76,20 +77,6 @@ read once here: `EnergyUnit.KWH` costs 0.16 µs a look-up, a module name 0.01.""
 _US_PER_HOUR = Decimal(US_PER_HOUR)
 
 
-class _Lengths(dict[int, Decimal]):
-    """`Decimal(n)` of lengths in µs, remembered: a stream's records and a breakdown's parts
-    repeat a few lengths (half-hours), and a look-up costs 0.04 µs, a new Decimal 0.14."""
-
-    def __missing__(self, length: int) -> Decimal:
-        if len(self) >= 4096:
-            self.clear()
-        value = self[length] = Decimal(length)
-        return value
-
-
-_LENGTHS = _Lengths()
-
-
 def _energy(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
     """The record's energy over `duration` µs: (magnitude, denominator, magnitude × duration,
     energy in kWh), once every energy rule holds (else PricingError(invalid_record): a value
@@ -142,7 +129,7 @@ def _energy(record: MeterRecord, duration: Decimal) -> tuple[Decimal, Decimal, D
 def check_energy(record: MeterRecord, duration: int) -> None:
     """The engine's energy rules for a record lasting `duration` µs (PricingError with its
     code), for an adapter that checks a record before it is priced (a batch)."""
-    _energy(record, _LENGTHS[duration])
+    _energy(record, LENGTHS[duration])
     tariff_direction_of(record)
 
 
@@ -207,7 +194,7 @@ def cost_record(
     end, end_text = _instant_of(end_time)
     check_time_range(start, end, max_record_hours)
     duration = end - start
-    lengths = _LENGTHS
+    lengths = LENGTHS
     length = lengths[duration]
     magnitude, denominator, energy_scaled, exact_energy = _energy(record, length)
     flow, direction = tariff_direction_of(record)
@@ -221,21 +208,19 @@ def cost_record(
             if len(period.names) > 1:
                 break
         else:  # no component in this record: the first release's breakdown
-            parts = [(period.start, period.end, period.rate) for period in periods]
             periods = None
     if periods is None:
-        parts = rate_parts(timeline, direction, start, end, market_prices)
-
-    multiply = ctx.multiply
-    if periods is None:
-        if len(parts) == 1:  # the common case: the whole record at one rate
-            weights = [multiply(parts[0][2], length)]
+        parts, weighed = rate_parts(timeline, direction, start, end, market_prices)
+        if len(parts) == 1:  # the common case: the whole record at one rate, no sum
+            weighted = ctx.multiply(parts[0][2], length)
+            weights = [weighted]
         else:
-            weights = [multiply(rate, lengths[stop - begin]) for begin, stop, rate in parts]
+            weights, weighted = weighed or weights_of(parts)
     else:
+        multiply = ctx.multiply
         weights = [multiply(p.rate, lengths[p.end - p.start]) for p in periods]
-    # in the 50-digit context: exact (one part, the common case, needs no sum)
-    weighted = weights[0] if len(weights) == 1 else reduce(ctx.add, weights, _ZERO)
+        # in the 50-digit context: exact
+        weighted = weights[0] if len(weights) == 1 else reduce(ctx.add, weights, _ZERO)
     net_scaled = ctx.multiply(magnitude, weighted)  # the net × denominator, exact
     net = ctx.divide(net_scaled, denominator)
     total_cost = round_money(net)

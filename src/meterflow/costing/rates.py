@@ -17,10 +17,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
+from functools import reduce
 from typing import TYPE_CHECKING
 
 from meterflow.costing.layers import Layer, StackedTable
+from meterflow.costing.money import CONTEXT, LENGTHS
 from meterflow.costing.timeline import (
     US_PER_DAY,
     US_PER_MINUTE,
@@ -56,7 +58,21 @@ Part = tuple[int, int, Decimal]
 """`[start_us, end_us)` priced at one rate (per kWh)."""
 
 _OPEN_END = 1 << 62
+_ZERO = Decimal(0)
 _GAP = " (gap between dynamic prices)"
+
+
+Weights = tuple[list[Decimal], Decimal]
+"""Each part's rate × length in µs, and their sum, in the 50-digit context (exact for any sane
+input): the cost is the record's energy per µs times the sum (design §3.2), an item's cost
+its energy per µs times its weight."""
+
+
+def weights_of(parts: list[Part]) -> Weights:
+    """The `Weights` of any parts, one product each."""
+    multiply = CONTEXT.multiply
+    each = [multiply(rate, LENGTHS[stop - begin]) for begin, stop, rate in parts]
+    return each, each[0] if len(each) == 1 else reduce(CONTEXT.add, each, _ZERO)
 
 
 @dataclass(slots=True)
@@ -65,12 +81,23 @@ class _Prices:
     merged (as `_add` would merge them), so that a record's parts are a slice (`_walk_prices`).
 
     `gaps[i]` counts the holes before price `i` (an end that is not the next start): a stretch
-    of prices is gapless when its first and last price count the same."""
+    of prices is gapless when its first and last price count the same. `parts[i]` is price i
+    as a `Part`, `weights[i]` its weight and `sums[i]` the sum of the weights before it, so
+    that a record's weights are a slice and their sum two look-ups (`_walk_weighed`); both
+    None when a sum is not exact in 50 digits (the record's own sum is computed then)."""
 
     starts: list[int]
     ends: list[int]
     rates: list[Decimal]
     gaps: list[int]
+    parts: list[Part]
+    weights: list[Decimal] | None
+    sums: list[Decimal] | None
+
+
+_EXACT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation, Overflow])
+"""The engine's context, but a rounding raises: a difference of sums stands for the sum of the
+weights between them only when every figure is exact."""
 
 
 def _merged(points: list[tuple[int, int, Decimal]]) -> _Prices:
@@ -90,7 +117,15 @@ def _merged(points: list[tuple[int, int, Decimal]]) -> _Prices:
         ends.append(end)
         rates.append(rate)
         gaps.append(holes)
-    return _Prices(starts, ends, rates, gaps)
+    parts = list(zip(starts, ends, rates, strict=True))
+    weights: list[Decimal] | None = None
+    sums: list[Decimal] | None = None
+    try:
+        weights = [_EXACT.multiply(rate, Decimal(end - start)) for start, end, rate in parts]
+        sums = [_ZERO, *itertools.accumulate(weights, _EXACT.add)]
+    except Inexact:
+        weights = sums = None
+    return _Prices(starts, ends, rates, gaps, parts, weights, sums)
 
 
 _CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
@@ -337,10 +372,36 @@ def _walk_prices(
         _add(parts, start, end, rates[first])
         return ends[last]
     _add(parts, start, ends[first], rates[first])
-    inner = slice(first + 1, last)
-    parts.extend(zip(starts[inner], ends[inner], rates[inner], strict=True))
+    parts.extend(prices.parts[first + 1 : last])
     parts.append((starts[last], end, rates[last]))
     return ends[last]
+
+
+def _walk_weighed(
+    prices: _Prices, direction: TariffDirection, start: int, end: int
+) -> tuple[list[Part], Weights | None, int]:
+    """`_walk_prices` for a record inside one version, with its `Weights`: the inner parts'
+    from the prices (a slice, and their sum a difference of two sums), so a day of half-hour
+    prices costs two products and three additions instead of 48 products and 47 additions."""
+    parts: list[Part] = []
+    reach = _walk_prices(parts, prices, direction, start, end)
+    if len(parts) < 3:
+        return parts, None, reach
+    sums, weights = prices.sums, prices.weights
+    if sums is None or weights is None:
+        return parts, None, reach
+    first = bisect_right(prices.starts, start) - 1
+    last = first + len(parts) - 1
+    multiply = CONTEXT.multiply
+    (head_start, head_end, head_rate), (tail_start, tail_end, tail_rate) = parts[0], parts[-1]
+    head = multiply(head_rate, LENGTHS[head_end - head_start])
+    tail = multiply(tail_rate, LENGTHS[tail_end - tail_start])
+    try:
+        inner = _EXACT.subtract(sums[last], sums[first + 1])
+        total = _EXACT.add(_EXACT.add(head, inner), tail)
+    except Inexact:
+        return parts, None, reach
+    return parts, ([head, *weights[first + 1 : last], tail], total), reach
 
 
 def _series_prices(
@@ -454,23 +515,36 @@ def rate_parts(
     start: int,
     end: int,
     market_prices: MarketPricesLookup,
-) -> list[Part]:
-    """Cut `[start, end)` into maximal parts of constant energy rate (surcharges applied);
-    PricingError if any instant has none. Components are not included: `periods.rate_periods`
-    stacks them.
+) -> tuple[list[Part], Weights | None]:
+    """Cut `[start, end)` into maximal parts of constant energy rate (surcharges applied),
+    with their `Weights` where dynamic prices give them ready (else None: `weights_of`);
+    PricingError if any instant has none. Components are not included:
+    `periods.rate_periods` stacks them.
 
     The last part's stretch of constant rate is remembered per direction (`CompiledProfile.
     spans`): a meter's next record nearly always lies in it (a TIME_OF_USE period lasts hours,
-    a record half an hour), and is then one part without a walk."""
+    a record half an hour), and is then one part without a walk. A record inside one version
+    of dynamic prices takes its weights from the prices' sums (`_walk_weighed`)."""
     span = profile.spans.get(direction)
     if span is not None and span[0] <= start and end <= span[1]:
-        return [(start, end, span[2])]
+        return [(start, end, span[2])], None
     parts: list[Part] = []
+    weights: Weights | None = None
     reach: int | None = None
     since = start
     try:
         for version, since, stop in versions_over(profile, direction, start, end):
-            reach = energy_parts(parts, profile, version, direction, since, stop, market_prices)
+            if since == start and stop == end and version.fixed is None and version.table is None:
+                # the whole record in one version of dynamic prices
+                inline = version.prices
+                prices = inline or _series_prices(
+                    version, profile.currency_code, market_prices, start, end
+                )
+                parts, weights, last_end = _walk_weighed(prices, direction, start, end)
+                # a series' prices may change without the profile changing: never remembered
+                reach = None if inline is None else min(last_end, version.end)
+            else:
+                reach = energy_parts(parts, profile, version, direction, since, stop, market_prices)
     except ProfileError as error:
         raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
     if reach is not None:
@@ -478,4 +552,4 @@ def rate_parts(
         # rate comes from market prices, which may change
         last_start, _, rate = parts[-1]
         profile.spans[direction] = (max(last_start, since), reach, rate)
-    return parts
+    return parts, weights
