@@ -1013,12 +1013,22 @@ async def test_report_request_errors(stack: Stack, client: Client) -> None:
         {"aggregation": "WEEK"},
         {"tariff_direction": "LOCAL"},
         {"direction": "LOCAL"},
+        {"direction": "FOO", "tariff_direction": "IMPORT"},  # a bad value, not a disagreement
     ):
         status, doc, _ = await client.call("POST", path, key=key, json=REPORT_RANGE, params=params)
         assert_error(status, doc, 400, "invalid_request")
-    both = {"direction": "EXPORT", "tariff_direction": "IMPORT"}  # each valid, together not
-    for endpoint, body in ((path, REPORT_RANGE), (f"/costs/session/{uid('S')}", None)):
-        status, doc, _ = await client.call("POST", endpoint, key=key, json=body, params=both)
+        assert " must be " in doc["message"]  # what is wrong, not a disagreement
+    # each valid alone, together not: never settled silently
+    session = f"/costs/session/{uid('S')}"
+    for endpoint, body, query in (
+        (path, REPORT_RANGE, "direction=EXPORT&tariff_direction=IMPORT"),
+        (session, None, "direction=EXPORT&tariff_direction=IMPORT"),
+        (path, REPORT_RANGE, "direction=EXPORT&direction=IMPORT"),
+        (session, None, "tariff_direction=IMPORT&tariff_direction=EXPORT"),
+        (path, REPORT_RANGE | {"tariff_direction": "EXPORT"}, "direction=IMPORT"),
+        (session, {"tariff_direction": "EXPORT"}, "tariff_direction=IMPORT"),
+    ):
+        status, doc, _ = await client.call("POST", f"{endpoint}?{query}", key=key, json=body)
         assert_error(status, doc, 422, "invalid_request")
     status, doc, _ = await client.call("POST", path, key=key, data=b"{{")
     assert_error(status, doc, 400, "invalid_request")

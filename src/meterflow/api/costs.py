@@ -196,23 +196,27 @@ _DIRECTION_PARAMETERS = ("tariff_direction", "direction")
 
 
 def _tariff_direction(request: web.Request, body_value: TariffDirection | None) -> TariffDirection:
-    """The query's direction under either name (the query wins over the body), else the
-    body's, else IMPORT. Both names at once must agree: a zero client's `direction=EXPORT`
-    read as IMPORT would report the wrong money without a word."""
-    given = {request.query[name] for name in _DIRECTION_PARAMETERS if name in request.query}
-    if not given:
-        return body_value or TariffDirection.IMPORT
+    """The report's direction: every value given (the query's, under either name and as often
+    as repeated, and the body's) must be IMPORT or EXPORT (else 400) and all the same (else
+    422: each is valid alone); none given is IMPORT. A contradiction settled silently would
+    report import costs to a client that asked for export earnings."""
+    given: set[TariffDirection] = set() if body_value is None else {body_value}
+    for name in _DIRECTION_PARAMETERS:
+        for raw in request.query.getall(name, ()):
+            try:
+                given.add(TariffDirection(raw))
+            except ValueError:
+                raise ApiError(
+                    400, "invalid_request", f"`{name}` must be IMPORT or EXPORT"
+                ) from None
     if len(given) > 1:
-        raise ApiError(  # each is valid alone (OpenAPI cannot say "agree"): 422, not 400
-            422, "invalid_request", "`direction` and `tariff_direction` disagree: give one"
-        )
-    raw = given.pop()
-    try:
-        return TariffDirection(raw)
-    except ValueError:
         raise ApiError(
-            400, "invalid_request", "`tariff_direction` (or `direction`) must be IMPORT or EXPORT"
-        ) from None
+            422,
+            "invalid_request",
+            "the direction is given twice, differently (`direction`, `tariff_direction`, "
+            "the body's `tariff_direction`): give one",
+        )
+    return given.pop() if given else TariffDirection.IMPORT
 
 
 def _aggregation(request: web.Request, body_value: Aggregation | None) -> Aggregation | None:

@@ -62,7 +62,9 @@ class Operation:
 
 
 _DIRECTION = {"type": "string", "enum": ["IMPORT", "EXPORT"]}
-_ZERO_DIRECTION = "Flatpeak zero's name for `tariff_direction`; both at once must agree"
+_ZERO_DIRECTION = (
+    "Flatpeak zero's name for `tariff_direction`; every direction given must agree (else 422)"
+)
 _TEXT = {"type": "string", "pattern": r"^[^\u0000]*$"}
 """A URL part: the server refuses NUL characters in URLs (PostgreSQL text cannot hold them)."""
 _LOCATION_ID = {**_TEXT, "minLength": 1, "maxLength": 128}
