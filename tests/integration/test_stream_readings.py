@@ -242,6 +242,52 @@ async def test_dlq_replay_sends_readings_back_where_they_came_from(
         assert letters(pipe, "unknown_location") == unknown  # nothing failed again
 
 
+async def test_keyless_readings_are_refused_and_replayed_in_their_order(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Readings sent without a key are refused (`invalid_record`), landing on six partitions
+    and read back in any order; `dlq replay` sends them back in the order they first arrived
+    (the letters' timestamps), under their location's key, and every interval is derived.
+    Replayed in the order the letters were read, each one behind a later one was
+    `stale_reading`."""
+    async with pipeline(kafka_bootstrap, topic_prefix, tmp_path, partitions=6) as pipe:
+        await pipe.put_profile(fixed_profile("loc_nk", "0.20"))
+        worker = start_worker(pipe)
+        await pipe.wait_ready(worker)
+        keyless = set()  # (partition, offset) of each: the baseline at 0, then six more
+        for step in range(7):
+            document = reading("loc_nk", 10 * step, 1000 + 100 * step)
+            keyless.add(await pipe.send(METER_READINGS, document, None))
+        readings_topic = pipe.settings.topic(METER_READINGS)
+
+        def refused() -> dict[tuple[int, int], str]:
+            return {
+                (lt["source"]["partition"], lt["source"]["offset"]): lt["error"]["message"]
+                for _, lt in pipe.dead_letters
+                if lt["source"]["topic"] == readings_topic
+                and lt["error"]["code"] == "invalid_record"
+            }
+
+        await eventually(lambda: set(refused()) >= keyless, "the keyless letters", worker)
+        assert all("sent under no key" in refused()[at] for at in keyless)
+        assert len({partition for partition, _ in keyless}) > 1  # spread, as keyless ones are
+
+        await asyncio.to_thread(
+            subprocess.run,
+            [MF, "dlq", "replay", "--code", "invalid_record"],
+            env=pipe.env(),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        intervals = [interval_cost_id("acc_test", "loc_nk", 10 * s, 10 * (s + 1)) for s in range(6)]
+        for cost_id in intervals:
+            cost = await pipe.wait_cost(cost_id)
+            assert Decimal(str(cost["data"]["energy"]["value"])) == Decimal("0.1")
+        await asyncio.sleep(1)  # a dead letter of the replay would have come by now
+        assert letters(pipe, "stale_reading") == set()
+
+
 # --- crash safety -----------------------------------------------------------------------------
 
 METERS_PER_LOCATION = 2  # the location's own register and one device's

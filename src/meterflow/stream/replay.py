@@ -2,13 +2,17 @@
 
 Reads `dead-letters` up to the end offsets seen at start (so records that fail again, and land
 back in `dead-letters`, are not replayed in the same run), from the replay group's committed
-offsets or from the beginning. Each matching record is re-sent under its location's key (the
-original key when it names none: `dead_letters.replay_key`), with the id it had (see
-`dead_letters.replay_payload`) and its original Kafka timestamp (the letter's), so its result
-id is the one a first success would have had and a correction sent since is not overwritten by
-it (docs/sink.md, "Duplicates and corrections"); a reading goes back to `meter-readings`, or
-the interval derived from it to `meter-records` (`dead_letters.replay_message`). Offsets are
-committed only after every re-sent message is acknowledged.
+offsets or from the beginning, then re-sends the matching records in the order they first
+arrived (the letters' timestamps, then their positions): a meter's readings refused while
+keyless are spread over partitions, and sent back in another order each one behind a later
+one would be `stale_reading`. The run holds its records in memory until then (a few hundred
+bytes each). Each goes under its location's key (the original key when it names none:
+`dead_letters.replay_key`), with the id it had (see `dead_letters.replay_payload`) and its
+original Kafka timestamp (the letter's), so its result id is the one a first success would
+have had and a correction sent since is not overwritten by it (docs/sink.md, "Duplicates and
+corrections"); a reading goes back to `meter-readings`, or the interval derived from it to
+`meter-records` (`dead_letters.replay_message`). Offsets are committed only after every
+re-sent message is acknowledged.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import logging
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -24,7 +30,7 @@ from pydantic import ValidationError
 from meterflow.contract.topics import DEAD_LETTERS, METER_READINGS, METER_RECORDS
 from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event
-from meterflow.models import DeadLetter, loads
+from meterflow.models import DeadLetter, SourceRef, loads
 from meterflow.settings import Settings
 from meterflow.stream.dead_letters import replay_key, replay_message
 from meterflow.stream.producing import kafka_producer
@@ -76,7 +82,7 @@ async def replay_dead_letters(
                 await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
             remaining = {tp for tp in partitions if await consumer.position(tp) < end[tp]}
-            pending = []
+            resend: list[_Resend] = []
             while remaining:
                 batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=1000)
                 for tp, messages in batches.items():
@@ -89,24 +95,26 @@ async def replay_dead_letters(
                         )
                         if outgoing is None:
                             continue
-                        topic, payload = outgoing
+                        topic, payload, source = outgoing
                         summary.replayed += 1
                         summary.readings += topic == readings_topic
-                        if not dry_run:
-                            # the letter's timestamp is its record's (the worker set it): the
-                            # record keeps when it first arrived, so a version sent since wins
-                            stamp = message.timestamp if message.timestamp >= 0 else None
-                            key = replay_key(payload, message.key)
-                            pending.append(
-                                await producer.send(
-                                    topic, value=payload, key=key, timestamp_ms=stamp
-                                )
-                            )
+                        # the letter's timestamp is its record's (the worker set it): the
+                        # record keeps when it first arrived, so a version sent since wins
+                        stamp = message.timestamp if message.timestamp >= 0 else None
+                        where = (-1, -1) if source is None else (source.partition, source.offset)
+                        order = (-1 if stamp is None else stamp, *where)
+                        key = replay_key(payload, message.key)
+                        resend.append(_Resend(order, topic, payload, key, stamp))
                 for tp in list(remaining):
                     if await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
-            for future in pending:
-                await future  # raises if a record was not delivered: nothing gets committed
+            if not dry_run:
+                pending = [
+                    await producer.send(r.topic, value=r.payload, key=r.key, timestamp_ms=r.stamp)
+                    for r in sorted(resend, key=_ORDER)
+                ]
+                for future in pending:
+                    await future  # raises if one was not delivered: nothing gets committed
         if not dry_run:
             await consumer.commit({tp: end[tp] for tp in partitions})
     finally:
@@ -123,13 +131,27 @@ async def replay_dead_letters(
     return summary
 
 
+class _Resend(NamedTuple):
+    """One message to send again, and where it goes in the replay's order."""
+
+    order: tuple[int, int, int]
+    """The letter's timestamp (when its record first arrived), then its record's position."""
+    topic: str
+    payload: bytes
+    key: bytes | None
+    stamp: int | None
+
+
+_ORDER = attrgetter("order")
+
+
 def _outgoing(
     value: bytes | None,
     records_topic: str,
     readings_topic: str,
     codes: Collection[str],
     summary: ReplaySummary,
-) -> tuple[str, bytes] | None:
+) -> tuple[str, bytes, SourceRef | None] | None:
     try:
         letter = DeadLetter.model_validate(loads(value or b""))
     except (ValueError, ValidationError):
@@ -144,4 +166,4 @@ def _outgoing(
         summary.skipped_not_a_record += 1  # e.g. an invalid profile from `locations`
         return None
     summary.by_code[code] += 1
-    return outgoing
+    return (*outgoing, letter.source)
