@@ -98,6 +98,8 @@ async def replay_dead_letters(
                         topic, payload, source = outgoing
                         summary.replayed += 1
                         summary.readings += topic == readings_topic
+                        if dry_run:
+                            continue
                         # the letter's timestamp is its record's (the worker set it): the
                         # record keeps when it first arrived, so a version sent since wins
                         stamp = message.timestamp if message.timestamp >= 0 else None
@@ -108,13 +110,12 @@ async def replay_dead_letters(
                 for tp in list(remaining):
                     if await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
-            if not dry_run:
-                pending = [
-                    await producer.send(r.topic, value=r.payload, key=r.key, timestamp_ms=r.stamp)
-                    for r in sorted(resend, key=_ORDER)
-                ]
-                for future in pending:
-                    await future  # raises if one was not delivered: nothing gets committed
+            pending = [  # none in a dry run
+                await producer.send(r.topic, value=r.payload, key=r.key, timestamp_ms=r.stamp)
+                for r in sorted(resend, key=_ORDER)
+            ]
+            for future in pending:
+                await future  # raises if one was not delivered: nothing gets committed
         if not dry_run:
             await consumer.commit({tp: end[tp] for tp in partitions})
     finally:
