@@ -24,7 +24,7 @@ from meterflow.sink.batch import Batch
 from meterflow.sink.decode import Persist, decode_cost
 from meterflow.sink.rows import CostRows, Source
 from meterflow.sink.text_rows import TextRows
-from meterflow.sink.writer import PostgresWriter, WriteResult
+from meterflow.sink.writer import FOREIGN_REASON, ForeignResultsError, PostgresWriter, WriteResult
 from samples import Item, energy_cost
 
 pytestmark = pytest.mark.integration
@@ -369,6 +369,40 @@ async def test_an_unstorable_version_is_refused_alone(writer: PostgresWriter, db
         "ecs_000002": (2, Decimal("2.0")),
     }
     assert [letter.source.offset for _, letter in reads.dead_letters if letter.source] == [3]
+
+
+@pytest.mark.parametrize(
+    "other", [{"account_id": "acc_other"}, {"live_mode": True}], ids=["account", "mode"]
+)
+async def test_a_version_of_another_account_or_mode_is_refused(
+    writer: PostgresWriter, db: str, other: dict[str, Any]
+) -> None:
+    """A record sent to `meter-records` with another account's `id` is priced under its own
+    location's account, so its result carries that account's result id: it is neither a
+    duplicate nor a correction of the stored result (§8.1), which stays as it was, in a first
+    read and in a later round of one batch alike; both are refused under their own keys."""
+    await writer.write(batch((version(1, "1.0"), 0, 0)))
+    before = await state(db)
+    reads = batch(
+        (version(1, "5.0", **other), 0, 1),  # round 0: a stored id
+        (version(2, "1.0"), 0, 2),
+        (version(2, "7.0", **other), 0, 3),  # round 1: the id stored by round 0
+    )
+    refused: dict[str, str] = {}
+    while True:
+        try:
+            result = await writer.write(reads)
+            break
+        except ForeignResultsError as error:
+            refused |= error.versions
+            reads.reject(error.versions, {}, NOW)
+    assert refused == {"ecs_000001": FOREIGN_REASON, "ecs_000002@0:3": FOREIGN_REASON}
+    assert (result.costs_inserted, result.costs_replaced) == (1, 0)
+    after = await state(db)
+    assert after["rows"]["ecs_000001"] == before["rows"]["ecs_000001"]
+    assert after["items"]["ecs_000001"] == before["items"]["ecs_000001"]
+    assert (after["rows"]["ecs_000002"]["revision"], after["history"]) == (1, {})
+    assert [letter.source.offset for _, letter in reads.dead_letters if letter.source] == [1, 3]
 
 
 async def write_retrying(writer: PostgresWriter, b: Batch) -> WriteResult:

@@ -23,7 +23,7 @@ from meterflow.sink.checkpoint import Checkpoint
 from meterflow.sink.decode import Persist, Poison, decode_cost
 from meterflow.sink.health import SinkHealth
 from meterflow.sink.rows import Source
-from meterflow.sink.writer import WriteResult
+from meterflow.sink.writer import FOREIGN_REASON, ForeignResultsError, WriteResult
 from sink_documents import NOW, valid
 
 TOPIC = "energy-costs"
@@ -42,10 +42,13 @@ class Effects:
 
 
 class FakeWriter:
-    def __init__(self, effects: Effects, *, unstorable: Sequence[str] = ()) -> None:
+    def __init__(
+        self, effects: Effects, *, unstorable: Sequence[str] = (), foreign: Sequence[str] = ()
+    ) -> None:
         self.effects = effects
         self.stored: set[str] = set()
         self.unstorable = set(unstorable)  # ids PostgreSQL would refuse
+        self.foreign = set(foreign)  # ids another account's stored result has
         self.before_write: list[Any] = []  # callables run inside the write (e.g. a revoke)
 
     async def write(self, batch: Batch) -> WriteResult:
@@ -54,6 +57,8 @@ class FakeWriter:
         if "write" in self.effects.fail:
             self.effects.fail.discard("write")
             raise ConnectionRefusedError("database down")
+        if self.foreign & batch.costs.keys():  # one at a time, as rounds of a batch may
+            raise ForeignResultsError({min(self.foreign & batch.costs.keys()): FOREIGN_REASON})
         if self.unstorable & batch.costs.keys():
             raise asyncpg.DataError("numeric field overflow")
         new = sorted(batch.costs.keys() - self.stored)
@@ -96,9 +101,9 @@ class FakeConsumer:
 
 
 class Harness:
-    def __init__(self, *, unstorable: Sequence[str] = ()) -> None:
+    def __init__(self, *, unstorable: Sequence[str] = (), foreign: Sequence[str] = ()) -> None:
         self.effects = Effects()
-        self.writer = FakeWriter(self.effects, unstorable=unstorable)
+        self.writer = FakeWriter(self.effects, unstorable=unstorable, foreign=foreign)
         self.consumer = FakeConsumer(self.effects, {P0, P1})
         self.health = SinkHealth()
         self.checkpoint = Checkpoint(
@@ -217,3 +222,18 @@ async def test_unstorable_rows_become_dead_letters_before_offsets() -> None:
     letters = h.effects.log[1][1]
     assert sorted((s.partition, s.offset) for s in letters) == [(0, 11), (1, 5)]
     assert h.consumer.committed == {P0: 12, P1: 6}
+
+
+async def test_results_with_another_accounts_ids_become_dead_letters_one_by_one() -> None:
+    """Each refused attempt takes one result out; the rest is stored, also past an
+    unstorable row, and every refused result is a dead letter before the offsets move."""
+    h = Harness(foreign=["ecs_a", "ecs_c"], unstorable=["ecs_b"])
+    batch = batch_of((0, 10, "ecs_a"), (0, 11, "ecs_b"), (1, 5, "ecs_c"), (1, 6, "ecs_d"))
+    assert await h.checkpoint(batch)
+    assert h.effects.kinds() == ["rows", "dead_letters", "offsets"]
+    assert h.effects.log[0][1] == ["ecs_d"]
+    letters = h.effects.log[1][1]
+    assert sorted((s.partition, s.offset) for s in letters) == [(0, 10), (0, 11), (1, 5)]
+    reasons = {letter.error.message for _, letter in batch.dead_letters}
+    assert f"could not be stored: {FOREIGN_REASON}" in reasons
+    assert h.consumer.committed == {P0: 12, P1: 7}

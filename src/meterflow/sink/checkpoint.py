@@ -29,7 +29,7 @@ from meterflow.logs import event
 from meterflow.models import DeadLetter
 from meterflow.sink.batch import Batch
 from meterflow.sink.health import SinkHealth
-from meterflow.sink.writer import WriteResult
+from meterflow.sink.writer import ForeignResultsError, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -106,22 +106,26 @@ class Checkpoint:
         return True
 
     async def _write_rows(self, batch: Batch) -> WriteResult:
-        try:
-            return await self._writer.write(batch)
-        except UNSTORABLE:
-            costs, locations = await self._writer.find_unstorable(batch)
-            if not costs and not locations:
-                raise
-            for location_id, reason in locations.items():
-                event(
-                    log,
-                    "location_unstorable",
-                    logging.WARNING,
-                    location_id=location_id,
-                    reason=reason,
-                )
-            batch.reject(costs, locations, utc_now())  # results -> its dead letters
-            return await self._writer.write(batch)
+        """Write, taking out (as dead letters) the results that can never be stored: each
+        attempt refused this way takes at least one out, so the loop ends."""
+        while True:
+            try:
+                return await self._writer.write(batch)
+            except ForeignResultsError as error:
+                batch.reject(error.versions, {}, utc_now())
+            except UNSTORABLE:
+                costs, locations = await self._writer.find_unstorable(batch)
+                if not costs and not locations:
+                    raise
+                for location_id, reason in locations.items():
+                    event(
+                        log,
+                        "location_unstorable",
+                        logging.WARNING,
+                        location_id=location_id,
+                        reason=reason,
+                    )
+                batch.reject(costs, locations, utc_now())  # results -> its dead letters
 
     async def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
         owned = self._offsets.assignment()
@@ -199,6 +203,7 @@ class Checkpoint:
     def _log_dead_letters(batch: Batch) -> None:
         for _, letter in batch.dead_letters:
             assert letter.source is not None
+            metrics.record_dead_lettered("energy-costs", letter.error.code)
             event(
                 log,
                 "dead_lettered",

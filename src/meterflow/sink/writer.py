@@ -33,7 +33,7 @@ from meterflow.contract.columns import (
     LOCATION_COLUMNS,
 )
 from meterflow.db import connect
-from meterflow.sink.batch import Batch
+from meterflow.sink.batch import Batch, version_key
 from meterflow.sink.batch_failures import write_batch_failures
 from meterflow.sink.decode import Persist
 from meterflow.sink.text_rows import TextRows
@@ -92,6 +92,30 @@ CASE WHEN s.received_at <> e.received_at
           > (e.time_created, coalesce(e.source_topic, ''), coalesce(e.source_partition, -1),
              coalesce(e.source_offset, -1))
 END"""
+
+_FOREIGN = f"""
+SELECT s.id FROM {STAGE_COSTS} s JOIN energy_costs e ON e.id = s.id
+WHERE e.id = ANY($1::text[])
+  AND (s.account_id, s.live_mode) IS DISTINCT FROM (e.account_id, e.live_mode)
+"""
+"""Stored ids whose staged version names another account or mode: a record's account and mode
+are part of its identity (design §8.1), so no such version is a duplicate or a correction."""
+FOREIGN_REASON = (
+    "its id is the id of a result of another account or mode (a record's account and mode "
+    "are part of its identity, design §8.1)"
+)
+
+
+class ForeignResultsError(Exception):
+    """Raised inside the transaction (rolled back, the connection kept) when staged versions
+    carry the id of a stored result of another account or mode (a record sent to
+    `meter-records` with a copied `id`): `versions` maps their `version_key`s to the reason,
+    for `Batch.reject`, and the batch is written again without them."""
+
+    def __init__(self, versions: dict[str, str]) -> None:
+        super().__init__(f"{len(versions)} result(s) with another account's id")
+        self.versions = versions
+
 
 _LOCK_CORRECTED = f"""
 SELECT e.id FROM energy_costs e JOIN {STAGE_COSTS} s ON s.id = e.id
@@ -225,6 +249,8 @@ class PostgresWriter:
                     result = await self._write(conn, batch, _STAGED)
                 self._expect_stored = result.costs_inserted < len(batch.costs)
             return result
+        except ForeignResultsError:
+            raise  # rolled back; the connection is sound
         except BaseException:
             self._conn = None
             conn.terminate()
@@ -254,6 +280,15 @@ class PostgresWriter:
                 inserted += merged["costs"]
                 breakdown_inserted += merged["breakdown"]
                 if merged["stored"]:
+                    foreign = await conn.fetch(_FOREIGN, merged["stored"], timeout=self._timeout_s)
+                    if foreign:
+                        first = n == 0
+                        raise ForeignResultsError(
+                            {
+                                version_key(results[r["id"]], first=first): FOREIGN_REASON
+                                for r in foreign
+                            }
+                        )
                     corrected, items = await self._correct(conn, merged["stored"])
                     replaced += corrected
                     breakdown_inserted += items
