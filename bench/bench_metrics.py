@@ -80,7 +80,7 @@ def with_metrics() -> None:
         started = time.perf_counter()
         durations.append(time.perf_counter() - started)
     metrics.pricing_observed(durations)
-    metrics.costs_emitted(TIMESTAMPS, now=1_700_000_000.2)
+    metrics.costs_emitted("meter-records", TIMESTAMPS, now=1_700_000_000.2)
 
 
 _REFERENCE = CollectorRegistry()

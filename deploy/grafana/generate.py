@@ -470,9 +470,15 @@ def pipeline_health() -> dict[str, Any]:
                     "consumed {{topic}}",
                     "A",
                 ),
-                promql_target(f"sum(rate(meterflow_records_priced_total{RATE}))", "priced", "B"),
                 promql_target(
-                    f"sum(rate(meterflow_records_dead_lettered_total{RATE}))", "dead-lettered", "C"
+                    f"sum by (input) (rate(meterflow_records_priced_total{RATE}))",
+                    "priced from {{input}}",
+                    "B",
+                ),
+                promql_target(
+                    f"sum by (input) (rate(meterflow_records_dead_lettered_total{RATE}))",
+                    "dead-lettered from {{input}}",
+                    "C",
                 ),
             ],
             unit="ops",
@@ -505,8 +511,8 @@ def pipeline_health() -> dict[str, Any]:
             p,
             [
                 promql_target(
-                    f"sum by (code) (rate(meterflow_records_dead_lettered_total{RATE}))",
-                    "{{code}}",
+                    f"sum by (input, code) (rate(meterflow_records_dead_lettered_total{RATE}))",
+                    "{{input}}: {{code}}",
                     "A",
                 )
             ],

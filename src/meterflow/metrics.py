@@ -167,14 +167,19 @@ RECORDS_CONSUMED = Counter(
     "Records taken from a topic by a meterflow consumer (cost agent: meter records; sink: costs).",
     ["topic"],
 )
+INPUTS = ("meter-records", "meter-readings", "energy-costs")
+"""The `input` label: the (logical) topic a priced or dead-lettered record came from: the cost
+agent's meter records, the readings agent's readings, the sink's results. An alert on meter
+records filters on it: readings and the sink dead-letter for their own reasons."""
 RECORDS_PRICED = Counter(
     "meterflow_records_priced_total",
-    "Meter records priced into an EnergyCost and emitted.",
+    "EnergyCosts emitted, by input: meter-records (cost agent), meter-readings (readings agent).",
+    ["input"],
 )
 RECORDS_DEAD_LETTERED = Counter(
     "meterflow_records_dead_lettered_total",
-    "Meter records that could not be priced and went to the dead-letter topic, by error code.",
-    ["code"],
+    "Records sent to the dead-letter topic, by input topic and error code.",
+    ["input", "code"],
 )
 READINGS_CONSUMED = Counter(
     "meterflow_readings_consumed_total",
@@ -275,8 +280,11 @@ BUILD_INFO.info(
 )
 
 # Series that exist from the start, so rate() and the alert rules see zeros instead of nothing.
-for _code in ErrorCode:
-    RECORDS_DEAD_LETTERED.labels(code=_code.value)
+for _input in INPUTS:
+    for _code in ErrorCode:
+        RECORDS_DEAD_LETTERED.labels(input=_input, code=_code.value)
+    if _input != "energy-costs":
+        RECORDS_PRICED.labels(input=_input)
 
 
 # --- helpers for the cost agent --------------------------------------------------------------
@@ -319,13 +327,15 @@ def pricing_observed(durations: Iterable[float]) -> None:
     PRICING_DURATION.observe_many(durations)
 
 
-def costs_emitted(accepted_at: Sequence[float | None], now: float | None = None) -> None:
-    """EnergyCosts handed to the producer together, one per item of `accepted_at`: its source
-    record's Kafka timestamp in seconds since the epoch (None or <= 0 when unknown: only the
-    priced count moves)."""
+def costs_emitted(
+    input: str, accepted_at: Sequence[float | None], now: float | None = None
+) -> None:
+    """EnergyCosts priced from `input` (one of `INPUTS`) handed to the producer together, one
+    per item of `accepted_at`: its source record's Kafka timestamp in seconds since the epoch
+    (None or <= 0 when unknown: only the priced count moves)."""
     if not accepted_at:
         return
-    RECORDS_PRICED.inc(len(accepted_at))
+    RECORDS_PRICED.labels(input=input).inc(len(accepted_at))
     emitted_at = time.time() if now is None else now
     # A producer's clock may run ahead of ours: never observe a negative latency.
     END_TO_END_LATENCY.observe_many(
@@ -333,8 +343,9 @@ def costs_emitted(accepted_at: Sequence[float | None], now: float | None = None)
     )
 
 
-def record_dead_lettered(code: str | ErrorCode) -> None:
-    RECORDS_DEAD_LETTERED.labels(code=str(code)).inc()
+def record_dead_lettered(input: str, code: str | ErrorCode) -> None:
+    """One record from `input` (one of `INPUTS`) sent to the dead-letter topic."""
+    RECORDS_DEAD_LETTERED.labels(input=input, code=str(code)).inc()
 
 
 def readings_consumed(count: int) -> None:

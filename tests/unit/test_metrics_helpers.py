@@ -30,47 +30,65 @@ def test_record_consumed_counts_per_topic() -> None:
 
 
 def test_costs_emitted_counts_and_observes_latency_from_the_record_timestamp() -> None:
-    priced = value("meterflow_records_priced_total")
+    priced = value("meterflow_records_priced_total", input="meter-records")
     count = value("meterflow_end_to_end_latency_seconds_count")
     total = value("meterflow_end_to_end_latency_seconds_sum")
     le_1s = value("meterflow_end_to_end_latency_seconds_bucket", le="1.0")
 
-    metrics.costs_emitted([1_000.0, 998.0], now=1_000.75)
+    metrics.costs_emitted("meter-records", [1_000.0, 998.0], now=1_000.75)
 
-    assert value("meterflow_records_priced_total") == priced + 2
+    assert value("meterflow_records_priced_total", input="meter-records") == priced + 2
     assert value("meterflow_end_to_end_latency_seconds_count") == count + 2
     assert value("meterflow_end_to_end_latency_seconds_sum") == pytest.approx(total + 3.5)
     assert value("meterflow_end_to_end_latency_seconds_bucket", le="1.0") == le_1s + 1
 
 
 def test_costs_emitted_without_timestamp_counts_but_observes_nothing() -> None:
-    priced = value("meterflow_records_priced_total")
+    priced = value("meterflow_records_priced_total", input="meter-readings")
     count = value("meterflow_end_to_end_latency_seconds_count")
-    metrics.costs_emitted([None, -1.0])  # -1: Kafka's "no timestamp"
-    metrics.costs_emitted([])
-    assert value("meterflow_records_priced_total") == priced + 2
+    metrics.costs_emitted("meter-readings", [None, -1.0])  # -1: Kafka's "no timestamp"
+    metrics.costs_emitted("meter-readings", [])
+    assert value("meterflow_records_priced_total", input="meter-readings") == priced + 2
     assert value("meterflow_end_to_end_latency_seconds_count") == count
 
 
 def test_clock_skew_never_gives_a_negative_latency() -> None:
     total = value("meterflow_end_to_end_latency_seconds_sum")
-    metrics.costs_emitted([2_000.0], now=1_999.0)
+    metrics.costs_emitted("meter-records", [2_000.0], now=1_999.0)
     assert value("meterflow_end_to_end_latency_seconds_sum") == pytest.approx(total)
 
 
 def test_every_dead_letter_code_exists_from_the_start() -> None:
-    for code in ErrorCode:
-        assert (
-            REGISTRY.get_sample_value("meterflow_records_dead_lettered_total", {"code": code.value})
-            is not None
+    for source in metrics.INPUTS:
+        for code in ErrorCode:
+            labels = {"input": source, "code": code.value}
+            sample = REGISTRY.get_sample_value("meterflow_records_dead_lettered_total", labels)
+            assert sample is not None, labels
+
+
+def test_record_dead_lettered_by_input_and_code() -> None:
+    """Each input counts on its own: an alert on meter records sees no reading's letter."""
+    records = value(
+        "meterflow_records_dead_lettered_total", input="meter-records", code="unknown_location"
+    )
+    readings = value(
+        "meterflow_records_dead_lettered_total", input="meter-readings", code="unknown_location"
+    )
+    metrics.record_dead_lettered("meter-records", ErrorCode.UNKNOWN_LOCATION)
+    metrics.record_dead_lettered("meter-records", "unknown_location")
+    metrics.record_dead_lettered("meter-readings", "unknown_location")
+    assert (
+        value(
+            "meterflow_records_dead_lettered_total", input="meter-records", code="unknown_location"
         )
-
-
-def test_record_dead_lettered_by_code() -> None:
-    before = value("meterflow_records_dead_lettered_total", code="unknown_location")
-    metrics.record_dead_lettered(ErrorCode.UNKNOWN_LOCATION)
-    metrics.record_dead_lettered("unknown_location")
-    assert value("meterflow_records_dead_lettered_total", code="unknown_location") == before + 2
+        == records + 2
+    )
+    assert (
+        value(
+            "meterflow_records_dead_lettered_total", input="meter-readings", code="unknown_location"
+        )
+        == readings + 1
+    )
 
 
 @given(

@@ -54,10 +54,10 @@ def received_ms(message: Any) -> int | None:
     return round(stamp * 1000)
 
 
-def costs_emitted(costs: Sequence[KeyValue]) -> None:
-    """`metrics.costs_emitted` for results handed to the producer: their timestamps are their
-    records' (`received_ms`), in seconds there."""
-    metrics.costs_emitted([None if stamp is None else stamp / 1000 for _, _, stamp in costs])
+def costs_emitted(input: str, costs: Sequence[KeyValue]) -> None:
+    """`metrics.costs_emitted` for results priced from `input` handed to the producer: their
+    timestamps are their records' (`received_ms`), in seconds there."""
+    metrics.costs_emitted(input, [None if stamp is None else stamp / 1000 for _, _, stamp in costs])
 
 
 class Sender(Protocol):
@@ -288,7 +288,7 @@ class RecordPricer:
         for event, letter, value in letters:
             await self._dead_letter(event, letter, value)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        costs_emitted(costs)
+        costs_emitted("meter-records", costs)
         self.priced += len(costs)
 
     async def _dead_letter(self, event: EventLike, letter: DeadLetter, value: bytes) -> None:
@@ -310,7 +310,7 @@ class RecordPricer:
             kind="dead_letter",
             timestamp_ms=received_ms(message),  # a replay sends the record on with it
         )
-        metrics.record_dead_lettered(letter.error.code)
+        metrics.record_dead_lettered("meter-records", letter.error.code)
         self.dead_lettered += 1
 
 

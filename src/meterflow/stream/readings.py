@@ -219,7 +219,7 @@ class ReadingsAgent:
         writes, self._writes = self._writes, []
         await self._changelog(writes)
         await send_many_or_die(self._energy_costs, costs, kind="energy_cost")
-        costs_emitted(costs)
+        costs_emitted("meter-readings", costs)
         self.priced += len(costs)
         for event, letter in letters:
             await self._dead_letter(event, letter)
@@ -312,5 +312,5 @@ class ReadingsAgent:
             kind="dead_letter",
             timestamp_ms=received_ms(event.message),
         )
-        metrics.record_dead_lettered(letter.error.code)
+        metrics.record_dead_lettered("meter-readings", letter.error.code)
         self.dead_lettered += 1
