@@ -196,6 +196,23 @@ async def test_readings_over_http_become_priced_intervals_and_a_batch_status(
             ("S-1", "INBOUND")
         }
 
+        # the meter's latest reading again, after a stale one in the same batch: the stale
+        # one (inside the twin interval) bounded where the duplicate's interval could start
+        again = await put_readings(
+            client,
+            key,
+            body(
+                LOCATION,
+                [{"time": T0 + 2400, "value": Decimal("400.5")}, {"time": T0 + 2100, "value": 1}],
+                device_id="dev_ev",
+            ),
+        )
+        again_doc = await settled(client, key, again["id"])
+        assert [item["status"] for item in again_doc["data"]] == ["PRICED", "FAILED"]
+        assert again_doc["data"][0]["energy_cost_id"] == items[7]["energy_cost_id"]
+        assert again_doc["data"][1]["error"]["code"] == "stale_reading"
+        assert again_doc["records_processed"] == again_doc["records_submitted"] == 2
+
         # the derived interval fails in the worker: FAILED through its own dead letter
         late = await put_readings(
             client,

@@ -126,11 +126,24 @@ SELECT r.record_index, r.record_reference_id, r.error_code, r.error_message,
 FROM meter_batch_records r
 LEFT JOIN energy_costs c
        ON c.id = r.energy_cost_id AND c.account_id = r.account_id AND c.live_mode = r.live_mode
+LEFT JOIN LATERAL (  -- the earliest start of a reading's interval (docs/api.md)
+    SELECT CASE WHEN EXISTS (
+        -- the reading that bounds it failed: the meter's latest may be this reading already,
+        -- a duplicate whose twin interval started before that bound
+        SELECT 1 FROM meter_batch_records p JOIN batch_dead_letters pd
+               ON pd.batch_id = p.batch_id AND pd.batch_index = p.record_index
+              AND pd.account_id = p.account_id AND pd.live_mode = p.live_mode
+        WHERE p.batch_id = r.batch_id AND p.account_id = r.account_id
+          AND p.live_mode = r.live_mode AND p.location_id = r.location_id
+          AND p.object_id = r.object_id AND p.energy_flow_direction = r.energy_flow_direction
+          AND p.reading_time = r.reading_after
+    ) THEN r.reading_time - make_interval(hours => $4) ELSE r.reading_after END AS after
+) bound ON true
 LEFT JOIN LATERAL (  -- a reading's interval: the meter's cost that ends at the reading
     SELECT e.id, e.meter_record_id, e.time_created FROM energy_costs e
     WHERE r.reading_time IS NOT NULL
       AND e.account_id = r.account_id AND e.location_id = r.location_id
-      AND e.start_time >= r.reading_after AND e.start_time < r.reading_time
+      AND e.start_time >= bound.after AND e.start_time < r.reading_time
       AND e.end_time = r.reading_time AND e.object_id = r.object_id
       AND e.energy_flow_direction = r.energy_flow_direction AND e.live_mode = r.live_mode
     ORDER BY e.start_time DESC LIMIT 1
@@ -153,10 +166,11 @@ ORDER BY r.record_index
 
 
 async def load_batch(
-    pool: asyncpg.Pool, principal: Principal, batch_id: str
+    pool: asyncpg.Pool, principal: Principal, batch_id: str, max_record_hours: int
 ) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
     """(the batch, its records with their stored cost and dead letter, if any), or None when
-    the caller has no such batch. One snapshot: both reads in one repeatable-read transaction."""
+    the caller has no such batch. One snapshot: both reads in one repeatable-read transaction.
+    `max_record_hours` bounds how far back a reading's interval may start."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         batch = await conn.fetchrow(
             "SELECT id, records_submitted, records_accepted, time_created FROM meter_batches "
@@ -167,5 +181,7 @@ async def load_batch(
         )
         if batch is None:
             return None
-        rows = await conn.fetch(_RECORDS, batch_id, principal.account_id, principal.live_mode)
+        rows = await conn.fetch(
+            _RECORDS, batch_id, principal.account_id, principal.live_mode, max_record_hours
+        )
     return batch, list(rows)

@@ -145,7 +145,9 @@ async def batch_status(request: web.Request) -> web.Response:
     batch_id = request.query.get("batch_id")
     if not batch_id:
         raise ApiError(400, "invalid_request", "query parameter `batch_id` is required")
-    found = await batch_store.load_batch(ctx.db(), principal, batch_id)
+    found = await batch_store.load_batch(
+        ctx.db(), principal, batch_id, ctx.settings.max_record_hours
+    )
     if found is None:
         raise not_found(f"batch {batch_id!r}")
     batch, rows = found
