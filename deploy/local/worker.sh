@@ -2,9 +2,12 @@
 # `meterflow worker` (Faust cost agent + tables) as a local service; /metrics on its Faust web
 # port (MF_WORKER_WEB_PORT, default 6066). Table files live in $MF_STATE_DIR/worker.
 #
+# Each runs without its in-process HTTP API (`--no-api`) while the `api` service is in
+# deploy/local/services: `meterflow api` holds MF_HTTP_PORT (docs/api.md).
+#
 # MF_WORKERS=N (default 1) runs N worker processes in the one consumer group: the first as
 # above; worker-2 … worker-N with web ports MF_WORKER_WEB_PORT+1 …, state dirs
-# $MF_STATE_DIR/worker-I, and without the in-process HTTP API (`--no-api`). Partitions are the
+# $MF_STATE_DIR/worker-I, and never with the in-process HTTP API. Partitions are the
 # unit of work: N workers need at least N partitions (MF_TOPIC_PARTITIONS, default 6); sizing in
 # docs/operations.md. `stop` and `status` cover every worker-I found running, whatever N is now.
 set -euo pipefail
@@ -16,8 +19,11 @@ workers="${MF_WORKERS:-1}"
 [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "worker: MF_WORKERS must be a positive integer, got '$workers'" >&2; exit 2; }
 state_dir="$MF_STATE_DIR"
 
+first_args=(worker)
+grep -qx api "$(dirname "${BASH_SOURCE[0]}")/services" && first_args=(worker --no-api)
+
 one() {  # one <index> <action>: the index-th worker (1 = the classic `worker` service)
-  local index="$1" name="worker" port="$base_port" args=(worker)
+  local index="$1" name="worker" port="$base_port" args=("${first_args[@]}")
   if ((index > 1)); then
     name="worker-$index"; port=$((base_port + index - 1)); args=(worker --no-api)
   fi
