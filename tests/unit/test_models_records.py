@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from meterflow.models import LocationProfile, MeterRecord, TimeOfUseRule, profiles
+from meterflow.models import LocationProfile, MeterReading, MeterRecord, TimeOfUseRule, profiles
 
 BASE: dict[str, Any] = {"location_id": "loc_1", "energy": 1}
 
@@ -64,19 +65,21 @@ def test_rule_times() -> None:
 
 def test_the_wall_clock_table_is_the_rule_and_minutes_are_as_computed() -> None:
     """Brute force over every 5-character text of digits and colons: the look-up table the
-    validators try first holds exactly the texts the HH:MM rule accepts, with their minutes."""
+    validator reads holds exactly the texts the schema's HH:MM pattern accepts (read as JSON
+    Schema reads it), with their minutes; a final newline or other digits are refused."""
+    pattern = re.compile(profiles._HHMM_PATTERN, re.ASCII)
     accepted = {
         text
         for text in map("".join, itertools.product("0123456789:", repeat=5))
-        if profiles._HHMM.match(text)
+        if pattern.fullmatch(text)
     }
     assert accepted == set(profiles._MINUTES)
     for text in accepted:
         hours, minutes = text.split(":")
         assert profiles.minutes_of(text) == int(hours) * 60 + int(minutes)
-    # a text only the regex accepts (its `$` allows a final newline) is still read alike
-    assert TimeOfUseRule.model_validate({"from": "07:00\n", "to": "08:00", "rate": 1}).from_
-    assert profiles.minutes_of("07:00\n") == 420
+    for bad in ("07:00\n", "٠٧:٠٠", " 07:00"):  # the regex's `$` once let the first through
+        with pytest.raises(ValidationError, match="not a wall-clock time"):
+            TimeOfUseRule.model_validate({"from": bad, "to": "08:00", "rate": 1})
 
 
 def test_unknown_zone_and_keys_are_rejected() -> None:
@@ -143,12 +146,63 @@ def test_a_naive_datetime_built_in_code_is_rejected() -> None:
 
 @pytest.mark.parametrize("energy", ["NaN", "Infinity", "-Infinity", "sNaN"])
 def test_money_is_finite(energy: str) -> None:
-    """pydantic's own `finite_number` check (a `Decimal`'s default) keeps NaN out of money."""
+    """Neither a record's nor a profile's money is NaN or infinite: not a decimal text, and
+    pydantic's own `finite_number` check (a `Decimal`'s default) behind it."""
     stamp = "2024-06-01T10:00:00Z"
-    with pytest.raises(ValidationError, match="finite"):
+    with pytest.raises(ValidationError, match="energy"):
         MeterRecord.model_validate(
             BASE | {"energy": energy, "start_time": stamp, "end_time": stamp}
         )
+    with pytest.raises(ValidationError, match="finite"):
+        MeterRecord.model_validate(
+            BASE | {"energy": Decimal(energy), "start_time": stamp, "end_time": stamp}
+        )
+    with pytest.raises(ValidationError):
+        TimeOfUseRule.model_validate({"from": "07:00", "to": "08:00", "rate": energy})
+
+
+DECIMAL_TEXTS = ["1_000", " 2", "2 ", "١٢", "1e", "+1", "0x10", "1,5", "", "1.5\n"]
+"""Texts the schema's decimal string refuses; `Decimal` itself reads six of them (`1_000`, the
+spaces, other scripts' digits, `+1`, a final newline)."""
+
+
+@pytest.mark.parametrize("text", DECIMAL_TEXTS)
+def test_numbers_as_text_are_the_schemas_decimal_strings(text: str) -> None:
+    """A record's, a reading's or a profile's number given as a string must be one the
+    published schema accepts: `"1_000"` was priced as 1,000 kWh, Arabic-Indic digits as
+    theirs, a rate with spaces as the rate (found by probing the running system)."""
+    stamp = "2024-06-01T10:00:00Z"
+    record = BASE | {"start_time": stamp, "end_time": stamp}
+    for document, field in (
+        (record | {"energy": text}, "energy"),
+        (record | {"energy": None, "units": "WH", "value": text}, "value"),
+        (record | {"confidence": text}, "confidence"),
+    ):
+        with pytest.raises(ValidationError, match=f"`{field}`: .* is not a"):
+            MeterRecord.model_validate(document)
+    with pytest.raises(ValidationError, match="is not a decimal number"):
+        TimeOfUseRule.model_validate({"from": "07:00", "to": "08:00", "rate": text})
+    reading = {"location_id": "loc_1", "time": stamp, "value": text, "units": "WH"}
+    with pytest.raises(ValidationError, match="is not a decimal number"):
+        MeterReading.model_validate(reading)
+
+
+@pytest.mark.parametrize("text", ["1", "-0.25", ".5", "5.", "1E+3", "1e-3", "007"])
+def test_decimal_strings_of_the_schema_are_read(text: str) -> None:
+    stamp = "2024-06-01T10:00:00Z"
+    record = MeterRecord.model_validate(
+        BASE | {"energy": text, "start_time": stamp, "end_time": stamp}
+    )
+    assert record.energy == Decimal(text)
+    rule = TimeOfUseRule.model_validate({"from": "07:00", "to": "08:00", "rate": text})
+    assert rule.rate == Decimal(text)
+
+
+@pytest.mark.parametrize("month", [True, "2", 3.0, Decimal(3)])
+def test_months_are_json_integers(month: Any) -> None:
+    """`true` was read as January, "2" and 3.0 as months."""
+    with pytest.raises(ValidationError, match="months"):
+        TimeOfUseRule.model_validate({"from": "07:00", "to": "08:00", "rate": 1, "months": [month]})
 
 
 @pytest.mark.parametrize("flag", [1, 0, "yes", "true", Decimal("1E-999999"), 1.0])

@@ -255,10 +255,32 @@ def _instant(value: object) -> object:
 
 
 DECIMAL_PATTERN = r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-"""A decimal string in the JSON Schemas (the models accept whatever `Decimal` reads)."""
+"""A decimal string in the JSON Schemas, and in the models (`text_like`)."""
 DECIMAL_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "pattern": DECIMAL_PATTERN}]}
 
-Money = Annotated[Decimal, WithJsonSchema(DECIMAL_SCHEMA)]
+
+def text_like(pattern: str, what: str) -> Callable[[Any], Any]:
+    """A check refusing a string that does not match `pattern` as a JSON Schema reads it
+    (`\\d` is 0-9 alone, `$` the end), other values left to the type: `Decimal` reads far more
+    than a schema's decimal string (`"1_000"` as 1000, other scripts' digits, spaces around),
+    so a value the published schema refuses was priced. Raises ValueError; returns `value`."""
+    match = re.compile(pattern, re.ASCII).fullmatch
+
+    def check(value: Any) -> Any:
+        if type(value) is str and match(value) is None:
+            shown = value if len(value) <= 40 else value[:40] + "…"
+            raise ValueError(f"{shown!r} is not {what}")
+        return value
+
+    return check
+
+
+decimal_text = text_like(
+    DECIMAL_PATTERN, "a decimal number (digits 0-9, a point, an exponent: e.g. 0.25)"
+)
+"""`text_like` for `DECIMAL_PATTERN`."""
+
+Money = Annotated[Decimal, BeforeValidator(decimal_text), WithJsonSchema(DECIMAL_SCHEMA)]
 """A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float
 (pydantic refuses NaN and infinities in a `Decimal` by default: `finite_number`)."""
 
