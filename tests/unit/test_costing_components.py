@@ -8,6 +8,7 @@ are cut in local wall time, DST included; tax and total are each rounded once fr
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from costing_support import NOW, fixed, no_market, priced, profile, record, rule, tou, written
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from meterflow.cli.profiles import profiles as profiles_command
 from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS
 from meterflow.contract.decisions import Reject
 from meterflow.contract.locations import decide_location, profile_from
-from meterflow.costing.periods import rate_periods
+from meterflow.costing.breakdown import one_period_breakdown, stacked_breakdown
+from meterflow.costing.money import is_exact_quotient, round_money
+from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled
 from meterflow.costing.timeline import to_us
 from meterflow.models import EnergyCost, TariffDirection, dumps, loads
@@ -295,3 +300,30 @@ def test_the_sink_stores_results_with_components_and_tax_on_both_paths() -> None
     names = [dict(zip(BREAKDOWN_COLUMNS, row, strict=True))["component"] for row in model.breakdown]
     assert names == [item.component for item in result.data.breakdown]
     assert names[:3] == ["energy", "duos", "cfd"]
+
+
+_RATES = st.decimals(min_value=-10, max_value=10, places=6, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.decimals(min_value=0, max_value=10_000, places=4, allow_nan=False),
+    st.lists(_RATES, min_size=1, max_size=4),
+    st.integers(min_value=1, max_value=744 * 3_600_000_000),
+)
+def test_one_period_breakdown_is_the_stacked_breakdown_of_that_period(
+    energy: Decimal, rates: list[Decimal], length: int
+) -> None:
+    """The engine's shortcut for a record inside one period of rates, its energy exact (each
+    cost one product of the energy), writes the items the general path writes."""
+    rates_in_force = tuple(rates)
+    names = ("energy", *(f"c{i}" for i in range(1, len(rates))))
+    period = Period(0, length, sum(rates_in_force, Decimal(0)), rates_in_force, names)
+    duration = Decimal(length)
+    scaled = energy * duration  # a kWh record: its energy × its own length
+    edges = (datetime(2024, 6, 3, tzinfo=UTC), "2024-06-03T00:00:00Z", "2024-06-03T01:00:00Z")
+    total = round_money(energy)
+    assert is_exact_quotient(energy, scaled, duration)
+    assert one_period_breakdown(period, energy, total, edges) == stacked_breakdown(
+        [period], 0, energy, duration, (scaled, energy, total), edges
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, getcontext, setcontext
+from itertools import repeat
 
 from meterflow.costing.money import CONTEXT, LENGTHS, quotient_times, round_money
 from meterflow.costing.periods import Period
@@ -117,6 +118,28 @@ def plain_breakdown(
     finally:
         setcontext(outer)
     return values
+
+
+def one_period_breakdown(
+    period: Period, energy: Decimal, total_energy: Decimal, edges: Edges
+) -> list[WireItem]:
+    """A record within one period of rates, its (exact) energy known: one item per component,
+    each cost the energy × its rate, exact, rounded once. Built by `map` (no Python frame per
+    item): most stacked records are this one."""
+    _, start_time, end_time = edges
+    rates = period.rates
+    costs = map(round_money, map(CONTEXT.multiply, repeat(energy), rates))
+    return list(
+        map(
+            WireItem,
+            repeat(start_time),
+            repeat(end_time),
+            rates,
+            repeat(total_energy),
+            costs,
+            period.names,
+        )
+    )
 
 
 def stacked_breakdown(

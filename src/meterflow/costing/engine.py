@@ -19,8 +19,19 @@ from functools import reduce
 from typing import Any
 
 from meterflow import ids
-from meterflow.costing.breakdown import breakdown_edges, plain_breakdown, stacked_breakdown
-from meterflow.costing.money import CONTEXT, LENGTHS, quotient_times, round_money
+from meterflow.costing.breakdown import (
+    breakdown_edges,
+    one_period_breakdown,
+    plain_breakdown,
+    stacked_breakdown,
+)
+from meterflow.costing.money import (
+    CONTEXT,
+    LENGTHS,
+    is_exact_quotient,
+    quotient_times,
+    round_money,
+)
 from meterflow.costing.periods import Period, rate_periods
 from meterflow.costing.rates import compiled, rate_parts, weights_of
 from meterflow.costing.timeline import (
@@ -209,6 +220,9 @@ def cost_record(
                 break
         else:  # no component in this record: the first release's breakdown
             periods = None
+    total_energy = round_money(exact_energy)
+    edges = breakdown_edges(start_time, end_time, start_text, end_text)
+    net_scaled: Decimal | None = None  # the net × denominator, when the net is a quotient
     if periods is None:
         parts, weighed = rate_parts(timeline, direction, start, end, market_prices)
         if len(parts) == 1:  # the common case: the whole record at one rate, no sum
@@ -216,30 +230,37 @@ def cost_record(
             weights = [weighted]
         else:
             weights, weighted = weighed or weights_of(parts)
+        net_scaled = ctx.multiply(magnitude, weighted)  # exact
+        net = ctx.divide(net_scaled, denominator)
+        total_cost = round_money(net)
+        breakdown = plain_breakdown(
+            parts, weights, start, magnitude, denominator, total_energy, total_cost, edges
+        )
+    elif len(periods) == 1 and is_exact_quotient(exact_energy, energy_scaled, denominator):
+        # the common stacked case (a short record, its energy exact): every amount is one
+        # exact product of the energy (design §3.4), no quotient to check again
+        net = ctx.multiply(exact_energy, periods[0].rate)
+        total_cost = round_money(net)
+        breakdown = one_period_breakdown(periods[0], exact_energy, total_energy, edges)
     else:
         multiply = ctx.multiply
         weights = [multiply(p.rate, lengths[p.end - p.start]) for p in periods]
         # in the 50-digit context: exact
         weighted = weights[0] if len(weights) == 1 else reduce(ctx.add, weights, _ZERO)
-    net_scaled = ctx.multiply(magnitude, weighted)  # the net × denominator, exact
-    net = ctx.divide(net_scaled, denominator)
-    total_cost = round_money(net)
-    total_energy = round_money(exact_energy)
-
-    edges = breakdown_edges(start_time, end_time, start_text, end_text)
-    if periods is None:
-        breakdown = plain_breakdown(
-            parts, weights, start, magnitude, denominator, total_energy, total_cost, edges
-        )
-    else:
+        net_scaled = ctx.multiply(magnitude, weighted)
+        net = ctx.divide(net_scaled, denominator)
+        total_cost = round_money(net)
         energies = (energy_scaled, exact_energy, total_energy)
         breakdown = stacked_breakdown(periods, start, magnitude, denominator, energies, edges)
     tax_rate = timeline.tax_rate
     if tax_rate is None:
         cost = WireCost(total_cost, fields["confidence"])
     else:  # the tax rounded once from its exact value, the total = value + tax (design §11)
-        (tax,) = quotient_times(net, net_scaled, denominator, (tax_rate,))
-        tax = round_money(tax)
+        if net_scaled is None:  # the net is exact
+            tax = round_money(ctx.multiply(net, tax_rate))
+        else:
+            (tax,) = quotient_times(net, net_scaled, denominator, (tax_rate,))
+            tax = round_money(tax)
         cost = WireCost(total_cost, fields["confidence"], tax, ctx.add(total_cost, tax))
     return PricedCost(
         wire_energy_cost(

@@ -26,6 +26,12 @@ def round_money(value: Decimal) -> Decimal:
     return _quantize(value, _SIX_PLACES) or ZERO
 
 
+def is_exact_quotient(quotient: Decimal, dividend: Decimal, divisor: Decimal) -> bool:
+    """Whether `quotient` (`dividend / divisor` in `CONTEXT`) is exact: times the divisor, in a
+    context wide enough to hold it, it gives the dividend back."""
+    return _WIDE.multiply(quotient, divisor) == dividend
+
+
 def quotient_times(
     quotient: Decimal, dividend: Decimal, divisor: Decimal, factors: Iterable[Decimal]
 ) -> list[Decimal]:
@@ -38,7 +44,7 @@ def quotient_times(
     afresh from `dividend`. Exact: the quotient times the divisor, in a context wide enough
     to hold it, gives the dividend back."""
     multiply = CONTEXT.multiply
-    if _WIDE.multiply(quotient, divisor) == dividend:
+    if is_exact_quotient(quotient, dividend, divisor):
         return [multiply(quotient, factor) for factor in factors]
     divide = CONTEXT.divide
     return [divide(multiply(dividend, factor), divisor) for factor in factors]

@@ -31,6 +31,7 @@ from meterflow.costing.timeline import US_PER_DAY, US_PER_MINUTE, ZoneOffsets, d
 from meterflow.models import ErrorCode, PricingError, TariffDirection
 from meterflow.tariffs import ProfileError
 
+_period = tuple.__new__
 _CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
 
 
@@ -127,7 +128,8 @@ def rate_periods(
     """
     span = profile.periods.get(direction)
     if span is not None and span.start <= start and end <= span.end:
-        return [Period(start, end, span.rate, span.rates, span.names)]
+        # built as its tuple: `Period(...)` runs the NamedTuple's Python `__new__`
+        return [_period(Period, (start, end, span.rate, span.rates, span.names))]
     periods: list[Period] = []
     reach: int | None = None
     try:
