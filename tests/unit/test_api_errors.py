@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.errors import KafkaTimeoutError
+from prometheus_client import REGISTRY
 
 from meterflow.api.app import create_api
 from meterflow.api.errors import ApiError, error_middleware
@@ -19,6 +22,25 @@ async def _boom(request: web.Request) -> web.Response:
 
 async def _refuse(request: web.Request) -> web.Response:
     raise ApiError(422, "some_code", "a reason", headers={"X-Extra": "1"})
+
+
+async def _database_down(request: web.Request) -> web.Response:
+    raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
+
+async def _database_refuses(request: web.Request) -> web.Response:
+    raise asyncpg.UndefinedTableError('relation "energy_costs" does not exist')
+
+
+async def _broker_down(request: web.Request) -> web.Response:
+    raise KafkaTimeoutError()
+
+
+def _database_errors() -> float:
+    return (
+        REGISTRY.get_sample_value("meterflow_database_errors_total", {"operation": "request"})
+        or 0.0
+    )
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -80,3 +102,25 @@ async def test_readyz_is_503_without_clients_and_healthz_is_200(
     assert (await client.get("/healthz")).status == 200
     spec = await (await client.get("/openapi.json")).json()
     assert spec["info"]["title"] == "meterflow API"
+
+
+async def test_a_database_failure_is_counted_and_an_unreachable_one_is_a_503() -> None:
+    """The API's database failures reach `meterflow_database_errors_total` (only the sink's
+    did): an unreachable database is a 503 to retry, another PostgreSQL error a 500."""
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/down", _database_down)
+    app.router.add_get("/refuses", _database_refuses)
+    app.router.add_get("/broker", _broker_down)
+    async with TestClient(TestServer(app)) as test_client:
+        before = _database_errors()
+        response = await test_client.get("/down")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        assert (await response.json())["code"] == "database_unavailable"
+        response = await test_client.get("/refuses")
+        assert response.status == 500
+        assert (await response.json())["code"] == "internal_error"
+        assert _database_errors() == before + 2
+        response = await test_client.get("/broker")  # e.g. publishing a location or a cost
+        assert (response.status, (await response.json())["code"]) == (503, "broker_unavailable")
+        assert _database_errors() == before + 2

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import TopicPartition
+from prometheus_client import REGISTRY
 
 from meterflow.models import DeadLetter, dumps
 from meterflow.sink.batch import Batch
@@ -115,6 +116,11 @@ class Harness:
         )
 
 
+def _database_errors() -> float:
+    labels = {"operation": "checkpoint"}
+    return REGISTRY.get_sample_value("meterflow_database_errors_total", labels) or 0.0
+
+
 def batch_of(*records: tuple[int, int, str | None]) -> Batch:
     """(partition, offset, result id or None for a poison record) as the sink would read them."""
     batch = Batch()
@@ -148,7 +154,10 @@ async def test_a_failed_step_moves_no_offset_and_the_whole_batch_is_retried(step
     h = Harness()
     batch = mixed_batch()
     h.effects.fail.add(step)
+    database_errors = _database_errors()
     assert not await h.checkpoint(batch)
+    # the broker refusing dead letters is not a database error
+    assert _database_errors() == database_errors + (step == "write")
     assert "offsets" not in h.effects.kinds()
     assert h.consumer.committed == {}
     assert not h.health.healthy

@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
+from meterflow import metrics
 from meterflow.api.context import CONTEXT
 from meterflow.models import dumps
 
@@ -74,6 +77,18 @@ _HTTP_CODES = {
 }
 
 
+_UNREACHABLE = (
+    ConnectionRefusedError,  # nothing listens (the broker's failures are KafkaErrors)
+    asyncpg.InterfaceError,  # a connection lost mid-query
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+"""A database the handler could not reach: 503 `database_unavailable`, counted in
+`meterflow_database_errors_total{operation="request"}` (so is any other PostgreSQL error, a
+500)."""
+_RETRY = {"Retry-After": "5"}
+
 _KEPT_HEADERS = ("Allow",)
 """Headers of aiohttp's own HTTP errors that carry meaning and survive into the error object."""
 
@@ -108,7 +123,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # RFC 9110: a 405 lists the methods the resource does allow (aiohttp computed them)
         kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         return error_response(exc.status, code, message, kept or None)
-    except Exception:
+    except KafkaError as exc:  # the broker did not take what the request publishes
+        log.warning(
+            "broker unavailable answering request",
+            extra={"method": request.method, "path": request.path, "error": repr(exc)[:300]},
+        )
+        return error_response(
+            503, "broker_unavailable", "the broker is unavailable; retry later", _RETRY
+        )
+    except _UNREACHABLE as exc:  # the database down, restarting or out of connections
+        metrics.database_error("request")
+        log.warning(
+            "database unavailable answering request",
+            extra={"method": request.method, "path": request.path, "error": repr(exc)[:300]},
+        )
+        return error_response(
+            503, "database_unavailable", "the database is unavailable; retry later", _RETRY
+        )
+    except Exception as exc:
+        if isinstance(exc, asyncpg.PostgresError):
+            metrics.database_error("request")
         log.exception(
             "unhandled error answering request",
             extra={"method": request.method, "path": request.path},

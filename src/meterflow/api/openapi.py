@@ -280,7 +280,10 @@ ERROR_DESCRIPTIONS = {
         "duration longer than the window); `code` says which"
     ),
     429: "Rate limited; see Retry-After",
-    503: "Not ready",
+    503: (
+        "The database or the broker cannot be reached (`database_unavailable`, "
+        "`broker_unavailable`); retry after Retry-After seconds"
+    ),
 }
 
 
@@ -311,12 +314,12 @@ def build_openapi() -> dict[str, Any]:
             }
             if success:
                 responses["503"] = {
-                    "description": ERROR_DESCRIPTIONS[503],
+                    "description": "Not ready",
                     "content": {
                         "application/json": {"schema": refs[(op.response, "serialization")]}
                     },
                 }
-        for status in (*op.errors, 404, 405, 500):
+        for status in (*op.errors, 404, 405, 500, 503):
             if str(status) in responses:
                 continue
             responses[str(status)] = {

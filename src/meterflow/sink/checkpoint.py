@@ -96,8 +96,13 @@ class Checkpoint:
         try:
             with metrics.time_sink_write():
                 written = await self._write_rows(batch)  # 1. one database transaction
-            await self._dead_letters.send(batch.dead_letters)  # 2. acked by the broker
         except Exception as exc:
+            metrics.database_error("checkpoint")
+            self._failed(exc, batch)
+            return False
+        try:
+            await self._dead_letters.send(batch.dead_letters)  # 2. acked by the broker
+        except Exception as exc:  # the broker's, not the database's: no database error
             self._failed(exc, batch)
             return False
         self._log_dead_letters(batch)
@@ -153,7 +158,6 @@ class Checkpoint:
         self.health.stats.write_failures += 1
         reason = f"{type(exc).__name__}: {exc}"[:500]
         self.health.mark_unhealthy(reason)
-        metrics.database_error("checkpoint")
         metrics.set_sink_healthy(False)
         event(
             log,
