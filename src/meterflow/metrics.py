@@ -395,6 +395,9 @@ class LagSource(Protocol):
     def position(self, tp: Any) -> Awaitable[int | None]: ...
 
 
+_CHANGELOG = "-changelog"
+
+
 async def update_consumer_lag(
     consumer: LagSource,
     include: Callable[[str], bool] | None = None,
@@ -403,7 +406,11 @@ async def update_consumer_lag(
     """Compute lag = highwater - position for every assigned partition (optionally only topics
     for which `include(topic)` is true), publish it, and return it. Partitions whose highwater or
     position is not known yet (no fetch so far; a position still being reset after a rebalance,
-    which aiokafka would wait for) are left out rather than reported as zero."""
+    which aiokafka would wait for) are left out rather than reported as zero.
+
+    A table's changelog partition (`…-changelog`) is positioned by faust at the last offset it
+    applied, not the next (`Recovery._seek_offsets`, faust's "offset-1 discrepancy"), so its lag
+    is one less: a recovered table read 1 on every changelog partition for good."""
     lags: dict[tuple[str, int], int] = {}
     for tp in list(consumer.assignment()):
         topic, partition = tp.topic, tp.partition
@@ -418,7 +425,8 @@ async def update_consumer_lag(
             continue
         if position is None:
             continue
-        lags[(topic, partition)] = max(0, highwater - position)
+        behind = highwater - position - (1 if topic.endswith(_CHANGELOG) else 0)
+        lags[(topic, partition)] = max(0, behind)
     set_consumer_lag(lags)
     return lags
 

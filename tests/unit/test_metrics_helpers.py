@@ -193,6 +193,22 @@ class FakeConsumer:
         return self.positions[tp]
 
 
+async def test_a_changelog_partition_lags_by_what_follows_the_offset_faust_applied() -> None:
+    """faust positions a table's changelog at the last offset it applied: caught up there is
+    highwater - 1 (no lag), an empty partition 0, and recovery still counts what is left."""
+    done, empty, recovering = (TP("app-profiles-changelog", p) for p in range(3))
+    consumer = FakeConsumer(
+        highwaters={done: 270, empty: 0, recovering: 270},
+        positions={done: 269, empty: 0, recovering: 100},
+    )
+    lags = await metrics.update_consumer_lag(consumer)
+    assert lags == {
+        ("app-profiles-changelog", 0): 0,
+        ("app-profiles-changelog", 1): 0,
+        ("app-profiles-changelog", 2): 169,
+    }
+
+
 async def test_update_consumer_lag_publishes_highwater_minus_position() -> None:
     a0, a1, b0, c0 = TP("lag-a", 0), TP("lag-a", 1), TP("lag-b", 0), TP("lag-c", 0)
     consumer = FakeConsumer(
