@@ -8,14 +8,17 @@ msgspec answers, it answers exactly what simplejson would.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterflow.models import loads
+from meterflow.api.schemas import ReportRow
+from meterflow.models import CostValue, EnergyValue, dumps, loads, parse_instant
 from meterflow.models._base import (
     _DECODER,
     LONE_SURROGATE,
@@ -197,3 +200,24 @@ def test_encode_flat_writes_the_reference_bytes(value: dict[str, Any]) -> None:
 )
 def test_encode_flat_other_shapes_take_the_reference_path(value: dict[str, Any]) -> None:
     assert encode_flat(value) == encode_any(value).encode()
+
+
+def test_a_time_whose_zone_offset_has_seconds_is_written_in_utc() -> None:
+    """A report row in a zone's local mean time (Africa/Monrovia, -00:44:30 until 1972) was
+    written with that offset, which RFC 3339 has no form for: it is written in UTC, the same
+    instant; offsets of whole minutes stay as they are."""
+    monrovia = datetime(1971, 6, 1, tzinfo=ZoneInfo("Africa/Monrovia"))
+    london = datetime(2024, 6, 1, tzinfo=ZoneInfo("Europe/London"))
+    row = ReportRow(
+        start_time=monrovia,
+        end_time=london,
+        records=1,
+        energy=EnergyValue(value=Decimal(1)),
+        cost=CostValue(value=Decimal(1), confidence=Decimal(1)),
+    )
+    written = loads(dumps(row))
+    assert (written["start_time"], written["end_time"]) == (
+        "1971-06-01T00:44:30+00:00",
+        "2024-06-01T00:00:00+01:00",
+    )
+    assert parse_instant(written["start_time"]) == monrovia

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, TypeVar
@@ -92,9 +92,20 @@ def _has_lone_surrogate(document: Any) -> bool:
     return False
 
 
+def rfc3339(value: datetime) -> str:
+    """`value.isoformat()`, in UTC when its offset has seconds: RFC 3339 writes offsets in hours
+    and minutes, and a zone's local mean time before its first standard offset had seconds
+    (Africa/Monrovia, -00:44:30 until 1972): a report row's time was written so, which no
+    client (nor `parse_instant`) reads back."""
+    offset = value.utcoffset()
+    if offset is not None and (offset.seconds % 60 or offset.microseconds):
+        value = value.astimezone(UTC)
+    return value.isoformat()
+
+
 def _default(value: object) -> object:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return rfc3339(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, BaseModel):
