@@ -182,7 +182,7 @@ class Client:
         json: Any = None,
         data: bytes | str | None = None,
         headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
+        params: dict[str, str] | list[tuple[str, str]] | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         sent = dict(headers or {})
         if key is not None:

@@ -267,6 +267,21 @@ async def test_bad_input_is_refused_with_a_code(
     assert (got, doc["object"], doc["code"]) == (status, "error", code), doc
 
 
+async def test_a_choice_given_twice_differently_is_refused(stack: Stack, client: Client) -> None:
+    """As the reports' direction: `direction=IMPORT&direction=EXPORT` answered import rates."""
+    key, location, _ = await new_location(stack, client)
+    window = [("start_time", "2024-12-02T12:00:00Z"), ("end_time", "2024-12-03T12:00:00Z")]
+    for path, repeated in (
+        ("/tariffs/rates/", [("direction", "IMPORT"), ("direction", "EXPORT")]),
+        ("/slots/time/", [("duration", "60"), ("segment", "LOW"), ("segment", "HIGH")]),
+    ):
+        got, doc, _ = await client.call("GET", path + location, key=key, params=window + repeated)
+        assert (got, doc["code"]) == (422, "invalid_request"), doc
+    twice = [*window, ("direction", "IMPORT"), ("direction", "IMPORT")]
+    got, doc, _ = await client.call("GET", "/tariffs/rates/" + location, key=key, params=twice)
+    assert got == 200, doc
+
+
 async def test_a_missing_end_time_or_duration_is_a_bad_request(
     stack: Stack, client: Client
 ) -> None:

@@ -67,10 +67,15 @@ def _window(request: web.Request) -> tuple[datetime, datetime]:
 
 
 def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str:
-    raw = request.query.get(name, allowed[0])
-    if raw not in allowed:
+    """The query's `name`, `allowed[0]` when absent: each value given must be allowed (else
+    400) and, repeated, the same (else 422, as the reports' direction: the first one was
+    taken, so `direction=IMPORT&direction=EXPORT` answered import rates)."""
+    given = set(request.query.getall(name, ()))
+    if not given <= set(allowed):
         raise ApiError(400, "invalid_request", f"`{name}` must be {' or '.join(allowed)}")
-    return raw
+    if len(given) > 1:
+        raise ApiError(422, "invalid_request", f"`{name}` is given twice, differently: give one")
+    return given.pop() if given else allowed[0]
 
 
 def _duration(request: web.Request) -> int:
