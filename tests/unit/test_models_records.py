@@ -215,3 +215,18 @@ def test_non_persistent_is_a_json_boolean(flag: Any) -> None:
         MeterRecord.model_validate(
             BASE | {"start_time": stamp, "end_time": stamp, "non_persistent": flag}
         )
+
+
+def test_a_dynamic_version_with_no_prices_is_refused() -> None:
+    """`"prices": []` was accepted, and every record of the version then failed with
+    `tariff_not_available` instead of the profile being refused at `PUT`."""
+    version = {"type": "DYNAMIC", "prices": [], "effective_from": "2024-01-01T00:00:00Z"}
+    document = {
+        "location_id": "loc_1",
+        "account_id": "acc_1",
+        "timezone": "Europe/London",
+        "currency_code": "GBP",
+        "tariffs": {"IMPORT": [version]},
+    }
+    with pytest.raises(ValidationError, match="prices"):
+        LocationProfile.model_validate(document)

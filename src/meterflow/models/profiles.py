@@ -238,7 +238,8 @@ class DynamicTariff(_VersionBase):
     """Market-linked prices: inline `prices`, or a `series_id` published on `market-prices`."""
 
     type: Literal["DYNAMIC"]
-    prices: list[PricePoint] | None = None
+    # at least one: an empty list left every record of the version tariff_not_available
+    prices: list[PricePoint] | None = Field(default=None, min_length=1)
     series_id: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+$")
 
     @model_validator(mode="after")
