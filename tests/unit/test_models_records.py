@@ -149,7 +149,7 @@ def test_money_is_finite(energy: str) -> None:
     """Neither a record's nor a profile's money is NaN or infinite: not a decimal text, and
     pydantic's own `finite_number` check (a `Decimal`'s default) behind it."""
     stamp = "2024-06-01T10:00:00Z"
-    with pytest.raises(ValidationError, match="energy"):
+    with pytest.raises(ValidationError, match="is not a decimal number"):
         MeterRecord.model_validate(
             BASE | {"energy": energy, "start_time": stamp, "end_time": stamp}
         )
@@ -178,7 +178,7 @@ def test_numbers_as_text_are_the_schemas_decimal_strings(text: str) -> None:
         (record | {"energy": None, "units": "WH", "value": text}, "value"),
         (record | {"confidence": text}, "confidence"),
     ):
-        with pytest.raises(ValidationError, match=f"`{field}`: .* is not a"):
+        with pytest.raises(ValidationError, match=rf"\n{field}\n .* is not a"):
             MeterRecord.model_validate(document)
     with pytest.raises(ValidationError, match="is not a decimal number"):
         TimeOfUseRule.model_validate({"from": "07:00", "to": "08:00", "rate": text})

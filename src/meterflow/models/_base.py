@@ -270,11 +270,11 @@ DECIMAL_PATTERN = r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 DECIMAL_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "pattern": DECIMAL_PATTERN}]}
 
 
-def text_like(pattern: str, what: str) -> Callable[[Any], Any]:
-    """A check refusing a string that does not match `pattern` as a JSON Schema reads it
+def text_like(pattern: str, what: str) -> BeforeValidator:
+    """A validator refusing a string that does not match `pattern` as a JSON Schema reads it
     (`\\d` is 0-9 alone, `$` the end), other values left to the type: `Decimal` reads far more
     than a schema's decimal string (`"1_000"` as 1000, other scripts' digits, spaces around),
-    so a value the published schema refuses was priced. Raises ValueError; returns `value`."""
+    so a value the published schema refuses was priced."""
     match = re.compile(pattern, re.ASCII).fullmatch
 
     def check(value: Any) -> Any:
@@ -283,15 +283,14 @@ def text_like(pattern: str, what: str) -> Callable[[Any], Any]:
             raise ValueError(f"{shown!r} is not {what}")
         return value
 
-    return check
+    return BeforeValidator(check)
 
 
-decimal_text = text_like(
-    DECIMAL_PATTERN, "a decimal number (digits 0-9, a point, an exponent: e.g. 0.25)"
-)
-"""`text_like` for `DECIMAL_PATTERN`."""
-
-Money = Annotated[Decimal, BeforeValidator(decimal_text), WithJsonSchema(DECIMAL_SCHEMA)]
+Money = Annotated[
+    Decimal,
+    text_like(DECIMAL_PATTERN, "a decimal number (digits 0-9, a point, an exponent: e.g. 0.25)"),
+    WithJsonSchema(DECIMAL_SCHEMA),
+]
 """A finite decimal (money, energy, rate): a JSON number or a decimal string, never a float
 (pydantic refuses NaN and infinities in a `Decimal` by default: `finite_number`)."""
 
