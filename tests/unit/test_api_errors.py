@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -76,6 +79,26 @@ async def test_a_bad_token_is_refused_before_any_handler_runs(
     response = await client.get("/locations", headers={"Authorization": "Bearer x.y.z"})
     assert response.status == 401
     assert (await response.json())["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("credential", [b"sk_test_\xff\xfe", b"abc\xff", "sk_live_é".encode()])
+async def test_a_credential_that_is_not_ascii_is_unauthorized(
+    client: TestClient[web.Request, web.Application], credential: bytes
+) -> None:
+    """Bytes that are not UTF-8 in the header (aiohttp reads them as surrogates) were a 500:
+    hashing or decoding the credential raised UnicodeEncodeError."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(
+        b"GET /locations HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + credential + b"\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401"), head
+    assert json.loads(body)["code"] == "unauthorized"
 
 
 async def test_error_objects_for_routing_failures_and_limits(

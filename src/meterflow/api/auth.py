@@ -79,6 +79,8 @@ async def authenticate(ctx: ApiContext, header: str | None) -> Principal:
     if not header.lower().startswith(_BEARER):
         raise unauthorized("the Authorization header must use the Bearer scheme")
     credential = header[len(_BEARER) :].strip()
+    if not credential.isascii():  # keys and tokens are ASCII; bytes not UTF-8 were a 500
+        raise unauthorized("unknown or revoked API key, or a bad token")
     if key_mode(credential) is not None:
         principal = await principal_for_key(ctx, credential)
         if principal is None:
