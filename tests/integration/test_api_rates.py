@@ -247,6 +247,10 @@ BAD: list[tuple[str, dict[str, str], int, str]] = [
     ("slots", {"duration": "abc"}, 422, "invalid_duration"),
     ("slots", {"duration": "1e999999999"}, 422, "invalid_duration"),
     ("slots", {"duration": "1441"}, 422, "invalid_duration"),
+    ("slots", {"duration": "60_0"}, 422, "invalid_duration"),  # Decimal reads 600
+    ("slots", {"duration": "٦٠"}, 422, "invalid_duration"),  # Decimal reads 60
+    ("slots", {"duration": " 60"}, 422, "invalid_duration"),
+    ("slots", {"duration": "1e3"}, 422, "invalid_duration"),
     ("slots", {"end_time": "2024-12-02T11:00:00Z"}, 422, "invalid_time_range"),
     ("slots", {"direction": "EXPORT"}, 422, "tariff_not_available"),
     ("slots", {"segment": "MEDIUM"}, 400, "invalid_request"),

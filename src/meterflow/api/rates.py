@@ -7,9 +7,10 @@ Nothing is stored or published. Another account's location answers 404, as for l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from meterflow.costing.timeline import US_PER_MINUTE, from_us, to_us
 from meterflow.models import LocationProfile, PricingError, TariffDirection, parse_instant
 
 _MAX_MINUTES = quotes.MAX_WINDOW_US // US_PER_MINUTE
+_MINUTES_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]*)?", re.ASCII)
 T = TypeVar("T")
 
 
@@ -79,14 +81,13 @@ def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str:
 
 
 def _duration(request: web.Request) -> int:
-    """Whole minutes (`60` or `60.0`); anything else is a 422 `invalid_duration`."""
+    """Whole minutes (`60` or `60.0`: ASCII digits, as the OpenAPI file's integer; `Decimal`
+    alone also read `60_0` as 600, other scripts' digits and spaces); anything else is a 422
+    `invalid_duration`."""
     raw = request.query.get("duration")
     if raw is None:
         raise ApiError(400, "invalid_request", "`duration` (minutes) is required")
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = Decimal("NaN")
+    value = Decimal(raw) if _MINUTES_TEXT.fullmatch(raw) else Decimal("NaN")
     if not value.is_finite() or value != value.to_integral_value() or value < 1:
         raise ApiError(
             422, "invalid_duration", "`duration` must be a positive whole number of minutes"
