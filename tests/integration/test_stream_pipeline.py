@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -575,6 +576,43 @@ async def test_a_record_under_another_key_is_refused_and_priced_when_replayed(
     cost = await shared.wait_cost(expected_id)
     assert cost["location_id"] == "loc_keyed"
     assert Decimal(cost["data"]["cost"]["value"]) == Decimal("0.6")
+
+
+async def test_letters_left_out_by_code_stay_for_a_later_replay(shared: Pipeline) -> None:
+    """`dlq replay --code X` committed its group past every letter it read: a letter of
+    another code was left unreachable (but by `--from-beginning`, which replays all again)."""
+    await shared.put_profile(fixed_profile("loc_later", "0.20"))
+    await shared.wait_cost(await shared.send_record(record("loc_later"), "loc_later"))
+    unknown = await shared.send(METER_RECORDS, dumps(record("loc_never")), "loc_never")
+    misplaced = await shared.send(METER_RECORDS, dumps(record("loc_later")), "not-loc_later")
+    for position in (unknown, misplaced):
+        await eventually(
+            partial(lambda p: shared.letter_at(*p) is not None, position),
+            "dead letter",
+            *shared.workers,
+        )
+    group = f"replay-{uuid.uuid4().hex}"
+
+    def replay(*args: str) -> str:
+        done = subprocess.run(
+            [MF, "dlq", "replay", "--group", group, *args],
+            env=shared.env(),
+            capture_output=True,
+            timeout=WAIT_S,
+            check=True,
+        )
+        return done.stdout.decode()
+
+    await asyncio.to_thread(replay, "--code", "unknown_location")
+    expected_id = energy_cost_id(
+        meter_record_id_for_offset(shared.settings.topic(METER_RECORDS), *misplaced)
+    )
+    assert not any(c["id"] == expected_id for c in shared.costs)
+    dry = await asyncio.to_thread(replay, "--code", "invalid_record", "--dry-run")
+    assert int(re.search(r"would replay (\d+)", dry).group(1)) >= 1, dry  # type: ignore[union-attr]
+    await asyncio.to_thread(replay, "--code", "invalid_record")
+    cost = await shared.wait_cost(expected_id)
+    assert cost["location_id"] == "loc_later"
 
 
 async def test_sigkill_mid_stream_loses_no_record(

@@ -12,7 +12,10 @@ original Kafka timestamp (the letter's), so its result id is the one a first suc
 have had and a correction sent since is not overwritten by it (docs/sink.md, "Duplicates and
 corrections"); a reading goes back to `meter-readings`, or the interval derived from it to
 `meter-records` (`dead_letters.replay_message`). Offsets are committed only after every
-re-sent message is acknowledged.
+re-sent message is acknowledged, and with `codes` never past a letter they left out: a later
+run (another code, once its cause is fixed) still finds it. The letters after it that this run
+replayed are read again then, and replayed again if they match that run's codes: the same
+records with the same ids and timestamps, so at most a duplicate, never a lost letter.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ async def replay_dead_letters(
             end = await consumer.end_offsets(partitions)
             remaining = {tp for tp in partitions if await consumer.position(tp) < end[tp]}
             resend: list[_Resend] = []
+            # Per partition, the first letter `codes` left out: the group is committed there,
+            # not past it, so a later run can still replay it (an offset keeps no holes).
+            kept: dict[TopicPartition, int] = {}
             while remaining:
                 batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=1000)
                 for tp, messages in batches.items():
@@ -90,9 +96,12 @@ async def replay_dead_letters(
                         if message.offset >= end[tp]:
                             continue
                         summary.read += 1
+                        skipped = summary.skipped_code
                         outgoing = _outgoing(
                             message.value, records_topic, readings_topic, codes, summary
                         )
+                        if summary.skipped_code > skipped:
+                            kept.setdefault(tp, message.offset)
                         if outgoing is None:
                             continue
                         topic, payload, source = outgoing
@@ -117,7 +126,7 @@ async def replay_dead_letters(
             for future in pending:
                 await future  # raises if one was not delivered: nothing gets committed
         if not dry_run:
-            await consumer.commit({tp: end[tp] for tp in partitions})
+            await consumer.commit({tp: kept.get(tp, end[tp]) for tp in partitions})
     finally:
         await consumer.stop()
     event(
