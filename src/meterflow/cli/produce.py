@@ -35,6 +35,7 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
 @click.option(
     "--locations",
     "location_count",
+    type=click.IntRange(min=1),
     default=100,
     show_default=True,
     help="demo locations (5-period TOU profiles)",
@@ -42,6 +43,7 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
 @click.option(
     "--records",
     "record_count",
+    type=click.IntRange(min=0),
     default=1000,
     show_default=True,
     help="synthetic records (or readings) to send (ignored with --file)",
@@ -53,7 +55,13 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
     help="send cumulative register readings to meter-readings instead, one meter per location, "
     "with occasional duplicates and resets (design §10)",
 )
-@click.option("--rate", default=0.0, show_default=True, help="records per second; 0 = max")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="records per second; 0 = max",
+)
 @click.option(
     "--file",
     "file_path",
