@@ -51,6 +51,8 @@ def put_profile(file: Path) -> None:
 @click.argument("location_id")
 def delete_profile(location_id: str) -> None:
     """Publish a tombstone: the location's profile is removed from the table."""
+    if not location_id:  # an empty key names no profile (it was published, harmlessly)
+        raise click.BadParameter("a location id is not empty", param_hint="LOCATION_ID")
     from meterflow.contract.keys import location_key
     from meterflow.contract.topics import LOCATIONS
 

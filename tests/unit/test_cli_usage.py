@@ -1,4 +1,4 @@
-"""`meterflow produce`'s options, refused as usage errors before any broker is asked."""
+"""The Kafka-writing commands' arguments, refused as usage errors before any broker is asked."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from meterflow.cli.produce import produce
+from meterflow.cli.profiles import profiles
 
 
 @pytest.mark.parametrize(
@@ -17,3 +18,10 @@ def test_produce_refuses_counts_out_of_range(option: str, value: str) -> None:
     result = CliRunner().invoke(produce, [option, value, "--no-profiles"])
     assert result.exit_code == 2, result.output
     assert option in result.output
+
+
+def test_profiles_delete_refuses_an_empty_location_id() -> None:
+    """It published a tombstone under an empty key (exit 0)."""
+    result = CliRunner().invoke(profiles, ["delete", ""])
+    assert result.exit_code == 2, result.output
+    assert "LOCATION_ID" in result.output
