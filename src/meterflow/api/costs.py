@@ -17,7 +17,7 @@ from meterflow.api.batch_store import BatchEntry
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import JSON, ApiError, not_found
-from meterflow.api.http import answer, principal_of, query_bool, read_json
+from meterflow.api.http import answer, principal_of, query_bool, query_choice, read_json
 from meterflow.api.schemas import (
     Aggregation,
     CostReport,
@@ -193,30 +193,15 @@ async def submit_interval(request: web.Request) -> web.Response:
 
 _DIRECTION_PARAMETERS = ("tariff_direction", "direction")
 """A report's direction in the query: anode's name, and Flatpeak zero's (the same values)."""
+_DIRECTIONS = tuple(direction.value for direction in TariffDirection)
 
 
 def _tariff_direction(request: web.Request, body_value: TariffDirection | None) -> TariffDirection:
-    """The report's direction: every value given (the query's, under either name and as often
-    as repeated, and the body's) must be IMPORT or EXPORT (else 400) and all the same (else
-    422: each is valid alone); none given is IMPORT. A contradiction settled silently would
-    report import costs to a client that asked for export earnings."""
-    given: set[TariffDirection] = set() if body_value is None else {body_value}
-    for name in _DIRECTION_PARAMETERS:
-        for raw in request.query.getall(name, ()):
-            try:
-                given.add(TariffDirection(raw))
-            except ValueError:
-                raise ApiError(
-                    400, "invalid_request", f"`{name}` must be IMPORT or EXPORT"
-                ) from None
-    if len(given) > 1:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "the direction is given twice, differently (`direction`, `tariff_direction`, "
-            "the body's `tariff_direction`): give one",
-        )
-    return given.pop() if given else TariffDirection.IMPORT
+    """The report's direction: the query's under either name and the body's, which must agree
+    (`http.query_choice`); none given is IMPORT."""
+    body = None if body_value is None else body_value.value
+    given = query_choice(request, _DIRECTION_PARAMETERS, _DIRECTIONS, also=body)
+    return TariffDirection.IMPORT if given is None else TariffDirection(given)
 
 
 def _aggregation(request: web.Request, body_value: Aggregation | None) -> Aggregation | None:

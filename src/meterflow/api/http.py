@@ -13,6 +13,25 @@ from meterflow.api.errors import JSON, ApiError
 from meterflow.models import dumps, loads
 
 
+def query_choice(
+    request: web.Request, names: tuple[str, ...], allowed: tuple[str, ...], *, also: str | None
+) -> str | None:
+    """The one value a choice is given: under any of `names` in the query, as often as
+    repeated, and `also` (a body's field). Each must be one of `allowed` (else 400) and all
+    the same (else 422: each is valid alone); None when none is given. A contradiction settled
+    silently (the first one taken) answered import figures to a client that asked for export."""
+    given = set() if also is None else {also}
+    for name in names:
+        for raw in request.query.getall(name, ()):
+            if raw not in allowed:
+                raise ApiError(400, "invalid_request", f"`{name}` must be {' or '.join(allowed)}")
+            given.add(raw)
+    if len(given) > 1:
+        where = " / ".join(f"`{name}`" for name in names)
+        raise ApiError(422, "invalid_request", f"{where} given twice, differently: give one")
+    return given.pop() if given else None
+
+
 def principal_of(request: web.Request) -> Principal:
     principal: Principal = request[PRINCIPAL]
     return principal

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from meterflow.api.context import CONTEXT
 from meterflow.api.costs import visible_profiles
 from meterflow.api.errors import ApiError, not_found
-from meterflow.api.http import answer, principal_of, query_bool
+from meterflow.api.http import answer, principal_of, query_bool, query_choice
 from meterflow.api.schemas import (
     ComponentRate,
     RatePeriod,
@@ -69,15 +69,8 @@ def _window(request: web.Request) -> tuple[datetime, datetime]:
 
 
 def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str:
-    """The query's `name`, `allowed[0]` when absent: each value given must be allowed (else
-    400) and, repeated, the same (else 422, as the reports' direction: the first one was
-    taken, so `direction=IMPORT&direction=EXPORT` answered import rates)."""
-    given = set(request.query.getall(name, ()))
-    if not given <= set(allowed):
-        raise ApiError(400, "invalid_request", f"`{name}` must be {' or '.join(allowed)}")
-    if len(given) > 1:
-        raise ApiError(422, "invalid_request", f"`{name}` is given twice, differently: give one")
-    return given.pop() if given else allowed[0]
+    """The query's `name` (`http.query_choice`: repeated, the same), `allowed[0]` when absent."""
+    return query_choice(request, (name,), allowed, also=None) or allowed[0]
 
 
 def _duration(request: web.Request) -> int:

@@ -11,6 +11,7 @@ Items are built in their written form (`models.WireItem`: instants as text), nev
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, getcontext, setcontext
 from itertools import repeat
@@ -124,19 +125,26 @@ def one_period_breakdown(
     period: Period, energy: Decimal, total_energy: Decimal, edges: Edges
 ) -> list[WireItem]:
     """A record within one period of rates, its (exact) energy known: one item per component,
-    each cost the energy × its rate, exact, rounded once. Built by `map` (no Python frame per
-    item): most stacked records are this one."""
+    each cost the energy × its rate, exact, rounded once. Most stacked records are this one."""
+    return _period_items(
+        period, map(CONTEXT.multiply, repeat(energy), period.rates), total_energy, edges
+    )
+
+
+def _period_items(
+    period: Period, costs: Iterable[Decimal], total_energy: Decimal, edges: Edges
+) -> list[WireItem]:
+    """A one-period record's items from each component's exact cost (rounded here), built by
+    `map`: no Python frame per item."""
     _, start_time, end_time = edges
-    rates = period.rates
-    costs = map(round_money, map(CONTEXT.multiply, repeat(energy), rates))
     return list(
         map(
             WireItem,
             repeat(start_time),
             repeat(end_time),
-            rates,
+            period.rates,
             repeat(total_energy),
-            costs,
+            map(round_money, costs),
             period.names,
         )
     )
@@ -154,14 +162,9 @@ def stacked_breakdown(
     exact value (`quotient_times`). `energies` are the record's: its energy × `denominator`
     (exact), the quotient (50 digits) and its rounded total."""
     energy_scaled, exact_energy, total_energy = energies
-    if len(periods) == 1:  # the common case (a short record): the totals' energy, no cut
-        _, start_time, end_time = edges
-        names, rates = periods[0].names, periods[0].rates
-        costs = quotient_times(exact_energy, energy_scaled, denominator, rates)
-        return [
-            WireItem(start_time, end_time, rate, total_energy, round_money(cost), name)
-            for name, rate, cost in zip(names, rates, costs, strict=True)
-        ]
+    if len(periods) == 1:  # a short record whose energy is a quotient: no cut
+        costs = quotient_times(exact_energy, energy_scaled, denominator, periods[0].rates)
+        return _period_items(periods[0], costs, total_energy, edges)
     multiply, divide = CONTEXT.multiply, CONTEXT.divide
     texts = _texts([period.end for period in periods[:-1]], start, edges)
     values: list[WireItem] = []

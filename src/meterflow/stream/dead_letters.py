@@ -46,7 +46,8 @@ def replay_message(
     A meter record goes back to `meter-records` (with its id, `replay_payload`). A letter from
     `meter-readings` holds one of two things: the reading itself (it was refused before the
     readings table changed: bad input, unknown meter, stale, reset), which goes back to
-    `meter-readings` as it was, under its original key, so the readings agent decides it again
+    `meter-readings` as it was (under its location's key, `replay_key`), so the readings agent
+    decides it again
     against the meter's state; or the interval record derived from it (the table moved on, and
     pricing the interval failed, e.g. `tariff_not_available`), which goes to `meter-records`:
     sending the reading again would only meet the state it already set, a duplicate. The

@@ -24,6 +24,7 @@ import logging
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from enum import Enum
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -96,12 +97,12 @@ async def replay_dead_letters(
                         if message.offset >= end[tp]:
                             continue
                         summary.read += 1
-                        skipped = summary.skipped_code
                         outgoing = _outgoing(
                             message.value, records_topic, readings_topic, codes, summary
                         )
-                        if summary.skipped_code > skipped:
+                        if outgoing is _LEFT_OUT:
                             kept.setdefault(tp, message.offset)
+                            continue
                         if outgoing is None:
                             continue
                         topic, payload, source = outgoing
@@ -155,13 +156,23 @@ class _Resend(NamedTuple):
 _ORDER = attrgetter("order")
 
 
+class _LeftOut(Enum):
+    BY_CODE = "by_code"
+
+
+_LEFT_OUT = _LeftOut.BY_CODE
+"""A replayable letter `codes` leave out: the group is not committed past it."""
+
+
 def _outgoing(
     value: bytes | None,
     records_topic: str,
     readings_topic: str,
     codes: Collection[str],
     summary: ReplaySummary,
-) -> tuple[str, bytes, SourceRef | None] | None:
+) -> tuple[str, bytes, SourceRef | None] | _LeftOut | None:
+    """(topic, bytes, the record's source) to re-send; `_LEFT_OUT` for a letter of another
+    code; None for one that can never be replayed (unreadable, not a record)."""
     try:
         letter = DeadLetter.model_validate(loads(value or b""))
     except (ValueError, ValidationError):
@@ -170,7 +181,7 @@ def _outgoing(
     code = letter.error.code.value
     if codes and code not in codes:
         summary.skipped_code += 1
-        return None
+        return _LEFT_OUT
     outgoing = replay_message(letter, records_topic=records_topic, readings_topic=readings_topic)
     if outgoing is None:
         summary.skipped_not_a_record += 1  # e.g. an invalid profile from `locations`
