@@ -440,6 +440,8 @@ def energy_costs() -> dict[str, Any]:
 
 # --- Pipeline health (Prometheus) -----------------------------------------------------------
 RATE = "[$__rate_interval]"
+NOT_PROBES = 'route!~"/metrics|/healthz|/readyz"'
+"""HTTP probes: not API traffic, left out of the error ratio."""
 
 
 def quantiles(metric: str, by: str = "") -> list[dict[str, Any]]:
@@ -618,8 +620,8 @@ def pipeline_health() -> dict[str, Any]:
             p,
             [
                 promql_target(
-                    f'sum(rate(meterflow_http_requests_total{{status=~"5.."}}{RATE}))'
-                    f" / sum(rate(meterflow_http_requests_total{RATE}))",
+                    f'sum(rate(meterflow_http_requests_total{{status=~"5..",{NOT_PROBES}}}{RATE}))'
+                    f" / sum(rate(meterflow_http_requests_total{{{NOT_PROBES}}}{RATE}))",
                     "5xx ratio",
                     "A",
                 )
