@@ -756,6 +756,7 @@ async def store_costs(
     session: str | None = None,
     direction: str = "IMPORT",
     live_mode: bool = False,
+    currency: str = "GBP",
 ) -> None:
     """Rows as the sink writes them: half-hourly records of 0.5 kWh costing 0.125."""
     rows = []
@@ -775,7 +776,7 @@ async def store_costs(
                 f"R{n}",
                 "INBOUND" if direction == "IMPORT" else "OUTBOUND",
                 direction,
-                "GBP",
+                currency,
                 "Europe/London",
                 begins,
                 ends,
@@ -981,6 +982,45 @@ async def test_per_record_and_session_reports(stack: Stack, client: Client) -> N
     _, other = await new_account(stack)
     status, doc, _ = await client.call("POST", f"/costs/session/{session}", key=other)
     assert_error(status, doc, 404, "not_found")
+
+
+async def test_a_report_never_adds_two_currencies(stack: Stack, client: Client) -> None:
+    account, key = await new_account(stack)
+    pounds, euros, session = uid("loc"), uid("loc"), uid("SESSION")
+    await put_location(client, key, pounds)  # GBP, device dev_charger
+    await put_location(client, key, euros, FIXED | {"currency_code": "EUR"})  # the same device
+    start = datetime(2025, 7, 1, 12, tzinfo=UTC)
+    common = {"device_id": "dev_charger", "session": session}
+    await store_costs(stack, account, pounds, start, 2, **common)
+    await store_costs(stack, account, euros, start, 2, **common, currency="EUR")
+    window = {"start_time": "2025-07-01T00:00:00Z", "end_time": "2025-07-02T00:00:00Z"}
+    for params in ({}, {"aggregation": "DAY"}, {"aggregation": "MONTH"}):
+        status, doc, _ = await client.call(
+            "POST", "/costs/interval/dev_charger", key=key, json=window, params=params
+        )
+        assert_error(status, doc, 422, "mixed_currencies")
+        assert "GBP" in doc["message"]
+        assert "EUR" in doc["message"]  # which location names the device's report is either
+    status, doc, _ = await client.call("POST", f"/costs/session/{session}", key=key)
+    assert_error(status, doc, 422, "mixed_currencies")
+    for location, currency in ((pounds, "GBP"), (euros, "EUR")):  # each location on its own
+        status, report, _ = await client.call(
+            "POST",
+            f"/costs/interval/{location}",
+            key=key,
+            json=window,
+            params={"aggregation": "DAY"},
+        )
+        assert status == 200, report
+        assert report["currency_code"] == currency
+        assert [r["cost"]["value"] for r in report["data"]] == [Decimal("0.25")]
+    # a location whose currency changed: its earlier records are in the old one
+    await put_location(client, key, pounds, FIXED | {"currency_code": "USD"})
+    status, doc, _ = await client.call(
+        "POST", f"/costs/interval/{pounds}", key=key, json=window, params={"aggregation": "DAY"}
+    )
+    assert_error(status, doc, 422, "mixed_currencies")
+    assert "USD and GBP" in doc["message"]
 
 
 async def test_report_request_errors(stack: Stack, client: Client) -> None:

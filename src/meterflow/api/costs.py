@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -230,6 +230,21 @@ def _bill(
     return bills.Bill(days, profile.tax_percentage, direction is TariffDirection.EXPORT)
 
 
+def _one_currency(currency_code: str, found: Iterable[str]) -> None:
+    """A report adds money in its `currency_code` only. Records in another (a device listed in
+    locations of two currencies, a location whose currency changed, a session across
+    locations) make it 422 `mixed_currencies`: a sum of unlike amounts is no bill."""
+    others = sorted(set(found) - {currency_code})
+    if others:
+        raise ApiError(
+            422,
+            "mixed_currencies",
+            f"the records to report are in {currency_code} and {', '.join(others)}: a report"
+            " adds one currency; report each location (or each side of a currency change)"
+            " on its own",
+        )
+
+
 def _report_row(
     row: dict[str, Any], zone: ZoneInfo, start: datetime | None = None, end: datetime | None = None
 ) -> ReportRow:
@@ -285,12 +300,14 @@ async def interval_report(request: web.Request) -> web.Response:
                 f"more than {most:,} records in the range (MF_API_MAX_REPORT_RECORDS): ask for a"
                 " shorter range or an aggregation (DAY or MONTH)",
             )
+        _one_currency(subject.currency_code, {row["currency_code"] for row in rows})
         data = [_report_row(dict(row), zone) for row in rows]
     else:
         bill = _bill(subject, direction, body.start_time, body.end_time)
         buckets = await repository.cost_buckets(
             ctx.db(), principal, **scope, unit=aggregation.value.lower(), timezone=subject.timezone
         )
+        _one_currency(subject.currency_code, {c for b in buckets for c in b["currencies"]})
         data = bills.summed_rows([dict(b) for b in buckets], bill, aggregation, zone)
     report = CostReport(
         id=ids.new_report_id(),
@@ -332,6 +349,7 @@ async def session_report(request: web.Request) -> web.Response:
     )
     if summary is None:
         raise not_found(f"session {session_id!r}")
+    _one_currency(summary["currency_code"], summary["currencies"] or ())
     zone = ZoneInfo(summary["location_timezone"])
     data = []
     if summary["records"]:

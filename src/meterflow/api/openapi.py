@@ -277,7 +277,7 @@ ERROR_DESCRIPTIONS = {
     422: (
         "Fits the schema but cannot be processed (unknown location or device, no tariff in force, "
         "end_time not after start_time, a profile with a gap, a window over 31 days, a "
-        "duration longer than the window); `code` says which"
+        "duration longer than the window, a report over two currencies); `code` says which"
     ),
     429: "Rate limited; see Retry-After",
     503: (

@@ -191,6 +191,8 @@ _SCOPE = "account_id = $1 AND live_mode = $2 AND tariff_direction = $3"
 _BILL_SUMS = "sum(tax) AS tax, sum(coalesce(total, cost)) AS total, count(tax) AS taxed"
 """A summed row's bill fields (migration 0005): exact NUMERIC sums of the stored, rounded
 fields; a record stored without tax counts its cost in `total`."""
+_CURRENCIES = "array_agg(DISTINCT currency_code) AS currencies"
+"""The currencies of a summed row's records: a sum is only money in one of them."""
 
 
 async def cost_rows(
@@ -204,12 +206,12 @@ async def cost_rows(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Per record: the stored costs of the object whose interval starts in [start, end), at
-    most `limit` of them (the first by time); one row per result id, its latest version (a
-    correction replaces the row, design §8.3)."""
+    most `limit` of them (the first by time), each with its currency; one row per result id,
+    its latest version (a correction replaces the row, design §8.3)."""
     return await pool.fetch(
         f"""
         SELECT start_time, end_time, session_reference_id, record_reference_id,
-               energy_kwh, cost, confidence, 1 AS records, revision, tax, total
+               energy_kwh, cost, confidence, 1 AS records, revision, tax, total, currency_code
         FROM energy_costs
         WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
           AND start_time >= $5 AND start_time < $6
@@ -240,14 +242,14 @@ async def cost_buckets(
     """Sums per local day or month: `AT TIME ZONE` cuts at local midnight, so a DST day holds
     its 23 or 25 hours. `local_start` is the bucket's local wall-clock start (naive).
     `tax`: NULL when no record of the bucket has one; `total`: a record without one counts
-    its cost; `taxed`: how many records carry tax (design §11)."""
+    its cost; `taxed`: how many records carry tax (design §11); `currencies`: theirs."""
     assert unit in ("day", "month")
     return await pool.fetch(
         f"""
         SELECT date_trunc('{unit}', start_time AT TIME ZONE $7) AS local_start,
                sum(energy_kwh) AS energy_kwh, sum(cost) AS cost,
                min(confidence) AS confidence, count(*) AS records,
-               {_BILL_SUMS}
+               {_BILL_SUMS}, {_CURRENCIES}
         FROM energy_costs
         WHERE {_SCOPE} AND (location_id = $4 OR device_id = $4)
           AND start_time >= $5 AND start_time < $6
@@ -286,7 +288,7 @@ async def session_summary(
         SELECT min(start_time) AS start_time, max(end_time) AS end_time,
                sum(energy_kwh) AS energy_kwh, sum(cost) AS cost,
                min(confidence) AS confidence, count(*) AS records,
-               {_BILL_SUMS}
+               {_BILL_SUMS}, {_CURRENCIES}
         FROM energy_costs
         WHERE {_SCOPE} AND session_reference_id = $4
         """,
