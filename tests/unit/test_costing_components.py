@@ -224,6 +224,10 @@ def _version(**changes: Any) -> dict[str, Any]:
     return document
 
 
+_LONG = "0.0000005" + "0" * 52 + "1"  # 61 significant digits
+_FIFTY = "0.0000005" + "0" * 41 + "1"  # 50: held exactly
+
+
 BAD = [
     (_version(components=[levy("x", "abc")]), "rate"),
     (_version(components=[levy("x", "0.1") | {"kind": "TAX"}]), "kind"),
@@ -233,6 +237,12 @@ BAD = [
     (_base() | {"tax_percentage": "100.5"}, "tax_percentage"),
     (_base() | {"tax_percentage": -1}, "tax_percentage"),
     (_version(components=[levy("x", "0.1"), levy("x", "0.2")]), "two components are named 'x'"),
+    # more digits than the engine holds: 0.0000005 + 1e-60 would be rounded to 0.0000005 first
+    (_version(standing_charge=_LONG), "(?s)standing_charge.*more than 50 significant digits"),
+    (_base() | {"tax_percentage": _LONG}, "(?s)tax_percentage.*more than 50 significant digits"),
+    (_version(rate=_LONG), "(?s)rate.*more than 50 significant digits"),
+    (_version(components=[levy("x", _LONG)]), "(?s)rate.*more than 50 significant digits"),
+    (_version(surcharge_fixed=_LONG), "(?s)surcharge_fixed.*more than 50 significant digits"),
     (_version(components=[levy("energy", "0.1")]), "names the energy rate"),
     (_version(components=[levy("x", "0.1") | {"rules": []}]), "rules"),
 ]
@@ -242,6 +252,13 @@ BAD = [
 def test_bad_bill_fields_are_refused_naming_the_field(document: dict[str, Any], named: str) -> None:
     with pytest.raises(ValidationError, match=named):
         profile_from(document)
+
+
+def test_fifty_digits_are_held_exactly() -> None:
+    document = _version(standing_charge=_FIFTY, rate=_FIFTY, components=[levy("x", _FIFTY)])
+    held = profile_from(document | {"tax_percentage": _FIFTY})
+    (version,) = held.tariffs[TariffDirection.IMPORT]
+    assert (version.standing_charge, held.tax_percentage) == (Decimal(_FIFTY), Decimal(_FIFTY))
 
 
 def test_a_component_gap_or_overlap_names_the_component_and_the_gap() -> None:

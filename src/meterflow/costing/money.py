@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 
+from meterflow.models import MAX_DIGITS
+
 CONTEXT = Context(
-    prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+    prec=MAX_DIGITS, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
 )
 """50 digits: every product and sum of the engine is exact for any sane input. A quotient may
 be rounded to 50 digits, so amounts derived from one go through `quotient_times`: the only

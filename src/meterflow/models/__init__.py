@@ -1,11 +1,13 @@
 """The contract's documents (design §2) as pydantic models, plus exact JSON encoding."""
 
 from meterflow.models._base import (
+    MAX_DIGITS,
     MAX_EXPONENT,
     MAX_MESSAGE_BYTES,
     AwareDatetime,
     Money,
     by_identity,
+    digits_held,
     dumps,
     exponent_in_range,
     exponent_stored,
@@ -64,6 +66,7 @@ from meterflow.models.records import (
 
 __all__ = [
     "ENERGY_COMPONENT",
+    "MAX_DIGITS",
     "MAX_EXPONENT",
     "MAX_INPUT_VALUE",
     "MAX_MESSAGE_BYTES",
@@ -104,6 +107,7 @@ __all__ = [
     "WireItem",
     "by_identity",
     "dead_letter",
+    "digits_held",
     "dumps",
     "exponent_in_range",
     "exponent_stored",

@@ -315,6 +315,21 @@ def exponent_stored(value: Decimal) -> Decimal:
     return value
 
 
+MAX_DIGITS = 50
+"""The most significant digits an input number may be written with (a record's energy, a
+profile's rate, surcharge, standing charge or percentage): the engine's context
+(`costing.money.CONTEXT`) has this many, so it holds every input exactly and only the one
+final rounding can round what an input says (0.0000005 + 1e-60 as a standing charge was
+rounded to 0.0000005 first, then half-even to 0.000000)."""
+
+
+def digits_held(value: Decimal) -> Decimal:
+    """A validator (`AfterValidator`) refusing a number of more than `MAX_DIGITS` digits."""
+    if len(value.as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"has more than {MAX_DIGITS} significant digits")
+    return value
+
+
 AwareDatetime = Annotated[datetime, BeforeValidator(_instant)]
 """An instant with an explicit offset; a naive timestamp is invalid input, not local time."""
 

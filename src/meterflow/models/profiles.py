@@ -19,6 +19,7 @@ from meterflow.models._base import (
     AwareDatetime,
     Document,
     Money,
+    digits_held,
     exponent_stored,
 )
 from meterflow.models.records import TariffDirection
@@ -55,7 +56,8 @@ def _decimal_schema(**bounds: int) -> WithJsonSchema:
     )
 
 
-ProfileDecimal = Annotated[Money, AfterValidator(exponent_stored)]
+ProfileDecimal = Annotated[Money, AfterValidator(exponent_stored), AfterValidator(digits_held)]
+"""A profile's number: held exactly by the engine (`digits_held`) and by PostgreSQL."""
 
 MAX_RATE = 10**9
 """Above this magnitude (a billion a kWh) a rate is absurd; a bound keeps every cost, with the
