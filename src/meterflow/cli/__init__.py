@@ -38,6 +38,19 @@ class _LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            from meterflow.cli.failures import outside_failure
+
+            problem = outside_failure(error)
+            if problem is None:
+                raise  # a bug: its traceback is what to report
+            raise click.ClickException(problem) from None
+
 
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="meterflow")

@@ -25,7 +25,7 @@ from meterflow.models import (
     SourceRef,
     dumps,
     parse_instant,
-    validation_summary,
+    problem_text,
 )
 from meterflow.tariffs import ProfileError
 
@@ -44,13 +44,8 @@ def _load_profile(path: Path) -> LocationProfile:
     except OSError as error:
         _fail(f"cannot read profile {path}: {error.strerror}")
     except ValueError as error:  # JSON, ValidationError and ProfileError are ValueErrors
-        detail = (
-            validation_summary(error, whole="profile")
-            if isinstance(error, ValidationError)
-            else str(error)
-        )
         kind = "profile problem" if isinstance(error, ProfileError) else "invalid profile"
-        _fail(f"{kind} in {path}: {detail}")
+        _fail(f"{kind} in {path}: {problem_text(error, whole='profile')}")
     return profile
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from meterflow.models import problem_text
 from meterflow.settings import get_settings
 
 EXIT_INVALID = 2
@@ -41,7 +42,7 @@ def put_profile(file: Path) -> None:
     try:
         profile = parse_profile(raw)
     except ValueError as exc:
-        click.echo(f"invalid profile {file}: {exc}", err=True)
+        click.echo(f"invalid profile {file}: {problem_text(exc, whole='profile')}", err=True)
         raise SystemExit(EXIT_INVALID) from None
     where = asyncio.run(_publish(LOCATIONS, location_key(profile.location_id), raw))
     click.echo(f"published profile {profile.location_id} to {where}")
@@ -77,7 +78,7 @@ def put_prices(file: Path) -> None:
     try:
         document = parse_market_prices(raw)
     except ValueError as exc:  # ValidationError is one
-        click.echo(f"invalid market prices {file}: {exc}", err=True)
+        click.echo(f"invalid market prices {file}: {problem_text(exc, whole='prices')}", err=True)
         raise SystemExit(EXIT_INVALID) from None
     key = market_prices_key_of(document)
     where = asyncio.run(_publish(MARKET_PRICES, key.encode(), raw))

@@ -36,6 +36,7 @@ from meterflow.models.errors import (
     SourceRef,
     dead_letter,
     original_payload,
+    problem_text,
     source_ref,
     validation_summary,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "loads_tolerant",
     "original_payload",
     "parse_instant",
+    "problem_text",
     "source_ref",
     "validation_summary",
     "wire_energy_cost",

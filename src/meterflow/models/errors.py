@@ -123,3 +123,11 @@ def validation_summary(error: ValidationError, *, whole: str = "(document)", lim
     ]
     more = len(problems) - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def problem_text(error: ValueError, *, whole: str = "(document)") -> str:
+    """A document's ValueError on one line: a ValidationError by `validation_summary`, any
+    other (JSON that is not, a profile's gap) in its own words."""
+    if isinstance(error, ValidationError):
+        return validation_summary(error, whole=whole)
+    return " ".join(str(error).split())
