@@ -8,9 +8,11 @@ aiokafka only, no faust: the API, the sink and the CLI use it without loading th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -24,6 +26,21 @@ log = logging.getLogger(__name__)
 def bootstrap_servers(settings: Settings) -> list[str]:
     """`MF_KAFKA_BOOTSTRAP` is a comma list of host:port."""
     return [part.strip() for part in settings.kafka_bootstrap.split(",") if part.strip()]
+
+
+async def broker_problem(producer: AIOKafkaProducer, timeout_s: float = 2.0) -> str:
+    """Why the broker did not answer a fresh metadata round trip ("" when it did): a client's
+    cached metadata would say all is well with the broker down, and a consumer with nothing
+    to read never notices."""
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=timeout_s)
+    except TimeoutError:
+        return f"Kafka did not answer within {timeout_s:g} s"
+    except Exception as error:
+        name, text = type(error).__name__, str(error)
+        said = text if text.startswith(name) else f"{name}: {text}"  # aiokafka's name themselves
+        return f"Kafka unreachable: {said}"[:500]
+    return ""
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

@@ -16,7 +16,7 @@ from aiokafka.structs import RecordMetadata
 
 from meterflow.api.views import Position, PricingView
 from meterflow.contract.topics import LOCATIONS, MARKET_PRICES
-from meterflow.kafka_admin import bootstrap_servers
+from meterflow.kafka_admin import bootstrap_servers, broker_problem
 from meterflow.logs import event
 from meterflow.settings import Settings
 
@@ -57,12 +57,7 @@ class Publisher:
         await asyncio.gather(*futures)
 
     async def reachable(self) -> bool:
-        """A fresh metadata round trip (cached metadata would say yes with the broker down)."""
-        try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=2)
-        except Exception:
-            return False
-        return True
+        return not await broker_problem(self._producer)
 
 
 class ViewFeeder:

@@ -158,7 +158,6 @@ class Checkpoint:
         self.health.stats.write_failures += 1
         reason = f"{type(exc).__name__}: {exc}"[:500]
         self.health.mark_unhealthy(reason)
-        metrics.set_sink_healthy(False)
         event(
             log,
             "checkpoint_failed",
@@ -176,7 +175,6 @@ class Checkpoint:
         metrics.sink_batch_written(
             rows=written.costs_inserted, duplicates=already_stored, replaced=written.costs_replaced
         )
-        metrics.set_sink_healthy(True)
         stats.batches_written += 1
         stats.costs_inserted += written.costs_inserted
         stats.costs_already_stored += already_stored

@@ -1,7 +1,7 @@
 """The sink's health and counters, plus a tiny `/healthz` HTTP endpoint.
 
 Counters are plain integers on `SinkStats` so a metrics module can export them (or wrap them)
-without the sink depending on prometheus-client.
+without the sink depending on prometheus-client; the health itself sets `meterflow_sink_healthy`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
 
+from meterflow import metrics
 from meterflow.metrics import add_metrics_route
 
 
@@ -32,22 +33,48 @@ class SinkStats:
 
 @dataclass
 class SinkHealth:
-    """Healthy = the last checkpoint attempt succeeded (or none failed yet)."""
+    """Healthy = the last checkpoint attempt succeeded (or none failed yet) and the broker
+    answered the last probe; `reason` says what is wrong. `meterflow_sink_healthy` follows."""
 
-    healthy: bool = True
-    reason: str = ""
+    checkpoint_problem: str = ""
+    broker_problem: str = ""
     unhealthy_since: float | None = None
     last_checkpoint_at: float | None = None
     stats: SinkStats = field(default_factory=SinkStats)
 
+    @property
+    def healthy(self) -> bool:
+        return not (self.checkpoint_problem or self.broker_problem)
+
+    @property
+    def reason(self) -> str:
+        problems = (self.checkpoint_problem, self.broker_problem)
+        return "; ".join(problem for problem in problems if problem)
+
     def mark_healthy(self) -> None:
-        self.healthy, self.reason, self.unhealthy_since = True, "", None
+        """A checkpoint succeeded."""
         self.last_checkpoint_at = time.time()
+        self._set(checkpoint="")
 
     def mark_unhealthy(self, reason: str) -> None:
-        if self.healthy:
+        """A checkpoint failed, for `reason`."""
+        self._set(checkpoint=reason)
+
+    def mark_broker(self, problem: str) -> None:
+        """The last broker probe: "" when it answered."""
+        self._set(broker=problem)
+
+    def _set(self, *, checkpoint: str | None = None, broker: str | None = None) -> None:
+        was = self.healthy
+        if checkpoint is not None:
+            self.checkpoint_problem = checkpoint
+        if broker is not None:
+            self.broker_problem = broker
+        if was and not self.healthy:
             self.unhealthy_since = time.time()
-        self.healthy, self.reason = False, reason
+        elif not was and self.healthy:
+            self.unhealthy_since = None
+        metrics.set_sink_healthy(self.healthy)
 
     def as_json(self) -> dict[str, object]:
         return {

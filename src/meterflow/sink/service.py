@@ -27,6 +27,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from meterflow import metrics
 from meterflow.contract.clock import utc_now
 from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS
+from meterflow.kafka_admin import broker_problem
 from meterflow.logs import event
 from meterflow.settings import Settings
 from meterflow.sink.batch import Batch
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_MS = 500
 LAG_REFRESH_S = 5.0  # how often the consumer-lag gauge is refreshed
+BROKER_PROBE_S = 5.0  # how often the sink asks whether the broker answers
 BUSY_POLL_MS = 5
 DECODE_CHUNK = 50
 """Records decoded per loop step (~1 ms of CPU): between chunks the checkpoint in flight gets
@@ -112,6 +114,8 @@ class Sink:
         self._rebalancing = False
         self._paused = False
         self._lag_refresh_at = 0.0
+        self._broker_probe: asyncio.Task[str] | None = None
+        self._broker_probe_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -126,7 +130,7 @@ class Sink:
             ]
             self._consumer.subscribe(topics, listener=_Rebalance(self))
             await self._consumer.start()
-            metrics.set_sink_healthy(True)
+            metrics.set_sink_healthy(self.health.healthy)
             event(log, "sink_started", group_id=self.config.group_id, topic=self.config.costs_topic)
             try:
                 while not stop.is_set():
@@ -137,6 +141,8 @@ class Sink:
                     async with self._lock:
                         await self.checkpoint(batch)
             finally:
+                if self._broker_probe is not None:
+                    self._broker_probe.cancel()
                 if self._writing is not None:
                     await asyncio.wait([self._writing])
                 await self._consumer.stop()
@@ -148,6 +154,7 @@ class Sink:
     # -- the loop: read while the previous batch is written -------------------------------------
 
     async def _step(self) -> None:
+        self._probe_broker(time.monotonic())
         if time.monotonic() >= self._lag_refresh_at:
             self._lag_refresh_at = time.monotonic() + LAG_REFRESH_S
             await metrics.refresh_gauges(self._consumer)
@@ -173,6 +180,26 @@ class Sink:
         if fetched:
             self._add(fetched)
         await asyncio.sleep(0)  # decoding is CPU work: let the writer move its COPY along
+
+    def _probe_broker(self, now: float) -> None:
+        """Ask the broker, in the background, whether it answers, and say so in the health: a
+        consumer with nothing to read does not notice the broker gone, nor would the health
+        (MeterflowSinkUnhealthy: "cannot write to PostgreSQL or read from Kafka")."""
+        probe = self._broker_probe
+        if probe is not None:
+            if not probe.done():
+                return
+            self._broker_probe = None
+            problem = probe.result()
+            if problem != self.health.broker_problem:
+                if problem:
+                    event(log, "broker_unreachable", logging.WARNING, error=problem)
+                else:
+                    event(log, "broker_reachable")
+            self.health.mark_broker(problem)
+        if now >= self._broker_probe_at:
+            self._broker_probe_at = now + BROKER_PROBE_S
+            self._broker_probe = asyncio.create_task(broker_problem(self._clients.producer))
 
     async def _write_in_background(self, batch: Batch) -> None:
         async with self._lock:

@@ -1,0 +1,61 @@
+"""The sink's health: a checkpoint that fails or a broker that does not answer makes it
+unhealthy (`/healthz` 503, `meterflow_sink_healthy` 0), each until it recovers. The broker
+part was missing: with nothing to read, a sink whose broker was gone stayed healthy."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import REGISTRY
+
+from meterflow.sink.clients import SinkClients, sink_clients
+from meterflow.sink.health import SinkHealth
+from meterflow.sink.service import Sink, SinkConfig
+
+NOBODY = "127.0.0.1:1"  # nothing listens on port 1: refused at once
+
+
+def gauge() -> float | None:
+    return REGISTRY.get_sample_value("meterflow_sink_healthy")
+
+
+def test_either_problem_makes_it_unhealthy_until_both_clear() -> None:
+    health = SinkHealth()
+    health.mark_unhealthy("OSError: database down")
+    since = health.unhealthy_since
+    assert since is not None
+    health.mark_broker("Kafka unreachable: refused")
+    assert (health.healthy, gauge()) == (False, 0)
+    assert health.reason == "OSError: database down; Kafka unreachable: refused"
+    assert health.unhealthy_since == since  # unhealthy since the first problem
+    health.mark_healthy()  # a checkpoint went through: the broker is still out
+    assert (health.healthy, health.reason, gauge()) == (False, "Kafka unreachable: refused", 0)
+    health.mark_broker("")
+    assert (health.healthy, health.reason, health.unhealthy_since, gauge()) == (True, "", None, 1)
+    assert health.as_json()["status"] == "ok"
+
+
+async def test_a_broker_that_does_not_answer_is_in_the_health() -> None:
+    config = SinkConfig(
+        bootstrap=NOBODY,
+        database_url=f"postgresql://meterflow@{NOBODY}/meterflow",
+        costs_topic="energy-costs",
+        locations_topic="locations",
+        dead_letters_topic="dead-letters",
+        group_id="sink",
+        batch_size=10,
+        linger_s=0.1,
+        retry_max_s=1.0,
+    )
+    clients: SinkClients = sink_clients(config)  # real clients, never started: nobody answers
+    sink = Sink(config, clients)
+    sink._probe_broker(0.0)  # asks, in the background
+    assert sink.health.healthy
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        sink._probe_broker(1.0)  # reads the answer once there is one; not yet time to ask again
+        if not sink.health.healthy:
+            break
+    problem = sink.health.broker_problem
+    assert problem.startswith("Kafka unreachable: KafkaError: Unable"), problem
+    assert gauge() == 0
