@@ -256,6 +256,8 @@ DATABASE_ERRORS = Counter(
     "Failed database operations (each retry that fails counts once).",
     ["operation"],
 )
+DATABASE_OPERATIONS = ("checkpoint", "request")
+"""The `operation` label: the sink's checkpoint (a batch written), an API request's queries."""
 
 # --- HTTP API --------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
@@ -285,12 +287,21 @@ for _input in INPUTS:
         RECORDS_DEAD_LETTERED.labels(input=_input, code=_code.value)
     if _input != "energy-costs":
         RECORDS_PRICED.labels(input=_input)
+for _operation in DATABASE_OPERATIONS:
+    DATABASE_ERRORS.labels(operation=_operation)
 
 
 # --- helpers for the cost agent --------------------------------------------------------------
 # Labelled children by label value: `.labels()` validates and locks on every call, which costs
 # more than the increment itself on the per-record path (bench/bench_metrics.py).
 _consumed_by_topic: dict[str, Any] = {}
+
+
+def consuming(topics: Iterable[str]) -> None:
+    """The series of the topics a process consumes, at zero from its start (their names carry
+    the process's `MF_TOPIC_PREFIX`, so they cannot be made at import)."""
+    for topic in topics:
+        record_consumed(topic, 0)
 
 
 def record_consumed(topic: str, count: int = 1) -> None:
@@ -459,7 +470,7 @@ def set_sink_healthy(healthy: bool) -> None:
 
 
 def database_error(operation: str) -> None:
-    """A database call failed (`operation`: a short fixed name such as "insert" or "connect")."""
+    """A database call failed (`operation`: one of `DATABASE_OPERATIONS`)."""
     DATABASE_ERRORS.labels(operation=operation).inc()
 
 

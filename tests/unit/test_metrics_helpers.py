@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -334,3 +336,28 @@ async def test_a_position_that_does_not_come_is_skipped_not_awaited() -> None:
     consumer = StuckConsumer(highwaters={TP("lag-stuck", 0): 10}, positions={})
     lags = await metrics.update_consumer_lag(consumer, position_timeout_s=0.01)
     assert lags == {}
+
+
+def test_database_errors_and_consumed_records_exist_from_the_start() -> None:
+    """They appeared with the first error or batch: `rate()` missed that first one, and the
+    dashboard's "Database errors" panel said "No data" where it meant 0."""
+    for operation in metrics.DATABASE_OPERATIONS:
+        value = REGISTRY.get_sample_value(
+            "meterflow_database_errors_total", {"operation": operation}
+        )
+        assert value is not None, operation
+    topic = "test-prefix.meter-records"
+    labels = {"topic": topic}
+    assert REGISTRY.get_sample_value("meterflow_records_consumed_total", labels) is None
+    metrics.consuming([topic])
+    assert REGISTRY.get_sample_value("meterflow_records_consumed_total", labels) == 0
+
+
+def test_every_database_operation_counted_is_one_made_at_start() -> None:
+    source = Path(metrics.__file__).parent
+    named = {
+        found
+        for path in source.rglob("*.py")
+        for found in re.findall(r'database_error\("([^"]*)"\)', path.read_text())
+    }
+    assert named == set(metrics.DATABASE_OPERATIONS)

@@ -129,6 +129,7 @@ class Sink:
                 self.config.dead_letters_topic,  # batch records' failures (design §9)
             ]
             self._consumer.subscribe(topics, listener=_Rebalance(self))
+            metrics.consuming([self.config.costs_topic])
             await self._consumer.start()
             metrics.set_sink_healthy(self.health.healthy)
             event(log, "sink_started", group_id=self.config.group_id, topic=self.config.costs_topic)

@@ -26,7 +26,7 @@ from meterflow.contract.topics import (
 )
 from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event as log_event
-from meterflow.metrics import install_faust_metrics
+from meterflow.metrics import consuming, install_faust_metrics
 from meterflow.settings import Settings
 from meterflow.stream import faust_fixes
 from meterflow.stream.agents import (
@@ -297,6 +297,7 @@ def create_app(settings: Settings) -> faust.App:
         {"profiles": profiles, "market_prices": market_prices, "readings": readings_table},
         settings.progress_interval_s,
     )
+    consuming([settings.topic(METER_RECORDS)])  # the cost agent's count, at zero from the start
     return app
 
 
