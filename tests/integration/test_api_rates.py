@@ -258,6 +258,16 @@ BAD: list[tuple[str, dict[str, str], int, str]] = [
 ]
 
 
+async def test_an_instant_finer_than_a_microsecond_says_so(stack: Stack, client: Client) -> None:
+    """It was told "must be an RFC 3339 timestamp", which it is."""
+    key, location, _ = await new_location(stack, client)
+    params = {"start_time": "2024-12-02T12:00:00.1234567Z", "end_time": "2024-12-03T12:00:00Z"}
+    got, doc, _ = await client.call("GET", "/tariffs/rates/" + location, key=key, params=params)
+    assert (got, doc["code"]) == (400, "invalid_request"), doc
+    assert doc["message"].startswith("`start_time`: "), doc
+    assert "finer than a microsecond" in doc["message"]
+
+
 @pytest.mark.parametrize(("which", "change", "status", "code"), BAD)
 async def test_bad_input_is_refused_with_a_code(
     stack: Stack, client: Client, which: str, change: dict[str, str], status: int, code: str
@@ -275,12 +285,19 @@ async def test_a_choice_given_twice_differently_is_refused(stack: Stack, client:
     """As the reports' direction: `direction=IMPORT&direction=EXPORT` answered import rates."""
     key, location, _ = await new_location(stack, client)
     window = [("start_time", "2024-12-02T12:00:00Z"), ("end_time", "2024-12-03T12:00:00Z")]
+    hour = ("duration", "60")
     for path, repeated in (
         ("/tariffs/rates/", [("direction", "IMPORT"), ("direction", "EXPORT")]),
-        ("/slots/time/", [("duration", "60"), ("segment", "LOW"), ("segment", "HIGH")]),
+        ("/slots/time/", [hour, ("segment", "LOW"), ("segment", "HIGH")]),
+        # any other parameter too: the first one was taken
+        ("/slots/time/", [hour, ("contiguous", "true"), ("contiguous", "false")]),
+        ("/slots/time/", [hour, ("duration", "61")]),
+        ("/tariffs/rates/", [("end_time", "2024-12-03T13:00:00Z")]),
+        ("/tariffs/rates/", [("start_time", "2024-12-02T13:00:00Z")]),
     ):
         got, doc, _ = await client.call("GET", path + location, key=key, params=window + repeated)
-        assert (got, doc["code"]) == (422, "invalid_request"), doc
+        assert (got, doc["code"]) == (422, "invalid_request"), (repeated, doc)
+        assert "given twice, differently" in doc["message"]
     twice = [*window, ("direction", "IMPORT"), ("direction", "IMPORT")]
     got, doc, _ = await client.call("GET", "/tariffs/rates/" + location, key=key, params=twice)
     assert got == 200, doc

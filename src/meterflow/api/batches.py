@@ -22,7 +22,7 @@ from meterflow.api.batch_store import BatchEntry, ReadingKey
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import ApiError, not_found
-from meterflow.api.http import answer, principal_of
+from meterflow.api.http import answer, principal_of, query_value
 from meterflow.api.schemas import (
     BatchRecord,
     FailedRecord,
@@ -142,7 +142,7 @@ async def batch_status(request: web.Request) -> web.Response:
     the caller's account and mode do not have (another account's batch included)."""
     ctx = request.app[CONTEXT]
     principal = principal_of(request)
-    batch_id = request.query.get("batch_id")
+    batch_id = query_value(request, "batch_id")
     if not batch_id:
         raise ApiError(400, "invalid_request", "query parameter `batch_id` is required")
     found = await batch_store.load_batch(

@@ -17,7 +17,14 @@ from meterflow.api.batch_store import BatchEntry
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import JSON, ApiError, not_found
-from meterflow.api.http import answer, principal_of, query_bool, query_choice, read_json
+from meterflow.api.http import (
+    answer,
+    principal_of,
+    query_bool,
+    query_choice,
+    query_value,
+    read_json,
+)
 from meterflow.api.schemas import (
     Aggregation,
     CostReport,
@@ -205,7 +212,7 @@ def _tariff_direction(request: web.Request, body_value: TariffDirection | None) 
 
 
 def _aggregation(request: web.Request, body_value: Aggregation | None) -> Aggregation | None:
-    raw = request.query.get("aggregation")
+    raw = query_value(request, "aggregation")
     if raw is None:
         return body_value
     try:

@@ -32,6 +32,15 @@ def query_choice(
     return given.pop() if given else None
 
 
+def query_value(request: web.Request, name: str) -> str | None:
+    """The query's one `name`, None when absent: repeated, it must be the same each time (else
+    422), as a choice must (`query_choice`): `contiguous=true&contiguous=false` took the first."""
+    given = set(request.query.getall(name, ()))
+    if len(given) > 1:
+        raise ApiError(422, "invalid_request", f"`{name}` given twice, differently: give one")
+    return given.pop() if given else None
+
+
 def principal_of(request: web.Request) -> Principal:
     principal: Principal = request[PRINCIPAL]
     return principal
@@ -51,7 +60,8 @@ def answer(document: BaseModel | Any, status: int = 200) -> web.Response:
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:
-    raw = request.query.get(name)
+    """`true`/`false` (also `1`/`0`, any case: `requests` writes Python's `True`)."""
+    raw = query_value(request, name)
     if raw is None:
         return None
     lowered = raw.lower()

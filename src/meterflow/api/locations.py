@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from meterflow.api import repository
 from meterflow.api.context import CONTEXT
 from meterflow.api.errors import ApiError, not_found
-from meterflow.api.http import answer, principal_of, read_json
+from meterflow.api.http import answer, principal_of, query_value, read_json
 from meterflow.api.schemas import DeletedLocation, Location, LocationBody, LocationList
 from meterflow.contract.locations import profile_from
 from meterflow.contract.topics import LOCATIONS
@@ -122,11 +122,13 @@ async def delete_location(request: web.Request) -> web.Response:
 
 async def list_locations(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
+    raw_limit = query_value(request, "limit")
+    if raw_limit is None:
+        raw_limit = str(DEFAULT_PAGE)
     # ASCII digits only: `str.isdigit` also passes "²" and "٣", and `int` refuses 5,000 digits
     if not _DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise ApiError(400, "invalid_request", f"`limit` must be an integer from 1 to {MAX_PAGE}")
-    starting_after = request.query.get("starting_after") or None
+    starting_after = query_value(request, "starting_after") or None
     page, has_more = await repository.list_locations(
         ctx.db(), principal_of(request), limit=int(raw_limit), starting_after=starting_after
     )

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from meterflow.api.context import CONTEXT
 from meterflow.api.costs import visible_profiles
 from meterflow.api.errors import ApiError, not_found
-from meterflow.api.http import answer, principal_of, query_bool, query_choice
+from meterflow.api.http import answer, principal_of, query_bool, query_choice, query_value
 from meterflow.api.schemas import (
     ComponentRate,
     RatePeriod,
@@ -31,7 +31,13 @@ from meterflow.api.schemas import (
 )
 from meterflow.costing import quotes
 from meterflow.costing.timeline import US_PER_MINUTE, from_us, to_us
-from meterflow.models import LocationProfile, PricingError, TariffDirection, parse_instant
+from meterflow.models import (
+    LocationProfile,
+    PricingError,
+    TariffDirection,
+    parse_instant,
+    validation_summary,
+)
 
 _MAX_MINUTES = quotes.MAX_WINDOW_US // US_PER_MINUTE
 _MINUTES_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]*)?", re.ASCII)
@@ -48,15 +54,13 @@ def _location(request: web.Request) -> LocationProfile:
 
 
 def _instant(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
+    raw = query_value(request, name)
     if raw is None:
         return None
     try:
         return parse_instant(raw)
-    except ValidationError:
-        raise ApiError(
-            400, "invalid_request", f"`{name}` must be an RFC 3339 timestamp with Z or an offset"
-        ) from None
+    except ValidationError as exc:  # the record's words: not RFC 3339, finer than a µs, …
+        raise ApiError(400, "invalid_request", validation_summary(exc, whole=f"`{name}`")) from None
 
 
 def _window(request: web.Request) -> tuple[datetime, datetime]:
@@ -77,7 +81,7 @@ def _duration(request: web.Request) -> int:
     """Whole minutes (`60` or `60.0`: ASCII digits, as the OpenAPI file's integer; `Decimal`
     alone also read `60_0` as 600, other scripts' digits and spaces); anything else is a 422
     `invalid_duration`."""
-    raw = request.query.get("duration")
+    raw = query_value(request, "duration")
     if raw is None:
         raise ApiError(400, "invalid_request", "`duration` (minutes) is required")
     value = Decimal(raw) if _MINUTES_TEXT.fullmatch(raw) else Decimal("NaN")
