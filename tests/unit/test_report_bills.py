@@ -123,6 +123,23 @@ def test_a_date_the_zone_never_lived_is_not_charged() -> None:
     assert month.standing_charge.days == 30
 
 
+def test_a_day_whose_midnight_was_skipped_starts_as_its_clocks_showed() -> None:
+    # São Paulo went from 00:00 -03:00 straight to 01:00 -02:00 on 4 November 2018
+    sao_paulo = ZoneInfo("America/Sao_Paulo")
+    in_sao_paulo = london(fixed("2018-01-01T00:00:00Z"), location_id="loc_1", account_id="acc_1")
+    days = standing_days(
+        LocationProfile.model_validate(in_sao_paulo | {"timezone": "America/Sao_Paulo"}),
+        IMPORT,
+        at("2018-11-03T00:00:00-03:00"),
+        at("2018-11-05T00:00:00-02:00"),
+    )
+    rows = summed_rows([], Bill(days), Aggregation.DAY, sao_paulo)
+    assert [(row.start_time.isoformat(), row.end_time.isoformat()) for row in rows] == [
+        ("2018-11-03T00:00:00-03:00", "2018-11-04T01:00:00-02:00"),  # a 23-hour day
+        ("2018-11-04T01:00:00-02:00", "2018-11-05T00:00:00-02:00"),
+    ]
+
+
 def test_the_last_day_a_datetime_holds_ends_its_row() -> None:
     days = standing_days(
         profile(fixed("9999-01-01T00:00:00Z")),

@@ -72,6 +72,17 @@ def _end(key: date, aggregation: Aggregation, zone: ZoneInfo) -> datetime:
     return local_midnight(following, zone)
 
 
+def _as_lived(instant: datetime, zone: ZoneInfo) -> datetime:
+    """The instant with the offset the zone had then. A midnight a DST change skipped is the
+    day's first instant (`local_midnight`) but reads 00:00 at the offset before the change:
+    São Paulo's 4 November 2018 began at 01:00-02:00, which 00:00-03:00 is, but no clock
+    showed that."""
+    try:
+        return instant.astimezone(UTC).astimezone(zone)
+    except OverflowError:  # the last instant a datetime holds: no zone changed there
+        return instant
+
+
 def summed_rows(
     buckets: Sequence[dict[str, Any]], bill: Bill, aggregation: Aggregation, zone: ZoneInfo
 ) -> list[ReportRow]:
@@ -120,8 +131,8 @@ def _row(
         total = reduce(CONTEXT.add, (sums.get("total", cost), charge, standing_tax))
         value = CostValue(value=cost, confidence=confidence, tax=tax, total=total)
     return ReportRow(
-        start_time=local_midnight(key, zone),
-        end_time=_end(key, aggregation, zone),
+        start_time=_as_lived(local_midnight(key, zone), zone),
+        end_time=_as_lived(_end(key, aggregation, zone), zone),
         records=sums.get("records", 0),
         energy=EnergyValue(value=sums.get("energy_kwh", ZERO)),
         cost=value,
