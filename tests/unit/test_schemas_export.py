@@ -49,3 +49,16 @@ def test_cli_check_fails_on_drift(tmp_path: Path) -> None:
     result = runner.invoke(main, ["schemas", "export", "--check", "--dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "EnergyCost.schema.json" in result.output
+
+
+def test_cli_check_of_a_missing_directory_says_so(tmp_path: Path) -> None:
+    """Every file was "out of date" (exit 1), which sent one to regenerate them."""
+    from click.testing import CliRunner
+
+    from meterflow.cli import main
+
+    missing = tmp_path / "nowhere"
+    result = CliRunner().invoke(main, ["schemas", "export", "--check", "--dir", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert f"{missing} is not a directory" in result.output
+    assert "out of date" not in result.output

@@ -28,6 +28,11 @@ def schemas() -> None:
 )
 def export(directory: Path, check: bool) -> None:
     """Write schemas/<Model>.schema.json for every contract document."""
+    if check and not directory.is_dir():  # else every file is "out of date", which misleads
+        raise click.BadParameter(
+            f"{directory} is not a directory (run from the project's root, or give --dir)",
+            param_hint="--dir",
+        )
     drifted = export_schemas(directory, check=check)
     if check and drifted:
         click.echo(f"out of date: {', '.join(drifted)} (run `meterflow schemas export`)", err=True)
