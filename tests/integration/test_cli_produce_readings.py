@@ -68,7 +68,7 @@ async def test_produce_readings_publishes_register_readings(kafka_bootstrap: str
         )
         per_meter = Counter(r.location_id for r in readings)
         assert sorted(per_meter) == [f"loc_demo_{i:05d}" for i in range(4)]
-        # 220 over 4 meters: 54 slots each (216), and slot 49's reading of each sent twice
+        # 220 over 4 meters: 54 slots each (216), and one reading of each sent twice (slots 46-49)
         assert set(per_meter.values()) == {55}
         pairs = Counter((r.location_id, r.time, r.value) for r in readings)
         assert max(pairs.values()) == 2  # the duplicates the agent ignores

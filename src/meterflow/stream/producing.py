@@ -92,9 +92,11 @@ def synthetic_readings(
     """`count` cumulative register readings (WH, design §10) round-robin over one meter per
     location, so that `make up` users see each rule of the readings agent at work: a meter's
     first reading is its baseline, each next one rises by a varying 50..449 Wh (an interval
-    priced), every `duplicate_every`-th is sent twice (the copy is ignored), every
-    `reset_every`-th restarts the register near zero (a meter swap: `register_reset`, a new
-    baseline). Deterministic: the same arguments give the same readings."""
+    priced), one in `duplicate_every` is sent twice (the copy is ignored), one in
+    `reset_every` restarts the register near zero (a meter swap: `register_reset`, a new
+    baseline). Each meter's turn comes at its own slot, so a short run over many meters (the
+    default: 10 readings each for 100) shows both, where slot 50 and 200 of every meter
+    showed neither. Deterministic: the same arguments give the same readings."""
     base = start or datetime(2026, 1, 5, tzinfo=UTC)
     step = timedelta(minutes=interval_minutes)
     registers = [1000 * (n + 1) for n in range(len(location_ids))]
@@ -104,7 +106,7 @@ def synthetic_readings(
         for n, location_id in enumerate(location_ids):
             if sent >= count:
                 return
-            if slot > 0 and slot % reset_every == 0:
+            if slot > 1 and (slot + 7 * n) % reset_every == 0:  # after an interval at least
                 registers[n] = n % 10
             elif slot > 0:
                 registers[n] += 50 + (slot * 7 + n * 13) % 400
@@ -112,7 +114,7 @@ def synthetic_readings(
             reading["units"] = "WH"
             yield reading
             sent += 1
-            if slot % duplicate_every == duplicate_every - 1 and sent < count:
+            if (slot + n) % duplicate_every == duplicate_every - 1 and sent < count:
                 yield dict(reading)
                 sent += 1
         slot += 1
