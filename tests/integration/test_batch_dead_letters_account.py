@@ -8,13 +8,15 @@ the account from the batch's rows. Real PostgreSQL, the API's and the sink's own
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
 from meterflow.api import batch_store
-from meterflow.api.batches import accepted
+from meterflow.api.batch_store import BatchEntry, Meter, ReadingKey
+from meterflow.api.batches import accepted, accepted_reading
 from meterflow.api.credentials import Principal
 from meterflow.sink.batch_failures import BatchFailure, Identity, write_batch_failures
 from meterflow.sink.rows import Source
@@ -23,13 +25,24 @@ pytestmark = pytest.mark.integration
 
 WHEN = datetime(2026, 5, 1, 12, tzinfo=UTC)
 PRINCIPAL = Principal(account_id="acc_letters", live_mode=True, key_id="key_1")
+METER = Meter("loc_mine", "dev_mine")
+
+
+def mine(index: int) -> BatchEntry:
+    """The batch's record `index`: id `mre_{index}`, reference `R{index}`, on `METER`."""
+    return accepted(index, f"mre_{index}", f"R{index}", METER)
+
+
+def ours(**identity: str) -> Identity:
+    """An identity on `METER`, as the letter of one of the batch's records gives it."""
+    return Identity(location_id=METER.location_id, object_id=METER.object_id, **identity)
 
 
 def failure(
     batch_id: str, index: int, offset: int, identity: Identity | None = None
 ) -> BatchFailure:
-    """A letter of the record `accepted(index, f"mre_{index}", f"R{index}")` stored, unless
-    `identity` says it is another record."""
+    """A letter of the record `mine(index)` stored, unless `identity` says it is another
+    record."""
     return BatchFailure(
         batch_id,
         index,
@@ -37,7 +50,7 @@ def failure(
         "no such device",
         WHEN,
         Source("dead-letters", 0, offset),
-        identity or Identity(record_id=f"mre_{index}"),
+        identity or ours(record_id=f"mre_{index}"),
     )
 
 
@@ -65,7 +78,7 @@ async def test_a_letter_read_before_its_batch_commits_waits_and_gets_its_account
             records_submitted=2,
             records_accepted=2,
             time_created=WHEN,
-            entries=[accepted(0, "mre_0", "R0"), accepted(1, "mre_1", "R1")],
+            entries=[mine(0), mine(1)],
         )
         # The records are on Kafka now, priced, dead-lettered and read by the sink:
         sink = asyncio.create_task(store_letters(migrated_database, [failure("bat_0a", 1, 5)]))
@@ -108,27 +121,59 @@ async def test_a_letter_claiming_another_records_batch_fields_is_not_stored(
                 records_submitted=3,
                 records_accepted=3,
                 time_created=WHEN,
-                entries=[accepted(i, f"mre_{i}", f"R{i}") for i in range(3)],
+                entries=[mine(i) for i in range(3)],
             )
+        theirs = {"location_id": "loc_theirs", "object_id": "dev_mine"}  # another account's
         forged = [
-            failure("bat_0c", 0, 7, Identity(record_id="mre_forged")),
-            failure("bat_0c", 1, 8, Identity(reference="R0")),  # record 0's reference
+            failure("bat_0c", 0, 7, ours(record_id="mre_forged")),
+            failure("bat_0c", 1, 8, ours(reference="R0")),  # record 0's reference
             failure("bat_0c", 2, 9, Identity()),  # no identity at all
+            # the record's own reference and id, from another meter: another account's record
+            failure("bat_0c", 0, 14, Identity(reference="R0", **theirs)),
+            failure("bat_0c", 1, 15, Identity(record_id="mre_1", **theirs)),
+            failure("bat_0c", 2, 16, replace(ours(reference="R2"), object_id="dev_other")),
         ]
         await store_letters(migrated_database, forged)
         assert await api.fetchval("SELECT count(*) FROM batch_dead_letters") == 0
 
         real = [
             failure("bat_0c", 0, 10),  # by the id the API gave it
-            failure("bat_0c", 1, 11, Identity(reference="R1")),  # by its reference
+            failure("bat_0c", 1, 11, ours(reference="R1")),  # by its reference
             # two letters matching one row in one statement: one row, the later read
-            failure("bat_0c", 2, 12, Identity(reference="R2")),
-            failure("bat_0c", 2, 13, Identity(record_id="mre_2")),
+            failure("bat_0c", 2, 12, ours(reference="R2")),
+            failure("bat_0c", 2, 13, ours(record_id="mre_2")),
         ]
         await store_letters(migrated_database, real)
         rows = await api.fetch(
             "SELECT batch_index, source_offset FROM batch_dead_letters ORDER BY batch_index"
         )
         assert [tuple(r) for r in rows] == [(0, 10), (1, 11), (2, 13)]
+    finally:
+        await api.close()
+
+
+async def test_a_reading_s_letter_must_come_from_its_meter(migrated_database: str) -> None:
+    """A device id two accounts list: a reading of the other account's location at the same
+    time, carrying this batch's fields, marked this account's reading FAILED."""
+    key = ReadingKey("loc_mine", "dev_mine", "INBOUND", WHEN, WHEN)
+    api = await asyncpg.connect(migrated_database)
+    try:
+        async with api.transaction():
+            await batch_store.insert_batch(
+                api,
+                batch_id="bat_0d",
+                principal=PRINCIPAL,
+                records_submitted=1,
+                records_accepted=1,
+                time_created=WHEN,
+                entries=[accepted_reading(0, None, key)],
+            )
+        device_and_time = {"object_id": "dev_mine", "at": WHEN}
+        forged = failure("bat_0d", 0, 20, Identity(location_id="loc_theirs", **device_and_time))
+        await store_letters(migrated_database, [forged])
+        assert await api.fetchval("SELECT count(*) FROM batch_dead_letters") == 0
+        real = failure("bat_0d", 0, 21, Identity(location_id="loc_mine", **device_and_time))
+        await store_letters(migrated_database, [real])
+        assert await api.fetchval("SELECT source_offset FROM batch_dead_letters") == 21
     finally:
         await api.close()

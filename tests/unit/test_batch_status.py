@@ -52,8 +52,8 @@ def test_the_sinks_own_letter_of_a_batch_records_result_counts_too() -> None:
 
 
 def test_a_letter_says_which_record_it_is() -> None:
-    """What the database matches with the batch row (`Identity`): an interval record's id or
-    reference, a reading's meter and time, a derived interval's meter and end."""
+    """What the database matches with the batch row (`Identity`): the meter (location and
+    object), an interval record's id or reference, a reading's time, a derived interval's end."""
     by_id = record(id="mre_1", batch_id="bat_1", batch_index=0)
     referenced = record(
         device_id="dev_1", record_reference_id="R7", batch_id="bat_1", batch_index=1
@@ -72,9 +72,11 @@ def test_a_letter_says_which_record_it_is() -> None:
     ]
     end = datetime(2026, 5, 1, 0, 30, tzinfo=UTC)
     assert [i.identity if i else None for i in identities] == [
-        Identity(record_id="mre_1", object_id="loc_1", at=end),
-        Identity(reference="R7", object_id="dev_1", at=end),
-        Identity(object_id="dev_1", at=datetime(2026, 5, 1, 8, 42, 17, tzinfo=UTC)),
+        Identity(record_id="mre_1", object_id="loc_1", at=end, location_id="loc_1"),
+        Identity(reference="R7", object_id="dev_1", at=end, location_id="loc_1"),
+        Identity(
+            object_id="dev_1", at=datetime(2026, 5, 1, 8, 42, 17, tzinfo=UTC), location_id="loc_1"
+        ),
     ]
     for unusable in ("2026-05-01T10:42:17", "0001-01-01T00:00:00+14:00", "not a time"):
         failure = decode_batch_failure(letter(reading | {"time": unusable}), WHERE)

@@ -47,9 +47,19 @@ class ReadingKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Meter:
+    """An accepted interval record's meter: its location and object (device, else location).
+    A dead letter claiming the record's batch fields must name it too (`sink.batch_failures`):
+    a reference alone is another account's as well."""
+
+    location_id: str
+    object_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class BatchEntry:
-    """What the PUT knew of one submitted record: accepted (ids, or for a reading the key of
-    its interval) or refused (error)."""
+    """What the PUT knew of one submitted record: accepted (ids and meter, or for a reading
+    the key of its interval) or refused (error)."""
 
     index: int
     meter_record_id: str | None
@@ -58,6 +68,7 @@ class BatchEntry:
     error_code: str | None
     error_message: str | None
     reading: ReadingKey | None = None
+    meter: Meter | None = None
 
 
 async def insert_batch(
@@ -104,17 +115,21 @@ async def insert_batch(
                     e.record_reference_id,
                     e.error_code,
                     e.error_message,
-                    *_reading_columns(e.reading),
+                    *_meter_columns(e),
                 )
                 for e in entries
             ],
         )
 
 
-def _reading_columns(key: ReadingKey | None) -> tuple[object, ...]:
-    if key is None:
-        return (None, None, None, None, None)
-    return (key.location_id, key.object_id, key.energy_flow_direction, key.time, key.after)
+def _meter_columns(entry: BatchEntry) -> tuple[object, ...]:
+    """A reading's key (migration 0006), or an interval record's meter (time columns NULL)."""
+    key, meter = entry.reading, entry.meter
+    if key is not None:
+        return (key.location_id, key.object_id, key.energy_flow_direction, key.time, key.after)
+    if meter is not None:
+        return (meter.location_id, meter.object_id, None, None, None)
+    return (None, None, None, None, None)
 
 
 _RECORDS = """

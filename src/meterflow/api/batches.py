@@ -18,7 +18,7 @@ from aiohttp import web
 
 from meterflow import ids
 from meterflow.api import batch_store
-from meterflow.api.batch_store import BatchEntry, ReadingKey
+from meterflow.api.batch_store import BatchEntry, Meter, ReadingKey
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import ApiError, not_found
@@ -40,13 +40,15 @@ BATCH_FIELDS = ("batch_id", "batch_index")
 def _storable(text: str | None) -> str | None:
     """PostgreSQL text holds neither NUL nor unpaired surrogates, and a refused record's
     reference and error (which may quote a key it had) are the client's text."""
-    if text is None:
-        return None
+    return None if text is None else _storable_text(text)
+
+
+def _storable_text(text: str) -> str:
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
-def accepted(index: int, meter_record_id: str, reference: str | None) -> BatchEntry:
-    """An accepted record: its id, and the id its result will have (design §4, §8.1)."""
+def accepted(index: int, meter_record_id: str, reference: str | None, meter: Meter) -> BatchEntry:
+    """An accepted record: its id, the id its result will have (design §4, §8.1), its meter."""
     return BatchEntry(
         index,
         meter_record_id,
@@ -54,6 +56,7 @@ def accepted(index: int, meter_record_id: str, reference: str | None) -> BatchEn
         _storable(reference),
         None,
         None,
+        meter=Meter(_storable_text(meter.location_id), _storable_text(meter.object_id)),
     )
 
 

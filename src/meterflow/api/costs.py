@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from meterflow import ids, metrics
 from meterflow.api import batches, bills, repository
-from meterflow.api.batch_store import BatchEntry
+from meterflow.api.batch_store import BatchEntry, Meter
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import JSON, ApiError, not_found
@@ -178,7 +178,8 @@ async def submit_interval(request: web.Request) -> web.Response:
             referenced = referenced_record_id(record, principal.account_id, principal.live_mode)
             meter_record_id = referenced or record.id
             assert meter_record_id is not None  # `assign_record_id` gave it one, or a reference
-            entries.append(batches.accepted(number, meter_record_id, reference))
+            meter = Meter(record.location_id, record.device_id or record.location_id)
+            entries.append(batches.accepted(number, meter_record_id, reference, meter))
         else:
             error = error or "invalid_record: not accepted"
             failed.append(

@@ -12,10 +12,11 @@ once per (batch, index); a newer one for the same record (a replayed record that
 replaces it, an older or the same one changes nothing: replaying the topic is harmless. A row
 carries its batch's account and mode (migration 0007).
 
-A letter is stored only when its record is the one the batch row describes (`Identity`): the
-`id` the API gave it or its `record_reference_id`, or for a reading the meter and the time. A
-`batch_id` and `batch_index` alone would let any producer of `meter-records` who learnt a batch
-id mark another account's record FAILED.
+A letter is stored only when its record is the one the batch row describes (`Identity`): its
+meter (location and device, which pin the account: a location id is one account's), and the
+`id` the API gave it or its `record_reference_id`, or for a reading the time. A `batch_id` and
+`batch_index` alone, or with a copied reference, would let any producer of `meter-records` who
+learnt a batch id mark another account's record FAILED.
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ _BATCH_ID = re.compile(r"bat_[0-9a-f]{1,60}")
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """What the letter's record says it is, to be matched with its batch row: an interval
-    record's `id` or `record_reference_id` (the row's `meter_record_id` and reference), a
-    reading's meter and time or a derived interval's meter and end (a reading row's
-    `object_id` and `reading_time`)."""
+    """What the letter's record says it is, to be matched with its batch row: its meter
+    (`location_id`, `object_id`: device, else location), and an interval record's `id` or
+    `record_reference_id` (the row's `meter_record_id` and reference), a reading's time or a
+    derived interval's end (a reading row's `reading_time`)."""
 
     record_id: str | None = None
     reference: str | None = None
     object_id: str | None = None
     at: datetime | None = None
+    location_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ def identity_of(record: dict[str, Any]) -> Identity:
         reference=_text(record.get("record_reference_id")),
         object_id=device if device is not None else location,
         at=_instant(record.get("time", record.get("end_time"))),
+        location_id=location,
     )
 
 
@@ -161,13 +164,16 @@ INSERT INTO batch_dead_letters AS d (batch_id, batch_index, account_id, live_mod
 SELECT DISTINCT ON (l.batch_id, l.batch_index) l.batch_id, l.batch_index, r.account_id,
     r.live_mode, l.code, l.message, l.time_created, l.topic, l.part, l.off
 FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-    $7::int[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+    $7::int[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+    $13::text[])
     AS l(batch_id, batch_index, code, message, time_created, topic, part, off, record_id,
-    reference, object_id, at)
+    reference, object_id, at, location_id)
 JOIN meter_batch_records r ON r.batch_id = l.batch_id AND r.record_index = l.batch_index
+    -- its meter (an interval record's row stored before rows kept it has none)
+    AND (r.location_id IS NULL OR (r.location_id = l.location_id AND r.object_id = l.object_id))
     AND CASE WHEN r.meter_record_id IS NOT NULL  -- an interval record: its id or reference
         THEN r.meter_record_id = l.record_id OR r.record_reference_id = l.reference
-        ELSE r.object_id = l.object_id AND r.reading_time = l.at  -- a reading: meter, time
+        ELSE r.reading_time = l.at  -- a reading: its time
     END
 ORDER BY l.batch_id, l.batch_index, l.time_created DESC, l.off DESC  -- one each: the newest
 ON CONFLICT (batch_id, batch_index) DO UPDATE SET
@@ -208,5 +214,6 @@ async def write_batch_failures(
         [f.identity.reference for f in rows],
         [f.identity.object_id for f in rows],
         [f.identity.at for f in rows],
+        [f.identity.location_id for f in rows],
         timeout=timeout_s,
     )
