@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -118,6 +119,21 @@ async def test_results_and_dead_letters_carry_their_records_kafka_timestamp(
     assert letters.stamps == [1_780_000_001_123, 1_780_000_002_123]
     await pricer(costs, letters).on_event(event(record("loc_a"), b"loc_a"))  # none given
     assert costs.stamps[-1] is None
+
+
+async def test_a_timestamp_ahead_of_the_worker_counts_as_when_it_was_read(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    """A producer's clock an hour ahead made its record win over every correction sent in
+    that hour (the sink orders versions by these stamps)."""
+    costs, letters = topics
+    ahead = time.time() + 3600
+    before = time.time_ns() // 1_000_000
+    stamped = Event(b"loc_a", record("loc_a"), Message("meter-records", 1, 0, b"loc_a", ahead))
+    await pricer(costs, letters).on_events([stamped])
+    (stamp,) = costs.stamps
+    assert stamp is not None
+    assert before <= stamp <= time.time_ns() // 1_000_000
 
 
 async def test_a_tombstone_or_an_exception_inside_pricing_is_a_dead_letter(

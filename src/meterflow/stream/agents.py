@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import date, datetime
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Any, Protocol
 
 from meterflow import metrics
@@ -47,11 +47,15 @@ KeyValue = tuple[bytes | None, bytes, int | None]
 def received_ms(message: Any) -> int | None:
     """The input record's Kafka timestamp (ms), which its result and dead letter carry on:
     when the record reached meterflow, the order in which the sink applies corrections
-    (docs/sink.md, "Duplicates and corrections"). None when it has none (unit-test fakes)."""
+    (docs/sink.md, "Duplicates and corrections"). None when it has none (unit-test fakes).
+
+    Never later than now: a record cannot reach meterflow after the worker read it, and a
+    producer's clock running ahead would otherwise make its record win over every correction
+    sent before that time came (50 minutes ahead froze a row for 50 minutes)."""
     stamp: float | None = getattr(message, "timestamp", None)  # faust: Kafka's ms / 1000.0
     if stamp is None or stamp < 0:
         return None
-    return round(stamp * 1000)
+    return min(round(stamp * 1000), time_ns() // 1_000_000)
 
 
 def costs_emitted(input: str, costs: Sequence[KeyValue]) -> None:
