@@ -333,7 +333,7 @@ async def test_location_put_get_list_delete(stack: Stack, client: Client) -> Non
     account, key = await new_account(stack)
     ids = sorted(uid("loc") for _ in range(3))
     for location in ids:
-        doc = await put_location(client, key, location)
+        doc = await put_location(client, key, location, FIXED | {"devices": [f"dev_{location}"]})
         assert doc["object"] == "location"
         assert doc["id"] == location
         assert doc["account_id"] == account
@@ -341,7 +341,7 @@ async def test_location_put_get_list_delete(stack: Stack, client: Client) -> Non
         assert doc["tariffs"]["IMPORT"][0]["rate"] == Decimal("0.25")
     status, got, _ = await client.call("GET", f"/locations/{ids[0]}", key=key)
     assert status == 200
-    assert got["devices"] == ["dev_charger"]
+    assert got["devices"] == [f"dev_{ids[0]}"]
 
     status, page1, _ = await client.call("GET", "/locations", key=key, params={"limit": "2"})
     assert status == 200
@@ -362,6 +362,33 @@ async def test_location_put_get_list_delete(stack: Stack, client: Client) -> Non
     assert_error(status, doc, 404, "not_found")
     status, doc, _ = await client.call("POST", "/costs/instant", key=key, json=record(ids[0]))
     assert_error(status, doc, 422, "unknown_location")
+
+
+async def test_a_device_belongs_to_one_location(stack: Stack, client: Client) -> None:
+    """Listed by two, its readings of one replaced the other's intervals (one identity) and a
+    report of it added both locations' currencies."""
+    _, key = await new_account(stack)
+    first, second = uid("loc"), uid("loc")
+    await put_location(client, key, first, FIXED | {"devices": ["dev_a", "dev_b"]})
+    path = f"/locations/{second}"
+    status, doc, _ = await client.call(
+        "PUT", path, key=key, json=FIXED | {"devices": ["dev_c", "dev_b"]}
+    )
+    assert_error(status, doc, 422, "device_conflict")
+    assert f"'dev_b' is a device of location '{first}'" in doc["message"]
+    status, doc, _ = await client.call("GET", path, key=key)
+    assert_error(status, doc, 404, "not_found")  # nothing was written
+    status, doc, _ = await client.call("PUT", path, key=key, json=FIXED | {"devices": [second]})
+    assert_error(status, doc, 422, "device_conflict")  # the location's own meter's id
+    # moved: removed from the first, then listed by the second; another account may list it
+    await put_location(client, key, first, FIXED | {"devices": ["dev_a"]})
+    await put_location(client, key, second, FIXED | {"devices": ["dev_b"]})
+    await put_location(client, key, first, FIXED | {"devices": ["dev_a"]})  # again: its own
+    _, other = await new_account(stack)
+    await put_location(client, other, uid("loc"), FIXED | {"devices": ["dev_b"]})
+    # a deleted location's devices are free
+    await client.call("DELETE", f"/locations/{second}", key=key)
+    await put_location(client, key, first, FIXED | {"devices": ["dev_a", "dev_b"]})
 
 
 async def test_location_put_is_published_to_the_locations_topic(
@@ -988,10 +1015,12 @@ async def test_a_report_never_adds_two_currencies(stack: Stack, client: Client) 
     account, key = await new_account(stack)
     pounds, euros, session = uid("loc"), uid("loc"), uid("SESSION")
     await put_location(client, key, pounds)  # GBP, device dev_charger
-    await put_location(client, key, euros, FIXED | {"currency_code": "EUR"})  # the same device
     start = datetime(2025, 7, 1, 12, tzinfo=UTC)
     common = {"device_id": "dev_charger", "session": session}
     await store_costs(stack, account, pounds, start, 2, **common)
+    # the charger moves to a location priced in euros, in the middle of a session
+    await put_location(client, key, pounds, FIXED | {"devices": []})
+    await put_location(client, key, euros, FIXED | {"currency_code": "EUR"})
     await store_costs(stack, account, euros, start, 2, **common, currency="EUR")
     window = {"start_time": "2025-07-01T00:00:00Z", "end_time": "2025-07-02T00:00:00Z"}
     for params in ({}, {"aggregation": "DAY"}, {"aggregation": "MONTH"}):
@@ -1015,7 +1044,7 @@ async def test_a_report_never_adds_two_currencies(stack: Stack, client: Client) 
         assert report["currency_code"] == currency
         assert [r["cost"]["value"] for r in report["data"]] == [Decimal("0.25")]
     # a location whose currency changed: its earlier records are in the old one
-    await put_location(client, key, pounds, FIXED | {"currency_code": "USD"})
+    await put_location(client, key, pounds, FIXED | {"currency_code": "USD", "devices": []})
     status, doc, _ = await client.call(
         "POST", f"/costs/interval/{pounds}", key=key, json=window, params={"aggregation": "DAY"}
     )

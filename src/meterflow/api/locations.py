@@ -82,6 +82,10 @@ async def put_location(request: web.Request) -> web.Response:
     if b"\\u0000" in await request.read():
         raise ApiError(422, "invalid_profile", "NUL characters (\\u0000) are not allowed")
     profile = _profile_from(body, location_id, principal.account_id, principal.live_mode)
+    if location_id in profile.devices:  # the location's own meter has that id (design §10)
+        raise ApiError(
+            422, "device_conflict", f"device {location_id!r} is the location's own id: rename it"
+        )
     written = dumps(profile)
     if len(written) > MAX_MESSAGE_BYTES:
         raise ApiError(
@@ -95,6 +99,15 @@ async def put_location(request: web.Request) -> web.Response:
         updated_at = await repository.claim_location(conn, profile)
         if updated_at is None:
             raise not_found(f"location {location_id!r}")
+        shared = await repository.device_elsewhere(conn, profile)  # rolls the claim back
+        if shared is not None:
+            device, elsewhere = shared
+            raise ApiError(
+                422,
+                "device_conflict",
+                f"device {device!r} is a device of location {elsewhere!r}: a device belongs to"
+                " one location (remove it there first to move it)",
+            )
         position = await ctx.kafka().send(LOCATIONS, location_id, written)
     ctx.view.locations.apply(location_id, profile, position)
     return answer(_resource(repository.StoredLocation(profile, updated_at)))

@@ -130,7 +130,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "getMeterBatch",
         "A batch's status: every record ACCEPTED, PRICED or FAILED (also after acceptance)",
         MeterBatchStatus,
-        (*_AUTHED, 404),
+        (*_AUTHED, 404, 422),
         params=(Param("batch_id", "query", _BATCH_ID, "the `id` of the PUT's answer", True),),
         tags=("meters",),
     ),
@@ -170,7 +170,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "listLocations",
         "The caller's locations, newest id first, with cursor pagination",
         LocationList,
-        _AUTHED,
+        (*_AUTHED, 422),
         params=(
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
             Param("starting_after", "query", _TEXT, "the last id of the page before"),
@@ -277,7 +277,8 @@ ERROR_DESCRIPTIONS = {
     422: (
         "Fits the schema but cannot be processed (unknown location or device, no tariff in force, "
         "end_time not after start_time, a profile with a gap, a window over 31 days, a "
-        "duration longer than the window, a report over two currencies); `code` says which"
+        "duration longer than the window, a report over two currencies, a query parameter "
+        "given twice differently, a device another location lists); `code` says which"
     ),
     429: "Rate limited; see Retry-After",
     503: (

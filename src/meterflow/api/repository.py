@@ -22,7 +22,7 @@ from meterflow.api.credentials import (
     hash_api_key,
     new_api_key,
 )
-from meterflow.contract.columns import LOCATION_COLUMNS, location_row
+from meterflow.contract.columns import DEVICES_LOCK_NAMESPACE, LOCATION_COLUMNS, location_row
 from meterflow.models import LocationProfile
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -84,6 +84,33 @@ async def claim_location(conn: Connection, profile: LocationProfile) -> datetime
         *location_row(profile),
     )
     return updated_at
+
+
+async def device_elsewhere(conn: Connection, profile: LocationProfile) -> tuple[str, str] | None:
+    """A device of `profile` that another live location of its account and mode lists, with
+    that location; None when every device is the profile's alone. A device is one meter of one
+    location (design §8, §10): listed twice, its records and readings of one location would
+    replace the other's (same identity) and a report of it would add both locations'
+    currencies. Takes the account's lock until the transaction ends (`DEVICES_LOCK_NAMESPACE`)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", DEVICES_LOCK_NAMESPACE, profile.account_id
+    )
+    if not profile.devices:
+        return None
+    row = await conn.fetchrow(
+        """
+        SELECT d.device, l.location_id FROM locations l, unnest(l.devices) AS d(device)
+        WHERE l.account_id = $1 AND l.live_mode = $2 AND NOT l.deleted AND l.location_id <> $3
+          AND d.device = ANY ($4::text[])
+        ORDER BY d.device, l.location_id
+        LIMIT 1
+        """,
+        profile.account_id,
+        profile.live_mode,
+        profile.location_id,
+        profile.devices,
+    )
+    return None if row is None else (row["device"], row["location_id"])
 
 
 async def mark_location_deleted(conn: Connection, principal: Principal, location_id: str) -> bool:

@@ -90,6 +90,11 @@ between), the sink takes it shared before storing a batch record's dead letter, 
 finds its batch's rows and their account (migration 0007). A hash collision only makes the sink
 wait for another batch's commit."""
 
+DEVICES_LOCK_NAMESPACE = 0x6D66_6476  # "mfdv"
+"""`pg_advisory_xact_lock(DEVICES_LOCK_NAMESPACE, hashtext(account_id))`: held by the API while
+it checks that a location's devices are no other location's and writes it, so two PUTs at
+once cannot each list the same device (`repository.device_elsewhere`)."""
+
 
 def profile_json(profile: LocationProfile) -> str:
     """The `profile` jsonb value as text: the document as published, Decimals as numbers."""
