@@ -54,6 +54,19 @@ def failure(
     )
 
 
+async def insert_batch(api: asyncpg.Connection, batch_id: str, entries: list[BatchEntry]) -> None:
+    """What the API stores for a batch of `entries`, all accepted."""
+    await batch_store.insert_batch(
+        api,
+        batch_id=batch_id,
+        principal=PRINCIPAL,
+        records_submitted=len(entries),
+        records_accepted=len(entries),
+        time_created=WHEN,
+        entries=entries,
+    )
+
+
 async def store_letters(url: str, failures: list[BatchFailure]) -> None:
     """What the sink's writer does: the letters in one transaction of their own."""
     conn = await asyncpg.connect(url)
@@ -71,15 +84,7 @@ async def test_a_letter_read_before_its_batch_commits_waits_and_gets_its_account
     try:
         transaction = api.transaction()
         await transaction.start()
-        await batch_store.insert_batch(
-            api,
-            batch_id="bat_0a",
-            principal=PRINCIPAL,
-            records_submitted=2,
-            records_accepted=2,
-            time_created=WHEN,
-            entries=[mine(0), mine(1)],
-        )
+        await insert_batch(api, "bat_0a", [mine(0), mine(1)])
         # The records are on Kafka now, priced, dead-lettered and read by the sink:
         sink = asyncio.create_task(store_letters(migrated_database, [failure("bat_0a", 1, 5)]))
         await asyncio.sleep(1.0)
@@ -114,15 +119,7 @@ async def test_a_letter_claiming_another_records_batch_fields_is_not_stored(
     api = await asyncpg.connect(migrated_database)
     try:
         async with api.transaction():
-            await batch_store.insert_batch(
-                api,
-                batch_id="bat_0c",
-                principal=PRINCIPAL,
-                records_submitted=3,
-                records_accepted=3,
-                time_created=WHEN,
-                entries=[mine(i) for i in range(3)],
-            )
+            await insert_batch(api, "bat_0c", [mine(i) for i in range(3)])
         theirs = {"location_id": "loc_theirs", "object_id": "dev_mine"}  # another account's
         forged = [
             failure("bat_0c", 0, 7, ours(record_id="mre_forged")),
@@ -159,15 +156,7 @@ async def test_a_reading_s_letter_must_come_from_its_meter(migrated_database: st
     api = await asyncpg.connect(migrated_database)
     try:
         async with api.transaction():
-            await batch_store.insert_batch(
-                api,
-                batch_id="bat_0d",
-                principal=PRINCIPAL,
-                records_submitted=1,
-                records_accepted=1,
-                time_created=WHEN,
-                entries=[accepted_reading(0, None, key)],
-            )
+            await insert_batch(api, "bat_0d", [accepted_reading(0, None, key)])
         device_and_time = {"object_id": "dev_mine", "at": WHEN}
         forged = failure("bat_0d", 0, 20, Identity(location_id="loc_theirs", **device_and_time))
         await store_letters(migrated_database, [forged])

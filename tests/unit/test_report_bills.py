@@ -107,12 +107,17 @@ def test_a_range_counts_the_days_whose_midnight_it_holds() -> None:
     assert len(century) <= MAX_STANDING_DAYS
 
 
+def charged_in(zone: str, since: str) -> LocationProfile:
+    """A location in `zone` charged 0.5 a day since `since`."""
+    located = london(fixed(since), location_id="loc_1", account_id="acc_1")
+    return LocationProfile.model_validate(located | {"timezone": zone})
+
+
 def test_a_date_the_zone_never_lived_is_not_charged() -> None:
     # Pacific/Apia crossed the date line from 29 to 31 December 2011: 30 local days that month
     apia = ZoneInfo("Pacific/Apia")
-    in_apia = london(fixed("2011-01-01T00:00:00Z"), location_id="loc_1", account_id="acc_1")
     days = standing_days(
-        LocationProfile.model_validate(in_apia | {"timezone": "Pacific/Apia"}),
+        charged_in("Pacific/Apia", "2011-01-01T00:00:00Z"),
         IMPORT,
         datetime(2011, 12, 1, tzinfo=apia),
         datetime(2012, 1, 1, tzinfo=apia),
@@ -126,9 +131,8 @@ def test_a_date_the_zone_never_lived_is_not_charged() -> None:
 def test_a_day_whose_midnight_was_skipped_starts_as_its_clocks_showed() -> None:
     # São Paulo went from 00:00 -03:00 straight to 01:00 -02:00 on 4 November 2018
     sao_paulo = ZoneInfo("America/Sao_Paulo")
-    in_sao_paulo = london(fixed("2018-01-01T00:00:00Z"), location_id="loc_1", account_id="acc_1")
     days = standing_days(
-        LocationProfile.model_validate(in_sao_paulo | {"timezone": "America/Sao_Paulo"}),
+        charged_in("America/Sao_Paulo", "2018-01-01T00:00:00Z"),
         IMPORT,
         at("2018-11-03T00:00:00-03:00"),
         at("2018-11-05T00:00:00-02:00"),
