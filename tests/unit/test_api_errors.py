@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -147,3 +149,22 @@ async def test_a_database_failure_is_counted_and_an_unreachable_one_is_a_503() -
         response = await test_client.get("/broker")  # e.g. publishing a location or a cost
         assert (response.status, (await response.json())["code"]) == (503, "broker_unavailable")
         assert _database_errors() == before + 2
+
+
+async def test_an_api_still_reading_its_view_answers_503_not_an_unknown_location() -> None:
+    """For its first seconds a started API had not read `locations` yet: an instant cost of a
+    known location was 422 `unknown_location`, a batch's records were refused for good."""
+    from meterflow.api.context import CONTEXT
+    from meterflow.api.costs import visible_profiles
+    from meterflow.api.credentials import Principal
+
+    ctx = create_api(Settings(), start_clients=False)[CONTEXT]
+    feeder: Any = SimpleNamespace(loaded=asyncio.Event())  # ViewFeeder's flag, not yet set
+    ctx.feeder = feeder
+    principal = Principal(account_id="acc_1", live_mode=False, key_id="key_1")
+    with pytest.raises(ApiError) as raised:
+        visible_profiles(ctx, principal)
+    assert (raised.value.status, raised.value.code) == (503, "not_ready")
+    assert raised.value.headers == {"Retry-After": "5"}
+    ctx.feeder.loaded.set()  # read to the end: an unknown location is unknown now
+    assert visible_profiles(ctx, principal)("loc_nowhere") is None

@@ -16,7 +16,7 @@ from meterflow.api import batches, bills, repository
 from meterflow.api.batch_store import BatchEntry, Meter
 from meterflow.api.context import CONTEXT, ApiContext
 from meterflow.api.credentials import Principal
-from meterflow.api.errors import JSON, ApiError, not_found
+from meterflow.api.errors import JSON, ApiError, not_found, not_ready
 from meterflow.api.http import (
     answer,
     principal_of,
@@ -54,7 +54,14 @@ def visible_profiles(
     ctx: ApiContext, principal: Principal
 ) -> Callable[[str], LocationProfile | None]:
     """The engine's profile lookup, restricted to the caller's account and mode: another
-    account's location is, to this caller, an unknown location (same answer, nothing leaks)."""
+    account's location is, to this caller, an unknown location (same answer, nothing leaks).
+
+    503 `not_ready` until the view has read `locations` and `market-prices` to their end (a
+    started API's first seconds, `/readyz`): an unknown location then would be a lie, and a
+    client would take its 422 for good (a batch's records refused, an instant cost lost)."""
+    feeder = ctx.feeder
+    if feeder is not None and not feeder.loaded.is_set():
+        raise not_ready()
 
     def lookup(location_id: str) -> LocationProfile | None:
         profile = ctx.view.profile(location_id)

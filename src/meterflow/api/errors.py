@@ -68,6 +68,16 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
 
+def not_ready() -> ApiError:
+    """The view of locations and market prices is still being read (`/readyz`): retry soon."""
+    return ApiError(
+        503,
+        "not_ready",
+        "the API is still reading the locations and market prices; retry shortly",
+        headers=_RETRY,
+    )
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_CODES = {

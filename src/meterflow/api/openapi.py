@@ -283,7 +283,8 @@ ERROR_DESCRIPTIONS = {
     429: "Rate limited; see Retry-After",
     503: (
         "The database or the broker cannot be reached (`database_unavailable`, "
-        "`broker_unavailable`); retry after Retry-After seconds"
+        "`broker_unavailable`), or the API is still reading locations after it started "
+        "(`not_ready`); retry after Retry-After seconds"
     ),
 }
 
