@@ -344,3 +344,18 @@ def test_one_period_breakdown_is_the_stacked_breakdown_of_that_period(
     assert one_period_breakdown(period, energy, total, edges) == stacked_breakdown(
         [period], 0, energy, duration, (scaled, energy, total), edges
     )
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        fixed("-0.05") | {"surcharge_percentage": "-100"},  # −0.05 × 0: −0.0000
+        fixed("-0.00"),
+        fixed("0.1") | {"components": [levy("x", "-0")]},
+    ],
+)
+def test_a_zero_rate_is_written_without_a_sign(version: dict[str, Any]) -> None:
+    """`"rate":-0.0000` was written in every breakdown item (and by the rates view)."""
+    text = written(record(*HOUR, "1"), _one(version))
+    assert b'"rate":-0' not in text, text
+    assert b'"rate":0' in text

@@ -148,7 +148,8 @@ class Surcharges:
             rate = _CONTEXT.add(rate, self.fixed)
         if self.multiplier is not None:
             rate = _CONTEXT.multiply(rate, self.multiplier)
-        return rate
+        # −0.05 × 0 (a −100 % surcharge) is −0.0000, which would be written so: a zero is 0
+        return rate if rate else rate.copy_abs()
 
     def __bool__(self) -> bool:
         return bool(self.fixed) or self.multiplier is not None

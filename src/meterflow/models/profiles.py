@@ -63,9 +63,17 @@ MAX_RATE = 10**9
 """Above this magnitude (a billion a kWh) a rate is absurd; a bound keeps every cost, with the
 largest energy a record may have, far inside the 50-digit context (a rate of 1e60 made the
 final rounding itself fail)."""
+
+
+def _unsigned_zero(value: Decimal) -> Decimal:
+    """`-0` is `0`: a rate is written in every breakdown item and rates answer as it is."""
+    return value if value else value.copy_abs()
+
+
 Rate = Annotated[
     ProfileDecimal,
     Field(ge=-MAX_RATE, le=MAX_RATE),
+    AfterValidator(_unsigned_zero),
     _decimal_schema(minimum=-MAX_RATE, maximum=MAX_RATE),
 ]
 """Money per kWh, may be negative."""
