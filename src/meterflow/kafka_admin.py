@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from meterflow.contract.topics import TOPICS
-from meterflow.logs import event
+from meterflow.logs import error_text, event
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ async def broker_problem(producer: AIOKafkaProducer, timeout_s: float = 2.0) -> 
     except TimeoutError:
         return f"Kafka did not answer within {timeout_s:g} s"
     except Exception as error:
-        name, text = type(error).__name__, str(error)
-        said = text if text.startswith(name) else f"{name}: {text}"  # aiokafka's name themselves
-        return f"Kafka unreachable: {said}"[:500]
+        return f"Kafka unreachable: {error_text(error)}"[:500]
     return ""
 
 

@@ -49,3 +49,12 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
 def event(log: logging.Logger, what: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log a named event with its facts as structured fields."""
     log.log(level, what, extra={"fields": {"event": what, **fields}})
+
+
+def error_text(error: BaseException) -> str:
+    """An error on one line, its class named once: `KafkaConnectionError: Unable to …` (aiokafka's
+    messages name their class already), a driver's several-line message folded."""
+    name, words = type(error).__name__, " ".join(str(error).split())
+    if not words or words.startswith(name):
+        return words or name
+    return f"{name}: {words}"

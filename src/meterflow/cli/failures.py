@@ -9,6 +9,8 @@ from types import TracebackType
 
 from pydantic import ValidationError
 
+from meterflow.logs import error_text
+
 _SERVICES = (
     ("asyncpg", "PostgreSQL", "MF_DATABASE_URL"),
     ("aiokafka", "Kafka", "MF_KAFKA_BOOTSTRAP"),
@@ -26,9 +28,9 @@ def outside_failure(error: BaseException) -> str | None:
         return f"invalid setting: {problems}"
     for library, service, setting in _SERVICES:
         if _raised_in(error, library):
-            return f"{service} ({setting}): {_text(error)}"
+            return f"{service} ({setting}): {error_text(error)}"
     if isinstance(error, OSError):
-        return _text(error)
+        return error_text(error)
     return None
 
 
@@ -46,11 +48,3 @@ def _frames(traceback: TracebackType | None) -> Iterator[TracebackType]:
     while traceback is not None:
         yield traceback
         traceback = traceback.tb_next
-
-
-def _text(error: BaseException) -> str:
-    """The error's own words on one line (a driver's message may span several)."""
-    name, words = type(error).__name__, " ".join(str(error).split())
-    if not words or words.startswith(name):  # aiokafka's errors name themselves
-        return words or name
-    return f"{name}: {words}"

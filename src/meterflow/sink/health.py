@@ -1,7 +1,7 @@
 """The sink's health and counters, plus a tiny `/healthz` HTTP endpoint.
 
-Counters are plain integers on `SinkStats` so a metrics module can export them (or wrap them)
-without the sink depending on prometheus-client; the health itself sets `meterflow_sink_healthy`.
+Counters are plain integers on `SinkStats` (`/healthz` shows them); the health sets
+`meterflow_sink_healthy` itself, so the gauge and `/healthz` cannot disagree.
 """
 
 from __future__ import annotations
