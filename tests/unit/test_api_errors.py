@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+import yarl
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.errors import KafkaTimeoutError
@@ -168,3 +169,22 @@ async def test_an_api_still_reading_its_view_answers_503_not_an_unknown_location
     assert raised.value.headers == {"Retry-After": "5"}
     ctx.feeder.loaded.set()  # read to the end: an unknown location is unknown now
     assert visible_profiles(ctx, principal)("loc_nowhere") is None
+
+
+@pytest.mark.parametrize("path", ["/locations/%FF%FE", "/locations/%C3%28", "/tariffs/rates/%80"])
+async def test_a_path_whose_escapes_are_not_utf8_is_refused(
+    client: TestClient[web.Request, web.Application], path: str
+) -> None:
+    """The path kept them as written: PUT /locations/%FF%FE made a location `%FF%FE`, which
+    /locations/%25FF%25FE reached too."""
+    response = await client.get(yarl.URL(path, encoded=True))
+    assert response.status == 400
+    body = await response.json()
+    assert (body["code"], body["message"]) == ("invalid_request", "the URL is not valid UTF-8")
+
+
+async def test_a_path_of_utf8_escapes_is_read(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get(yarl.URL("/locations/caf%C3%A9", encoded=True))
+    assert response.status == 401  # past the URL check: the credentials come next

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import unquote_to_bytes
 
 import asyncpg
 from aiohttp import web
@@ -105,7 +106,13 @@ _KEPT_HEADERS = ("Allow",)
 
 def _check_url(request: web.Request) -> None:
     """PostgreSQL text holds neither NUL nor unpaired surrogates: refuse them at the door, as
-    a 400, rather than as a database error."""
+    a 400, rather than as a database error. Nor a path whose escapes are not UTF-8: the path
+    keeps `%FF%FE` as it is, so `/locations/%FF%FE` made a location named `%FF%FE`, which
+    `/locations/%25FF%25FE` reached too."""
+    try:
+        unquote_to_bytes(request.raw_path.partition("?")[0]).decode()
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_request", "the URL is not valid UTF-8") from None
     for text in (request.path, *request.query.keys(), *request.query.values()):
         if "\x00" in text:
             raise ApiError(400, "invalid_request", "NUL characters are not allowed in URLs")
