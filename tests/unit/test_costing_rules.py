@@ -500,6 +500,54 @@ def test_series_prices_across_utc_midnight() -> None:
     assert [b.rate for b in cost.data.breakdown] == [D("0.34"), D("0.11")]
 
 
+def _one_price(day: str, valid_from: str, valid_to: str, rate: str) -> MarketPrices:
+    price = {"valid_from": valid_from, "valid_to": valid_to, "rate": rate}
+    return MarketPrices.model_validate({"series_id": "agile", "day": day, "prices": [price]})
+
+
+def test_a_days_document_prices_its_own_day_only() -> None:
+    """Day 1's price ran to 02:00 on day 2: a record over midnight was priced by it, one inside
+    day 2 was not, and rates (a day at a time) refused both. Clipped to its day, one instant
+    has one answer: day 2's document prices 00:00-02:00, or nothing does."""
+    days = {
+        date(2024, 6, 1): _one_price(
+            "2024-06-01", "2024-06-01T00:00:00Z", "2024-06-02T02:00:00Z", "0.5"
+        ),
+        date(2024, 6, 2): _one_price(
+            "2024-06-02", "2024-06-02T02:00:00Z", "2024-06-03T00:00:00Z", "0.7"
+        ),
+    }
+    market = lambda s, d: days.get(d)  # noqa: E731
+    for start, end in (
+        ("2024-06-01T23:30:00Z", "2024-06-02T00:30:00Z"),
+        ("2024-06-02T00:00:00Z", "2024-06-02T00:30:00Z"),
+    ):
+        assert failed(record(start, end, "1"), SERIES, market=market) == "tariff_not_available"
+    # a slot across midnight published in both days' documents prices both halves
+    days[date(2024, 6, 2)] = MarketPrices.model_validate(
+        {
+            "series_id": "agile",
+            "day": "2024-06-02",
+            "prices": [
+                {
+                    "valid_from": "2024-06-01T00:00:00Z",
+                    "valid_to": "2024-06-02T02:00:00Z",
+                    "rate": "0.5",
+                },
+                {
+                    "valid_from": "2024-06-02T02:00:00Z",
+                    "valid_to": "2024-06-03T00:00:00Z",
+                    "rate": "0.7",
+                },
+            ],
+        }
+    )
+    cost = priced(
+        record("2024-06-01T23:30:00Z", "2024-06-02T02:30:00Z", "3"), SERIES, market=market
+    )
+    assert [b.rate for b in cost.data.breakdown] == [D("0.51"), D("0.71")]
+
+
 @pytest.mark.parametrize(
     "components", [None, [{"name": "levy", "kind": "LEVY", "type": "FIXED", "rate": "0.01"}]]
 )

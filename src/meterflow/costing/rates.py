@@ -301,7 +301,21 @@ compiled: Callable[[LocationProfile], CompiledProfile] = by_identity(compile_pro
 
 
 def _points_of(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
-    return [(to_us(p.valid_from), to_us(p.valid_to), p.rate) for p in doc.prices]
+    """A day's prices, clipped to its UTC day: a day's document prices that day's instants and
+    no other, so an instant's rate never depends on which days a record (or a rates window)
+    touches. A price running past midnight counts up to it; the next day's document
+    prices the rest (a 23:30-00:30 slot is published in both)."""
+    begin = doc.day.toordinal() * US_PER_DAY - _EPOCH_US
+    end = begin + US_PER_DAY
+    points: list[tuple[int, int, Decimal]] = []
+    for price in doc.prices:
+        low, high = max(to_us(price.valid_from), begin), min(to_us(price.valid_to), end)
+        if low < high:
+            points.append((low, high, price.rate))
+    return points
+
+
+_EPOCH_US = date(1970, 1, 1).toordinal() * US_PER_DAY
 
 
 _market_points = by_identity(_points_of, _CACHE_LIMIT)
