@@ -31,6 +31,7 @@ from meterflow.costing.timeline import (
     from_us,
     to_us,
     utc_date,
+    utc_day_number,
     zone_offsets,
 )
 from meterflow.models import (
@@ -305,7 +306,7 @@ def _points_of(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
     no other, so an instant's rate never depends on which days a record (or a rates window)
     touches. A price running past midnight counts up to it; the next day's document
     prices the rest (a 23:30-00:30 slot is published in both)."""
-    begin = doc.day.toordinal() * US_PER_DAY - _EPOCH_US
+    begin = utc_day_number(doc.day) * US_PER_DAY
     end = begin + US_PER_DAY
     points: list[tuple[int, int, Decimal]] = []
     for price in doc.prices:
@@ -313,9 +314,6 @@ def _points_of(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
         if low < high:
             points.append((low, high, price.rate))
     return points
-
-
-_EPOCH_US = date(1970, 1, 1).toordinal() * US_PER_DAY
 
 
 _market_points = by_identity(_points_of, _CACHE_LIMIT)

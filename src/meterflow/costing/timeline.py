@@ -52,6 +52,11 @@ def utc_date(day_number: int) -> date:
     return date.fromordinal(day_number + _EPOCH_ORDINAL)
 
 
+def utc_day_number(day: date) -> int:
+    """`utc_date`'s inverse: the day counted from 1970-01-01."""
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
 @lru_cache(maxsize=1 << 16)
 def day_info(day_number: int) -> tuple[int, int]:
     """(month 1..12, weekday 0=Monday) of a day counted from 1970-01-01."""
