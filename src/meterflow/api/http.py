@@ -26,18 +26,19 @@ def query_choice(
             if raw not in allowed:
                 raise ApiError(400, "invalid_request", f"`{name}` must be {' or '.join(allowed)}")
             given.add(raw)
-    if len(given) > 1:
-        where = " / ".join(f"`{name}`" for name in names)
-        raise ApiError(422, "invalid_request", f"{where} given twice, differently: give one")
-    return given.pop() if given else None
+    return _the_one(given, " / ".join(f"`{name}`" for name in names))
 
 
 def query_value(request: web.Request, name: str) -> str | None:
     """The query's one `name`, None when absent: repeated, it must be the same each time (else
     422), as a choice must (`query_choice`): `contiguous=true&contiguous=false` took the first."""
-    given = set(request.query.getall(name, ()))
+    return _the_one(set(request.query.getall(name, ())), f"`{name}`")
+
+
+def _the_one(given: set[str], where: str) -> str | None:
+    """The value given, None for none; two different values are a 422 (each valid alone)."""
     if len(given) > 1:
-        raise ApiError(422, "invalid_request", f"`{name}` given twice, differently: give one")
+        raise ApiError(422, "invalid_request", f"{where} given twice, differently: give one")
     return given.pop() if given else None
 
 

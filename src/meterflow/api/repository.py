@@ -91,12 +91,13 @@ async def device_elsewhere(conn: Connection, profile: LocationProfile) -> tuple[
     that location; None when every device is the profile's alone. A device is one meter of one
     location (design §8, §10): listed twice, its records and readings of one location would
     replace the other's (same identity) and a report of it would add both locations'
-    currencies. Takes the account's lock until the transaction ends (`DEVICES_LOCK_NAMESPACE`)."""
+    currencies. A profile listing devices takes the account's lock until the transaction ends
+    (`DEVICES_LOCK_NAMESPACE`); one listing none cannot conflict, and takes none."""
+    if not profile.devices:
+        return None
     await conn.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))", DEVICES_LOCK_NAMESPACE, profile.account_id
     )
-    if not profile.devices:
-        return None
     row = await conn.fetchrow(
         """
         SELECT d.device, l.location_id FROM locations l, unnest(l.devices) AS d(device)

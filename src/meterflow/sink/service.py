@@ -155,9 +155,10 @@ class Sink:
     # -- the loop: read while the previous batch is written -------------------------------------
 
     async def _step(self) -> None:
-        self._probe_broker(time.monotonic())
-        if time.monotonic() >= self._lag_refresh_at:
-            self._lag_refresh_at = time.monotonic() + LAG_REFRESH_S
+        started = time.monotonic()
+        self._probe_broker(started)
+        if started >= self._lag_refresh_at:
+            self._lag_refresh_at = started + LAG_REFRESH_S
             await metrics.refresh_gauges(self._consumer)
         self._reap()
         now = time.monotonic()
