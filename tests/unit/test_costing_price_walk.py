@@ -1,15 +1,20 @@
 """`rates._walk_prices` (bisection and slices over merged prices) against the plain walk it
-replaced: one step per price, `_add` merging equal neighbours, the error at the first hole; and
-`rates._walk_weighed`'s weights (from the prices' sums) against exact fractions."""
+replaced: one step per price, `_add` merging equal neighbours, the error at the first hole;
+`rates._walk_weighed`'s weights (from the prices' sums) against exact fractions; and
+`breakdown.run_breakdown` (inner items written from the prices' own texts and rates) against
+`plain_breakdown` (every item built from its part): the same bytes."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from meterflow.costing.breakdown import breakdown_edges, plain_breakdown, run_breakdown
+from meterflow.costing.money import LENGTHS
 from meterflow.costing.rates import NO_SURCHARGES as NONE
 from meterflow.costing.rates import (
     Part,
@@ -21,6 +26,7 @@ from meterflow.costing.rates import (
     weights_of,
 )
 from meterflow.models import PricingError, TariffDirection
+from meterflow.models._base import fast_encode
 
 IMPORT = TariffDirection.IMPORT
 
@@ -121,11 +127,12 @@ def test_weights_from_sums_are_each_parts_rate_times_length(
     prices = _compile_prices(points, NONE, "test")
     expected: list[Part] = []
     reach = _walk_prices(expected, prices, IMPORT, start, end)
-    parts, weighed, found_reach = _walk_weighed(prices, IMPORT, start, end)
+    parts, run, found_reach = _walk_weighed(prices, IMPORT, start, end)
     assert (parts, found_reach) == (expected, reach)
-    each, total = weighed if weighed is not None else weights_of(parts)
+    each, total = run.weights() if run is not None else weights_of(parts)
     exact = [Fraction(rate) * (stop - begin) for begin, stop, rate in parts]
-    if weighed is not None:
+    if run is not None:
+        assert parts[1:-1] == prices.parts[run.first + 1 : run.last]
         assert [Fraction(w) for w in each] == exact
         assert Fraction(total) == sum(exact)
 
@@ -134,7 +141,48 @@ def test_a_day_of_half_hour_prices_is_weighed_from_the_sums() -> None:
     half_hour = 1_800_000_000
     points = [(i * half_hour, (i + 1) * half_hour, Decimal(f"0.{100 + i}")) for i in range(96)]
     start, end = 10 * half_hour + 7, 58 * half_hour + 7  # 24 h, both ends inside a price
-    parts, weighed, _ = _walk_weighed(_compile_prices(points, NONE, "test"), IMPORT, start, end)
-    assert weighed is not None
+    parts, run, _ = _walk_weighed(_compile_prices(points, NONE, "test"), IMPORT, start, end)
+    assert run is not None
     assert len(parts) == 49
-    assert weighed == weights_of(parts)
+    assert run.weights() == weights_of(parts)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OFFSETS = st.sampled_from([0, 60, -300, 330, 345]).map(lambda m: timezone(timedelta(minutes=m)))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    weighed_prices(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=0, max_value=10**6),
+    st.sampled_from([1, 1000]),  # kWh, Wh: the denominator is the duration, or 1000 × it
+    OFFSETS,
+    OFFSETS,
+)
+def test_a_run_is_written_as_its_parts_would_be(
+    case: tuple[list[tuple[int, int, Decimal]], int, int],
+    magnitude: Decimal,
+    per_kwh: int,
+    start_zone: timezone,
+    end_zone: timezone,
+) -> None:
+    points, start, end = case
+    prices = _compile_prices(points, NONE, "test")
+    parts, run, _ = _walk_weighed(prices, IMPORT, start, end)
+    if run is None:
+        event("fewer than three parts or sums beyond 50 digits")
+        return
+    start_time = (EPOCH + timedelta(microseconds=start)).astimezone(start_zone)
+    end_time = (EPOCH + timedelta(microseconds=end)).astimezone(end_zone)
+    edges = breakdown_edges(start_time, end_time, start_time.isoformat(), end_time.isoformat())
+    denominator = LENGTHS[end - start] * per_kwh
+    weights, _ = run.weights()
+    expected = plain_breakdown(
+        parts, weights, start, magnitude, denominator, Decimal(0), Decimal(0), edges
+    )
+    found = run_breakdown(parts, run, start, magnitude, denominator, edges)
+    assert fast_encode(found) == fast_encode(expected)
+    # and again: the texts kept with the prices are the same ones
+    assert fast_encode(run_breakdown(parts, run, start, magnitude, denominator, edges)) == (
+        fast_encode(expected)
+    )

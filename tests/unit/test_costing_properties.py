@@ -143,14 +143,21 @@ def bill_extras(draw: st.DrawFn) -> dict[str, Any]:
     return extras
 
 
-@st.composite
-def version_body(draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool) -> dict[str, Any]:
-    return draw(energy_body(start, end, gaps=gaps)) | draw(bill_extras())
+KINDS = ("FIXED", "TIME_OF_USE", "TIME_OF_USE", "DYNAMIC")
 
 
 @st.composite
-def energy_body(draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["FIXED", "TIME_OF_USE", "TIME_OF_USE", "DYNAMIC"]))
+def version_body(
+    draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool, kinds: tuple[str, ...] = KINDS
+) -> dict[str, Any]:
+    return draw(energy_body(start, end, gaps=gaps, kinds=kinds)) | draw(bill_extras())
+
+
+@st.composite
+def energy_body(
+    draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool, kinds: tuple[str, ...]
+) -> dict[str, Any]:
+    kind = draw(st.sampled_from(kinds))
     if kind == "FIXED":
         return {"type": "FIXED", "rate": str(draw(rates))}
     if kind == "TIME_OF_USE":
@@ -159,7 +166,7 @@ def energy_body(draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool) 
     cursor = start - timedelta(hours=6) + timedelta(seconds=draw(st.integers(0, 3600)))
     prices = []
     while cursor < end + timedelta(hours=6):
-        if not (gaps and draw(st.integers(0, 30)) == 0):
+        if not (gaps and prices and draw(st.integers(0, 30)) == 0):  # never all holes
             prices.append(
                 {
                     "valid_from": _stamp(cursor),
@@ -177,7 +184,9 @@ def energy_body(draw: st.DrawFn, start: datetime, end: datetime, *, gaps: bool) 
 
 
 @st.composite
-def scenario(draw: st.DrawFn, *, max_seconds: int, gaps: bool = False) -> dict[str, Any]:
+def scenario(
+    draw: st.DrawFn, *, max_seconds: int, gaps: bool = False, kinds: tuple[str, ...] = KINDS
+) -> dict[str, Any]:
     zone = draw(st.sampled_from(ZONES))
     anchors = transitions(zone)
     if anchors and draw(st.integers(0, 3)) > 0:  # mostly around a DST change
@@ -188,7 +197,7 @@ def scenario(draw: st.DrawFn, *, max_seconds: int, gaps: bool = False) -> dict[s
     end = start + timedelta(seconds=draw(st.integers(1, max_seconds)))
     tariffs: dict[str, list[dict[str, Any]]] = {}
     for direction in ("IMPORT", "EXPORT"):
-        first = draw(version_body(start, end, gaps=gaps))
+        first = draw(version_body(start, end, gaps=gaps, kinds=kinds))
         if draw(st.booleans()):
             switch = start + timedelta(
                 seconds=draw(st.integers(-600, int((end - start).total_seconds()) + 600))
@@ -198,7 +207,7 @@ def scenario(draw: st.DrawFn, *, max_seconds: int, gaps: bool = False) -> dict[s
                 if gaps and draw(st.integers(0, 4)) == 0
                 else timedelta(0)
             )
-            second = draw(version_body(start, end, gaps=gaps))
+            second = draw(version_body(start, end, gaps=gaps, kinds=kinds))
             tariffs[direction] = [
                 first | {"effective_from": "2000-01-01T00:00:00Z", "effective_to": _stamp(switch)},
                 second | {"effective_from": _stamp(switch + hole)},
@@ -239,6 +248,18 @@ def _price(body: dict[str, Any], location: LocationProfile) -> EnergyCost | Dead
 @SETTINGS
 @given(scenario(max_seconds=3 * 3600, gaps=True))
 def test_engine_agrees_with_per_second_reference(case: dict[str, Any]) -> None:
+    _agrees_with_per_second_reference(case)
+
+
+@settings(SETTINGS, max_examples=150)
+@given(scenario(max_seconds=3 * 3600, gaps=True, kinds=("DYNAMIC",)))
+def test_dynamic_prices_agree_with_per_second_reference(case: dict[str, Any]) -> None:
+    """Dynamic prices alone: most records then lie in one version and take its prices' own
+    texts, rates and weights (`breakdown.run_breakdown`)."""
+    _agrees_with_per_second_reference(case)
+
+
+def _agrees_with_per_second_reference(case: dict[str, Any]) -> None:
     body, location, energy = case["body"], case["profile"], case["energy"]
     direction = body.get("tariff_direction") or ("EXPORT" if energy < 0 else "IMPORT")
     expected = reference_cost(location, direction, case["start"], case["end"], energy)

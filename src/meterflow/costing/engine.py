@@ -23,6 +23,7 @@ from meterflow.costing.breakdown import (
     breakdown_edges,
     one_period_breakdown,
     plain_breakdown,
+    run_breakdown,
     stacked_breakdown,
 )
 from meterflow.costing.money import (
@@ -224,18 +225,23 @@ def cost_record(
     edges = breakdown_edges(start_time, end_time, start_text, end_text)
     net_scaled: Decimal | None = None  # the net × denominator, when the net is a quotient
     if periods is None:
-        parts, weighed = rate_parts(timeline, direction, start, end, market_prices)
-        if len(parts) == 1:  # the common case: the whole record at one rate, no sum
+        parts, run = rate_parts(timeline, direction, start, end, market_prices)
+        if run is not None:  # a stretch of dynamic prices: their weights were summed ahead
+            weighted = run.total
+        elif len(parts) == 1:  # the common case: the whole record at one rate, no sum
             weighted = ctx.multiply(parts[0][2], length)
             weights = [weighted]
         else:
-            weights, weighted = weighed or weights_of(parts)
+            weights, weighted = weights_of(parts)
         net_scaled = ctx.multiply(magnitude, weighted)  # exact
         net = ctx.divide(net_scaled, denominator)
         total_cost = round_money(net)
-        breakdown = plain_breakdown(
-            parts, weights, start, magnitude, denominator, total_energy, total_cost, edges
-        )
+        if run is not None:
+            breakdown = run_breakdown(parts, run, start, magnitude, denominator, edges)
+        else:
+            breakdown = plain_breakdown(
+                parts, weights, start, magnitude, denominator, total_energy, total_cost, edges
+            )
     elif len(periods) == 1 and is_exact_quotient(exact_energy, energy_scaled, denominator):
         # the common stacked case (a short record, its energy exact): every amount is one
         # exact product of the energy (design §3.4), no quotient to check again

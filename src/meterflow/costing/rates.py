@@ -16,10 +16,10 @@ import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
 from functools import reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from meterflow.costing.layers import Layer, StackedTable
 from meterflow.costing.money import CONTEXT, LENGTHS
@@ -47,7 +47,9 @@ from meterflow.models import (
     TariffDirection,
     TimeOfUseRule,
     TimeOfUseTariff,
+    Written,
     by_identity,
+    written,
 )
 from meterflow.tariffs import ProfileError, TimeOfUseTable, describe_component, describe_version
 
@@ -77,7 +79,7 @@ def weights_of(parts: list[Part]) -> Weights:
 
 
 @dataclass(slots=True)
-class _Prices:
+class Prices:
     """Non-overlapping prices sorted by start, surcharge already added, adjacent equal rates
     merged (as `_add` would merge them), so that a record's parts are a slice (`_walk_prices`).
 
@@ -94,6 +96,14 @@ class _Prices:
     parts: list[Part]
     weights: list[Decimal] | None
     sums: list[Decimal] | None
+    written_rates: list[Written]
+    """Each rate as a result writes it: a day's prices serve every meter's records."""
+    lengths: list[int]
+    distinct_lengths: tuple[int, ...]
+    """The lengths (µs) the prices have: one, nearly always (half-hours)."""
+    texts: dict[timedelta | None, tuple[list[Written], list[Written]]] = field(default_factory=dict)
+    """Per UTC offset, each price's start and end as a breakdown writes them
+    (`breakdown.run_breakdown` keeps them here: they live as long as the prices)."""
 
 
 _EXACT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation, Overflow])
@@ -101,8 +111,8 @@ _EXACT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOpera
 weights between them only when every figure is exact."""
 
 
-def _merged(points: list[tuple[int, int, Decimal]]) -> _Prices:
-    """Sorted, non-overlapping points as `_Prices`."""
+def _merged(points: list[tuple[int, int, Decimal]]) -> Prices:
+    """Sorted, non-overlapping points as `Prices`."""
     starts: list[int] = []
     ends: list[int] = []
     rates: list[Decimal] = []
@@ -126,7 +136,19 @@ def _merged(points: list[tuple[int, int, Decimal]]) -> _Prices:
         sums = [_ZERO, *itertools.accumulate(weights, _EXACT.add)]
     except Inexact:
         weights = sums = None
-    return _Prices(starts, ends, rates, gaps, parts, weights, sums)
+    lengths = [end - start for start, end in zip(starts, ends, strict=True)]
+    return Prices(
+        starts,
+        ends,
+        rates,
+        gaps,
+        parts,
+        weights,
+        sums,
+        list(map(written, rates)),
+        lengths,
+        tuple(sorted(set(lengths))),
+    )
 
 
 _CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
@@ -175,7 +197,7 @@ class CompiledVersion:
     label: str
     fixed: Decimal | None = None
     table: TimeOfUseTable | None = None
-    prices: _Prices | None = None
+    prices: Prices | None = None
     series_id: str | None = None
     surcharges: Surcharges = NO_SURCHARGES
     """Already applied to `fixed`, `table` and `prices`; applied to series prices on use."""
@@ -206,7 +228,7 @@ class CompiledProfile:
 
 def _compile_prices(
     points: list[tuple[int, int, Decimal]], surcharges: Surcharges, what: str
-) -> _Prices:
+) -> Prices:
     points = sorted(set(points))
     for (_, end, _), (start, _, _) in itertools.pairwise(points):
         if start < end:
@@ -319,7 +341,7 @@ def _points_of(doc: MarketPrices) -> list[tuple[int, int, Decimal]]:
 _market_points = by_identity(_points_of, _CACHE_LIMIT)
 
 
-_series_cache: dict[tuple[int, ...], tuple[CompiledVersion, tuple[MarketPrices, ...], _Prices]] = {}
+_series_cache: dict[tuple[int, ...], tuple[CompiledVersion, tuple[MarketPrices, ...], Prices]] = {}
 
 
 def _no_rate(direction: TariffDirection, at_us: int, why: str = "") -> PricingError:
@@ -364,7 +386,7 @@ def _walk_time_of_use(
 
 
 def _walk_prices(
-    parts: list[Part], prices: _Prices, direction: TariffDirection, start: int, end: int
+    parts: list[Part], prices: Prices, direction: TariffDirection, start: int, end: int
 ) -> int:
     """The prices over `[start, end)` as parts: found by bisection and sliced, the first and
     last clipped; PricingError at the first instant no price covers. Returns how far the last
@@ -390,18 +412,38 @@ def _walk_prices(
     return ends[last]
 
 
+class Run(NamedTuple):
+    """A record's parts taken from its prices: the first clipped from price `first`, the inner
+    ones prices `first + 1` to `last - 1` as they are, the last clipped from price `last`;
+    `head` and `tail` are the clipped parts' weights, `total` the sum of every part's. A
+    breakdown writes the inner items from what the prices hold (`breakdown.run_breakdown`)."""
+
+    prices: Prices
+    first: int
+    last: int
+    head: Decimal
+    tail: Decimal
+    total: Decimal
+
+    def weights(self) -> Weights:
+        weights = self.prices.weights
+        assert weights is not None
+        return [self.head, *weights[self.first + 1 : self.last], self.tail], self.total
+
+
 def _walk_weighed(
-    prices: _Prices, direction: TariffDirection, start: int, end: int
-) -> tuple[list[Part], Weights | None, int]:
-    """`_walk_prices` for a record inside one version, with its `Weights`: the inner parts'
-    from the prices (a slice, and their sum a difference of two sums), so a day of half-hour
-    prices costs two products and three additions instead of 48 products and 47 additions."""
+    prices: Prices, direction: TariffDirection, start: int, end: int
+) -> tuple[list[Part], Run | None, int]:
+    """`_walk_prices` for a record inside one version, with its `Run` where it has inner
+    parts: their weights are the prices' (a slice, and their sum a difference of two sums), so
+    a day of half-hour prices costs two products and three additions instead of 48 products
+    and 47 additions."""
     parts: list[Part] = []
     reach = _walk_prices(parts, prices, direction, start, end)
     if len(parts) < 3:
         return parts, None, reach
-    sums, weights = prices.sums, prices.weights
-    if sums is None or weights is None:
+    sums = prices.sums
+    if sums is None:
         return parts, None, reach
     first = bisect_right(prices.starts, start) - 1
     last = first + len(parts) - 1
@@ -414,7 +456,7 @@ def _walk_weighed(
         total = _EXACT.add(_EXACT.add(head, inner), tail)
     except Inexact:
         return parts, None, reach
-    return parts, ([head, *weights[first + 1 : last], tail], total), reach
+    return parts, Run(prices, first, last, head, tail, total), reach
 
 
 def _series_prices(
@@ -423,7 +465,7 @@ def _series_prices(
     lookup: MarketPricesLookup,
     start: int,
     end: int,
-) -> _Prices:
+) -> Prices:
     series_id = version.series_id
     assert series_id is not None
     docs: list[MarketPrices] = []
@@ -528,9 +570,9 @@ def rate_parts(
     start: int,
     end: int,
     market_prices: MarketPricesLookup,
-) -> tuple[list[Part], Weights | None]:
+) -> tuple[list[Part], Run | None]:
     """Cut `[start, end)` into maximal parts of constant energy rate (surcharges applied),
-    with their `Weights` where dynamic prices give them ready (else None: `weights_of`);
+    with their `Run` where dynamic prices give their weights ready (else None: `weights_of`);
     PricingError if any instant has none. Components are not included:
     `periods.rate_periods` stacks them.
 
@@ -542,7 +584,7 @@ def rate_parts(
     if span is not None and span[0] <= start and end <= span[1]:
         return [(start, end, span[2])], None
     parts: list[Part] = []
-    weights: Weights | None = None
+    run: Run | None = None
     reach: int | None = None
     since = start
     try:
@@ -553,7 +595,7 @@ def rate_parts(
                 prices = inline or _series_prices(
                     version, profile.currency_code, market_prices, start, end
                 )
-                parts, weights, last_end = _walk_weighed(prices, direction, start, end)
+                parts, run, last_end = _walk_weighed(prices, direction, start, end)
                 # a series' prices may change without the profile changing: never remembered
                 reach = None if inline is None else min(last_end, version.end)
             else:
@@ -565,4 +607,4 @@ def rate_parts(
         # rate comes from market prices, which may change
         last_start, _, rate = parts[-1]
         profile.spans[direction] = (max(last_start, since), reach, rate)
-    return parts, weights
+    return parts, run

@@ -24,8 +24,10 @@ from meterflow.models.costs import (
     PricedCost,
     WireCost,
     WireItem,
+    Written,
     iso,
     wire_energy_cost,
+    written,
 )
 from meterflow.models.errors import (
     DeadLetter,
@@ -106,6 +108,7 @@ __all__ = [
     "Weekday",
     "WireCost",
     "WireItem",
+    "Written",
     "by_identity",
     "dead_letter",
     "digits_held",
@@ -121,4 +124,5 @@ __all__ = [
     "source_ref",
     "validation_summary",
     "wire_energy_cost",
+    "written",
 ]

@@ -116,14 +116,24 @@ instants a result writes were written before."""
 # Each mirrors one model, field for field and in its order (checked below, at import).
 
 
+Written = msgspec.Raw
+"""A value already written (`written`): what a result repeats, written once, not per item."""
+
+
+def written(value: Decimal | str) -> Written:
+    """`value` as `dumps` writes it inside a result, ahead of time: a dynamic price's rate and
+    boundary texts serve every record of the day, a record's energy all its equal parts."""
+    return msgspec.Raw(fast_encode(value))
+
+
 class WireItem(msgspec.Struct, omit_defaults=True, gc=False):
     """A `BreakdownItem` as written; instants as their `isoformat` text; `component` only when
     set. Positional: `WireItem(start_time, end_time, rate, energy, cost[, component])`."""
 
-    start_time: str
-    end_time: str
-    rate: Decimal
-    energy: Decimal
+    start_time: str | Written
+    end_time: str | Written
+    rate: Decimal | Written
+    energy: Decimal | Written
     cost: Decimal
     component: str | None = None
 
