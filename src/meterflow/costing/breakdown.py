@@ -163,41 +163,33 @@ def run_breakdown(
     _, first_text, end_text = edges
     starts, ends = _run_texts(prices, start, edges)
     rates = prices.written_rates
+    inner = slice(first + 1, last)
+    weights = prices.weights
+    assert weights is not None  # a Run's prices have their weights
     (head_start, head_end, _), (tail_start, tail_end, _) = parts[0], parts[-1]
     outer = getcontext()
     setcontext(CONTEXT)  # as in `plain_breakdown`
     try:
-        weights, _ = run.weights()
-        costs = rounded_quotients(weights, magnitude, denominator)
-        lengths = prices.distinct_lengths
-        if len(lengths) == 1:
-            energies: Iterator[Written] = repeat(
-                written(_energy(lengths[0], magnitude, denominator))
-            )
-        else:
-            energy_of = {n: written(_energy(n, magnitude, denominator)) for n in lengths}
-            energies = map(energy_of.__getitem__, prices.lengths[first + 1 : last])
-        head = WireItem(
-            first_text,
-            ends[first],
-            rates[first],
-            _energy(head_end - head_start, magnitude, denominator),
-            costs[0],
-        )
-        tail = WireItem(
-            starts[last],
-            end_text,
-            rates[last],
-            _energy(tail_end - tail_start, magnitude, denominator),
-            costs[-1],
-        )
+        costs = rounded_quotients(weights[inner], magnitude, denominator)
+        head_cost, tail_cost = rounded_quotients([run.head, run.tail], magnitude, denominator)
+        # one energy per length: the prices', and the first and last parts' (the same length
+        # as the others' when the record starts and ends where prices do)
+        energy_of = {
+            length: written(_energy(length, magnitude, denominator))
+            for length in {*prices.distinct_lengths, head_end - head_start, tail_end - tail_start}
+        }
     finally:
         setcontext(outer)
-    inner = slice(first + 1, last)
+    if len(prices.distinct_lengths) == 1:
+        energies: Iterator[Written] = repeat(energy_of[prices.distinct_lengths[0]])
+    else:
+        energies = map(energy_of.__getitem__, prices.lengths[inner])
     return [
-        head,
-        *map(WireItem, starts[inner], ends[inner], rates[inner], energies, costs[1:-1]),
-        tail,
+        WireItem(
+            first_text, ends[first], rates[first], energy_of[head_end - head_start], head_cost
+        ),
+        *map(WireItem, starts[inner], ends[inner], rates[inner], energies, costs),
+        WireItem(starts[last], end_text, rates[last], energy_of[tail_end - tail_start], tail_cost),
     ]
 
 
