@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, getcontext, setcontext
 from itertools import repeat
+from typing import TypeVar
 
 from meterflow.costing.money import (
     CONTEXT,
@@ -53,10 +54,25 @@ def breakdown_edges(
     return first_start, first_text, end_text
 
 
+_T = TypeVar("_T")
 _BOUNDARIES: dict[timedelta | None, dict[int, str]] = {}
 """Boundary texts per UTC offset, then per instant (µs)."""
+_WRITTEN_BOUNDARIES: dict[timedelta | None, dict[int, Written]] = {}
+"""The same, written: shared by the compiled prices of every location on one series."""
 _BOUNDARIES_LIMIT = 8192  # texts per offset
 _OFFSETS_LIMIT = 64  # offsets: a zone has one or two, input may bring others
+
+
+def _per_offset(
+    tables: dict[timedelta | None, dict[int, _T]], offset: timedelta | None
+) -> dict[int, _T]:
+    """`tables`' table of one offset, bounded (emptied when full)."""
+    known = tables.get(offset)
+    if known is None or len(known) >= _BOUNDARIES_LIMIT:
+        if len(tables) >= _OFFSETS_LIMIT:
+            tables.clear()
+        known = tables[offset] = {}
+    return known
 
 
 def _text_at(first_start: datetime, start: int, instant: int) -> str:
@@ -75,12 +91,7 @@ def _texts(ends: list[int], start: int, edges: Edges) -> list[str]:
     costs about 1.5 µs and writing it 1 µs, a look-up 0.07 µs (keyed by the instant alone, an
     int, within its offset's table: a tuple key cost twice as much)."""
     first_start, first_text, end_text = edges
-    offset = first_start.utcoffset()
-    known = _BOUNDARIES.get(offset)
-    if known is None or len(known) >= _BOUNDARIES_LIMIT:
-        if len(_BOUNDARIES) >= _OFFSETS_LIMIT:
-            _BOUNDARIES.clear()
-        known = _BOUNDARIES[offset] = {}
+    known = _per_offset(_BOUNDARIES, first_start.utcoffset())
     found_at = known.get
     texts: list[str] = [first_text]
     for span_end in ends:
@@ -137,7 +148,8 @@ def plain_breakdown(
 
 def _run_texts(prices: Prices, start: int, edges: Edges) -> tuple[list[Written], list[Written]]:
     """Each of `prices`' starts and ends as written in the end_time's UTC offset (a record's
-    breakdown is written in it), made once per offset and kept with the prices."""
+    breakdown is written in it), listed once per offset and kept with the prices; the written
+    texts themselves are shared (every location on a series has its own prices)."""
     first_start = edges[0]
     offset = first_start.utcoffset()
     kept = prices.texts
@@ -145,10 +157,15 @@ def _run_texts(prices: Prices, start: int, edges: Edges) -> tuple[list[Written],
     if found is None:
         if len(kept) >= _OFFSETS_LIMIT:
             kept.clear()
-        found = kept[offset] = (
-            [written(_text_at(first_start, start, instant)) for instant in prices.starts],
-            [written(_text_at(first_start, start, instant)) for instant in prices.ends],
-        )
+        known = _per_offset(_WRITTEN_BOUNDARIES, offset)
+
+        def text(instant: int) -> Written:
+            shared = known.get(instant)
+            if shared is None:
+                shared = known[instant] = written(_text_at(first_start, start, instant))
+            return shared
+
+        found = kept[offset] = (list(map(text, prices.starts)), list(map(text, prices.ends)))
     return found
 
 
@@ -167,29 +184,28 @@ def run_breakdown(
     weights = prices.weights
     assert weights is not None  # a Run's prices have their weights
     (head_start, head_end, _), (tail_start, tail_end, _) = parts[0], parts[-1]
+    head_length, tail_length = head_end - head_start, tail_end - tail_start
+    # one energy per length: the prices' (one, unless equal neighbours were merged), and the
+    # first and last parts' (the same when the record starts and ends where prices do)
+    lengths = None if prices.length else [stop - begin for begin, stop, _ in prices.parts[inner]]
     outer = getcontext()
     setcontext(CONTEXT)  # as in `plain_breakdown`
     try:
         costs = rounded_quotients(weights[inner], magnitude, denominator)
         head_cost, tail_cost = rounded_quotients([run.head, run.tail], magnitude, denominator)
-        # one energy per length: the prices', and the first and last parts' (the same length
-        # as the others' when the record starts and ends where prices do)
         energy_of = {
             length: written(_energy(length, magnitude, denominator))
-            for length in {*prices.distinct_lengths, head_end - head_start, tail_end - tail_start}
+            for length in {head_length, tail_length, *(lengths or (prices.length,))}
         }
     finally:
         setcontext(outer)
-    if len(prices.distinct_lengths) == 1:
-        energies: Iterator[Written] = repeat(energy_of[prices.distinct_lengths[0]])
-    else:
-        energies = map(energy_of.__getitem__, prices.lengths[inner])
+    energies: Iterator[Written] = (
+        repeat(energy_of[prices.length]) if lengths is None else map(energy_of.__getitem__, lengths)
+    )
     return [
-        WireItem(
-            first_text, ends[first], rates[first], energy_of[head_end - head_start], head_cost
-        ),
+        WireItem(first_text, ends[first], rates[first], energy_of[head_length], head_cost),
         *map(WireItem, starts[inner], ends[inner], rates[inner], energies, costs),
-        WireItem(starts[last], end_text, rates[last], energy_of[tail_end - tail_start], tail_cost),
+        WireItem(starts[last], end_text, rates[last], energy_of[tail_length], tail_cost),
     ]
 
 

@@ -98,9 +98,8 @@ class Prices:
     sums: list[Decimal] | None
     written_rates: list[Written]
     """Each rate as a result writes it: a day's prices serve every meter's records."""
-    lengths: list[int]
-    distinct_lengths: tuple[int, ...]
-    """The lengths (µs) the prices have: one, nearly always (half-hours)."""
+    length: int
+    """The length (µs) every price has (half-hours, nearly always), else 0."""
     texts: dict[timedelta | None, tuple[list[Written], list[Written]]] = field(default_factory=dict)
     """Per UTC offset, each price's start and end as a breakdown writes them
     (`breakdown.run_breakdown` keeps them here: they live as long as the prices)."""
@@ -109,6 +108,21 @@ class Prices:
 _EXACT = Context(prec=50, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation, Overflow])
 """The engine's context, but a rounding raises: a difference of sums stands for the sum of the
 weights between them only when every figure is exact."""
+
+
+_WRITTEN_RATES: dict[str, Written] = {}
+_WRITTEN_RATES_LIMIT = 65536
+
+
+def _written_rate(rate: Decimal) -> Written:
+    """`written(rate)`, shared by text: every location on a series compiles its own prices."""
+    text = str(rate)  # the key: 0.1 and 0.10 are equal Decimals, written differently
+    shared = _WRITTEN_RATES.get(text)
+    if shared is None:
+        if len(_WRITTEN_RATES) >= _WRITTEN_RATES_LIMIT:
+            _WRITTEN_RATES.clear()
+        shared = _WRITTEN_RATES[text] = written(rate)
+    return shared
 
 
 def _merged(points: list[tuple[int, int, Decimal]]) -> Prices:
@@ -136,7 +150,7 @@ def _merged(points: list[tuple[int, int, Decimal]]) -> Prices:
         sums = [_ZERO, *itertools.accumulate(weights, _EXACT.add)]
     except Inexact:
         weights = sums = None
-    lengths = [end - start for start, end in zip(starts, ends, strict=True)]
+    lengths = {end - start for start, end in zip(starts, ends, strict=True)}
     return Prices(
         starts,
         ends,
@@ -145,9 +159,8 @@ def _merged(points: list[tuple[int, int, Decimal]]) -> Prices:
         parts,
         weights,
         sums,
-        list(map(written, rates)),
-        lengths,
-        tuple(sorted(set(lengths))),
+        list(map(_written_rate, rates)),
+        lengths.pop() if len(lengths) == 1 else 0,
     )
 
 
