@@ -380,6 +380,17 @@ async def test_a_device_belongs_to_one_location(stack: Stack, client: Client) ->
     assert_error(status, doc, 404, "not_found")  # nothing was written
     status, doc, _ = await client.call("PUT", path, key=key, json=FIXED | {"devices": [second]})
     assert_error(status, doc, 422, "device_conflict")  # the location's own meter's id
+    # a meter has one id: a device named as another location, a location named as a device
+    status, doc, _ = await client.call("PUT", path, key=key, json=FIXED | {"devices": [first]})
+    assert_error(status, doc, 422, "device_conflict")
+    assert f"device '{first}' is the id of location '{first}'" in doc["message"]
+    meter = uid("loc")  # a device whose id could be a location's
+    await put_location(client, key, first, FIXED | {"devices": ["dev_a", "dev_b", meter]})
+    status, doc, _ = await client.call("PUT", f"/locations/{meter}", key=key, json=FIXED)
+    assert_error(status, doc, 422, "device_conflict")
+    assert f"location '{meter}' is a device of location '{first}'" in doc["message"]
+    status, doc, _ = await client.call("GET", f"/locations/{meter}", key=key)
+    assert_error(status, doc, 404, "not_found")  # nothing was written
     # moved: removed from the first, then listed by the second; another account may list it
     await put_location(client, key, first, FIXED | {"devices": ["dev_a"]})
     await put_location(client, key, second, FIXED | {"devices": ["dev_b"]})

@@ -74,6 +74,24 @@ def _profile_from(
     return profile
 
 
+def _conflict_text(location_id: str, shared: repository.MeterConflict) -> str:
+    meter, elsewhere = shared.meter, shared.location_id
+    if not shared.listed:
+        return (
+            f"device {meter!r} is the id of location {elsewhere!r} (its own meter's): a meter"
+            " has one id, rename the device"
+        )
+    if meter == location_id:
+        return (
+            f"location {location_id!r} is a device of location {elsewhere!r}: a meter has one"
+            " id, rename the location or remove the device there first"
+        )
+    return (
+        f"device {meter!r} is a device of location {elsewhere!r}: a device belongs to one"
+        " location (remove it there first to move it)"
+    )
+
+
 async def put_location(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     principal = principal_of(request)
@@ -99,15 +117,9 @@ async def put_location(request: web.Request) -> web.Response:
         updated_at = await repository.claim_location(conn, profile)
         if updated_at is None:
             raise not_found(f"location {location_id!r}")
-        shared = await repository.device_elsewhere(conn, profile)  # rolls the claim back
+        shared = await repository.meter_elsewhere(conn, profile)  # rolls the claim back
         if shared is not None:
-            device, elsewhere = shared
-            raise ApiError(
-                422,
-                "device_conflict",
-                f"device {device!r} is a device of location {elsewhere!r}: a device belongs to"
-                " one location (remove it there first to move it)",
-            )
+            raise ApiError(422, "device_conflict", _conflict_text(location_id, shared))
         position = await ctx.kafka().send(LOCATIONS, location_id, written)
     ctx.view.locations.apply(location_id, profile, position)
     return answer(_resource(repository.StoredLocation(profile, updated_at)))

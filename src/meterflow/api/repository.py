@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -86,24 +86,41 @@ async def claim_location(conn: Connection, profile: LocationProfile) -> datetime
     return updated_at
 
 
-async def device_elsewhere(conn: Connection, profile: LocationProfile) -> tuple[str, str] | None:
-    """A device of `profile` that another live location of its account and mode lists, with
-    that location; None when every device is the profile's alone. A device is one meter of one
-    location (design §8, §10): listed twice, its records and readings of one location would
-    replace the other's (same identity) and a report of it would add both locations'
-    currencies. A profile listing devices takes the account's lock until the transaction ends
-    (`DEVICES_LOCK_NAMESPACE`); one listing none cannot conflict, and takes none."""
-    if not profile.devices:
-        return None
+class MeterConflict(NamedTuple):
+    """A meter id `profile` would share with another live location of its account and mode."""
+
+    meter: str
+    """A device of the profile, or the profile's own location id (its own meter's)."""
+    location_id: str
+    """The other location."""
+    listed: bool
+    """Whether the other location lists `meter` as a device (else it is its id)."""
+
+
+async def meter_elsewhere(conn: Connection, profile: LocationProfile) -> MeterConflict | None:
+    """A meter id of `profile` that another live location of its account and mode also has; None
+    when each is the profile's alone. A meter's id is its device's, or its location's when it
+    has none (design §8.1): a device listed by two locations, or named as another location, is
+    one identity for two meters, whose records and readings replace each other's (design §8,
+    §10), and a report of it adds both locations' money. Takes the account's lock until the
+    transaction ends (`DEVICES_LOCK_NAMESPACE`), so two PUTs at once cannot both claim one id."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))", DEVICES_LOCK_NAMESPACE, profile.account_id
     )
     row = await conn.fetchrow(
         """
-        SELECT d.device, l.location_id FROM locations l, unnest(l.devices) AS d(device)
-        WHERE l.account_id = $1 AND l.live_mode = $2 AND NOT l.deleted AND l.location_id <> $3
-          AND d.device = ANY ($4::text[])
-        ORDER BY d.device, l.location_id
+        SELECT meter, location_id, listed FROM (
+            SELECT d.device AS meter, l.location_id, true AS listed
+            FROM locations l, unnest(l.devices) AS d(device)
+            WHERE l.account_id = $1 AND l.live_mode = $2 AND NOT l.deleted
+              AND l.location_id <> $3 AND (d.device = ANY ($4::text[]) OR d.device = $3)
+            UNION ALL
+            SELECT l.location_id, l.location_id, false
+            FROM locations l
+            WHERE l.account_id = $1 AND l.live_mode = $2 AND NOT l.deleted
+              AND l.location_id <> $3 AND l.location_id = ANY ($4::text[])
+        ) AS conflicts
+        ORDER BY meter, location_id
         LIMIT 1
         """,
         profile.account_id,
@@ -111,7 +128,7 @@ async def device_elsewhere(conn: Connection, profile: LocationProfile) -> tuple[
         profile.location_id,
         profile.devices,
     )
-    return None if row is None else (row["device"], row["location_id"])
+    return None if row is None else MeterConflict(row["meter"], row["location_id"], row["listed"])
 
 
 async def mark_location_deleted(conn: Connection, principal: Principal, location_id: str) -> bool:

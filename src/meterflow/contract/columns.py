@@ -93,7 +93,7 @@ wait for another batch's commit."""
 DEVICES_LOCK_NAMESPACE = 0x6D66_6476  # "mfdv"
 """`pg_advisory_xact_lock(DEVICES_LOCK_NAMESPACE, hashtext(account_id))`: held by the API while
 it checks that a location's devices are no other location's and writes it, so two PUTs at
-once cannot each list the same device (`repository.device_elsewhere`)."""
+once cannot both claim one meter id (`repository.meter_elsewhere`)."""
 
 
 def profile_json(profile: LocationProfile) -> str:
