@@ -171,9 +171,14 @@ def test_the_derived_reference_depends_on_meter_and_instants_not_on_spelling() -
         ({"value": "1E+16"}, ErrorCode.INVALID_RECORD),  # beyond MAX_INPUT_VALUE: absurd
         ({"value": "1e1000000"}, ErrorCode.INVALID_RECORD),
         ({"confidence": "1e-1001"}, ErrorCode.INVALID_RECORD),  # its interval's: not stored
+        # no UTC form (it was an OverflowError, "unexpected error"), and the years around them
+        ({"time": "0001-01-01T00:00:00+01:00"}, ErrorCode.INVALID_TIME_RANGE),
+        ({"time": "9999-12-31T23:59:59-01:00"}, ErrorCode.INVALID_TIME_RANGE),
+        ({"time": "0001-12-31T23:59:59Z"}, ErrorCode.INVALID_TIME_RANGE),
+        ({"time": "9998-01-01T00:00:01Z"}, ErrorCode.INVALID_TIME_RANGE),
     ],
 )
-def test_bad_readings_are_invalid_records(document: dict[str, Any], code: ErrorCode) -> None:
+def test_bad_readings_are_refused(document: dict[str, Any], code: ErrorCode) -> None:
     base = {"location_id": "l", "time": "2026-01-05T08:00:00Z", "value": 1, "units": "WH"}
     with pytest.raises(PricingError) as caught:
         parse_reading(dumps({**base, **document}))

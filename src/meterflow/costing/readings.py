@@ -24,6 +24,7 @@ from meterflow import ids
 from meterflow.costing._trusted import trusted
 from meterflow.costing.money import CONTEXT
 from meterflow.costing.payload import unknown_meter
+from meterflow.costing.timeline import SUPPORTED_YEARS, to_us, within_supported_years
 from meterflow.models import (
     ErrorCode,
     LocationProfile,
@@ -44,8 +45,9 @@ the last offset commit (about a second of input)."""
 
 def parse_reading(payload: bytes) -> MeterReading:
     """Decode and validate one `meter-readings` value; PricingError(INVALID_RECORD) otherwise
-    (not JSON, a negative or non-numeric register, a time without offset, …). Numbers are read
-    as Decimal, never float."""
+    (not JSON, a negative or non-numeric register, a time without offset, …), or
+    INVALID_TIME_RANGE for a time outside the supported years. Numbers are read as Decimal,
+    never float."""
     try:
         document = loads(payload)
     except ValueError as error:
@@ -53,11 +55,15 @@ def parse_reading(payload: bytes) -> MeterReading:
     if not isinstance(document, dict):
         raise PricingError(ErrorCode.INVALID_RECORD, "a meter reading must be a JSON object")
     try:
-        return MeterReading.model_validate(document)
+        reading = MeterReading.model_validate(document)
     except ValidationError as error:
         raise PricingError(
             ErrorCode.INVALID_RECORD, validation_summary(error, whole="reading")
         ) from None
+    at = to_us(reading.time)
+    if not within_supported_years(at, at):  # as a record's instants (some have no UTC form)
+        raise PricingError(ErrorCode.INVALID_TIME_RANGE, f"a reading must lie {SUPPORTED_YEARS}")
+    return reading
 
 
 def meter_problem(reading: MeterReading, profile: LocationProfile | None) -> PricingError | None:
