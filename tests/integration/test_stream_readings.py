@@ -123,6 +123,8 @@ async def test_readings_follow_every_rule_of_design_10(
             "unknown_location": [await send(reading("loc_nowhere", 100, 5), "loc_nowhere")],
             "unknown_device": [await send(reading("loc_r", 100, 5, device_id="dev_x"))],
         }
+        # a clock far ahead: refused, or every true reading would be stale until 2099
+        ahead = await send({**reading("loc_r", 100, 5), "time": "2099-01-01T00:00:00Z"})
         # after the bad ones, the state is untouched: this is an interval from minute 90+…+15
         await send(reading("loc_r", 90 + 745 * 60 + 30, 2700))
 
@@ -133,7 +135,7 @@ async def test_readings_follow_every_rule_of_design_10(
             interval_cost_id("acc_test", "loc_r", 90 + 745 * 60 + 15, 90 + 745 * 60 + 30),
             interval_cost_id("acc_test", "dev_r", 0, 15),
         }
-        all_letters = {stale, stale_same_time, reset, too_long} | {
+        all_letters = {stale, stale_same_time, reset, too_long, ahead} | {
             o for offsets in bad.values() for o in offsets
         }
         await eventually(
@@ -148,7 +150,7 @@ async def test_readings_follow_every_rule_of_design_10(
         assert {c["id"] for c in pipe.costs} == expected
         assert letters(pipe, "stale_reading") == {stale, stale_same_time}
         assert letters(pipe, "register_reset") == {reset}
-        assert letters(pipe, "invalid_time_range") == {too_long}
+        assert letters(pipe, "invalid_time_range") == {too_long, ahead}
         for code, offsets in bad.items():
             assert letters(pipe, code) == set(offsets), code
         assert device[0] not in {lt["source"]["offset"] for _, lt in pipe.dead_letters}

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 import meterflow.costing.readings as readings_module
 from meterflow.costing.readings import (
+    MAX_HOURS_AHEAD,
     MAX_POINTS,
     Baseline,
     Duplicate,
@@ -22,6 +23,7 @@ from meterflow.costing.readings import (
     RegisterPoint,
     Rejected,
     advance,
+    ahead_problem,
     decode_state,
     encode_state,
     interval_meter_record,
@@ -187,6 +189,20 @@ def test_bad_readings_are_refused(document: dict[str, Any], code: ErrorCode) -> 
         parse_reading(b"[1]")
     with pytest.raises(PricingError):
         parse_reading(b"\xff")
+
+
+def test_a_reading_from_a_clock_far_ahead_is_refused() -> None:
+    """Against the message's timestamp (a replay decides the same), a day's slack."""
+    at = reading(30, "2", "KWH")  # 2026-01-05T08:30:00Z
+    received_ms = int(at.time.timestamp() * 1000)
+    day_before = received_ms - MAX_HOURS_AHEAD * 3_600_000
+    assert ahead_problem(at, received_ms) is None
+    assert ahead_problem(at, day_before) is None  # exactly a day ahead
+    problem = ahead_problem(at, day_before - 1)
+    assert problem is not None
+    assert problem.code is ErrorCode.INVALID_TIME_RANGE
+    assert "2026-01-05T08:30:00Z lies more than 24 hours after it was received" in problem.message
+    assert ahead_problem(at, None) is None  # no timestamp (a test fake): no rule
 
 
 def test_unknown_location_and_device() -> None:

@@ -24,7 +24,12 @@ from meterflow import ids
 from meterflow.costing._trusted import trusted
 from meterflow.costing.money import CONTEXT
 from meterflow.costing.payload import unknown_meter
-from meterflow.costing.timeline import SUPPORTED_YEARS, to_us, within_supported_years
+from meterflow.costing.timeline import (
+    SUPPORTED_YEARS,
+    US_PER_HOUR,
+    to_us,
+    within_supported_years,
+)
 from meterflow.models import (
     ErrorCode,
     LocationProfile,
@@ -64,6 +69,28 @@ def parse_reading(payload: bytes) -> MeterReading:
     if not within_supported_years(at, at):  # as a record's instants (some have no UTC form)
         raise PricingError(ErrorCode.INVALID_TIME_RANGE, f"a reading must lie {SUPPORTED_YEARS}")
     return reading
+
+
+MAX_HOURS_AHEAD = 24
+"""How far a reading's time may lie after it reached meterflow (its Kafka timestamp). Taken as
+its meter's latest, a reading from a clock far ahead makes every true reading after it
+`stale_reading` until that time comes (one dated 2099 stopped a meter's pricing); a day leaves
+room for a meter whose clock is set to the wrong zone."""
+
+
+def ahead_problem(reading: MeterReading, received_ms: int | None) -> PricingError | None:
+    """`invalid_time_range` for a reading dated more than `MAX_HOURS_AHEAD` after it was
+    received (checked before the meter's state is touched); None without a timestamp. Against
+    the message's own timestamp, not the worker's clock, so a replay decides it the same way."""
+    if received_ms is None or to_us(reading.time) <= (
+        received_ms * 1000 + MAX_HOURS_AHEAD * US_PER_HOUR
+    ):
+        return None
+    return PricingError(
+        ErrorCode.INVALID_TIME_RANGE,
+        f"the reading's time {utc_text(reading.time)} lies more than {MAX_HOURS_AHEAD} hours "
+        "after it was received: its meter's clock is wrong",
+    )
 
 
 def meter_problem(reading: MeterReading, profile: LocationProfile | None) -> PricingError | None:
@@ -385,6 +412,7 @@ def _moves_to(decision: Decision) -> RegisterPoint | None:
 
 
 __all__ = [
+    "MAX_HOURS_AHEAD",
     "MAX_POINTS",
     "Baseline",
     "Decision",
@@ -395,6 +423,7 @@ __all__ = [
     "Rejected",
     "Step",
     "advance",
+    "ahead_problem",
     "decode_state",
     "encode_state",
     "interval_meter_record",

@@ -28,6 +28,7 @@ from meterflow.costing.readings import (
     Rejected,
     Step,
     advance,
+    ahead_problem,
     decode_state,
     encode_state,
     interval_meter_record,
@@ -236,6 +237,9 @@ class ReadingsAgent:
             return dead_letter(raw, error.code, error.message, source, now)
         # under another key, the meter's state would live in another partition (design §1)
         problem = misplaced(event.message.key, reading.location_id)
+        if problem is not None:
+            return dead_letter(raw, problem.code, problem.message, source, now)
+        problem = ahead_problem(reading, received_ms(event.message))
         if problem is not None:
             return dead_letter(raw, problem.code, problem.message, source, now)
         profile = self._profiles(reading.location_id)
