@@ -239,6 +239,10 @@ BAD: list[tuple[str, dict[str, str], int, str]] = [
         "tariff_not_available",
     ),
     ("rates", {"direction": "LOCAL"}, 400, "invalid_request"),
+    # the direction's name everywhere else is read too (it answered import rates with a 200)
+    ("rates", {"tariff_direction": "EXPORT"}, 422, "tariff_not_available"),
+    ("slots", {"tariff_direction": "EXPORT"}, 422, "tariff_not_available"),
+    ("rates", {"tariff_direction": "LOCAL"}, 400, "invalid_request"),
     ("rates", {"end_time": "2024-12-03"}, 400, "invalid_request"),
     ("rates", {"end_time": ""}, 400, "invalid_request"),
     ("slots", {"duration": "0"}, 422, "invalid_duration"),
@@ -288,6 +292,8 @@ async def test_a_choice_given_twice_differently_is_refused(stack: Stack, client:
     hour = ("duration", "60")
     for path, repeated in (
         ("/tariffs/rates/", [("direction", "IMPORT"), ("direction", "EXPORT")]),
+        ("/tariffs/rates/", [("direction", "EXPORT"), ("tariff_direction", "IMPORT")]),
+        ("/slots/time/", [hour, ("direction", "IMPORT"), ("tariff_direction", "EXPORT")]),
         ("/slots/time/", [hour, ("segment", "LOW"), ("segment", "HIGH")]),
         # any other parameter too: the first one was taken
         ("/slots/time/", [hour, ("contiguous", "true"), ("contiguous", "false")]),

@@ -21,7 +21,7 @@ from meterflow.api.http import (
     answer,
     principal_of,
     query_bool,
-    query_choice,
+    query_direction,
     query_value,
     read_json,
 )
@@ -206,19 +206,6 @@ async def submit_interval(request: web.Request) -> web.Response:
     return answer(batch)
 
 
-_DIRECTION_PARAMETERS = ("tariff_direction", "direction")
-"""A report's direction in the query: anode's name, and Flatpeak zero's (the same values)."""
-_DIRECTIONS = tuple(direction.value for direction in TariffDirection)
-
-
-def _tariff_direction(request: web.Request, body_value: TariffDirection | None) -> TariffDirection:
-    """The report's direction: the query's under either name and the body's, which must agree
-    (`http.query_choice`); none given is IMPORT."""
-    body = None if body_value is None else body_value.value
-    given = query_choice(request, _DIRECTION_PARAMETERS, _DIRECTIONS, also=body)
-    return TariffDirection.IMPORT if given is None else TariffDirection(given)
-
-
 def _aggregation(request: web.Request, body_value: Aggregation | None) -> Aggregation | None:
     raw = query_value(request, "aggregation")
     if raw is None:
@@ -293,7 +280,7 @@ async def interval_report(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_time_range", "end_time must be after start_time")
     if not within_supported_years(to_us(body.start_time), to_us(body.end_time)):
         raise ApiError(422, "invalid_time_range", f"the range must lie {SUPPORTED_YEARS}")
-    direction = _tariff_direction(request, body.tariff_direction)
+    direction = query_direction(request, also=body.tariff_direction)
     aggregation = _aggregation(request, body.aggregation)
     subject = await repository.report_subject(ctx.db(), principal, object_id)
     if subject is None:
@@ -358,7 +345,7 @@ async def session_report(request: web.Request) -> web.Response:
             raise ApiError(
                 400, "invalid_request", validation_summary(exc, whole="body", limit=3)
             ) from None
-    direction = _tariff_direction(request, body.tariff_direction)
+    direction = query_direction(request, also=body.tariff_direction)
     summary = await repository.session_summary(
         ctx.db(), principal, session_reference_id=session_id, tariff_direction=direction.value
     )

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from meterflow.api.context import PRINCIPAL
 from meterflow.api.credentials import Principal
 from meterflow.api.errors import JSON, ApiError
-from meterflow.models import dumps, loads
+from meterflow.models import TariffDirection, dumps, loads
 
 
 def query_choice(
@@ -27,6 +27,22 @@ def query_choice(
                 raise ApiError(400, "invalid_request", f"`{name}` must be {' or '.join(allowed)}")
             given.add(raw)
     return _the_one(given, " / ".join(f"`{name}`" for name in names))
+
+
+_DIRECTION_NAMES = ("tariff_direction", "direction")
+"""A tariff direction in a query: its name everywhere else (anode's, the records'), and the
+one Flatpeak zero and design §12 use."""
+_DIRECTIONS = tuple(direction.value for direction in TariffDirection)
+
+
+def query_direction(request: web.Request, *, also: TariffDirection | None) -> TariffDirection:
+    """The tariff direction asked for: in the query under either name, and `also` (a body's),
+    which must agree (`query_choice`); IMPORT when none is given. A `tariff_direction=EXPORT`
+    that an endpoint did not read was answered with import rates."""
+    given = query_choice(
+        request, _DIRECTION_NAMES, _DIRECTIONS, also=None if also is None else also.value
+    )
+    return TariffDirection.IMPORT if given is None else TariffDirection(given)
 
 
 def query_value(request: web.Request, name: str) -> str | None:

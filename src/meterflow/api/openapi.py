@@ -82,6 +82,13 @@ _WINDOW = (
     Param("start_time", "query", _INSTANT, "RFC 3339; default now"),
     Param("end_time", "query", _INSTANT, "RFC 3339; at most 31 days after start_time", True),
     Param("direction", "query", _DIRECTION, "default IMPORT"),
+    Param(
+        "tariff_direction",
+        "query",
+        _DIRECTION,
+        "the name every other endpoint uses for `direction`; every direction given must agree"
+        " (else 422)",
+    ),
 )
 
 OPERATIONS: tuple[Operation, ...] = (

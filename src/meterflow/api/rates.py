@@ -19,7 +19,14 @@ from pydantic import ValidationError
 from meterflow.api.context import CONTEXT
 from meterflow.api.costs import visible_profiles
 from meterflow.api.errors import ApiError, not_found
-from meterflow.api.http import answer, principal_of, query_bool, query_choice, query_value
+from meterflow.api.http import (
+    answer,
+    principal_of,
+    query_bool,
+    query_choice,
+    query_direction,
+    query_value,
+)
 from meterflow.api.schemas import (
     ComponentRate,
     RatePeriod,
@@ -94,7 +101,9 @@ def _duration(request: web.Request) -> int:
     return int(value)
 
 
-def _common(request: web.Request, profile: LocationProfile, direction: str) -> dict[str, Any]:
+def _common(
+    request: web.Request, profile: LocationProfile, direction: TariffDirection
+) -> dict[str, Any]:
     principal = principal_of(request)
     return {
         "account_id": principal.account_id,
@@ -107,8 +116,12 @@ def _common(request: web.Request, profile: LocationProfile, direction: str) -> d
     }
 
 
-def _echo(start: datetime, end: datetime, direction: str) -> dict[str, Any]:
-    return {"start_time": start.isoformat(), "end_time": end.isoformat(), "direction": direction}
+def _echo(start: datetime, end: datetime, direction: TariffDirection) -> dict[str, Any]:
+    return {
+        "start_time": start.isoformat(),
+        "end_time": end.isoformat(),
+        "direction": direction.value,
+    }
 
 
 def _quoted(quote: Callable[[], T]) -> T:
@@ -121,12 +134,10 @@ def _quoted(quote: Callable[[], T]) -> T:
 
 async def tariff_rates(request: web.Request) -> web.Response:
     profile = _location(request)
-    direction = _choice(request, "direction", ("IMPORT", "EXPORT"))
+    direction = query_direction(request, also=None)
     start, end = _window(request)
     prices = request.app[CONTEXT].view.prices
-    periods = _quoted(
-        lambda: quotes.rates(profile, TariffDirection(direction), to_us(start), to_us(end), prices)
-    )
+    periods = _quoted(lambda: quotes.rates(profile, direction, to_us(start), to_us(end), prices))
     zone = end.tzinfo  # Flatpeak: times in the request's offset, end_time's when they differ
     data = [
         RatePeriod(
@@ -151,7 +162,7 @@ async def tariff_rates(request: web.Request) -> web.Response:
 
 async def slot_time(request: web.Request) -> web.Response:
     profile = _location(request)
-    direction = _choice(request, "direction", ("IMPORT", "EXPORT"))
+    direction = query_direction(request, also=None)
     segment = _choice(request, "segment", ("LOW", "HIGH"))
     contiguous = bool(query_bool(request, "contiguous"))
     start, end = _window(request)
@@ -160,7 +171,7 @@ async def slot_time(request: web.Request) -> web.Response:
     found = _quoted(
         lambda: quotes.slots(
             profile,
-            TariffDirection(direction),
+            direction,
             to_us(start),
             to_us(end),
             prices,

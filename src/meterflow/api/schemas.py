@@ -187,7 +187,7 @@ class Aggregation(StrEnum):
 class ReportBody(_Body):
     """Body of `POST /costs/interval/{id}`; `aggregation`/`tariff_direction` may also be query
     parameters (Flatpeak passes them in the query): the query's `aggregation` wins, every
-    direction given must agree (`api.costs._tariff_direction`)."""
+    direction given must agree (`api.http.query_direction`)."""
 
     start_time: AwareDatetime
     end_time: AwareDatetime
