@@ -417,6 +417,29 @@ async def test_location_put_is_published_to_the_locations_topic(
     assert published["live_mode"] is False
 
 
+async def test_a_location_read_can_be_written_back(stack: Stack, client: Client) -> None:
+    """The answer of a GET, its `id`, `object` and `time_updated` included, is a valid PUT body
+    (they were "extra inputs"); a client edits what it read."""
+    _, key = await new_account(stack)
+    location = uid("loc")
+    rich = london(time_of_use(("00:00", "07:00", "0.1"), ("07:00", "24:00", "0.3")))
+    await put_location(client, key, location, rich | {"tax_percentage": "5"})
+    status, read, _ = await client.call("GET", f"/locations/{location}", key=key)
+    assert status == 200
+    assert {"id", "object", "time_updated"} <= set(read)
+    written = await put_location(client, key, location, read | {"devices": ["dev_new"]})
+    assert written["devices"] == ["dev_new"]
+    drop = {"time_updated", "devices"}
+    assert {k: v for k, v in written.items() if k not in drop} == {
+        k: v for k, v in read.items() if k not in drop
+    }
+    for wrong in ({"id": "loc_other"}, {"object": "energy_cost"}, {"time_updated": "soon"}):
+        status, doc, _ = await client.call(
+            "PUT", f"/locations/{location}", key=key, json=read | wrong
+        )
+        assert_error(status, doc, 422, "invalid_profile")
+
+
 async def test_location_validation_errors(stack: Stack, client: Client) -> None:
     _, key = await new_account(stack)
     location = uid("loc")

@@ -43,6 +43,10 @@ def _summary(exc: ValidationError) -> str:
     return validation_summary(exc, whole="body", limit=3)
 
 
+_READ_ONLY = frozenset({"id", "object", "time_updated"})
+"""The stored resource's own fields (`schemas.Location`): a GET's answer may be PUT back."""
+
+
 def _profile_from(
     body: object, location_id: str, account_id: str, live_mode: bool
 ) -> LocationProfile:
@@ -52,8 +56,9 @@ def _profile_from(
         given = LocationBody.model_validate(body)
     except ValidationError as exc:
         raise ApiError(422, "invalid_profile", _summary(exc)) from None
-    if given.location_id is not None and given.location_id != location_id:
-        raise ApiError(422, "invalid_profile", "`location_id` in the body differs from the path")
+    for name in ("location_id", "id"):
+        if getattr(given, name) not in (None, location_id):
+            raise ApiError(422, "invalid_profile", f"`{name}` in the body differs from the path")
     if given.account_id is not None and given.account_id != account_id:
         raise ApiError(403, "forbidden", "`account_id` is set by your API key; omit it")
     if given.live_mode is not None and given.live_mode != live_mode:
@@ -61,7 +66,7 @@ def _profile_from(
     try:  # the rules every reader of `locations` applies (contract.locations.decide_location)
         profile = profile_from(
             {
-                **body,
+                **{name: value for name, value in body.items() if name not in _READ_ONLY},
                 "location_id": location_id,
                 "account_id": account_id,
                 "live_mode": live_mode,

@@ -145,9 +145,13 @@ class LocationBody(_Body):
     """`PUT /locations/{id}`: a LocationProfile whose owner comes from the API key.
 
     `location_id`, `account_id` and `live_mode` may be omitted; when given they must agree with
-    the path and the key.
+    the path and the key. The stored resource's own fields (`id`, `object`, `time_updated`)
+    are read-only and may be sent back as a GET wrote them (`id` must agree with the path too).
     """
 
+    id: str | None = Field(default=None, min_length=1, max_length=128)
+    object: Literal["location"] | None = None
+    time_updated: datetime | None = None
     location_id: str | None = Field(default=None, min_length=1, max_length=128)
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
     live_mode: StrictBool | None = None  # the schema says boolean: 0 or "true" are refused
