@@ -154,3 +154,20 @@ def test_now_is_read_as_any_rfc3339_instant(tmp_path: Path) -> None:
     naive = _run(PROFILE, "", tmp_path, "--now", "2024-07-01T00:00:00")
     assert naive.returncode == 2
     assert "RFC 3339" in naive.stderr
+    # no UTC form (it was an OverflowError's traceback), or beyond the years a record may lie in
+    for far in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-00:01", "9998-06-01T00:00:00Z"):
+        done = _run(PROFILE, "", tmp_path, "--now", far)
+        assert done.returncode == 2, done.stderr
+        assert "must lie between the years 0002 and 9997 (UTC)" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_bad_market_prices_file_is_one_line(tmp_path: Path) -> None:
+    """As `prices put` says it (pydantic's own text was ten lines, with its URLs)."""
+    prices = tmp_path / "prices.jsonl"
+    prices.write_text('{"series_id": "a", "day": "2024-01-01", "prices": [{"valid_from": "x"}]}\n')
+    done = _run(PROFILE, "", tmp_path, "--market-prices", str(prices))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"meterflow cost: invalid market prices on line 1 of {prices}: ")
+    assert "prices.0.valid_to: Field required" in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr

@@ -158,3 +158,16 @@ def test_a_bad_profile_exits_2_naming_the_problem(tmp_path: Path) -> None:
     done = _run(tmp_path, "rates", "--from", START, "--to", END, profile=broken)
     assert done.exit_code == 2
     assert "tax_percentage" in done.output
+
+
+@pytest.mark.parametrize("command", ["rates", "slots"])
+def test_a_bad_market_prices_file_is_one_line(tmp_path: Path, command: str) -> None:
+    prices = tmp_path / "prices.jsonl"
+    prices.write_text('{"series_id": "a", "day": "2024-01-01", "prices": [{"valid_from": "x"}]}\n')
+    args = [command, "--from", START, "--to", END, "--market-prices", str(prices)]
+    done = _run(tmp_path, *args, *(["--duration", "60"] if command == "slots" else []))
+    assert done.exit_code == 2
+    said = done.output.strip()
+    assert said.startswith(f"meterflow {command}: invalid market prices on line 1 of {prices}: ")
+    assert "prices.0.valid_to: Field required" in said
+    assert len(said.splitlines()) == 1, said

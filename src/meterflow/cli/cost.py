@@ -10,14 +10,14 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 import click
 from pydantic import ValidationError
 
-from meterflow.contract.locations import parse_profile
-from meterflow.contract.market_prices import parse_market_prices
+from meterflow.cli.inputs import InputError, read_market_prices, read_profile
 from meterflow.costing import cost_payload
+from meterflow.costing.timeline import SUPPORTED_YEARS, to_us, within_supported_years
 from meterflow.models import (
     DeadLetter,
     LocationProfile,
@@ -25,42 +25,15 @@ from meterflow.models import (
     SourceRef,
     dumps,
     parse_instant,
-    problem_text,
 )
-from meterflow.tariffs import ProfileError
 
 STDIN_TOPIC = "stdin"
 """A record without `id` gets `ids.meter_record_id_for_offset("stdin", 0, <line number>)`."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"meterflow cost: {message}", err=True)
     sys.exit(2)
-
-
-def _load_profile(path: Path) -> LocationProfile:
-    try:
-        profile = parse_profile(path.read_bytes())
-    except OSError as error:
-        _fail(f"cannot read profile {path}: {error.strerror}")
-    except ValueError as error:  # JSON, ValidationError and ProfileError are ValueErrors
-        kind = "profile problem" if isinstance(error, ProfileError) else "invalid profile"
-        _fail(f"{kind} in {path}: {problem_text(error, whole='profile')}")
-    return profile
-
-
-def _load_market_prices(path: Path | None) -> Callable[[str, date], MarketPrices | None]:
-    days: dict[tuple[str, date], MarketPrices] = {}
-    if path is not None:
-        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                doc = parse_market_prices(line)
-            except ValueError as error:
-                _fail(f"invalid market prices on line {number} of {path}: {error}")
-            days[(doc.series_id, doc.day)] = doc
-    return lambda series_id, day: days.get((series_id, day))
 
 
 def price_lines(
@@ -101,11 +74,15 @@ def price_lines(
 def _rfc3339(text: str) -> datetime:
     """`--now` read as a record's instants are (any RFC 3339 form with `Z` or an offset)."""
     try:
-        return parse_instant(text)
+        instant = parse_instant(text)
     except ValidationError:
         raise click.BadParameter(
             f"{text!r} is not an RFC 3339 timestamp with Z or an offset"
         ) from None
+    at = to_us(instant)
+    if not within_supported_years(at, at):  # some have no UTC form: a traceback, below
+        raise click.BadParameter(f"{text!r} must lie {SUPPORTED_YEARS}")
+    return instant
 
 
 @click.command()
@@ -146,8 +123,11 @@ def cost(
     A bad record never stops the others. Records without `id` get an id derived from their
     line number.
     """
-    profile = _load_profile(profile_path)
-    market_prices = _load_market_prices(market_path)
+    try:
+        profile = read_profile(profile_path)
+        market_prices = read_market_prices(market_path)
+    except InputError as error:
+        _fail(str(error))
     when = now.astimezone(UTC) if now is not None else datetime.now(UTC)
     stdout = sys.stdout.buffer
     priced, failed = price_lines(

@@ -20,8 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from pydantic import ValidationError
 
-from meterflow.contract.locations import parse_profile
-from meterflow.contract.market_prices import parse_market_prices
+from meterflow.cli.inputs import InputError, read_market_prices, read_profile
 from meterflow.costing import quotes
 from meterflow.costing.timeline import US_PER_MINUTE, from_us, to_us
 from meterflow.models import (
@@ -31,7 +30,6 @@ from meterflow.models import (
     TariffDirection,
     dumps,
     parse_instant,
-    validation_summary,
 )
 
 T = TypeVar("T")
@@ -42,27 +40,13 @@ def _fail(command: str, message: str, status: int = 2) -> NoReturn:
     sys.exit(status)
 
 
-def _profile(command: str, path: Path) -> LocationProfile:
+def _inputs(
+    command: str, profile_path: Path, market_path: Path | None
+) -> tuple[LocationProfile, Callable[[str, date], MarketPrices | None]]:
     try:
-        return parse_profile(path.read_bytes())
-    except OSError as error:
-        _fail(command, f"cannot read profile {path}: {error.strerror}")
-    except ValidationError as error:
-        _fail(command, f"invalid profile in {path}: {validation_summary(error, whole='profile')}")
-    except ValueError as error:  # JSON or ProfileError
-        _fail(command, f"profile problem in {path}: {error}")
-
-
-def _market_prices(command: str, path: Path | None) -> Callable[[str, date], MarketPrices | None]:
-    days: dict[tuple[str, date], MarketPrices] = {}
-    for number, line in enumerate(path.read_bytes().splitlines() if path else [], start=1):
-        if line.strip():
-            try:
-                doc = parse_market_prices(line)
-            except ValueError as error:
-                _fail(command, f"invalid market prices on line {number} of {path}: {error}")
-            days[(doc.series_id, doc.day)] = doc
-    return lambda series_id, day: days.get((series_id, day))
+        return read_profile(profile_path), read_market_prices(market_path)
+    except InputError as error:
+        _fail(command, str(error))
 
 
 def _instant(command: str, name: str, text: str) -> datetime:
@@ -153,8 +137,7 @@ def rates(
 ) -> None:
     """The rate in force over a window: one row per period of constant rates (energy and each
     component), as `GET /tariffs/rates` answers."""
-    profile = _profile("rates", location_file)
-    market = _market_prices("rates", market_path)
+    profile, market = _inputs("rates", location_file, market_path)
     begin, finish = _window("rates", start, end)
     periods = _quoted(
         "rates",
@@ -211,8 +194,7 @@ def slots(
 ) -> None:
     """The cheapest (LOW) or dearest (HIGH) `--duration` whole minutes of a window, as
     `GET /slots/time` answers; ties go to the earliest."""
-    profile = _profile("slots", location_file)
-    market = _market_prices("slots", market_path)
+    profile, market = _inputs("slots", location_file, market_path)
     begin, finish = _window("slots", start, end)
     found = _quoted(
         "slots",
