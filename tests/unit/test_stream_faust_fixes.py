@@ -19,6 +19,8 @@ from typing import Any
 import faust
 import faust.transport.consumer as faust_consumer
 import pytest
+from aiokafka.client import AIOKafkaClient
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import Consumer as WorkerConsumer
@@ -613,6 +615,31 @@ async def test_the_broker_holds_a_fetch_as_long_as_the_app_says() -> None:
             await aio.stop()
 
 
+async def test_a_failed_metadata_update_waits_the_retry_backoff_before_it_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """metadata_backoff: with no broker reachable an update failed at once, and the sender and
+    fetcher, which force the next one as soon as it answers, spun a core (14,000 log lines a
+    second). A failed update now sleeps `retry_backoff_ms` first; a successful one does not."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(faust_fixes.asyncio, "sleep", sleep)
+    faust_fixes.install()
+    client = AIOKafkaClient(bootstrap_servers="127.0.0.1:1", retry_backoff_ms=250)
+    assert not await client._metadata_update(ClusterMetadata(), set())  # no broker known
+    assert slept == [0.25]
+
+    async def succeeds(self: Any, cluster_metadata: Any, topics: Any) -> bool:
+        return True
+
+    slept.clear()
+    assert await faust_fixes._backing_off(succeeds)(client, ClusterMetadata(), set())
+    assert slept == []
+
+
 # The guard on what the patches borrow.
 
 
@@ -626,6 +653,7 @@ def test_the_guard_passes_on_the_pinned_versions_installed_or_not(app: faust.App
         "contiguous_commits",
         "inline_delivery",
         "worker_consumer_options",
+        "metadata_backoff",
     } <= names
 
 

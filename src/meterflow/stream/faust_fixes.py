@@ -21,7 +21,10 @@ was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests tha
 - `keep_queued_events_on_redundant_resume`: recovery's second `resume()` no longer empties the
   agent's queue (the restart stall);
 - `InputGapGuard`: holes in an input partition are fetched again, empty offsets (transaction
-  markers) passed, a stalled tail rewound.
+  markers) passed, a stalled tail rewound;
+- `_install_metadata_backoff` (aiokafka): a failed metadata update waits `retry_backoff_ms`
+  before its waiters retry (with the broker down, the worker spun a core and logged 14,000
+  lines a second).
 
 Each fix declares with `@BORROWED.patch(...)` the library versions it was written for and the
 faust internals it replaces, wraps or reads; `install()` checks them all first and refuses to
@@ -41,9 +44,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiokafka
+import aiokafka.consumer.fetcher
+import aiokafka.producer.sender
 import faust.stores.rocksdb as faust_rocksdb
 import faust.streams as faust_streams
 import faust.transport.consumer as faust_consumer
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import IllegalStateError
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -63,6 +69,7 @@ _PATCHED_COMMIT = "_meterflow_commits_contiguously"
 _PATCHED_INLINE = "_meterflow_delivers_inline"
 _PATCHED_CONSUMER_OPTIONS = "_meterflow_sets_consumer_options"
 _PATCHED_REFETCH = "_meterflow_refetches_dropped_changelogs"
+_PATCHED_METADATA = "_meterflow_backs_off_failed_metadata"
 READ_COMMITTED_ATTR = "meterflow_read_committed"
 FETCH_MAX_WAIT_ATTR = "meterflow_fetch_max_wait_ms"
 _EVENT_WAIT_CODE = asyncio.Event.wait.__code__  # faust's `suspend_flow` is an asyncio.Event
@@ -125,6 +132,44 @@ def install() -> None:
     _install_inline_delivery()
     _install_worker_consumer_options()
     _install_refetch_dropped_changelogs()
+    _install_metadata_backoff()
+
+
+@BORROWED.patch(
+    Signature(AIOKafkaClient, "_metadata_update", "async (self, cluster_metadata, topics)"),
+    Names(AIOKafkaClient, "__init__", ("_retry_backoff",)),
+    # the loops that wait on a forced update and force the next one at once when it failed
+    Names(AIOKafkaClient, "force_metadata_update", ("_md_update_fut",)),
+    Names(aiokafka.producer.sender.Sender, "_sender_routine", ("force_metadata_update",)),
+    Names(aiokafka.consumer.fetcher.Fetcher, "_fetch_requests_routine", ("force_metadata_update",)),
+    also_written_for=_AIOKAFKA,
+)
+def _install_metadata_backoff() -> None:
+    """A failed metadata update (no broker reachable) takes `retry_backoff_ms` (100 ms) before
+    it answers. aiokafka's sender and fetcher force an update whenever a partition's leader is
+    unknown and wait for it; a failed update answered at once, so with the broker down both
+    looped without pause: the worker used a full core and logged "Unable connect to node" and
+    "Unable to update metadata" 14,000 times a second (219 MB in two minutes), where the
+    API and the sink logged 70 lines. Its waiters now retry ten times a second at most; a
+    successful update is not delayed."""
+    if getattr(AIOKafkaClient, _PATCHED_METADATA, False):
+        return
+    original = AIOKafkaClient._metadata_update
+    replace(AIOKafkaClient, "_metadata_update", _backing_off(original), original)
+    setattr(AIOKafkaClient, _PATCHED_METADATA, True)
+
+
+_MetadataUpdate = Callable[[Any, Any, Any], Awaitable[bool]]
+
+
+def _backing_off(original: _MetadataUpdate) -> _MetadataUpdate:
+    async def metadata_update(self: Any, cluster_metadata: Any, topics: Any) -> bool:
+        updated = await original(self, cluster_metadata, topics)
+        if not updated:
+            await asyncio.sleep(self._retry_backoff)
+        return updated
+
+    return metadata_update
 
 
 @BORROWED.patch(
