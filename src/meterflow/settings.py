@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(default=200, ge=1)
     api_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     api_max_batch_records: int = Field(default=10_000, ge=1)
+    # how long a request waits for Kafka to take what it publishes, then 503 broker_unavailable
+    # (the producer's request timeout; aiokafka's 40 s default held requests for up to a minute)
+    api_kafka_timeout_seconds: float = Field(default=5.0, ge=1)
     # a per-record report holds every row in memory, then in one answer: above this, 422
     api_max_report_records: int = Field(default=100_000, ge=1)
 

@@ -24,7 +24,13 @@ log = logging.getLogger("meterflow.api.kafka")
 
 
 class Publisher:
-    """Produce keyed documents and wait for the acknowledgements."""
+    """Produce keyed documents and wait for the acknowledgements.
+
+    A send the broker has not acknowledged within `MF_API_KAFKA_TIMEOUT_SECONDS` (5 s) fails
+    (a KafkaError: 503 `broker_unavailable`), and aiokafka drops it then instead of sending it
+    when the broker is back (seen: four 503s during a stopped broker, none stored after).
+    With aiokafka's default 40 s, requests waited up to a minute while the broker was down,
+    and clients timed out not knowing what happened."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -33,6 +39,7 @@ class Publisher:
             acks="all",
             linger_ms=0,
             max_request_size=8 * 1024 * 1024,
+            request_timeout_ms=round(settings.api_kafka_timeout_seconds * 1000),
         )
 
     async def start(self) -> None:
