@@ -409,25 +409,44 @@ class LagSource(Protocol):
 _CHANGELOG = "-changelog"
 
 
+EndOffsets = Callable[[list[Any]], Awaitable[Mapping[Any, int]]]
+"""The broker's end offsets of some partitions (aiokafka's `end_offsets`, faust's
+`highwaters`)."""
+
+
 async def update_consumer_lag(
     consumer: LagSource,
     include: Callable[[str], bool] | None = None,
     position_timeout_s: float = 0.5,
+    end_offsets: EndOffsets | None = None,
 ) -> dict[tuple[str, int], int]:
-    """Compute lag = highwater - position for every assigned partition (optionally only topics
-    for which `include(topic)` is true), publish it, and return it. Partitions whose highwater or
+    """Compute lag = end offset - position for every assigned partition (optionally only topics
+    for which `include(topic)` is true), publish it, and return it. Partitions whose end or
     position is not known yet (no fetch so far; a position still being reset after a rebalance,
     which aiokafka would wait for) are left out rather than reported as zero.
+
+    The end offsets are the broker's (`end_offsets`, asked now) where given, else the consumer's
+    highwater, which only a fetch updates: a consumer that stopped fetching a partition (a
+    stuck agent, faust's full buffer, a paused sink) kept its lag flat, so no lag alert fired
+    for a stalled worker. An answer that does not come within `position_timeout_s` falls back
+    to the highwater.
 
     A table's changelog partition (`…-changelog`) is positioned by faust at the last offset it
     applied, not the next (`Recovery._seek_offsets`, faust's "offset-1 discrepancy"), so its lag
     is one less: a recovered table read 1 on every changelog partition for good."""
+    assigned = [tp for tp in list(consumer.assignment()) if include is None or include(tp.topic)]
+    ends: Mapping[Any, int] = {}
+    if end_offsets is not None and assigned:
+        try:
+            ends = await asyncio.wait_for(end_offsets(assigned), position_timeout_s)
+        except Exception:  # the broker slow or gone: the last fetched highwater, below
+            log.debug("end offsets not read; lag from the last fetch", exc_info=True)
     lags: dict[tuple[str, int], int] = {}
-    for tp in list(consumer.assignment()):
+    for tp in assigned:
         topic, partition = tp.topic, tp.partition
-        if include is not None and not include(topic):
-            continue
-        highwater = consumer.highwater(tp)
+        highwater = ends.get(tp)
+        if highwater is None:
+            highwater = consumer.highwater(tp)
         if highwater is None:
             continue
         try:
@@ -531,7 +550,9 @@ def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
 
 # --- the Faust worker ------------------------------------------------------------------------
 async def refresh_gauges(
-    consumer: LagSource | None, tables: Mapping[str, Sized] | None = None
+    consumer: LagSource | None,
+    tables: Mapping[str, Sized] | None = None,
+    end_offsets: EndOffsets | None = None,
 ) -> None:
     """Table sizes and consumer lag, read now (worker: both; sink: lag only). Never raises: a
     failed refresh is logged and the gauges keep their last values (no process stops over a
@@ -540,9 +561,17 @@ async def refresh_gauges(
         for name, table in (tables or {}).items():
             set_table_entries(name, len(table))
         if consumer is not None:
-            await update_consumer_lag(consumer)
+            await update_consumer_lag(consumer, end_offsets=end_offsets)
     except Exception:
         log.warning("refreshing worker gauges failed", exc_info=True)
+
+
+def _faust_end_offsets(consumer: Any) -> EndOffsets:
+    async def end_offsets(partitions: list[Any]) -> Mapping[Any, int]:
+        ends: Mapping[Any, int] = await consumer.highwaters(*partitions)
+        return ends
+
+    return end_offsets
 
 
 def install_faust_metrics(
@@ -555,7 +584,9 @@ def install_faust_metrics(
         return view.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def refresh() -> None:
-        await refresh_gauges(getattr(app, "consumer", None), tables)
+        consumer = getattr(app, "consumer", None)
+        ends = None if consumer is None else _faust_end_offsets(consumer)
+        await refresh_gauges(consumer, tables, ends)
 
     app.page(path, name="meterflow_metrics")(metrics_page)
     app.timer(interval=refresh_interval_s)(refresh)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.errors import KafkaConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
@@ -336,6 +337,35 @@ async def test_a_position_that_does_not_come_is_skipped_not_awaited() -> None:
     consumer = StuckConsumer(highwaters={TP("lag-stuck", 0): 10}, positions={})
     lags = await metrics.update_consumer_lag(consumer, position_timeout_s=0.01)
     assert lags == {}
+
+
+async def test_lag_is_read_against_the_brokers_end_not_the_last_fetch() -> None:
+    """A consumer that stopped fetching a partition (a stuck agent, faust's full buffer, a
+    paused sink) keeps its highwater where the last fetch left it: the lag stayed flat (0 here,
+    3,000 in fact) and no alert fired for a stalled worker. The broker's end offsets, asked
+    now, say how far behind it is; when they do not come, the highwater stands in."""
+    stalled = TP("lag-stalled", 0)
+    consumer = FakeConsumer(highwaters={stalled: 500}, positions={stalled: 500})
+
+    async def ends(partitions: list[TP]) -> dict[TP, int]:
+        return {tp: 3_500 for tp in partitions}
+
+    assert await metrics.update_consumer_lag(consumer, end_offsets=ends) == {
+        ("lag-stalled", 0): 3_000
+    }
+
+    async def gone(partitions: list[TP]) -> dict[TP, int]:
+        raise KafkaConnectionError("broker down")
+
+    async def slow(partitions: list[TP]) -> dict[TP, int]:
+        await asyncio.sleep(3600)
+        return {}
+
+    for failing in (gone, slow):
+        lags = await metrics.update_consumer_lag(
+            consumer, end_offsets=failing, position_timeout_s=0.01
+        )
+        assert lags == {("lag-stalled", 0): 0}  # the last fetch's highwater
 
 
 def test_database_errors_and_consumed_records_exist_from_the_start() -> None:

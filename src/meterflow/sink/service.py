@@ -159,7 +159,7 @@ class Sink:
         self._probe_broker(started)
         if started >= self._lag_refresh_at:
             self._lag_refresh_at = started + LAG_REFRESH_S
-            await metrics.refresh_gauges(self._consumer)
+            await metrics.refresh_gauges(self._consumer, end_offsets=self._consumer.end_offsets)
         self._reap()
         now = time.monotonic()
         if self._writing is None and not self._rebalancing and self._checkpoint_due(now):
