@@ -620,7 +620,9 @@ def pipeline_health() -> dict[str, Any]:
             p,
             [
                 promql_target(
-                    f'sum(rate(meterflow_http_requests_total{{status=~"5..",{NOT_PROBES}}}{RATE}))'
+                    # no 5xx series yet is a ratio of 0, not "No data" (as a broken query shows)
+                    f'(sum(rate(meterflow_http_requests_total{{status=~"5..",{NOT_PROBES}}}{RATE}))'
+                    " or vector(0))"
                     f" / sum(rate(meterflow_http_requests_total{{{NOT_PROBES}}}{RATE}))",
                     "5xx ratio",
                     "A",
