@@ -214,7 +214,8 @@ CONSUMER_LAG = Gauge(
 )
 TABLE_ENTRIES = Gauge(
     "meterflow_table_entries",
-    "Entries held in a worker table (profiles: locations; market_prices: series-days).",
+    "Entries held in a worker table (profiles: locations; market_prices: series-days; readings:"
+    " meters).",
     ["table"],
 )
 
