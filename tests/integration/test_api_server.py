@@ -482,6 +482,9 @@ async def test_location_validation_errors(stack: Stack, client: Client) -> None:
         london(time_of_use(("00:00", "24:00", "0.1")), tax_percentage="0E-999999"),
         FIXED | {"timezone": "Europe"},
         FIXED | {"timezone": "a" * 300},
+        # a device no record or reading could name (their `device_id` has 1 to 128 characters)
+        FIXED | {"devices": ["d" * 129]},
+        FIXED | {"devices": [""]},
     ):
         status, doc, _ = await client.call("PUT", f"/locations/{location}", key=key, json=absurd)
         assert_error(status, doc, 422, "invalid_profile")

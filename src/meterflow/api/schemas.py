@@ -22,7 +22,7 @@ from meterflow.models import (
     TariffDirection,
     TariffVersion,
 )
-from meterflow.models.profiles import TaxPercentage
+from meterflow.models.profiles import DeviceId, TaxPercentage
 from meterflow.models.records import NO_CONTROL_CHARACTERS
 
 
@@ -157,7 +157,7 @@ class LocationBody(_Body):
     live_mode: StrictBool | None = None  # the schema says boolean: 0 or "true" are refused
     timezone: str
     currency_code: str = Field(pattern=r"^[A-Z]{3}$")
-    devices: list[str] = Field(default_factory=list)
+    devices: list[DeviceId] = Field(default_factory=list)
     tariffs: dict[TariffDirection, list[TariffVersion]] = Field(default_factory=dict)
     tax_percentage: TaxPercentage | None = None
 

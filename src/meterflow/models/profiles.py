@@ -264,13 +264,18 @@ TariffVersion = Annotated[
 ]
 
 
+DeviceId = Annotated[str, Field(min_length=1, max_length=128)]
+"""A device a location lists: as a record's or a reading's `device_id` may be (a longer one,
+accepted once, could never be metered)."""
+
+
 class LocationProfile(Document):
     location_id: str = Field(min_length=1, max_length=128)
     account_id: str = Field(min_length=1, max_length=128)
     live_mode: bool = False
     timezone: str
     currency_code: str = Field(pattern=r"^[A-Z]{3}$")
-    devices: list[str] = Field(default_factory=list)
+    devices: list[DeviceId] = Field(default_factory=list)
     tariffs: dict[TariffDirection, list[TariffVersion]] = Field(default_factory=dict)
     tax_percentage: TaxPercentage | None = None
     """Tax on every cost (VAT 5 means 5 %): costs then carry `cost.tax` and `cost.total`."""
