@@ -209,7 +209,8 @@ END_TO_END_LATENCY = BatchHistogram(
 )
 CONSUMER_LAG = Gauge(
     "meterflow_consumer_lag_records",
-    "Records not yet read by this process: partition highwater minus consumer position.",
+    "Records not yet read by this process: the broker's end offset (else the last fetch's"
+    " highwater) minus the consumer's position.",
     ["topic", "partition"],
 )
 TABLE_ENTRIES = Gauge(

@@ -285,7 +285,8 @@ ERROR_DESCRIPTIONS = {
         "Fits the schema but cannot be processed (unknown location or device, no tariff in force, "
         "end_time not after start_time, a profile with a gap, a window over 31 days, a "
         "duration longer than the window, a report over two currencies, a query parameter "
-        "given twice differently, a device another location lists); `code` says which"
+        "given twice differently, a meter id another location has: a device it lists, or its own "
+        "id); `code` says which"
     ),
     429: "Rate limited; see Retry-After",
     503: (

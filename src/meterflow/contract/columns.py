@@ -91,9 +91,10 @@ finds its batch's rows and their account (migration 0007). A hash collision only
 wait for another batch's commit."""
 
 DEVICES_LOCK_NAMESPACE = 0x6D66_6476  # "mfdv"
-"""`pg_advisory_xact_lock(DEVICES_LOCK_NAMESPACE, hashtext(account_id))`: held by the API while
-it checks that a location's devices are no other location's and writes it, so two PUTs at
-once cannot both claim one meter id (`repository.meter_elsewhere`)."""
+"""`pg_advisory_xact_lock(DEVICES_LOCK_NAMESPACE, hashtext(account_id))`: held by every
+location PUT while it checks that none of its meter ids (its devices, its own id) is another
+live location's and writes it, so two PUTs at once cannot both claim one meter id
+(`repository.meter_elsewhere`)."""
 
 
 def profile_json(profile: LocationProfile) -> str:

@@ -81,7 +81,8 @@ room for a meter whose clock is set to the wrong zone."""
 def ahead_problem(reading: MeterReading, received_ms: int | None) -> PricingError | None:
     """`invalid_time_range` for a reading dated more than `MAX_HOURS_AHEAD` after it was
     received (checked before the meter's state is touched); None without a timestamp. Against
-    the message's own timestamp, not the worker's clock, so a replay decides it the same way."""
+    the message's own Kafka timestamp (capped at the worker's clock: `agents.received_ms`), not
+    the time it is processed, so a replay decides it the same way."""
     if received_ms is None or to_us(reading.time) <= (
         received_ms * 1000 + MAX_HOURS_AHEAD * US_PER_HOUR
     ):

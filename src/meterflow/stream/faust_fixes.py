@@ -1,5 +1,6 @@
 """Fixes for faust-streaming 0.15.3 (pinned) so that no input record is lost, stuck or priced
-twice under another id, around rebalances, restarts and transactional producers.
+twice under another id, around rebalances, restarts and transactional producers; and one for
+aiokafka 0.14.0 (`metadata_backoff`), so that a worker waits, not spins, while the broker is down.
 
 `guard_input(app, topic)` is the one entry point: it installs the class-level patches below
 (once per process), turns on the per-app ones for the input topic and returns the
@@ -27,9 +28,9 @@ was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests tha
   lines a second).
 
 Each fix declares with `@BORROWED.patch(...)` the library versions it was written for and the
-faust internals it replaces, wraps or reads; `install()` checks them all first and refuses to
-start (`BorrowedInternalsError`, naming the patch, the attribute, expected vs found) when an
-upgrade changed any of them (docs/stream.md, "Guards on the patched internals").
+faust or aiokafka internals it replaces, wraps or reads; `install()` checks them all first and
+refuses to start (`BorrowedInternalsError`, naming the patch, the attribute, expected vs
+found) when an upgrade changed any of them (docs/stream.md, "Guards on the patched internals").
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The readings agent's body: `meter-readings` events -> interval costs on `energy-costs`.
 
-Per reading: parse it, check its meter (location, device), look up the meter's state in the
+Per reading: parse it (a time outside the years 0002-9997 refused), check its key and that it
+is not dated more than a day after it arrived, check its meter (location, device), look up the
+meter's state in the
 readings table, `costing.readings.advance` it, store the new state, and price the interval it
 yields through `cost_request` (`cost_payload`'s path, without the JSON round trip), the same
 path as a record on `meter-records`. Nothing raises out of it: every failure is a dead letter
