@@ -5,4 +5,4 @@ set -euo pipefail
 # shellcheck source=proc.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/proc.sh"
 port="${MF_HTTP_PORT:-8080}"
-service_main api "http://127.0.0.1:$port/readyz" "${1:-}" -- api
+MF_PORT_VARIABLE=MF_HTTP_PORT service_main api "http://127.0.0.1:$port/readyz" "${1:-}" -- api

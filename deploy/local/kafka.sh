@@ -32,7 +32,16 @@ pidfile="$state/kafka.pid"
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
 
-is_running() { [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# True when the PID file names a live broker of this state dir: a PID left by a crashed broker
+# may belong to another process by now (after a reboot, likely), which must never be reported
+# as the broker, let alone stopped.
+is_running() {
+  [[ -f "$pidfile" ]] || return 1
+  local pid cmdline; pid="$(cat "$pidfile")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+  [[ "$cmdline" == *kafka.Kafka*"$state/server.properties"* ]]
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

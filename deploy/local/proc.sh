@@ -37,6 +37,11 @@ _start() {  # _start <name> <ready-url> <meterflow args…>
     echo "$name: another process already answers at $url; stop it or choose another port" >&2
     return 1
   fi
+  local port="${url#http://127.0.0.1:}"; port="${port%%/*}"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then  # as kafka.sh and postgres.sh do
+    echo "$name: port $port is taken by another process; set ${MF_PORT_VARIABLE:-its MF_ port variable} or stop it" >&2
+    return 1
+  fi
   mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
   [[ -x "$MF_VENV/bin/meterflow" ]] || { echo "$name: $MF_VENV/bin/meterflow missing (make venv)" >&2; return 1; }
   # setsid: its own session, so a Ctrl-C in the terminal that ran `make up` does not reach it.

@@ -5,4 +5,4 @@ set -euo pipefail
 # shellcheck source=proc.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/proc.sh"
 port="${MF_SINK_HTTP_PORT:-8081}"
-service_main sink "http://127.0.0.1:$port/healthz" "${1:-}" -- sink
+MF_PORT_VARIABLE=MF_SINK_HTTP_PORT service_main sink "http://127.0.0.1:$port/healthz" "${1:-}" -- sink

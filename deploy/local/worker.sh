@@ -31,7 +31,8 @@ one() {  # one <index> <action>: the index-th worker (1 = the classic `worker` s
     export MF_DATA_DIR="${MF_DATA_DIR:-$state_dir/$name}"
     [[ "$index" == 1 ]] || export MF_DATA_DIR="$state_dir/$name"
     export MF_WORKER_WEB_PORT="$port"
-    service_main "$name" "http://127.0.0.1:$port/metrics" "$2" -- "${args[@]}"
+    MF_PORT_VARIABLE="MF_WORKER_WEB_PORT (worker-I takes it + I - 1)" \
+      service_main "$name" "http://127.0.0.1:$port/metrics" "$2" -- "${args[@]}"
   )
 }
 
