@@ -47,6 +47,14 @@ print("%s %s record(s), %s kWh, cost %s GBP" % (
 ' 2>/dev/null || echo "0 none"
 }
 
+# The sink's count of events read (its /healthz), "" when no sink answers: a duplicate demo record
+# finds the row a former `make up` stored, so the row alone does not show that the sink runs now.
+sink_read() {
+  curl -fsS --max-time 2 "http://127.0.0.1:${MF_SINK_HTTP_PORT:-8081}/healthz" 2>/dev/null \
+    | "$MF_VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["stats"]["records_read"])' \
+    2>/dev/null || true
+}
+
 # Whether the demo record (device dev_demo_ev, reference rec_demo_1) has its row in PostgreSQL,
 # from the per-record report rows.
 demo_record_stored() {
@@ -69,14 +77,16 @@ start() {
   fi
   call PUT /locations/loc_demo "$here/demo/location.json" >/dev/null
   echo "demo: location loc_demo (Europe/London, GBP, time-of-use import, fixed export) stored" >&2
-  local before cost
+  local before cost read_before
   before="$(session_totals)"
+  read_before="$(sink_read)"
   cost="$(call POST /costs/instant "$here/demo/record.json")"
   # The record carries record_reference_id, so a second `make up` sends a duplicate (design §8):
   # stored once, the session's totals unchanged. So wait for the record's own row, not a count.
   local stored="not yet in PostgreSQL (is the sink running? see $MF_STATE_DIR/logs/sink.log)"
   for _ in $(seq 1 40); do
-    if demo_record_stored; then
+    local read_now; read_now="$(sink_read)"
+    if [[ -n "$read_now" && -n "$read_before" && "$read_now" -gt "$read_before" ]] && demo_record_stored; then
       local now; now="$(session_totals)"
       stored="stored by the sink; session ses_demo_1 now totals ${now#* }"
       [[ "${now%% *}" == "${before%% *}" ]] && stored+=" (the same reference as before: a duplicate, stored once)"
