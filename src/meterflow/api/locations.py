@@ -43,8 +43,9 @@ def _summary(exc: ValidationError) -> str:
     return validation_summary(exc, whole="body", limit=3)
 
 
-_READ_ONLY = frozenset({"id", "object", "time_updated"})
-"""The stored resource's own fields (`schemas.Location`): a GET's answer may be PUT back."""
+_READ_ONLY = frozenset(Location.model_fields) - frozenset(LocationProfile.model_fields)
+"""The stored resource's own fields (`id`, `object`, `time_updated`): a GET's answer may be PUT
+back."""
 
 
 def _profile_from(

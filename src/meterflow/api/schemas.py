@@ -22,8 +22,8 @@ from meterflow.models import (
     TariffDirection,
     TariffVersion,
 )
-from meterflow.models.profiles import DeviceId, TaxPercentage
-from meterflow.models.records import NO_CONTROL_CHARACTERS
+from meterflow.models.profiles import TaxPercentage
+from meterflow.models.records import NO_CONTROL_CHARACTERS, DeviceId
 
 
 class _Body(BaseModel):

@@ -22,7 +22,7 @@ from meterflow.models._base import (
     digits_held,
     exponent_stored,
 )
-from meterflow.models.records import TariffDirection
+from meterflow.models.records import DeviceId, TariffDirection
 
 _HHMM_PATTERN = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 """A wall-clock time in the JSON Schemas; the models look it up in `_MINUTES`."""
@@ -262,11 +262,6 @@ class DynamicTariff(_VersionBase):
 TariffVersion = Annotated[
     FixedTariff | TimeOfUseTariff | DynamicTariff, Field(discriminator="type")
 ]
-
-
-DeviceId = Annotated[str, Field(min_length=1, max_length=128)]
-"""A device a location lists: as a record's or a reading's `device_id` may be (a longer one,
-accepted once, could never be metered)."""
 
 
 class LocationProfile(Document):

@@ -18,6 +18,7 @@ from meterflow.models.records import (
     MAX_INPUT_VALUE,
     NO_CONTROL_CHARACTERS,
     Confidence,
+    DeviceId,
     EnergyFlowDirection,
     MeterRecord,
 )
@@ -39,7 +40,7 @@ class MeterReading(Document):
     """One reading of a meter's cumulative energy register (never negative)."""
 
     location_id: str = Field(min_length=1, max_length=128)
-    device_id: str | None = Field(default=None, min_length=1, max_length=128)
+    device_id: DeviceId | None = None
     energy_flow_direction: EnergyFlowDirection = EnergyFlowDirection.INBOUND
     time: AwareDatetime
     value: Money = Field(ge=0, le=MAX_INPUT_VALUE, decimal_places=REGISTER_PLACES)

@@ -109,6 +109,11 @@ def _record_schema(schema: dict[str, Any]) -> None:
     ]
 
 
+DeviceId = Annotated[str, Field(min_length=1, max_length=128)]
+"""A device's id, wherever one is named: a record's, a reading's, a location's `devices` (a
+longer one, accepted once, could never be metered)."""
+
+
 class MeterRecord(Document):
     """One interval of metered energy.
 
@@ -121,7 +126,7 @@ class MeterRecord(Document):
 
     id: str | None = Field(default=None, pattern=r"^mre_[A-Za-z0-9_]+$")
     location_id: str = Field(min_length=1, max_length=128)
-    device_id: str | None = Field(default=None, min_length=1, max_length=128)
+    device_id: DeviceId | None = None
     energy_flow_direction: EnergyFlowDirection = EnergyFlowDirection.INBOUND
     energy: Money | None = None
     units: EnergyUnit | None = None

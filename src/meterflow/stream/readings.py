@@ -2,12 +2,11 @@
 
 Per reading: parse it (a time outside the years 0002-9997 refused), check its key and that it
 is not dated more than a day after it arrived, check its meter (location, device), look up the
-meter's state in the
-readings table, `costing.readings.advance` it, store the new state, and price the interval it
-yields through `cost_request` (`cost_payload`'s path, without the JSON round trip), the same
-path as a record on `meter-records`. Nothing raises out of it: every failure is a dead letter
-(design §4). Why a SIGKILL at any moment loses and doubles nothing is in docs/stream.md,
-"Readings: crash safety".
+meter's state in the readings table, `costing.readings.advance` it, store the new state, and
+price the interval it yields through `cost_request` (`cost_payload`'s path, without the JSON
+round trip), the same path as a record on `meter-records`. Nothing raises out of it: every
+failure is a dead letter (design §4). Why a SIGKILL at any moment loses and doubles nothing is
+in docs/stream.md, "Readings: crash safety".
 """
 
 from __future__ import annotations
