@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterflow.costing import cost_payload, price_payload
+from meterflow.costing.money import CONTEXT, rounded_quotients
 from meterflow.models import DeadLetter, EnergyCost, LocationProfile, dumps
 from meterflow.models._base import dumps_generic
 
@@ -490,3 +491,34 @@ def test_half_way_ties_round_from_the_exact_amounts() -> None:
                 cost = result.data.cost
                 assert (cost.value, cost.tax, cost.total) == expected, body
                 _check_item_amounts(result, exact_kwh)
+
+
+_AMOUNT_DIGITS = st.integers(min_value=0, max_value=10**12)
+
+
+@given(
+    factor=st.builds(Decimal, _AMOUNT_DIGITS).map(lambda d: d.scaleb(-6)),
+    digits=st.lists(st.integers(min_value=-(10**12), max_value=10**12), min_size=1, max_size=6),
+    places=st.integers(min_value=0, max_value=14),
+    divisor=st.sampled_from([1, 3, 7, 48, 1_800_000_000, 86_400_000_000, 3_600_000_000_000]),
+    tie=st.booleans(),
+)
+@settings(max_examples=1000, deadline=None)
+def test_rounded_quotients_round_once_half_even_from_the_exact_quotient(
+    factor: Decimal, digits: list[int], places: int, divisor: int, tie: bool
+) -> None:
+    """`rounded_quotients` rounds by the context's smallest exponent, not by `quantize`: every
+    amount is the exact quotient rounded half-even to six places, written with all six, ties
+    included (made by `tie`: dividends that land on half a millionth), and never -0."""
+    dividends = [Decimal(n).scaleb(-places) for n in digits]
+    if tie:
+        dividends = [Decimal(2 * n + 1) * divisor / Decimal(2_000_000) for n in digits]
+        factor = Decimal(1)
+    with localcontext(CONTEXT):
+        found = rounded_quotients(dividends, factor, Decimal(divisor))
+    for dividend, amount in zip(dividends, found, strict=True):
+        exact = Fraction(factor) * Fraction(dividend) / divisor
+        millionths = round(exact * 1_000_000)  # half-even
+        assert amount == Fraction(millionths, 1_000_000), (factor, dividend, divisor)
+        assert amount.as_tuple().exponent == -6
+        assert amount or not amount.is_signed()  # never -0.000000
