@@ -398,13 +398,12 @@ def _walk_time_of_use(
     return reach
 
 
-def _walk_prices(
-    parts: list[Part], prices: Prices, direction: TariffDirection, start: int, end: int
-) -> int:
-    """The prices over `[start, end)` as parts: found by bisection and sliced, the first and
-    last clipped; PricingError at the first instant no price covers. Returns how far the last
-    part's price holds (its end)."""
-    starts, ends, rates = prices.starts, prices.ends, prices.rates
+def _price_span(
+    prices: Prices, direction: TariffDirection, start: int, end: int
+) -> tuple[int, int]:
+    """The first and last of `prices` over `[start, end)`, found by bisection; PricingError at
+    the first instant no price covers."""
+    starts, ends = prices.starts, prices.ends
     first = max(bisect_right(starts, start) - 1, 0)
     last = bisect_left(ends, end, first)  # the first price that reaches `end`
     count = len(starts)
@@ -416,6 +415,16 @@ def _walk_prices(
             (i for i in range(first, count - 1) if gaps[i + 1] != gaps[first]), count - 1
         )
         raise _no_rate(direction, ends[hole], _GAP)
+    return first, last
+
+
+def _walk_prices(
+    parts: list[Part], prices: Prices, direction: TariffDirection, start: int, end: int
+) -> int:
+    """The prices over `[start, end)` as parts: a slice of them, the first and last clipped.
+    Returns how far the last part's price holds (its end)."""
+    first, last = _price_span(prices, direction, start, end)
+    starts, ends, rates = prices.starts, prices.ends, prices.rates
     if first == last:
         _add(parts, start, end, rates[first])
         return ends[last]
@@ -451,25 +460,25 @@ def _walk_weighed(
     parts: their weights are the prices' (a slice, and their sum a difference of two sums), so
     a day of half-hour prices costs two products and three additions instead of 48 products
     and 47 additions."""
-    parts: list[Part] = []
-    reach = _walk_prices(parts, prices, direction, start, end)
-    if len(parts) < 3:
-        return parts, None, reach
-    sums = prices.sums
-    if sums is None:
-        return parts, None, reach
-    first = bisect_right(prices.starts, start) - 1
-    last = first + len(parts) - 1
+    first, last = _price_span(prices, direction, start, end)
+    starts, ends, rates, sums = prices.starts, prices.ends, prices.rates, prices.sums
+    if first == last:
+        return [(start, end, rates[first])], None, ends[last]
+    head_end, tail_start = ends[first], starts[last]
+    parts = [(start, head_end, rates[first]), *prices.parts[first + 1 : last]]
+    parts.append((tail_start, end, rates[last]))
+    if last - first < 2 or sums is None:
+        return parts, None, ends[last]
     multiply = CONTEXT.multiply
-    (head_start, head_end, head_rate), (tail_start, tail_end, tail_rate) = parts[0], parts[-1]
-    head = multiply(head_rate, LENGTHS[head_end - head_start])
-    tail = multiply(tail_rate, LENGTHS[tail_end - tail_start])
+    head = multiply(rates[first], LENGTHS[head_end - start])
+    tail = multiply(rates[last], LENGTHS[end - tail_start])
     try:
         inner = _EXACT.subtract(sums[last], sums[first + 1])
         total = _EXACT.add(_EXACT.add(head, inner), tail)
     except Inexact:
-        return parts, None, reach
-    return parts, Run(prices, first, last, head, tail, total), reach
+        return parts, None, ends[last]
+    # built as the tuple it is: a NamedTuple's `__new__` is a Python frame
+    return parts, tuple.__new__(Run, (prices, first, last, head, tail, total)), ends[last]
 
 
 def _series_prices(
@@ -510,6 +519,23 @@ def _series_prices(
         _series_cache.clear()
     _series_cache[key] = (version, used, prices)
     return prices
+
+
+def _whole_version(
+    profile: CompiledProfile, direction: TariffDirection, start: int, end: int
+) -> CompiledVersion | None:
+    """The one version in force over all of `[start, end)`, or None (several, or a stretch
+    without one: `versions_over` walks them and names the gap). Most records lie in one, and
+    a bisection is cheaper than the walk's generator."""
+    found = profile.directions.get(direction)
+    if found is None:
+        return None
+    starts, versions = found
+    index = bisect_right(starts, start) - 1
+    if index < 0:
+        return None
+    version = versions[index]
+    return version if version.start <= start and end <= version.end else None
 
 
 def versions_over(
@@ -601,17 +627,20 @@ def rate_parts(
     reach: int | None = None
     since = start
     try:
-        for version, since, stop in versions_over(profile, direction, start, end):
-            if since == start and stop == end and version.fixed is None and version.table is None:
-                # the whole record in one version of dynamic prices
-                inline = version.prices
-                prices = inline or _series_prices(
-                    version, profile.currency_code, market_prices, start, end
-                )
-                parts, run, last_end = _walk_weighed(prices, direction, start, end)
-                # a series' prices may change without the profile changing: never remembered
-                reach = None if inline is None else min(last_end, version.end)
-            else:
+        whole = _whole_version(profile, direction, start, end)
+        if whole is not None and whole.fixed is None and whole.table is None:
+            # the whole record in one version of dynamic prices
+            inline = whole.prices
+            prices = inline or _series_prices(
+                whole, profile.currency_code, market_prices, start, end
+            )
+            parts, run, last_end = _walk_weighed(prices, direction, start, end)
+            # a series' prices may change without the profile changing: never remembered
+            reach = None if inline is None else min(last_end, whole.end)
+        elif whole is not None:
+            reach = energy_parts(parts, profile, whole, direction, start, end, market_prices)
+        else:
+            for version, since, stop in versions_over(profile, direction, start, end):
                 reach = energy_parts(parts, profile, version, direction, since, stop, market_prices)
     except ProfileError as error:
         raise PricingError(ErrorCode.TARIFF_NOT_AVAILABLE, str(error)) from None
