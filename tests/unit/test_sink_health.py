@@ -1,6 +1,7 @@
-"""The sink's health: a checkpoint that fails or a broker that does not answer makes it
-unhealthy (`/healthz` 503, `meterflow_sink_healthy` 0), each until it recovers. The broker
-part was missing: with nothing to read, a sink whose broker was gone stayed healthy."""
+"""The sink's health: a checkpoint that fails, or a broker or a database that does not answer,
+makes it unhealthy (`/healthz` 503, `meterflow_sink_healthy` 0), each until it recovers. The
+broker and database parts were missing: with nothing to read, a sink whose broker was gone
+stayed healthy, and with nothing to write, one whose database was gone."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def test_either_problem_makes_it_unhealthy_until_both_clear() -> None:
     assert health.as_json()["status"] == "ok"
 
 
-async def test_a_broker_that_does_not_answer_is_in_the_health() -> None:
-    config = SinkConfig(
+def _config() -> SinkConfig:
+    return SinkConfig(
         bootstrap=NOBODY,
         database_url=f"postgresql://meterflow@{NOBODY}/meterflow",
         costs_topic="energy-costs",
@@ -47,6 +48,10 @@ async def test_a_broker_that_does_not_answer_is_in_the_health() -> None:
         linger_s=0.1,
         retry_max_s=1.0,
     )
+
+
+async def test_a_broker_that_does_not_answer_is_in_the_health() -> None:
+    config = _config()
     clients: SinkClients = sink_clients(config)  # real clients, never started: nobody answers
     sink = Sink(config, clients)
     sink._probe_broker(0.0)  # asks, in the background
@@ -59,3 +64,55 @@ async def test_a_broker_that_does_not_answer_is_in_the_health() -> None:
     problem = sink.health.broker_problem
     assert problem.startswith("Kafka unreachable: KafkaError: Unable"), problem
     assert gauge() == 0
+
+
+async def _database_answer(sink: Sink, now: float) -> None:
+    """Let the probe asked at an earlier step answer, and read it as a step at `now` does."""
+    probe = sink._database_probe
+    assert probe is not None
+    await asyncio.wait([probe])
+    sink._probe_database(now)
+
+
+async def test_an_idle_sink_whose_database_does_not_answer_is_unhealthy() -> None:
+    config = _config()
+    clients: SinkClients = sink_clients(config)  # the writer's database: nothing listens
+    sink = Sink(config, clients)
+    sink._probe_database(0.0)  # nothing to write: asks, in the background
+    assert sink.health.healthy
+    await _database_answer(sink, 1.0)  # not yet time to ask again
+    problem = sink.health.database_problem
+    assert problem.startswith("PostgreSQL unreachable: "), problem
+    assert (sink.health.healthy, gauge()) == (False, 0)
+    assert sink._database_probe is None
+
+    clients.writer.problem = _answers  # type: ignore[method-assign]  # the database is back
+    sink._probe_database(10.0)
+    await _database_answer(sink, 11.0)
+    assert (sink.health.healthy, sink.health.reason, gauge()) == (True, "", 1)
+
+
+async def test_the_database_is_not_asked_while_there_is_something_to_write() -> None:
+    """A checkpoint is the probe then; a probe beside it would share its one connection."""
+    config = _config()
+    sink = Sink(config, sink_clients(config))
+    sink._writing = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
+    sink._probe_database(0.0)
+    assert sink._database_probe is None
+    sink._writing = None
+    sink._probe_database(0.0)
+    assert sink._database_probe is not None
+    sink._database_probe.cancel()
+
+
+async def test_a_checkpoint_after_the_probe_began_outranks_its_answer() -> None:
+    config = _config()
+    sink = Sink(config, sink_clients(config))
+    sink._probe_database(0.0)
+    sink.health.mark_healthy()  # a write went through while the probe was out
+    await _database_answer(sink, 1.0)
+    assert sink.health.healthy, sink.health.reason
+
+
+async def _answers(timeout_s: float = 2.0) -> str:
+    return ""

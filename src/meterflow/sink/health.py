@@ -33,28 +33,30 @@ class SinkStats:
 
 @dataclass
 class SinkHealth:
-    """Healthy = the last checkpoint attempt succeeded (or none failed yet) and the broker
-    answered the last probe; `reason` says what is wrong. `meterflow_sink_healthy` follows."""
+    """Healthy = the last checkpoint attempt succeeded (or none failed yet), and the broker
+    and the database answered their last probes; `reason` says what is wrong.
+    `meterflow_sink_healthy` follows."""
 
     checkpoint_problem: str = ""
     broker_problem: str = ""
+    database_problem: str = ""
     unhealthy_since: float | None = None
     last_checkpoint_at: float | None = None
     stats: SinkStats = field(default_factory=SinkStats)
 
     @property
     def healthy(self) -> bool:
-        return not (self.checkpoint_problem or self.broker_problem)
+        return not (self.checkpoint_problem or self.broker_problem or self.database_problem)
 
     @property
     def reason(self) -> str:
-        problems = (self.checkpoint_problem, self.broker_problem)
+        problems = (self.checkpoint_problem, self.broker_problem, self.database_problem)
         return "; ".join(problem for problem in problems if problem)
 
     def mark_healthy(self) -> None:
-        """A checkpoint succeeded."""
+        """A checkpoint succeeded: the database answers too."""
         self.last_checkpoint_at = time.time()
-        self._set(checkpoint="")
+        self._set(checkpoint="", database="")
 
     def mark_unhealthy(self, reason: str) -> None:
         """A checkpoint failed, for `reason`."""
@@ -64,12 +66,24 @@ class SinkHealth:
         """The last broker probe: "" when it answered."""
         self._set(broker=problem)
 
-    def _set(self, *, checkpoint: str | None = None, broker: str | None = None) -> None:
+    def mark_database(self, problem: str) -> None:
+        """The last database probe (made while no checkpoint is): "" when it answered."""
+        self._set(database=problem)
+
+    def _set(
+        self,
+        *,
+        checkpoint: str | None = None,
+        broker: str | None = None,
+        database: str | None = None,
+    ) -> None:
         was = self.healthy
         if checkpoint is not None:
             self.checkpoint_problem = checkpoint
         if broker is not None:
             self.broker_problem = broker
+        if database is not None:
+            self.database_problem = database
         if was and not self.healthy:
             self.unhealthy_since = time.time()
         elif not was and self.healthy:

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL_MS = 500
 LAG_REFRESH_S = 5.0  # how often the consumer-lag gauge is refreshed
 BROKER_PROBE_S = 5.0  # how often the sink asks whether the broker answers
+DATABASE_PROBE_S = 5.0  # and PostgreSQL, while it has nothing to write
 BUSY_POLL_MS = 5
 DECODE_CHUNK = 50
 """Records decoded per loop step (~1 ms of CPU): between chunks the checkpoint in flight gets
@@ -116,6 +117,9 @@ class Sink:
         self._lag_refresh_at = 0.0
         self._broker_probe: asyncio.Task[str] | None = None
         self._broker_probe_at = 0.0
+        self._database_probe: asyncio.Task[str] | None = None
+        self._database_probe_at = 0.0
+        self._database_probe_since = 0.0  # wall time: a checkpoint after it answers better
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -142,8 +146,9 @@ class Sink:
                     async with self._lock:
                         await self.checkpoint(batch)
             finally:
-                if self._broker_probe is not None:
-                    self._broker_probe.cancel()
+                for probe in (self._broker_probe, self._database_probe):
+                    if probe is not None:
+                        probe.cancel()
                 if self._writing is not None:
                     await asyncio.wait([self._writing])
                 await self._consumer.stop()
@@ -157,6 +162,7 @@ class Sink:
     async def _step(self) -> None:
         started = time.monotonic()
         self._probe_broker(started)
+        self._probe_database(started)
         if started >= self._lag_refresh_at:
             self._lag_refresh_at = started + LAG_REFRESH_S
             await metrics.refresh_gauges(self._consumer, end_offsets=self._consumer.end_offsets)
@@ -202,6 +208,34 @@ class Sink:
         if now >= self._broker_probe_at:
             self._broker_probe_at = now + BROKER_PROBE_S
             self._broker_probe = asyncio.create_task(broker_problem(self._clients.producer))
+
+    def _probe_database(self, now: float) -> None:
+        """Ask PostgreSQL, in the background, whether it answers, while there is nothing to
+        write: under load each checkpoint is the probe, but an idle sink would stay healthy
+        with the database gone until its next record arrived."""
+        probe = self._database_probe
+        if probe is not None:
+            if not probe.done():
+                return
+            self._database_probe = None
+            problem = probe.result()
+            checkpointed = self.health.last_checkpoint_at or 0.0
+            if checkpointed < self._database_probe_since:  # else a later write answered
+                if problem != self.health.database_problem:
+                    if problem:
+                        event(log, "database_unreachable", logging.WARNING, error=problem)
+                    else:
+                        event(log, "database_reachable")
+                self.health.mark_database(problem)
+        idle = self._writing is None and not len(self._batch)
+        if idle and now >= self._database_probe_at:
+            self._database_probe_at = now + DATABASE_PROBE_S
+            self._database_probe_since = time.time()
+            self._database_probe = asyncio.create_task(self._ask_database())
+
+    async def _ask_database(self) -> str:
+        async with self._lock:  # never beside a checkpoint: the writer has one connection
+            return await self._clients.writer.problem()
 
     async def _write_in_background(self, batch: Batch) -> None:
         async with self._lock:

@@ -18,6 +18,7 @@ docs/sink.md, "Duplicates and corrections", says why an older version can never 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from meterflow.contract.columns import (
     LOCATION_COLUMNS,
 )
 from meterflow.db import connect
+from meterflow.logs import error_text
 from meterflow.sink.batch import Batch, version_key
 from meterflow.sink.batch_failures import write_batch_failures
 from meterflow.sink.decode import Persist
@@ -415,6 +417,30 @@ class PostgresWriter:
             conn.terminate()
             raise
         return costs, locations
+
+    async def problem(self, timeout_s: float = 2.0) -> str:
+        """Why PostgreSQL did not answer a round trip on the writer's connection ("" when it
+        did): a sink with nothing to write would not notice the database gone. Never while a
+        write is in flight (one connection: the sink's lock orders them)."""
+        try:
+            conn = await asyncio.wait_for(self._connection(), timeout_s)
+            await conn.fetchval("SELECT 1", timeout=timeout_s)
+        except TimeoutError:
+            self._forget()
+            return f"PostgreSQL did not answer within {timeout_s:g} s"
+        except Exception as error:
+            self._forget()
+            return f"PostgreSQL unreachable: {error_text(error)}"[:500]
+        except BaseException:  # cancelled mid-round-trip: the connection's state is unknown
+            self._forget()
+            raise
+        return ""
+
+    def _forget(self) -> None:
+        """Drop the connection: the next write or probe opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
