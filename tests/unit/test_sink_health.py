@@ -68,7 +68,7 @@ async def test_a_broker_that_does_not_answer_is_in_the_health() -> None:
 
 async def _database_answer(sink: Sink, now: float) -> None:
     """Let the probe asked at an earlier step answer, and read it as a step at `now` does."""
-    probe = sink._database_probe
+    probe = sink._database.task
     assert probe is not None
     await asyncio.wait([probe])
     sink._probe_database(now)
@@ -84,7 +84,7 @@ async def test_an_idle_sink_whose_database_does_not_answer_is_unhealthy() -> Non
     problem = sink.health.database_problem
     assert problem.startswith("PostgreSQL unreachable: "), problem
     assert (sink.health.healthy, gauge()) == (False, 0)
-    assert sink._database_probe is None
+    assert sink._database.task is None
 
     clients.writer.problem = _answers  # type: ignore[method-assign]  # the database is back
     sink._probe_database(10.0)
@@ -98,11 +98,11 @@ async def test_the_database_is_not_asked_while_there_is_something_to_write() -> 
     sink = Sink(config, sink_clients(config))
     sink._writing = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
     sink._probe_database(0.0)
-    assert sink._database_probe is None
+    assert sink._database.task is None
     sink._writing = None
     sink._probe_database(0.0)
-    assert sink._database_probe is not None
-    sink._database_probe.cancel()
+    assert sink._database.task is not None
+    sink._database.task.cancel()
 
 
 async def test_a_checkpoint_after_the_probe_began_outranks_its_answer() -> None:

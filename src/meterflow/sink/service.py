@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -90,6 +91,47 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._sink.on_partitions_assigned(assigned)
 
 
+class _Probe:
+    """One question to a dependency (does the broker answer? the database?), asked in the
+    background at most every `every_s` seconds: its answer, "" or what is wrong, is read at a
+    later step of the loop."""
+
+    def __init__(self, name: str, every_s: float) -> None:
+        self.name = name
+        self.every_s = every_s
+        self.task: asyncio.Task[str] | None = None
+        self.asked_at = 0.0  # wall time, to compare with the health's `last_checkpoint_at`
+        self._next_at = 0.0  # monotonic
+
+    def answer(self) -> str | None:
+        """The last question's answer once it is in (then it may be asked again); else None."""
+        task = self.task
+        if task is None or not task.done():
+            return None
+        self.task = None
+        return task.result()
+
+    def ask(self, now: float, question: Callable[[], Coroutine[Any, Any, str]]) -> None:
+        """Ask, unless a question is out or the last was asked less than `every_s` ago."""
+        if self.task is None and now >= self._next_at:
+            self._next_at = now + self.every_s
+            self.asked_at = time.time()
+            self.task = asyncio.create_task(question())
+
+    def log_change(self, problem: str, known: str) -> None:
+        """Log an answer that differs from what the health says (`known`)."""
+        if problem == known:
+            return
+        if problem:
+            event(log, f"{self.name}_unreachable", logging.WARNING, error=problem)
+        else:
+            event(log, f"{self.name}_reachable")
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 class Sink:
     """Reads, decodes and batches; `checkpoint` applies each batch. `run` starts the clients it
     is given (`clients.sink_clients(config)` builds the real ones) and closes them at the end."""
@@ -115,11 +157,8 @@ class Sink:
         self._rebalancing = False
         self._paused = False
         self._lag_refresh_at = 0.0
-        self._broker_probe: asyncio.Task[str] | None = None
-        self._broker_probe_at = 0.0
-        self._database_probe: asyncio.Task[str] | None = None
-        self._database_probe_at = 0.0
-        self._database_probe_since = 0.0  # wall time: a checkpoint after it answers better
+        self._broker = _Probe("broker", BROKER_PROBE_S)
+        self._database = _Probe("database", DATABASE_PROBE_S)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -146,9 +185,8 @@ class Sink:
                     async with self._lock:
                         await self.checkpoint(batch)
             finally:
-                for probe in (self._broker_probe, self._database_probe):
-                    if probe is not None:
-                        probe.cancel()
+                self._broker.cancel()
+                self._database.cancel()
                 if self._writing is not None:
                     await asyncio.wait([self._writing])
                 await self._consumer.stop()
@@ -193,45 +231,25 @@ class Sink:
         """Ask the broker, in the background, whether it answers, and say so in the health: a
         consumer with nothing to read does not notice the broker gone, nor would the health
         (MeterflowSinkUnhealthy: "cannot write to PostgreSQL or read from Kafka")."""
-        probe = self._broker_probe
-        if probe is not None:
-            if not probe.done():
-                return
-            self._broker_probe = None
-            problem = probe.result()
-            if problem != self.health.broker_problem:
-                if problem:
-                    event(log, "broker_unreachable", logging.WARNING, error=problem)
-                else:
-                    event(log, "broker_reachable")
+        probe = self._broker
+        problem = probe.answer()
+        if problem is not None:
+            probe.log_change(problem, self.health.broker_problem)
             self.health.mark_broker(problem)
-        if now >= self._broker_probe_at:
-            self._broker_probe_at = now + BROKER_PROBE_S
-            self._broker_probe = asyncio.create_task(broker_problem(self._clients.producer))
+        probe.ask(now, lambda: broker_problem(self._clients.producer))
 
     def _probe_database(self, now: float) -> None:
         """Ask PostgreSQL, in the background, whether it answers, while there is nothing to
         write: under load each checkpoint is the probe, but an idle sink would stay healthy
         with the database gone until its next record arrived."""
-        probe = self._database_probe
-        if probe is not None:
-            if not probe.done():
-                return
-            self._database_probe = None
-            problem = probe.result()
-            checkpointed = self.health.last_checkpoint_at or 0.0
-            if checkpointed < self._database_probe_since:  # else a later write answered
-                if problem != self.health.database_problem:
-                    if problem:
-                        event(log, "database_unreachable", logging.WARNING, error=problem)
-                    else:
-                        event(log, "database_reachable")
-                self.health.mark_database(problem)
-        idle = self._writing is None and not len(self._batch)
-        if idle and now >= self._database_probe_at:
-            self._database_probe_at = now + DATABASE_PROBE_S
-            self._database_probe_since = time.time()
-            self._database_probe = asyncio.create_task(self._ask_database())
+        probe = self._database
+        problem = probe.answer()
+        checkpointed = self.health.last_checkpoint_at or 0.0
+        if problem is not None and checkpointed < probe.asked_at:  # else a later write answered
+            probe.log_change(problem, self.health.database_problem)
+            self.health.mark_database(problem)
+        if self._writing is None and not len(self._batch):
+            probe.ask(now, self._ask_database)
 
     async def _ask_database(self) -> str:
         async with self._lock:  # never beside a checkpoint: the writer has one connection
