@@ -66,9 +66,10 @@ class SinkHealth:
         """The last broker probe: "" when it answered."""
         self._set(broker=problem)
 
-    def mark_database(self, problem: str) -> None:
-        """The last database probe (made while no checkpoint is): "" when it answered."""
-        self._set(database=problem)
+    def mark_database(self, problem: str, *, checkpoint_over: bool = False) -> None:
+        """The last database probe (made while no checkpoint is): "" when it answered;
+        `checkpoint_over` when a failed checkpoint's problem ends with it (nothing is held)."""
+        self._set(database=problem, checkpoint="" if checkpoint_over else None)
 
     def _set(
         self,

@@ -247,7 +247,10 @@ class Sink:
         checkpointed = self.health.last_checkpoint_at or 0.0
         if problem is not None and checkpointed < probe.asked_at:  # else a later write answered
             probe.log_change(problem, self.health.database_problem)
-            self.health.mark_database(problem)
+            held = self._writing is not None or len(self._batch) > 0
+            # an answer with nothing held ends a failed checkpoint's problem too: its batch
+            # was written since, or went with a revoked partition
+            self.health.mark_database(problem, checkpoint_over=not problem and not held)
         if self._writing is None and not len(self._batch):
             probe.ask(now, self._ask_database)
 
