@@ -121,24 +121,25 @@ async def _answers(timeout_s: float = 2.0) -> str:
 async def test_an_answer_with_nothing_held_ends_a_failed_checkpoints_problem() -> None:
     """A sink whose failed batch went with a revoked partition holds nothing: the database
     answering is then all that can tell it the problem is over (no checkpoint will come)."""
-    config = _config()
-    clients: SinkClients = sink_clients(config)
-    clients.writer.problem = _answers  # type: ignore[method-assign]
-    sink = Sink(config, clients)
-    sink.health.mark_unhealthy("ConnectionRefusedError: database down")
-    sink._probe_database(0.0)
+    sink = _after_a_failed_checkpoint()
     await _database_answer(sink, 1.0)
     assert (sink.health.healthy, sink.health.reason, gauge()) == (True, "", 1)
 
 
 async def test_an_answer_while_a_batch_is_held_leaves_the_checkpoints_problem() -> None:
+    sink = _after_a_failed_checkpoint()
+    sink._writing = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
+    await _database_answer(sink, 1.0)
+    assert not sink.health.healthy
+    assert sink.health.reason == "ConnectionRefusedError: database down"
+
+
+def _after_a_failed_checkpoint() -> Sink:
+    """A sink whose checkpoint failed, asking a database that now answers."""
     config = _config()
     clients: SinkClients = sink_clients(config)
     clients.writer.problem = _answers  # type: ignore[method-assign]
     sink = Sink(config, clients)
     sink.health.mark_unhealthy("ConnectionRefusedError: database down")
     sink._probe_database(0.0)
-    sink._writing = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
-    await _database_answer(sink, 1.0)
-    assert not sink.health.healthy
-    assert sink.health.reason == "ConnectionRefusedError: database down"
+    return sink
