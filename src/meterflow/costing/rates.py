@@ -424,14 +424,21 @@ def _walk_prices(
     """The prices over `[start, end)` as parts: a slice of them, the first and last clipped.
     Returns how far the last part's price holds (its end)."""
     first, last = _price_span(prices, direction, start, end)
-    starts, ends, rates = prices.starts, prices.ends, prices.rates
+    head, *rest = _span_parts(prices, first, last, start, end)
+    _add(parts, *head)  # may continue the previous version's last part
+    parts.extend(rest)
+    return prices.ends[last]
+
+
+def _span_parts(prices: Prices, first: int, last: int, start: int, end: int) -> list[Part]:
+    """Prices `first` to `last` over `[start, end)` as parts: the inner ones as they are (a
+    slice), the first and last clipped."""
+    rates = prices.rates
     if first == last:
-        _add(parts, start, end, rates[first])
-        return ends[last]
-    _add(parts, start, ends[first], rates[first])
-    parts.extend(prices.parts[first + 1 : last])
-    parts.append((starts[last], end, rates[last]))
-    return ends[last]
+        return [(start, end, rates[first])]
+    parts = [(start, prices.ends[first], rates[first]), *prices.parts[first + 1 : last]]
+    parts.append((prices.starts[last], end, rates[last]))
+    return parts
 
 
 class Run(NamedTuple):
@@ -461,17 +468,14 @@ def _walk_weighed(
     a day of half-hour prices costs two products and three additions instead of 48 products
     and 47 additions."""
     first, last = _price_span(prices, direction, start, end)
-    starts, ends, rates, sums = prices.starts, prices.ends, prices.rates, prices.sums
-    if first == last:
-        return [(start, end, rates[first])], None, ends[last]
-    head_end, tail_start = ends[first], starts[last]
-    parts = [(start, head_end, rates[first]), *prices.parts[first + 1 : last]]
-    parts.append((tail_start, end, rates[last]))
+    parts = _span_parts(prices, first, last, start, end)
+    ends, sums = prices.ends, prices.sums
     if last - first < 2 or sums is None:
         return parts, None, ends[last]
+    rates = prices.rates
     multiply = CONTEXT.multiply
-    head = multiply(rates[first], LENGTHS[head_end - start])
-    tail = multiply(rates[last], LENGTHS[end - tail_start])
+    head = multiply(rates[first], LENGTHS[ends[first] - start])
+    tail = multiply(rates[last], LENGTHS[end - prices.starts[last]])
     try:
         inner = _EXACT.subtract(sums[last], sums[first + 1])
         total = _EXACT.add(_EXACT.add(head, inner), tail)

@@ -243,15 +243,15 @@ class Sink:
         write: under load each checkpoint is the probe, but an idle sink would stay healthy
         with the database gone until its next record arrived."""
         probe = self._database
+        idle = self._writing is None and not len(self._batch)
         problem = probe.answer()
         checkpointed = self.health.last_checkpoint_at or 0.0
         if problem is not None and checkpointed < probe.asked_at:  # else a later write answered
             probe.log_change(problem, self.health.database_problem)
-            held = self._writing is not None or len(self._batch) > 0
             # an answer with nothing held ends a failed checkpoint's problem too: its batch
             # was written since, or went with a revoked partition
-            self.health.mark_database(problem, checkpoint_over=not problem and not held)
-        if self._writing is None and not len(self._batch):
+            self.health.mark_database(problem, checkpoint_over=idle and not problem)
+        if idle:
             probe.ask(now, self._ask_database)
 
     async def _ask_database(self) -> str:
