@@ -248,6 +248,7 @@ async def drain_with_sink(
         batch_size=batch_size,
         linger_s=linger_s,
         retry_max_s=5.0,
+        statement_timeout_s=30.0,
     )
     sink = Sink(config, sink_clients(config))
     stop = asyncio.Event()

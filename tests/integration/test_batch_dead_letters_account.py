@@ -72,7 +72,7 @@ async def store_letters(url: str, failures: list[BatchFailure]) -> None:
     conn = await asyncpg.connect(url)
     try:
         async with conn.transaction():
-            await write_batch_failures(conn, failures, timeout_s=60)
+            await write_batch_failures(conn, failures)
     finally:
         await conn.close()
 

@@ -83,6 +83,7 @@ def sink_config(
         "batch_size": 500,
         "linger_s": 0.05,
         "retry_max_s": 2.0,
+        "statement_timeout_s": 30.0,
     }
     values.update(overrides)
     return SinkConfig(**values)
@@ -565,11 +566,13 @@ async def test_rebalances_under_load_lose_nothing(
 
 
 class CuttableProxy:
-    """A TCP proxy in front of the shared PostgreSQL that a test can cut and restore.
+    """A TCP proxy in front of the shared PostgreSQL that a test can cut and restore, or hang.
 
     Cut = every open connection is reset and new ones are refused (the port is closed): from the
     sink's side, exactly what a stopped or unreachable database looks like, while the team's
-    shared server keeps running.
+    shared server keeps running. Hang = connections stay open (new ones are accepted) and no
+    byte goes through either way until `flow()`: a database that is stopped (SIGSTOP), out of
+    memory or behind a dropped route, which refuses nothing and answers nothing.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -577,6 +580,14 @@ class CuttableProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def hang(self) -> None:
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -592,6 +603,8 @@ class CuttableProxy:
         self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -602,6 +615,7 @@ class CuttableProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -676,3 +690,55 @@ async def test_postgres_outage_under_load_then_everything_lands(
     assert sorted(ids) == sorted(load.produced)
     assert sink.health.stats.write_failures >= 3  # it retried, with backoff
     assert not any(i.endswith("_sim") for i in ids)
+
+
+async def test_postgres_that_hangs_under_load_fails_checkpoints_and_lets_the_sink_stop(
+    kafka_bootstrap: str, database: str, topic_prefix: str, topics: dict[str, str]
+) -> None:
+    """A database that answers nothing (connections open, no byte back) must not hold the
+    sink: each checkpoint gives up after the statement timeout (BEGIN had none), the health
+    says so, the sink stops when asked, and a sink started after it stores everything once."""
+    parsed = urlparse(database)
+    proxy = CuttableProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432)
+    await proxy.start()
+    via_proxy = urlunparse(
+        parsed._replace(netloc=f"{parsed.username}:{parsed.password}@127.0.0.1:{proxy.port}")
+    )
+    config = sink_config(
+        kafka_bootstrap, via_proxy, topic_prefix, batch_size=500, statement_timeout_s=2.0
+    )
+    sink = Sink(config, sink_clients(config))
+    try:
+        async with SteadyLoad(kafka_bootstrap, config.costs_topic) as load:
+            stop = asyncio.Event()
+            task = asyncio.create_task(sink.run(stop))
+            await wait_for(lambda: has_rows(database, 500), "rows before the database hangs")
+            proxy.hang()
+            await wait_for(
+                lambda: asyncio.sleep(0, not sink.health.healthy),
+                "the health to say the database does not answer",
+                within=30,
+            )
+            assert "PostgreSQL did not" in sink.health.reason
+            committed = await committed_total(kafka_bootstrap, config.group_id, config.costs_topic)
+            await asyncio.sleep(3)
+            assert (
+                await committed_total(kafka_bootstrap, config.group_id, config.costs_topic)
+                == committed
+            )  # no offset moved while nothing was written
+            stop.set()  # asked to stop while the database still hangs: it must
+            await asyncio.wait_for(task, 60)
+            await load.stop()
+        proxy.flow()
+        async with running(Sink(config, sink_clients(config))):
+            await wait_drained(
+                kafka_bootstrap, config.group_id, config.costs_topic, "a new sink to catch up"
+            )
+    finally:
+        proxy.flow()
+        if proxy._server is not None:
+            await proxy.cut()
+
+    ids = [r["id"] for r in await fetch(database, "SELECT id FROM energy_costs")]
+    assert sorted(ids) == sorted(load.produced)
+    assert sink.health.stats.write_failures >= 1

@@ -47,6 +47,7 @@ def _config() -> SinkConfig:
         batch_size=10,
         linger_s=0.1,
         retry_max_s=1.0,
+        statement_timeout_s=30.0,
     )
 
 

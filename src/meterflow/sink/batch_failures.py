@@ -190,16 +190,15 @@ show it. A refused row (no `meter_record_id`, no meter) matches no letter: its r
 published."""
 
 
-async def write_batch_failures(
-    conn: asyncpg.Connection, failures: Iterable[BatchFailure], *, timeout_s: float
-) -> None:
+async def write_batch_failures(conn: asyncpg.Connection, failures: Iterable[BatchFailure]) -> None:
     """Two statements for the batch's letters (one per record: `Batch` keeps the newer): wait
-    for their batches to be committed, then store them with their batch's account."""
+    for their batches to be committed, then store them with their batch's account. Within the
+    connection's statement timeout (`PostgresWriter`)."""
     rows = list(failures)
     if not rows:
         return
     batch_ids = [f.batch_id for f in rows]
-    await conn.execute(_WAIT_FOR_BATCHES, BATCH_LOCK_NAMESPACE, batch_ids, timeout=timeout_s)
+    await conn.execute(_WAIT_FOR_BATCHES, BATCH_LOCK_NAMESPACE, batch_ids)
     await conn.execute(
         _UPSERT,
         batch_ids,
@@ -215,5 +214,4 @@ async def write_batch_failures(
         [f.identity.object_id for f in rows],
         [f.identity.at for f in rows],
         [f.identity.location_id for f in rows],
-        timeout=timeout_s,
     )

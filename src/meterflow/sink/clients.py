@@ -61,5 +61,5 @@ def sink_clients(config: SinkConfig) -> SinkClients:
         producer=AIOKafkaProducer(
             bootstrap_servers=config.bootstrap, acks="all", enable_idempotence=True
         ),
-        writer=PostgresWriter(config.database_url),
+        writer=PostgresWriter(config.database_url, timeout_s=config.statement_timeout_s),
     )

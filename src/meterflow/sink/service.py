@@ -64,6 +64,7 @@ class SinkConfig:
     batch_size: int
     linger_s: float
     retry_max_s: float
+    statement_timeout_s: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SinkConfig:
@@ -77,6 +78,7 @@ class SinkConfig:
             batch_size=settings.sink_batch_size,
             linger_s=settings.sink_linger_ms / 1000,
             retry_max_s=settings.sink_retry_max_s,
+            statement_timeout_s=settings.sink_statement_timeout_s,
         )
 
 

@@ -34,6 +34,7 @@ from meterflow.contract.columns import (
     LOCATION_COLUMNS,
 )
 from meterflow.db import connect
+from meterflow.db.connections import CONNECT_TIMEOUT_S
 from meterflow.logs import error_text
 from meterflow.sink.batch import Batch, version_key
 from meterflow.sink.batch_failures import write_batch_failures
@@ -214,9 +215,14 @@ class WriteResult:
 
 
 class PostgresWriter:
-    """Owns one connection; a broken connection is dropped and reopened on the next write."""
+    """Owns one connection; a broken connection is dropped and reopened on the next write.
 
-    def __init__(self, database_url: str, *, timeout_s: float = 60.0) -> None:
+    Every statement on it gives up after `timeout_s` (the connection's `command_timeout`:
+    BEGIN, COPY and COMMIT included, each with asyncpg's default otherwise none), so a database
+    that hangs instead of refusing fails the checkpoint, which is retried, rather than holding
+    the sink, its health and its shutdown for as long as the database does not answer."""
+
+    def __init__(self, database_url: str, *, timeout_s: float = 30.0) -> None:
         self._database_url = database_url
         self._timeout_s = timeout_s
         self._conn: asyncpg.Connection | None = None
@@ -227,7 +233,12 @@ class PostgresWriter:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            conn = await connect(self._database_url)
+            try:
+                conn = await connect(self._database_url, command_timeout=self._timeout_s)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"PostgreSQL did not accept a connection within {CONNECT_TIMEOUT_S:g} s"
+                ) from None
             try:
                 await conn.execute(_CREATE_STAGING)
             except BaseException:
@@ -238,8 +249,8 @@ class PostgresWriter:
 
     async def write(self, batch: Batch) -> WriteResult:
         """Write the batch atomically; raises (and forgets the connection) on any failure."""
-        conn = await self._connection()
         try:
+            conn = await self._connection()
             result: WriteResult | None = None
             if not self._expect_stored:
                 with contextlib.suppress(asyncpg.UniqueViolationError):
@@ -253,9 +264,11 @@ class PostgresWriter:
             return result
         except ForeignResultsError:
             raise  # rolled back; the connection is sound
+        except TimeoutError:
+            self._forget()
+            raise TimeoutError(self._no_answer(self._timeout_s)) from None
         except BaseException:
-            self._conn = None
-            conn.terminate()
+            self._forget()
             raise
 
     async def _write(self, conn: asyncpg.Connection, batch: Batch, mode: str) -> WriteResult:
@@ -277,12 +290,12 @@ class PostgresWriter:
                     if not results:
                         continue
                 await self._copy_results(conn, batch, results, staged=True)
-                merged = await conn.fetchrow(_MERGE_STAGED, timeout=self._timeout_s)
+                merged = await conn.fetchrow(_MERGE_STAGED)
                 assert merged is not None
                 inserted += merged["costs"]
                 breakdown_inserted += merged["breakdown"]
                 if merged["stored"]:
-                    foreign = await conn.fetch(_FOREIGN, merged["stored"], timeout=self._timeout_s)
+                    foreign = await conn.fetch(_FOREIGN, merged["stored"])
                     if foreign:
                         first = n == 0
                         raise ForeignResultsError(
@@ -296,7 +309,7 @@ class PostgresWriter:
                     breakdown_inserted += items
             locations = await self._write_locations(conn, batch)
             failures = batch.batch_failures.values()
-            await write_batch_failures(conn, failures, timeout_s=self._timeout_s)
+            await write_batch_failures(conn, failures)
         return WriteResult(inserted, breakdown_inserted, locations, mode == _DIRECT, replaced)
 
     async def _split(
@@ -306,7 +319,7 @@ class PostgresWriter:
         if mode == _DIRECT:
             return results, {}
         async with _by_index(conn):
-            rows = await conn.fetch(_STORED_IDS, list(results), timeout=self._timeout_s)
+            rows = await conn.fetch(_STORED_IDS, list(results))
         stored = {row["id"] for row in rows}
         new = {i: p for i, p in results.items() if i not in stored}
         return new, {i: p for i, p in results.items() if i in stored}
@@ -326,14 +339,13 @@ class PostgresWriter:
 
     async def _correct(self, conn: asyncpg.Connection, stored: list[str]) -> tuple[int, int]:
         """Replace the stored versions the staged ones supersede: (costs, breakdown rows)."""
-        timeout = self._timeout_s
         async with _by_index(conn):
-            locked = [r["id"] for r in await conn.fetch(_LOCK_CORRECTED, stored, timeout=timeout)]
+            locked = [r["id"] for r in await conn.fetch(_LOCK_CORRECTED, stored)]
             if not locked:
                 return 0, 0  # duplicates and replays of older versions: nothing changes
-            ids = [r["id"] for r in await conn.fetch(_REPLACE, locked, timeout=timeout)]
-            await conn.execute(_DROP_BREAKDOWN, ids, timeout=timeout)
-        status = await conn.execute(_ADD_BREAKDOWN, ids, timeout=timeout)  # scans staging
+            ids = [r["id"] for r in await conn.fetch(_REPLACE, locked)]
+            await conn.execute(_DROP_BREAKDOWN, ids)
+        status = await conn.execute(_ADD_BREAKDOWN, ids)  # scans staging
         return len(ids), int(status.rsplit(" ", 1)[1])
 
     async def _write_locations(self, conn: asyncpg.Connection, batch: Batch) -> int:
@@ -345,9 +357,9 @@ class PostgresWriter:
             else:
                 deletes.append((location_id,))
         if upserts:
-            await conn.executemany(_UPSERT_LOCATION, upserts, timeout=self._timeout_s)
+            await conn.executemany(_UPSERT_LOCATION, upserts)
         if deletes:
-            await conn.executemany(_DELETE_LOCATION, deletes, timeout=self._timeout_s)
+            await conn.executemany(_DELETE_LOCATION, deletes)
         return len(upserts) + len(deletes)
 
     async def _copy(
@@ -365,12 +377,9 @@ class PostgresWriter:
                 source=_once(text.encode()),  # plain `bytes` would be taken for a path
                 columns=columns,
                 format="text",
-                timeout=self._timeout_s,
             )
         if records:
-            await conn.copy_records_to_table(
-                table, records=records, columns=columns, timeout=self._timeout_s
-            )
+            await conn.copy_records_to_table(table, records=records, columns=columns)
 
     async def find_unstorable(self, batch: Batch) -> tuple[dict[str, str], dict[str, str]]:
         """Rows that cannot be stored (PostgreSQL data errors, values asyncpg cannot encode),
@@ -413,8 +422,7 @@ class PostgresWriter:
         except _ProbeRollbackError:
             pass
         except BaseException:
-            self._conn = None
-            conn.terminate()
+            self._forget()
             raise
         return costs, locations
 
@@ -427,7 +435,7 @@ class PostgresWriter:
             await conn.fetchval("SELECT 1", timeout=timeout_s)
         except TimeoutError:
             self._forget()
-            return f"PostgreSQL did not answer within {timeout_s:g} s"
+            return self._no_answer(timeout_s)
         except Exception as error:
             self._forget()
             return f"PostgreSQL unreachable: {error_text(error)}"[:500]
@@ -435,6 +443,10 @@ class PostgresWriter:
             self._forget()
             raise
         return ""
+
+    @staticmethod
+    def _no_answer(timeout_s: float) -> str:
+        return f"PostgreSQL did not answer within {timeout_s:g} s"
 
     def _forget(self) -> None:
         """Drop the connection: the next write or probe opens a new one."""
