@@ -14,6 +14,10 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: str = "postgresql://meterflow:meterflow@127.0.0.1:5432/meterflow"
+    # how long any statement the sink or the API sends (BEGIN and COMMIT included) may wait
+    # for PostgreSQL: a database that hangs, rather than refusing, fails a sink checkpoint
+    # (retried) or answers a request 503, instead of holding either (docs/operations.md)
+    database_statement_timeout_s: float = Field(default=30.0, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 
@@ -75,10 +79,6 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=10_000, ge=1)  # measured best: docs/sink.md
     sink_linger_ms: int = Field(default=200, ge=0)
     sink_retry_max_s: float = Field(default=10.0, gt=0)
-    # how long each statement of a checkpoint may take (BEGIN and COMMIT included) before the
-    # checkpoint fails and is retried: a database that hangs, rather than refusing, must not
-    # hold the sink (docs/sink.md, "Faults")
-    sink_statement_timeout_s: float = Field(default=30.0, gt=0)
     sink_http_port: int = Field(default=8081, ge=0, le=65535)
 
     log_level: str = "INFO"

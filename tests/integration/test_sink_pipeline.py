@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import asyncpg
 import pytest
@@ -25,7 +25,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
-from net import free_port
+from net import CuttableProxy, free_port
 
 import samples
 from meterflow.models import DeadLetter, dumps, loads, loads_tolerant
@@ -565,68 +565,6 @@ async def test_rebalances_under_load_lose_nothing(
 # -- outage: PostgreSQL unreachable for 20 s under load -----------------------------------------
 
 
-class CuttableProxy:
-    """A TCP proxy in front of the shared PostgreSQL that a test can cut and restore, or hang.
-
-    Cut = every open connection is reset and new ones are refused (the port is closed): from the
-    sink's side, exactly what a stopped or unreachable database looks like, while the team's
-    shared server keeps running. Hang = connections stay open (new ones are accepted) and no
-    byte goes through either way until `flow()`: a database that is stopped (SIGSTOP), out of
-    memory or behind a dropped route, which refuses nothing and answers nothing.
-    """
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-
-    def hang(self) -> None:
-        self._flowing.clear()
-
-    def flow(self) -> None:
-        self._flowing.set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        await self._flowing.wait()
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    await self._flowing.wait()
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.transport.abort()
-                self._writers.discard(dst)
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 async def test_postgres_outage_under_load_then_everything_lands(
     kafka_bootstrap: str, database: str, topic_prefix: str, topics: dict[str, str]
 ) -> None:
@@ -637,9 +575,7 @@ async def test_postgres_outage_under_load_then_everything_lands(
     parsed = urlparse(database)
     proxy = CuttableProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432)
     await proxy.start()
-    via_proxy = urlunparse(
-        parsed._replace(netloc=f"{parsed.username}:{parsed.password}@127.0.0.1:{proxy.port}")
-    )
+    via_proxy = proxy.via(database)
     batch_size = 1_000
     config = sink_config(
         kafka_bootstrap, via_proxy, topic_prefix, batch_size=batch_size, linger_s=0.1
@@ -701,9 +637,7 @@ async def test_postgres_that_hangs_under_load_fails_checkpoints_and_lets_the_sin
     parsed = urlparse(database)
     proxy = CuttableProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432)
     await proxy.start()
-    via_proxy = urlunparse(
-        parsed._replace(netloc=f"{parsed.username}:{parsed.password}@127.0.0.1:{proxy.port}")
-    )
+    via_proxy = proxy.via(database)
     config = sink_config(
         kafka_bootstrap, via_proxy, topic_prefix, batch_size=500, statement_timeout_s=2.0
     )

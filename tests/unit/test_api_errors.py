@@ -34,6 +34,10 @@ async def _database_down(request: web.Request) -> web.Response:
     raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
 
 
+async def _database_hangs(request: web.Request) -> web.Response:
+    raise TimeoutError  # what asyncpg raises at the pool's command_timeout
+
+
 async def _database_refuses(request: web.Request) -> web.Response:
     raise asyncpg.UndefinedTableError('relation "energy_costs" does not exist')
 
@@ -132,10 +136,12 @@ async def test_readyz_is_503_without_clients_and_healthz_is_200(
 
 async def test_a_database_failure_is_counted_and_an_unreachable_one_is_a_503() -> None:
     """The API's database failures reach `meterflow_database_errors_total` (only the sink's
-    did): an unreachable database is a 503 to retry, another PostgreSQL error a 500."""
+    did): an unreachable database, or one that does not answer, is a 503 to retry, another
+    PostgreSQL error a 500."""
     app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/down", _database_down)
     app.router.add_get("/refuses", _database_refuses)
+    app.router.add_get("/hangs", _database_hangs)
     app.router.add_get("/broker", _broker_down)
     async with TestClient(TestServer(app)) as test_client:
         before = _database_errors()
@@ -143,13 +149,15 @@ async def test_a_database_failure_is_counted_and_an_unreachable_one_is_a_503() -
         assert response.status == 503
         assert response.headers["Retry-After"] == "5"
         assert (await response.json())["code"] == "database_unavailable"
+        response = await test_client.get("/hangs")
+        assert (response.status, (await response.json())["code"]) == (503, "database_unavailable")
         response = await test_client.get("/refuses")
         assert response.status == 500
         assert (await response.json())["code"] == "internal_error"
-        assert _database_errors() == before + 2
+        assert _database_errors() == before + 3
         response = await test_client.get("/broker")  # e.g. publishing a location or a cost
         assert (response.status, (await response.json())["code"]) == (503, "broker_unavailable")
-        assert _database_errors() == before + 2
+        assert _database_errors() == before + 3
 
 
 async def test_an_api_still_reading_its_view_answers_503_not_an_unknown_location() -> None:

@@ -19,7 +19,7 @@ from meterflow.api.openapi import build_openapi
 from meterflow.api.ratelimit import RateLimiter
 from meterflow.api.schemas import Health
 from meterflow.api.views import PricingView
-from meterflow.db import create_pool
+from meterflow.db import close_pool, create_pool
 from meterflow.kafka_admin import ensure_topics
 from meterflow.logs import event
 from meterflow.metrics import add_metrics_route, http_metrics_middleware
@@ -88,8 +88,13 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     settings = ctx.settings
     async with contextlib.AsyncExitStack() as started:
         await ensure_topics(settings)
-        ctx.pool = pool = await create_pool(settings.database_url, min_size=1, max_size=10)
-        started.push_async_callback(pool.close)
+        ctx.pool = pool = await create_pool(
+            settings.database_url,
+            min_size=1,
+            max_size=10,
+            command_timeout=settings.database_statement_timeout_s,
+        )
+        started.push_async_callback(close_pool, pool)
         ctx.publisher = publisher = Publisher(settings)
         started.push_async_callback(publisher.stop)
         await publisher.start()

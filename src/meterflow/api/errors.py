@@ -90,6 +90,7 @@ _HTTP_CODES = {
 
 _UNREACHABLE = (
     ConnectionRefusedError,  # nothing listens (the broker's failures are KafkaErrors)
+    TimeoutError,  # no answer within MF_DATABASE_STATEMENT_TIMEOUT_S (the pool's command_timeout)
     asyncpg.InterfaceError,  # a connection lost mid-query
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,

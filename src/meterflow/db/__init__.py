@@ -7,13 +7,14 @@ stored request or profile reads back exactly as it was written.
 
 from __future__ import annotations
 
-from meterflow.db.connections import connect, create_pool, register_json_codecs
+from meterflow.db.connections import close_pool, connect, create_pool, register_json_codecs
 from meterflow.db.migrate import Migration, MigrationError, available_migrations, migrate
 
 __all__ = [
     "Migration",
     "MigrationError",
     "available_migrations",
+    "close_pool",
     "connect",
     "create_pool",
     "migrate",

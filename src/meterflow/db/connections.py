@@ -39,3 +39,13 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close `pool`, or drop its connections when the database does not answer the goodbye
+    (it hangs: each close waits the pool's statement timeout, then raises): a process asked to
+    stop must stop, and an error at the very end made a clean SIGTERM exit 1."""
+    try:
+        await pool.close()
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        pool.terminate()

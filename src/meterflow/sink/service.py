@@ -78,7 +78,7 @@ class SinkConfig:
             batch_size=settings.sink_batch_size,
             linger_s=settings.sink_linger_ms / 1000,
             retry_max_s=settings.sink_retry_max_s,
-            statement_timeout_s=settings.sink_statement_timeout_s,
+            statement_timeout_s=settings.database_statement_timeout_s,
         )
 
 
