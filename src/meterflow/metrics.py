@@ -258,8 +258,9 @@ DATABASE_ERRORS = Counter(
     "Failed database operations (each retry that fails counts once).",
     ["operation"],
 )
-DATABASE_OPERATIONS = ("checkpoint", "request")
-"""The `operation` label: the sink's checkpoint (a batch written), an API request's queries."""
+DATABASE_OPERATIONS = ("checkpoint", "probe", "request")
+"""The `operation` label: the sink's checkpoint (a batch written), the idle sink's question to
+the database (`SELECT 1`), an API request's queries."""
 
 # --- HTTP API --------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(

@@ -79,6 +79,7 @@ async def test_an_idle_sink_whose_database_does_not_answer_is_unhealthy() -> Non
     config = _config()
     clients: SinkClients = sink_clients(config)  # the writer's database: nothing listens
     sink = Sink(config, clients)
+    errors = _probe_errors()
     sink._probe_database(0.0)  # nothing to write: asks, in the background
     assert sink.health.healthy
     await _database_answer(sink, 1.0)  # not yet time to ask again
@@ -86,11 +87,19 @@ async def test_an_idle_sink_whose_database_does_not_answer_is_unhealthy() -> Non
     assert problem.startswith("PostgreSQL unreachable: "), problem
     assert (sink.health.healthy, gauge()) == (False, 0)
     assert sink._database.task is None
+    assert _probe_errors() == errors + 1  # MeterflowDatabaseErrors sees an idle sink's too
 
     clients.writer.problem = _answers  # type: ignore[method-assign]  # the database is back
     sink._probe_database(10.0)
     await _database_answer(sink, 11.0)
     assert (sink.health.healthy, sink.health.reason, gauge()) == (True, "", 1)
+    assert _probe_errors() == errors + 1
+
+
+def _probe_errors() -> float:
+    value = REGISTRY.get_sample_value("meterflow_database_errors_total", {"operation": "probe"})
+    assert value is not None
+    return value
 
 
 async def test_the_database_is_not_asked_while_there_is_something_to_write() -> None:

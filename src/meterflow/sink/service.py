@@ -249,6 +249,8 @@ class Sink:
         problem = probe.answer()
         checkpointed = self.health.last_checkpoint_at or 0.0
         if problem is not None and checkpointed < probe.asked_at:  # else a later write answered
+            if problem:
+                metrics.database_error("probe")
             probe.log_change(problem, self.health.database_problem)
             # an answer with nothing held ends a failed checkpoint's problem too: its batch
             # was written since, or went with a revoked partition
