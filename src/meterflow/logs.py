@@ -10,6 +10,8 @@ import json
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,9 +61,53 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+REPEAT_WINDOW_S = 10.0
+
+
+class RepeatFilter(logging.Filter):
+    """A library's line repeated within `window_s` is counted, not written: the first is
+    written, then at most one a window, carrying `repeated`, how many were left out before it.
+    aiokafka retries a lost broker every 100 ms with an error line each time (the sink wrote
+    ~60 lines a second while Kafka was down). Our own events (`meterflow.…`) are each written:
+    each is one fact about one record or batch."""
+
+    def __init__(
+        self,
+        window_s: float = REPEAT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = 1024,
+    ) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._limit = limit
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+        """(logger, level, message) -> (when it was last written, how many left out since)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "meterflow" or record.name.startswith("meterflow."):
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None:
+            written_at, left_out = seen
+            if now - written_at < self._window_s:
+                self._seen[key] = (written_at, left_out + 1)
+                return False
+            if left_out:
+                record.repeated = left_out
+        elif len(self._seen) >= self._limit:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Route every logger (ours, faust's, aiokafka's) to stderr in one format."""
+    """Route every logger (ours, faust's, aiokafka's) to stderr in one format, a library's
+    repeated lines counted (`RepeatFilter`)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RepeatFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
