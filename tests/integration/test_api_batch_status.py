@@ -169,3 +169,47 @@ async def test_batch_status_follows_every_record(stack: Stack) -> None:
         _, again = await get_batch(client, key, batch["id"])
         assert again["data"] == done["data"]
     await conn.close()
+
+
+async def test_a_record_and_its_correction_in_one_batch_read_in_their_order(
+    stack: Stack,
+) -> None:
+    """The worker prices a batch's records in one of its own batches, one `time_created` for
+    them all, and a record's status compares its letter's time with its stored result's: a
+    record that failed, then its correction priced, read FAILED (a tie) though the
+    correction was stored. What follows a dead letter is now stamped after it."""
+    _, key = await stack.new_key(ACCOUNT)
+    await stack.spawn("sink-order", "sink", "--group-id", f"order-{secrets.token_hex(4)}")
+    before_tariff = {"start_time": "2019-01-15T03:00:00Z", "end_time": "2019-01-15T03:30:00Z"}
+    async with aiohttp.ClientSession() as session:
+        client = Client(session, stack.base_url)
+        status, _, _ = await client.call("PUT", f"/locations/{LOCATION}", key=key, json=PROFILE)
+        assert status == 200
+        await worker_and_sink_work(client, key)
+        fixed = await put_batch(
+            client,
+            key,
+            [
+                record(5, record_reference_id="T1", **before_tariff),
+                record(5, record_reference_id="T1"),
+            ],
+        )
+        broken = await put_batch(
+            client,
+            key,
+            [
+                record(6, record_reference_id="T2"),
+                record(6, record_reference_id="T2", **before_tariff),
+            ],
+        )
+
+        async def settled(batch_id: str) -> dict[str, Any] | None:
+            _, doc = await get_batch(client, key, batch_id)
+            return doc if doc["records_processed"] == 2 else None
+
+        done = await eventually(lambda: settled(fixed["id"]), "the corrected batch to settle")
+        assert [item["status"] for item in done["data"]] == ["PRICED", "PRICED"], done
+        assert done["records_failed"] == 0
+        done = await eventually(lambda: settled(broken["id"]), "the broken batch to settle")
+        assert [item["status"] for item in done["data"]] == ["PRICED", "FAILED"], done
+        assert done["data"][1]["error"]["code"] == "tariff_not_available"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -119,6 +119,34 @@ async def test_results_and_dead_letters_carry_their_records_kafka_timestamp(
     assert letters.stamps == [1_780_000_001_123, 1_780_000_002_123]
     await pricer(costs, letters).on_event(event(record("loc_a"), b"loc_a"))  # none given
     assert costs.stamps[-1] is None
+
+
+async def test_what_follows_a_dead_letter_in_a_batch_is_stamped_after_it(
+    topics: tuple[FakeTopic, FakeTopic],
+) -> None:
+    """A batch record's status compares its dead letter's `time_created` with its stored
+    result's, a tie reading FAILED: a record that failed, then its correction priced in the
+    same batch, shared one instant and read FAILED though the correction was stored."""
+    costs, letters = topics
+    batch = [
+        event(
+            record("loc_a", start_time="1990-01-05T08:00:00Z", end_time="1990-01-05T08:30:00Z"),
+            b"loc_a",
+            offset=1,
+        ),  # before the tariff: tariff_not_available
+        event(record("loc_a"), b"loc_a", offset=2),
+        event(record("loc_a"), b"loc_a", offset=3),
+    ]
+    subject = pricer(costs, letters)  # its clock stands still at NOW
+    await subject.on_events(batch)
+    [letter] = [loads(v) for _, v in letters.sent if v is not None]
+    assert letter["error"]["code"] == "tariff_not_available"
+    times = [datetime.fromisoformat(loads(v)["time_created"]) for _, v in costs.sent if v]
+    assert datetime.fromisoformat(letter["time_created"]) == NOW
+    assert times == [NOW + timedelta(microseconds=1)] * 2  # one instant for the rest
+    await subject.on_events([event(record("loc_a"), b"loc_a", offset=4)])
+    last = datetime.fromisoformat(loads(costs.sent[-1][1] or b"")["time_created"])
+    assert last > times[-1]  # never back, though the clock stands still
 
 
 async def test_a_timestamp_ahead_of_the_worker_counts_as_when_it_was_read(

@@ -19,7 +19,7 @@ from time import perf_counter, time_ns
 from typing import Any, Protocol
 
 from meterflow import metrics
-from meterflow.contract.clock import Clock, utc_now
+from meterflow.contract.clock import BatchClock, Clock, utc_now
 from meterflow.contract.decisions import Apply, Delete, Reject
 from meterflow.contract.keys import misplaced
 from meterflow.costing import cost_payload
@@ -207,7 +207,7 @@ class RecordPricer:
         self._energy_costs = energy_costs
         self._dead_letters = dead_letters
         self._max_record_hours = max_record_hours
-        self._clock = clock
+        self._clock = BatchClock(clock)
         self._key: bytes | None = None  # the key of the record being priced
         self.priced = 0
         self.dead_lettered = 0
@@ -268,8 +268,9 @@ class RecordPricer:
         costs: list[KeyValue] = []
         letters: list[tuple[EventLike, DeadLetter, bytes]] = []
         durations: list[float] = []
-        # one `time_created` per batch, as the readings agent does: a datetime per record
-        # was an `isoformat` per record (~1 µs) and churned the encoder's cache of instant texts
+        # one `time_created` per batch (and after each dead letter: `BatchClock`), as the
+        # readings agent does: a datetime per record was an `isoformat` per record (~1 µs) and
+        # churned the encoder's cache of instant texts
         now = self._clock()
         for event in events:
             message = event.message
@@ -287,6 +288,7 @@ class RecordPricer:
                 costs.append((result.location_id.encode(), value, received_ms(message)))
             else:
                 letters.append((event, result, value))
+                now = self._clock()  # what follows it in the batch comes after it
         metrics.pricing_observed(durations)
         metrics.record_consumed(events[0].message.topic, len(events))
         for event, letter, value in letters:

@@ -19,7 +19,7 @@ from typing import Any
 from faust.types import TP
 
 from meterflow import metrics
-from meterflow.contract.clock import Clock, utc_now
+from meterflow.contract.clock import BatchClock, Clock, utc_now
 from meterflow.contract.keys import misplaced
 from meterflow.costing import cost_request
 from meterflow.costing.readings import (
@@ -169,7 +169,7 @@ class ReadingsAgent:
         self._committed_offset = committed_offset
         self._enter_event = enter_event
         self._before_partition = before_partition
-        self._clock = clock
+        self._clock = BatchClock(clock)
         # meter key -> (stored bytes, their decoded state): decoding what this agent just
         # encoded was a twentieth of its time; a hit only when the store holds those bytes
         self._states: dict[bytes, tuple[bytes, MeterState]] = {}
@@ -215,6 +215,7 @@ class ReadingsAgent:
                 costs.append((result.location_id.encode(), dumps(result), received_ms(message)))
             elif isinstance(result, DeadLetter):
                 letters.append((event, result))
+                now = self._clock()  # what follows it in the batch comes after it
         metrics.readings_consumed(len(events))
         metrics.reading_intervals_derived(self.intervals - intervals)
         self.consumed += len(events)
