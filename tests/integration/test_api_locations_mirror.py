@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import aiohttp
 import asyncpg
@@ -15,7 +16,9 @@ from aiokafka import AIOKafkaConsumer
 from api_harness import Client, Stack, api_stack
 
 from meterflow.contract.topics import LOCATIONS
+from meterflow.sink.batch import Batch
 from meterflow.sink.decode import LocationUpsert, decode_location
+from meterflow.sink.writer import PostgresWriter
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +88,43 @@ async def test_the_put_and_the_sink_store_the_same_profile(stack: Stack) -> None
     assert (row["import_type"], row["export_type"]) == ("number", "number")
     assert row["import_rate"] == "0.250"  # the digits as given, never via float
     assert row["same"] is True
+
+
+async def test_the_sink_applying_the_put_profile_again_leaves_its_time_updated(
+    stack: Stack,
+) -> None:
+    """`time_updated` is the row's `updated_at`: the sink reading back the profile a PUT had
+    just stored moved it a moment later (a client comparing it saw a change that never was).
+    The sink's upsert now changes a row only when the profile differs."""
+    location_id = f"loc_{secrets.token_hex(6)}"
+    _, key = await stack.new_key(f"acc_{secrets.token_hex(6)}")
+    async with aiohttp.ClientSession() as session:
+        status, doc, _ = await Client(session, stack.base_url).call(
+            "PUT", f"/locations/{location_id}", key=key, json=BODY
+        )
+    assert status == 200, doc
+    change = decode_location(*await _published(stack, location_id))
+    assert isinstance(change, LocationUpsert)
+
+    async def apply(upsert: LocationUpsert) -> datetime:
+        """As the sink does, then the row's `updated_at`."""
+        batch = Batch()
+        batch.add_location(upsert, LOCATIONS, 0, 0, 0.0)
+        writer = PostgresWriter(stack.database_url)
+        try:
+            await writer.write(batch)
+        finally:
+            await writer.close()
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            updated: datetime = await conn.fetchval(
+                "SELECT updated_at FROM locations WHERE location_id = $1", location_id
+            )
+        finally:
+            await conn.close()
+        return updated
+
+    put_at = datetime.fromisoformat(doc["time_updated"])
+    assert await apply(change) == put_at  # the same profile, read back: nothing changed
+    moved = LocationUpsert(location_id, (*change.row[:5], ["dev_2"], change.row[6]))
+    assert await apply(moved) > put_at  # a profile that differs is a change

@@ -170,13 +170,18 @@ _STORED_IDS = "SELECT id FROM energy_costs WHERE id = ANY($1::text[])"
 _DIRECT, _SPLIT, _STAGED = "direct", "split", "staged"
 """How `_write` stores the first read of each id (see there)."""
 
+_MIRRORED = (*LOCATION_COLUMNS[1:], "deleted")
 _UPSERT_LOCATION = f"""
-INSERT INTO locations ({", ".join(LOCATION_COLUMNS)}, deleted, updated_at)
+INSERT INTO locations AS l ({", ".join(LOCATION_COLUMNS)}, deleted, updated_at)
 VALUES ({", ".join(f"${i}" for i in range(1, len(LOCATION_COLUMNS) + 2))}, now())
 ON CONFLICT (location_id) DO UPDATE SET
-    {", ".join(f"{c} = excluded.{c}" for c in LOCATION_COLUMNS[1:])},
-    deleted = excluded.deleted, updated_at = now()
+    {", ".join(f"{c} = excluded.{c}" for c in _MIRRORED)}, updated_at = now()
+WHERE ({", ".join(f"l.{c}" for c in _MIRRORED)})
+    IS DISTINCT FROM ({", ".join(f"excluded.{c}" for c in _MIRRORED)})
 """
+"""A profile the row already holds (the API wrote it before publishing it, a replay) changes
+nothing: its `updated_at` is the location's `time_updated`, which moved a moment after every
+PUT when the sink read the same profile back."""
 
 _DELETE_LOCATION = (
     "UPDATE locations SET deleted = true, updated_at = now() WHERE location_id = $1 AND NOT deleted"
