@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -39,6 +39,20 @@ async def broker_problem(producer: AIOKafkaProducer, timeout_s: float = 2.0) -> 
     except Exception as error:
         return f"Kafka unreachable: {error_text(error)}"[:500]
     return ""
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, which lets a cancellation out when the broker is gone (aiokafka
+    #647: its fetcher cancels a fetch waiting to retry, then awaits it unguarded): a sink or an
+    API stopped by SIGTERM while Kafka was down exited 1 with a traceback. Our own task being
+    cancelled still is."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        event(log, "consumer_stop_interrupted", logging.WARNING, reason="aiokafka#647")
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

@@ -16,7 +16,7 @@ from aiokafka.structs import RecordMetadata
 
 from meterflow.api.views import Position, PricingView
 from meterflow.contract.topics import LOCATIONS, MARKET_PRICES
-from meterflow.kafka_admin import bootstrap_servers, broker_problem
+from meterflow.kafka_admin import bootstrap_servers, broker_problem, stop_consumer
 from meterflow.logs import event
 from meterflow.settings import Settings
 
@@ -112,7 +112,7 @@ class ViewFeeder:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
 
     async def _run(self, ends: dict[TopicPartition, int]) -> None:
         locations = self._settings.topic(LOCATIONS)

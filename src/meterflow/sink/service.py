@@ -28,7 +28,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from meterflow import metrics
 from meterflow.contract.clock import utc_now
 from meterflow.contract.topics import DEAD_LETTERS, ENERGY_COSTS, LOCATIONS
-from meterflow.kafka_admin import broker_problem
+from meterflow.kafka_admin import broker_problem, stop_consumer
 from meterflow.logs import event
 from meterflow.settings import Settings
 from meterflow.sink.batch import Batch
@@ -191,7 +191,7 @@ class Sink:
                 self._database.cancel()
                 if self._writing is not None:
                     await asyncio.wait([self._writing])
-                await self._consumer.stop()
+                await stop_consumer(self._consumer)
         finally:
             await self._clients.producer.stop()
             await self._clients.writer.close()
