@@ -422,6 +422,7 @@ async def update_consumer_lag(
     include: Callable[[str], bool] | None = None,
     position_timeout_s: float = 0.5,
     end_offsets: EndOffsets | None = None,
+    written: Callable[[Any], bool] | None = None,
 ) -> dict[tuple[str, int], int]:
     """Compute lag = end offset - position for every assigned partition (optionally only topics
     for which `include(topic)` is true), publish it, and return it. Partitions whose end or
@@ -436,7 +437,9 @@ async def update_consumer_lag(
 
     A table's changelog partition (`…-changelog`) is positioned by faust at the last offset it
     applied, not the next (`Recovery._seek_offsets`, faust's "offset-1 discrepancy"), so its lag
-    is one less: a recovered table read 1 on every changelog partition for good."""
+    is one less: a recovered table read 1 on every changelog partition for good. A changelog
+    partition the process's own table writes (`written`, once recovered) is not read at all:
+    its lag is 0, however far its end has moved with the table's writes."""
     assigned = [tp for tp in list(consumer.assignment()) if include is None or include(tp.topic)]
     ends: Mapping[Any, int] = {}
     if end_offsets is not None and assigned:
@@ -447,6 +450,9 @@ async def update_consumer_lag(
     lags: dict[tuple[str, int], int] = {}
     for tp in assigned:
         topic, partition = tp.topic, tp.partition
+        if written is not None and written(tp):
+            lags[(topic, partition)] = 0
+            continue
         highwater = ends.get(tp)
         if highwater is None:
             highwater = consumer.highwater(tp)
@@ -556,6 +562,7 @@ async def refresh_gauges(
     consumer: LagSource | None,
     tables: Mapping[str, Sized] | None = None,
     end_offsets: EndOffsets | None = None,
+    written: Callable[[Any], bool] | None = None,
 ) -> None:
     """Table sizes and consumer lag, read now (worker: both; sink: lag only). Never raises: a
     failed refresh is logged and the gauges keep their last values (no process stops over a
@@ -564,7 +571,7 @@ async def refresh_gauges(
         for name, table in (tables or {}).items():
             set_table_entries(name, len(table))
         if consumer is not None:
-            await update_consumer_lag(consumer, end_offsets=end_offsets)
+            await update_consumer_lag(consumer, end_offsets=end_offsets, written=written)
     except Exception:
         log.warning("refreshing worker gauges failed", exc_info=True)
 
@@ -578,10 +585,15 @@ def _faust_end_offsets(consumer: Any) -> EndOffsets:
 
 
 def install_faust_metrics(
-    app: Any, tables: Mapping[str, Sized], refresh_interval_s: float = 5.0, path: str = "/metrics"
+    app: Any,
+    tables: Mapping[str, Sized],
+    refresh_interval_s: float = 5.0,
+    path: str = "/metrics",
+    written: Callable[[Any], bool] | None = None,
 ) -> None:
     """On a Faust app: serve `path` on the worker's web server and refresh the table-size and
-    lag gauges every `refresh_interval_s` (a Faust timer, so only while the worker runs)."""
+    lag gauges every `refresh_interval_s` (a Faust timer, so only while the worker runs);
+    `written`: the changelog partitions its own tables write (`update_consumer_lag`)."""
 
     async def metrics_page(view: Any, request: Any) -> Any:
         return view.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -589,7 +601,7 @@ def install_faust_metrics(
     async def refresh() -> None:
         consumer = getattr(app, "consumer", None)
         ends = None if consumer is None else _faust_end_offsets(consumer)
-        await refresh_gauges(consumer, tables, ends)
+        await refresh_gauges(consumer, tables, ends, written)
 
     app.page(path, name="meterflow_metrics")(metrics_page)
     app.timer(interval=refresh_interval_s)(refresh)

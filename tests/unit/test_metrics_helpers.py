@@ -212,6 +212,22 @@ async def test_a_changelog_partition_lags_by_what_follows_the_offset_faust_appli
     }
 
 
+async def test_a_changelog_partition_the_worker_writes_itself_has_no_lag() -> None:
+    """Faust stops reading a changelog partition its own table writes once recovered, so
+    its end moved with every write while its position stood: a worker pricing readings,
+    caught up, read 3,713 there after 5 minutes and fired MeterflowConsumerLagGrowing."""
+    written, standby = TP("app-readings-changelog", 0), TP("app-readings-changelog", 1)
+    consumer = FakeConsumer(
+        highwaters={written: 3_714, standby: 500},
+        positions={written: 0, standby: 400},
+    )
+    lags = await metrics.update_consumer_lag(consumer, written=lambda tp: tp == written)
+    assert lags == {
+        ("app-readings-changelog", 0): 0,  # its own writes
+        ("app-readings-changelog", 1): 99,  # a standby replica behind still counts
+    }
+
+
 async def test_update_consumer_lag_publishes_highwater_minus_position() -> None:
     a0, a1, b0, c0 = TP("lag-a", 0), TP("lag-a", 1), TP("lag-b", 0), TP("lag-c", 0)
     consumer = FakeConsumer(

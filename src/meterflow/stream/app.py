@@ -296,6 +296,7 @@ def create_app(settings: Settings) -> faust.App:
         app,
         {"profiles": profiles, "market_prices": market_prices, "readings": readings_table},
         settings.progress_interval_s,
+        written=faust_fixes.written_changelogs(app),
     )
     consuming([settings.topic(METER_RECORDS)])  # the cost agent's count, at zero from the start
     return app

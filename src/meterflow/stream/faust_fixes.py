@@ -505,6 +505,25 @@ def guard_recovery(app: Any) -> RecoveryStallGuard:
     return guard
 
 
+@BORROWED.patch(
+    Names(Recovery, "__init__", ("active_tps",)),  # this worker's tables' changelog partitions
+    Names(Recovery, "_set_recovery_started", ("in_recovery",)),  # from start to end
+)
+def written_changelogs(app: Any) -> Callable[[Any], bool]:
+    """Whether a changelog partition is one this worker's own table writes, recovered: faust
+    stops reading it then (the table is where its records come from), so its end moves with
+    every write while its position stays where recovery left it. Its lag is 0, not the
+    count of the table's writes since (`metrics.update_consumer_lag`: MeterflowConsumerLagGrowing
+    fired on a worker pricing readings steadily and fully caught up)."""
+    BORROWED.check_one("written_changelogs")
+
+    def written(tp: Any) -> bool:
+        recovery = app.tables.recovery  # read when asked: the app's tables come at start
+        return not recovery.in_recovery and tp in recovery.active_tps
+
+    return written
+
+
 def _readable_end(consumer: Any, tp: Any) -> int | None:
     """Where reading `tp` ends: the last stable offset at `read_committed` (records of an open
     transaction are not readable yet), else the high-water mark."""
