@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import secrets
 from functools import lru_cache
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+]
+"""A `logging` level by name, any case: `bogus` is refused with the settings, not by
+`logging` with a traceback once the process has started."""
 
 
 class Settings(BaseSettings):
@@ -19,7 +31,7 @@ class Settings(BaseSettings):
     # (retried) or answers a request 503, instead of holding either (docs/operations.md)
     database_statement_timeout_s: float = Field(default=30.0, gt=0)
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_port: int = Field(default=8080, ge=1, le=65535)
 
     topic_prefix: str = ""
     topic_partitions: int = Field(default=6, ge=1)
@@ -81,8 +93,8 @@ class Settings(BaseSettings):
     sink_retry_max_s: float = Field(default=10.0, gt=0)
     sink_http_port: int = Field(default=8081, ge=0, le=65535)
 
-    log_level: str = "INFO"
-    log_format: str = "json"
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     def topic(self, name: str) -> str:
         """Full topic name for one of the contract's topics (§1), with the environment prefix."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,3 +184,37 @@ async def test_fresh_workers_each_price_their_first_record(
 ) -> None:
     elapsed = [await start_and_price_one(kafka_bootstrap, tmp_path, n) for n in range(STARTS)]
     assert len(elapsed) == STARTS
+
+
+async def test_a_worker_whose_web_port_is_taken_says_so_in_one_line(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """mode logs a failed start with its traceback and exits 1 itself: the one-line "Error:"
+    every other command gives for a port taken (docs/operations.md) was missing."""
+    prefix = f"t{uuid.uuid4().hex[:10]}-"
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, app_id="wp")
+    env = worker_env(settings, tmp_path / "data") | {
+        "MF_WORKER_WEB_ENABLED": "true",
+        "MF_LOG_FORMAT": "text",  # a traceback would be written as it is
+    }
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            result = await asyncio.to_thread(
+                subprocess.run,
+                [MF, "worker", "--no-api", "--web-port", str(port)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            await delete_topics_with_prefix(settings, prefix)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: OSError: [Errno 98]"), last
+    assert "address already in use" in last

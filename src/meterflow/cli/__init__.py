@@ -4,6 +4,8 @@ so `meterflow cost` starts fast and never loads Kafka or database clients."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -43,6 +45,9 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:  # `meterflow keys list | head -1`: the reader has what it wants
+            _quiet_stdout()
+            raise click.exceptions.Exit(1) from None
         except Exception as error:
             from meterflow.cli.failures import outside_failure
 
@@ -50,6 +55,13 @@ class _LazyGroup(click.Group):
             if problem is None:
                 raise  # a bug: its traceback is what to report
             raise click.ClickException(problem) from None
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is left does not
+    fail on the closed pipe again (the recipe of Python's `signal` documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 @click.group(cls=_LazyGroup)

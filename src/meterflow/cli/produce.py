@@ -4,6 +4,7 @@ cumulative register readings with `--readings`)."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,13 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
             if location is None:
                 click.echo(f"line {number}: no location_id, sent without a key", err=True)
             yield (str(location).encode() if location is not None else None), raw
+
+
+def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """`FloatRange` compares, and nan compares false with every bound: it got through."""
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a rate")
+    return value
 
 
 @click.command(name="produce")
@@ -57,7 +65,8 @@ def _file_records(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=1e9),
+    callback=_a_number,
     default=0.0,
     show_default=True,
     help="records per second; 0 = max",

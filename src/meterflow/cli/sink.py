@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 
 import click
 
 from meterflow.cli.long_lived import freeze_startup_objects
-from meterflow.settings import get_settings
+from meterflow.cli.options import settings_with_options
+from meterflow.settings import Settings
 
 
-async def _serve(group_id: str | None, http_port: int | None) -> None:
+async def _serve(settings: Settings) -> None:
     from meterflow.kafka_admin import ensure_topics
     from meterflow.sink import Sink, SinkConfig, SinkHealth, sink_clients
     from meterflow.sink.health import start_health_server
 
-    settings = get_settings()
     # Subscribing to a missing topic makes the broker auto-create it with its own default
     # partition count, which would break the co-partitioning the worker's tables rely on.
     await ensure_topics(settings)
     config = SinkConfig.from_settings(settings)
-    if group_id:
-        config = dataclasses.replace(config, group_id=group_id)
     health = SinkHealth()
-    port = settings.sink_http_port if http_port is None else http_port
+    port = settings.sink_http_port
     runner = await start_health_server(health, settings.http_host, port) if port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -46,8 +43,5 @@ async def _serve(group_id: str | None, http_port: int | None) -> None:
 )
 def sink(group_id: str | None, http_port: int | None) -> None:
     """Persist every non-simulated energy cost to PostgreSQL (and mirror locations)."""
-    from meterflow.logs import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_serve(group_id, http_port))
+    settings = settings_with_options(sink_group_id=group_id or None, sink_http_port=http_port)
+    asyncio.run(_serve(settings))

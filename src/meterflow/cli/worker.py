@@ -6,6 +6,7 @@ import asyncio
 
 import click
 
+from meterflow.cli.failures import outside_failure
 from meterflow.cli.long_lived import freeze_startup_objects
 from meterflow.cli.options import settings_with_options
 
@@ -48,6 +49,18 @@ def worker(
         services.append(ApiService(settings))
 
     class MeterflowWorker(Worker):
+        outside: str | None = None
+        """Why starting failed, when the world outside caused it (`failures.outside_failure`):
+        mode would log it with a traceback, then exit 1 itself."""
+
+        async def start(self) -> None:
+            try:
+                await super().start()
+            except Exception as error:
+                self.outside = outside_failure(error)
+                if self.outside is None:
+                    raise  # a bug: mode logs its traceback
+
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
             # tables recovered, agents running
@@ -67,4 +80,9 @@ def worker(
         quiet=True,
     )
     runner.spinner = None  # faust's terminal spinner wrote control characters into the JSON log
-    runner.execute_from_commandline()
+    try:
+        runner.execute_from_commandline()
+    except SystemExit:
+        if runner.outside is not None:  # e.g. its web port taken: one line, exit 1
+            raise click.ClickException(runner.outside) from None
+        raise
