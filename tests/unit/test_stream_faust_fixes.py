@@ -357,6 +357,33 @@ def test_an_unprocessed_head_record_holds_the_commit_back(app: faust.App) -> Non
     assert not consumer._acked_index[IN0]
 
 
+async def test_a_refused_commit_leaves_the_committed_offsets_as_they_were(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """committed_means_committed: faust wrote a refused commit's offsets as committed, and the
+    readings agent drops register points below them (a replay from the real commit needed
+    them)."""
+    consumer = app.consumer
+    answers = [False, True]
+
+    async def commit(offsets: Any) -> bool:
+        return answers.pop(0)  # refused during a rebalance, then accepted
+
+    async def flush() -> None:
+        return None
+
+    monkeypatch.setattr(consumer, "_commit", commit)
+    monkeypatch.setattr(consumer, "assignment", lambda: {IN0, OTHER0})
+    monkeypatch.setattr(app.producer, "flush", flush)
+    monkeypatch.setattr(app.tables, "on_commit", lambda offsets: None)
+    consumer._committed_offset[IN0] = 10
+    assert await consumer._commit_offsets({IN0: 15, OTHER0: 3}) is False
+    assert consumer._committed_offset[IN0] == 10
+    assert OTHER0 not in consumer._committed_offset  # never committed: still unknown
+    assert await consumer._commit_offsets({IN0: 15}) is True
+    assert consumer._committed_offset[IN0] == 15
+
+
 def test_nothing_is_committed_before_a_partitions_start_is_known(app: faust.App) -> None:
     consumer = app.consumer
     consumer._acked[IN0].extend([0, 1])
@@ -651,6 +678,7 @@ def test_the_guard_passes_on_the_pinned_versions_installed_or_not(app: faust.App
         "never_drop",
         "ack_only_tracked",
         "contiguous_commits",
+        "committed_means_committed",
         "inline_delivery",
         "worker_consumer_options",
         "metadata_backoff",

@@ -13,6 +13,8 @@ was seen doing; docs/stream.md ("Faust pitfalls") lists them, with the tests tha
 - `_install_ack_only_tracked`: a record no stream processed is never acked;
 - `_install_contiguous_commits`: an input partition is committed only up to its first record
   not processed (faust-streaming #606);
+- `_install_committed_means_committed`: `_committed_offset` holds only offsets the group
+  took (faust writes a refused commit's there too);
 - `_install_inline_delivery`: records reach the streams without four tasks each;
 - `_install_worker_consumer_options`: aborted transactions are never read, and a fetch of
   idle partitions is not held for faust's 1.5 s while busy ones wait (`bound_fetch_wait`);
@@ -67,6 +69,7 @@ _PATCHED = "_meterflow_rewinds_uncommitted"
 _PATCHED_READ = "_meterflow_never_drops"
 _PATCHED_ACK = "_meterflow_acks_only_tracked"
 _PATCHED_COMMIT = "_meterflow_commits_contiguously"
+_PATCHED_COMMITTED = "_meterflow_keeps_only_committed_offsets"
 _PATCHED_INLINE = "_meterflow_delivers_inline"
 _PATCHED_CONSUMER_OPTIONS = "_meterflow_sets_consumer_options"
 _PATCHED_REFETCH = "_meterflow_refetches_dropped_changelogs"
@@ -130,6 +133,7 @@ def install() -> None:
     _install_never_drop()
     _install_ack_only_tracked()
     _install_contiguous_commits()
+    _install_committed_means_committed()
     _install_inline_delivery()
     _install_worker_consumer_options()
     _install_refetch_dropped_changelogs()
@@ -202,6 +206,47 @@ def keep_queued_events_on_redundant_resume(app: Any) -> None:
 
 def _guarded(consumer: Any, tp: Any) -> bool:
     return tp.topic in getattr(consumer.app, NO_DROP_TOPICS_ATTR, ())
+
+
+@BORROWED.patch(
+    Signature(
+        Consumer,
+        "_commit_offsets",
+        "async (self, offsets, start_new_transaction=True)",
+        reached_from=WorkerConsumer,
+    ),
+    # it writes what it tried to commit into `_committed_offset`, committed or not
+    Names(Consumer, "_commit_offsets", ("_commit", "_committed_offset")),
+)
+def _install_committed_means_committed() -> None:
+    """`_committed_offset` holds only offsets the group committed.
+
+    faust writes what it tried to commit there whether the commit went through or not (a
+    commit refused during a rebalance returns False). Our agents read it as durable: the
+    readings agent drops a meter's register points below it (no replay can need them) and the
+    profiles catch-up waits for nothing below it, so a refused commit could have them drop a
+    point, or skip a wait, that a replay from the real committed offset still needs. On a
+    refused commit each partition it wrote is set back to what it held, unless something
+    (an assignment reading the group's offsets) wrote it meanwhile."""
+    if getattr(Consumer, _PATCHED_COMMITTED, False):
+        return
+    original: Callable[..., Awaitable[bool]] = Consumer._commit_offsets
+
+    async def commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        held = self._committed_offset
+        before = {tp: held.get(tp) for tp in offsets}
+        did_commit = await original(self, offsets, start_new_transaction)
+        if not did_commit:
+            for tp, offset in offsets.items():
+                if tp in held and held[tp] == offset != before[tp]:
+                    if before[tp] is None:
+                        del held[tp]
+                    else:
+                        held[tp] = before[tp]
+        return did_commit
+
+    replace(Consumer, "_commit_offsets", commit_offsets, original)
+    setattr(Consumer, _PATCHED_COMMITTED, True)
 
 
 @BORROWED.patch(
