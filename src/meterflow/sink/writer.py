@@ -222,10 +222,11 @@ class WriteResult:
 class PostgresWriter:
     """Owns one connection; a broken connection is dropped and reopened on the next write.
 
-    Every statement on it gives up after `timeout_s` (the connection's `command_timeout`:
-    BEGIN, COPY and COMMIT included, each with asyncpg's default otherwise none), so a database
-    that hangs instead of refusing fails the checkpoint, which is retried, rather than holding
-    the sink, its health and its shutdown for as long as the database does not answer."""
+    Every statement on it gives up after `timeout_s`: the connection's `command_timeout`, which
+    asyncpg applies to each statement given no timeout of its own, BEGIN, COPY and COMMIT
+    included (they had none). A database that hangs instead of refusing then fails the
+    checkpoint, which is retried, rather than holding the sink, its health and its shutdown for
+    as long as it does not answer."""
 
     def __init__(self, database_url: str, *, timeout_s: float = 30.0) -> None:
         self._database_url = database_url
@@ -269,9 +270,9 @@ class PostgresWriter:
             return result
         except ForeignResultsError:
             raise  # rolled back; the connection is sound
-        except TimeoutError:
+        except TimeoutError as error:  # asyncpg's says nothing; a connection's says which
             self._forget()
-            raise TimeoutError(self._no_answer(self._timeout_s)) from None
+            raise TimeoutError(str(error) or self._no_answer(self._timeout_s)) from None
         except BaseException:
             self._forget()
             raise
