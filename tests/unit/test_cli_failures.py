@@ -49,6 +49,11 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "Error: Kafka (MF_KAFKA_BOOTSTRAP): KafkaConnectionError: Unable to bootstrap",
         ),
         (
+            ("dlq", "replay", "--dry-run"),
+            {"MF_KAFKA_BOOTSTRAP": NOBODY},
+            "Error: Kafka (MF_KAFKA_BOOTSTRAP): KafkaConnectionError: Unable to bootstrap",
+        ),
+        (
             ("keys", "list"),
             {"MF_HTTP_PORT": "abc"},
             "Error: invalid setting: MF_HTTP_PORT: Input should be a valid integer",
@@ -75,6 +80,7 @@ def test_the_world_outside_fails_in_one_line(
     result = run(*args, **env)
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr
+    assert "Unclosed" not in result.stderr  # a client a failed start left open, said at exit
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(expected), result.stderr
 

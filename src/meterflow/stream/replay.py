@@ -76,7 +76,11 @@ async def replay_dead_letters(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # a failed start leaves its client open ("Unclosed …" at exit)
+        raise
     try:
         async with kafka_producer(settings) as producer:
             numbers = sorted(await producer.partitions_for(dlq_topic))  # waits for metadata
