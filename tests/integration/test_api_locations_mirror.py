@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -56,7 +57,9 @@ async def _published(stack: Stack, location_id: str) -> tuple[bytes | None, byte
     raise AssertionError("unreachable")
 
 
-async def test_the_put_and_the_sink_store_the_same_profile(stack: Stack) -> None:
+async def _put(stack: Stack) -> tuple[str, dict[str, Any], LocationUpsert]:
+    """A new location PUT with `BODY` under a new account: (its id, the answer, the upsert
+    the sink makes of the message the PUT published)."""
     location_id = f"loc_{secrets.token_hex(6)}"
     _, key = await stack.new_key(f"acc_{secrets.token_hex(6)}")
     async with aiohttp.ClientSession() as session:
@@ -64,9 +67,13 @@ async def test_the_put_and_the_sink_store_the_same_profile(stack: Stack) -> None
             "PUT", f"/locations/{location_id}", key=key, json=BODY
         )
     assert status == 200, doc
-
     change = decode_location(*await _published(stack, location_id))
     assert isinstance(change, LocationUpsert)
+    return location_id, doc, change
+
+
+async def test_the_put_and_the_sink_store_the_same_profile(stack: Stack) -> None:
+    location_id, _, change = await _put(stack)
     sink_profile = change.row[-1]  # what the sink writes for the message the PUT published
 
     conn = await asyncpg.connect(stack.database_url)
@@ -96,15 +103,7 @@ async def test_the_sink_applying_the_put_profile_again_leaves_its_time_updated(
     """`time_updated` is the row's `updated_at`: the sink reading back the profile a PUT had
     just stored moved it a moment later (a client comparing it saw a change that never was).
     The sink's upsert now changes a row only when the profile differs."""
-    location_id = f"loc_{secrets.token_hex(6)}"
-    _, key = await stack.new_key(f"acc_{secrets.token_hex(6)}")
-    async with aiohttp.ClientSession() as session:
-        status, doc, _ = await Client(session, stack.base_url).call(
-            "PUT", f"/locations/{location_id}", key=key, json=BODY
-        )
-    assert status == 200, doc
-    change = decode_location(*await _published(stack, location_id))
-    assert isinstance(change, LocationUpsert)
+    location_id, doc, change = await _put(stack)
 
     async def apply(upsert: LocationUpsert) -> datetime:
         """As the sink does, then the row's `updated_at`."""
