@@ -22,7 +22,7 @@ async def _serve(settings: Settings) -> None:
     await ensure_topics(settings)
     config = SinkConfig.from_settings(settings)
     health = SinkHealth()
-    port = settings.sink_http_port
+    port = settings.sink_http_port  # 0: no /healthz
     runner = await start_health_server(health, settings.http_host, port) if port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

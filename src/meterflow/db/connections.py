@@ -12,9 +12,14 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 async def connect(database_url: str, **kwargs: Any) -> asyncpg.Connection:
-    """One connection with asyncpg's default codecs (jsonb values are `str`)."""
-    kwargs.setdefault("timeout", CONNECT_TIMEOUT_S)
-    return await asyncpg.connect(database_url, **kwargs)
+    """One connection with asyncpg's default codecs (jsonb values are `str`); a server that
+    accepts the socket and never answers raises a TimeoutError saying so (asyncpg's says
+    nothing)."""
+    timeout = kwargs.setdefault("timeout", CONNECT_TIMEOUT_S)
+    try:
+        return await asyncpg.connect(database_url, **kwargs)
+    except TimeoutError:
+        raise TimeoutError(f"PostgreSQL did not accept a connection within {timeout:g} s") from None
 
 
 def _encode_json(value: Any) -> str:

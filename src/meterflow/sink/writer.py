@@ -34,7 +34,6 @@ from meterflow.contract.columns import (
     LOCATION_COLUMNS,
 )
 from meterflow.db import connect
-from meterflow.db.connections import CONNECT_TIMEOUT_S
 from meterflow.logs import error_text
 from meterflow.sink.batch import Batch, version_key
 from meterflow.sink.batch_failures import write_batch_failures
@@ -239,12 +238,7 @@ class PostgresWriter:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            try:
-                conn = await connect(self._database_url, command_timeout=self._timeout_s)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"PostgreSQL did not accept a connection within {CONNECT_TIMEOUT_S:g} s"
-                ) from None
+            conn = await connect(self._database_url, command_timeout=self._timeout_s)
             try:
                 await conn.execute(_CREATE_STAGING)
             except BaseException:
@@ -270,7 +264,7 @@ class PostgresWriter:
             return result
         except ForeignResultsError:
             raise  # rolled back; the connection is sound
-        except TimeoutError as error:  # asyncpg's says nothing; a connection's says which
+        except TimeoutError as error:  # a statement's says nothing; `connect`'s says which
             self._forget()
             raise TimeoutError(str(error) or self._no_answer(self._timeout_s)) from None
         except BaseException:
