@@ -433,7 +433,14 @@ async def test_a_location_read_can_be_written_back(stack: Stack, client: Client)
     assert {k: v for k, v in written.items() if k not in drop} == {
         k: v for k, v in read.items() if k not in drop
     }
-    for wrong in ({"id": "loc_other"}, {"object": "energy_cost"}, {"time_updated": "soon"}):
+    wrong_values = (
+        {"id": "loc_other"},
+        {"object": "energy_cost"},
+        {"time_updated": "soon"},
+        {"time_updated": 0},  # the schema says an RFC 3339 string: no epoch numbers
+        {"time_updated": "2026-12-04T04:47:01"},  # nor a time without its offset
+    )
+    for wrong in wrong_values:
         status, doc, _ = await client.call(
             "PUT", f"/locations/{location}", key=key, json=read | wrong
         )

@@ -151,7 +151,7 @@ class LocationBody(_Body):
 
     id: str | None = Field(default=None, min_length=1, max_length=128)
     object: Literal["location"] | None = None
-    time_updated: datetime | None = None
+    time_updated: AwareDatetime | None = None
     location_id: str | None = Field(default=None, min_length=1, max_length=128)
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
     live_mode: StrictBool | None = None  # the schema says boolean: 0 or "true" are refused
