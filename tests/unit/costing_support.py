@@ -23,6 +23,7 @@ from meterflow.models import (
     TimeOfUseTariff,
     dumps,
 )
+from meterflow.models._base import dumps_generic
 from meterflow.models.profiles import minutes_of
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -124,6 +125,14 @@ def written(body: dict[str, Any], location: LocationProfile) -> bytes:
             now=NOW,
         )
     )
+
+
+def generic_as_sent(result: EnergyCost, payload: bytes) -> bytes:
+    """The reference writer's bytes for `result` with its `request` as the record's own text:
+    what the engine sends for a record it read from `payload` (echoed as received)."""
+    generic, echo = dumps_generic(result), b'"request":' + dumps_generic(result.request)
+    assert generic.count(echo) == 1
+    return generic.replace(echo, b'"request":' + payload.strip())
 
 
 def priced(body: dict[str, Any], location: LocationProfile, **kwargs: Any) -> EnergyCost:

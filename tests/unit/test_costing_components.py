@@ -15,7 +15,19 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from costing_support import NOW, fixed, no_market, priced, profile, record, rule, tou, written
+from costing_support import (
+    NOW,
+    encode,
+    fixed,
+    generic_as_sent,
+    no_market,
+    priced,
+    profile,
+    record,
+    rule,
+    tou,
+    written,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -24,6 +36,7 @@ from meterflow.cli.profiles import profiles as profiles_command
 from meterflow.contract.columns import BREAKDOWN_COLUMNS, COST_COLUMNS
 from meterflow.contract.decisions import Reject
 from meterflow.contract.locations import decide_location, profile_from
+from meterflow.costing import cost_payload
 from meterflow.costing.breakdown import one_period_breakdown, stacked_breakdown
 from meterflow.costing.money import is_exact_quotient, round_money
 from meterflow.costing.periods import Period, rate_periods
@@ -31,7 +44,7 @@ from meterflow.costing.rates import compiled
 from meterflow.costing.timeline import to_us
 from meterflow.models import EnergyCost, TariffDirection, dumps, loads
 from meterflow.sink.decode import Persist, decode_cost
-from meterflow.sink.rows import Source, cost_rows
+from meterflow.sink.rows import CostRows, Source, cost_rows
 from meterflow.sink.text_rows import TextRows
 from meterflow.tariffs import ProfileError
 from samples import duos, levy
@@ -100,7 +113,7 @@ def test_components_give_one_item_per_period_and_component_energy_first() -> Non
         (15, "cfd", Decimal("0.004"), Decimal("1.000000"), Decimal("0.004000")),
     ]
     assert result.data.cost.value == Decimal("0.562000")
-    assert written(body, location) == dumps(result)  # the bytes sent are the model's
+    assert written(body, location) == generic_as_sent(result, encode(body))  # the bytes sent
 
 
 def test_rate_periods_cut_at_every_change_of_any_component() -> None:
@@ -317,6 +330,28 @@ def test_the_sink_stores_results_with_components_and_tax_on_both_paths() -> None
     names = [dict(zip(BREAKDOWN_COLUMNS, row, strict=True))["component"] for row in model.breakdown]
     assert names == [item.component for item in result.data.breakdown]
     assert names[:3] == ["energy", "duos", "cfd"]
+
+
+def test_the_sink_stores_a_record_echoed_as_received_by_either_path() -> None:
+    """The result echoes the record's own text (docs/pricing.md, step 5): a compact record
+    keeps the sink's text path, a pretty-printed one with an escape takes the model path, and
+    both store the record's values."""
+    body = record("2024-06-03T14:30:00Z", "2024-06-03T15:30:00Z", "2", session_reference_id="é")
+    location = _one(fixed("0.20"))
+    source = Source("energy-costs", 0, 1)
+    for text, path in (
+        (dumps(body), TextRows),
+        (json.dumps(body, indent=1).encode(), CostRows),  # `"\u00e9"` and line feeds
+    ):
+        result = cost_payload(text, profiles=lambda _: location, market_prices=no_market, now=NOW)
+        outcome = decode_cost(b"loc_test", dumps(result), source, NOW)
+        assert isinstance(outcome, Persist)
+        assert isinstance(outcome.rows, path)
+        if isinstance(outcome.rows, CostRows):
+            stored = dict(zip(COST_COLUMNS, outcome.rows.cost, strict=True))["request"]
+        else:
+            stored = outcome.rows.cost.split("\t")[COST_COLUMNS.index("request")]
+        assert loads(stored) == loads(text)
 
 
 _RATES = st.decimals(min_value=-10, max_value=10, places=6, allow_nan=False)

@@ -15,6 +15,7 @@ from costing_support import (
     failed,
     fixed,
     money,
+    no_market,
     price,
     priced,
     profile,
@@ -25,7 +26,7 @@ from costing_support import (
 )
 
 from meterflow import ids
-from meterflow.costing import price_payload
+from meterflow.costing import cost_payload, price_payload
 from meterflow.models import (
     MAX_MESSAGE_BYTES,
     DeadLetter,
@@ -33,6 +34,7 @@ from meterflow.models import (
     MarketPrices,
     SourceRef,
     dumps,
+    loads,
 )
 
 D = Decimal
@@ -866,6 +868,27 @@ def test_result_fields_and_identity() -> None:
     assert encoded["object"] == "energy_cost"
     assert encoded["data"]["energy"]["value"] == 2.5
     EnergyCost.model_validate_json(dumps(cost))  # the result satisfies its own schema
+
+
+def test_the_request_is_echoed_as_received() -> None:
+    """Design §2: `request` is the record as received, its text written as it came (spacing,
+    a member given twice) where msgspec read it; a text only the reference decoder reads (a
+    byte-order mark) is echoed as decoded. Either way the result is one JSON document."""
+    body = record("2024-06-01T10:00:00Z", "2024-06-01T11:00:00Z", 2.5, record_reference_id="R1")
+    text = json.dumps(body, indent=2).encode()
+    twice = text.replace(b'"energy": 2.5', b'"energy": 9, "energy": 2.5')
+    for payload, echo in (
+        (text, text),
+        (b"\n " + twice + b"\r\n", twice),
+        (b"\xef\xbb\xbf" + text, dumps(json.loads(text, parse_float=Decimal))),
+    ):
+        written = dumps(
+            cost_payload(payload, profiles=lambda _: FLAT, market_prices=no_market, now=NOW)
+        )
+        assert b'"request":' + echo + b',"data":' in written
+        cost = EnergyCost.model_validate(loads(written))
+        assert cost.request == json.loads(text, parse_float=Decimal)  # the last `energy`
+        assert cost.data.cost.value == D("0.625000")
 
 
 def test_record_without_id_gets_one_from_its_source() -> None:

@@ -18,7 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterflow.api.schemas import ReportRow
-from meterflow.models import CostValue, EnergyValue, dumps, loads, parse_instant
+from meterflow.models import (
+    CostValue,
+    EnergyValue,
+    dumps,
+    loads,
+    loads_with_text,
+    parse_instant,
+)
 from meterflow.models._base import (
     _DECODER,
     LONE_SURROGATE,
@@ -130,6 +137,36 @@ def test_loads_agrees_on_arbitrary_bytes(data: bytes) -> None:
     """Malformed input raises ValueError with the reference's message; valid input decodes
     alike."""
     assert _outcome(loads, data) == _outcome(_reference, data)
+
+
+@settings(max_examples=500)
+@given(json_bytes | documents.map(lambda value: b" " + encode_any(value).encode() + b"\n"))
+def test_loads_with_text_keeps_text_that_stays_json_inside_another_document(data: bytes) -> None:
+    """`loads`' value or error; the text kept is the input without its surrounding whitespace,
+    and a document carrying it (a result echoing a record) decodes, on both decoders, to one
+    holding that value."""
+    outcome = _outcome(loads, data)
+    assert _outcome(lambda text: loads_with_text(text)[0], data) == outcome
+    if outcome[0] == "error":
+        return
+    value, kept = loads_with_text(data)
+    if kept is None:  # the reference decoder's alone: a byte-order mark
+        assert data.startswith(b"\xef\xbb\xbf")
+        return
+    text = bytes(kept)
+    assert text == data.strip()
+    carrier = b'{"request":' + text + b',"n":1}'
+    assert (
+        _typed(loads(carrier)) == _typed(_reference(carrier)) == _typed({"request": value, "n": 1})
+    )
+
+
+def test_loads_with_text_keeps_no_text_msgspec_refused() -> None:
+    assert loads_with_text(b"\xef\xbb\xbf{}") == ({}, None)
+    value, kept = loads_with_text(b' {"a": 1, "a": 2}\r\n')
+    assert value == {"a": 2}
+    assert kept is not None
+    assert bytes(kept) == b'{"a": 1, "a": 2}'  # as received
 
 
 @pytest.mark.parametrize(

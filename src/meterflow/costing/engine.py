@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from functools import reduce
-from typing import Any
 
 from meterflow import ids
 from meterflow.costing.breakdown import (
@@ -52,6 +51,7 @@ from meterflow.models import (
     MeterRecord,
     PricedCost,
     PricingError,
+    RequestEcho,
     TariffDirection,
     WireCost,
     by_identity,
@@ -190,12 +190,13 @@ def cost_record(
     profile: LocationProfile,
     *,
     meter_record_id: str,
-    request: dict[str, Any],
+    request: RequestEcho,
     market_prices: Callable[[str, date], MarketPrices | None],
     now: datetime,
     max_record_hours: int = 744,
 ) -> PricedCost:
     """Price one record (all of design §3); raise PricingError with the contract's code.
+
 
     The result is built in its written form (`PricedCost`): building pydantic objects for it,
     one per breakdown item, cost more than the pricing."""

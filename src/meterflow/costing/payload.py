@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
+import msgspec
 from pydantic import ValidationError
 
 from meterflow import ids
@@ -29,9 +30,10 @@ from meterflow.models import (
     Position,
     PricedCost,
     PricingError,
+    RequestEcho,
     dead_letter,
     dumps,
-    loads,
+    loads_with_text,
     source_ref,
     validation_summary,
 )
@@ -46,13 +48,20 @@ def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
     bytes that are not a JSON object or a record that breaks the schema (e.g. a naive time).
     The time range is checked by `cost_record`.
     """
+    request, _ = _decode(payload)
+    return validate_record(request), request
+
+
+def _decode(payload: bytes) -> tuple[dict[str, Any], msgspec.Raw | None]:
+    """The record as a dict, and its text when it may be echoed as received
+    (`models.loads_with_text`)."""
     try:
-        request = loads(payload)
+        request, text = loads_with_text(payload)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise PricingError(ErrorCode.INVALID_RECORD, f"not valid JSON: {error}") from None
     if not isinstance(request, dict):
         raise PricingError(ErrorCode.INVALID_RECORD, "a meter record must be a JSON object")
-    return validate_record(request), request
+    return request, text
 
 
 def unknown_meter(
@@ -141,8 +150,10 @@ def cost_payload(
     reference, the stream always has a source position). The result id is `meter_record_id`'s.
     """
     try:
-        record, request = parse_record(payload)
-        return _price_valid(record, request, profiles, market_prices, now, source, max_record_hours)
+        request, text = _decode(payload)
+        record = validate_record(request)
+        echo = request if text is None else text  # the record as received, not written again
+        return _price_valid(record, echo, profiles, market_prices, now, source, max_record_hours)
     except PricingError as error:
         log.debug("record not priced: %s", error, extra={"source": source_ref(source)})
         return dead_letter(payload, error.code, error.message, source, now)
@@ -193,7 +204,7 @@ def cost_request(
 
 def _price_valid(
     record: MeterRecord,
-    request: dict[str, Any],
+    request: RequestEcho,
     profiles: Callable[[str], LocationProfile | None],
     market_prices: Callable[[str, date], MarketPrices | None],
     now: datetime,

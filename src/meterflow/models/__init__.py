@@ -13,6 +13,7 @@ from meterflow.models._base import (
     exponent_stored,
     loads,
     loads_tolerant,
+    loads_with_text,
     parse_instant,
 )
 from meterflow.models.costs import (
@@ -22,6 +23,7 @@ from meterflow.models.costs import (
     EnergyCost,
     EnergyValue,
     PricedCost,
+    RequestEcho,
     WireCost,
     WireItem,
     Written,
@@ -99,6 +101,7 @@ __all__ = [
     "PricedCost",
     "PricingError",
     "RegisterUnit",
+    "RequestEcho",
     "SourceRef",
     "TariffDirection",
     "TariffVersion",
@@ -118,6 +121,7 @@ __all__ = [
     "iso",
     "loads",
     "loads_tolerant",
+    "loads_with_text",
     "original_payload",
     "parse_instant",
     "problem_text",

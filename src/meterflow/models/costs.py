@@ -163,6 +163,11 @@ class WireData(msgspec.Struct, gc=False):
     breakdown: list[WireItem]
 
 
+RequestEcho = dict[str, Any] | msgspec.Raw
+"""A result's `request`: the record as decoded, or its text as received (`loads_with_text`),
+which is written as it came instead of being written again."""
+
+
 class WireEnergyCost(msgspec.Struct, gc=False):
     """An `EnergyCost` as written. StrEnum members stay members (msgspec writes their value)."""
 
@@ -180,7 +185,7 @@ class WireEnergyCost(msgspec.Struct, gc=False):
     location_timezone: str
     currency_code: str
     energy_units: str
-    request: dict[str, Any]
+    request: RequestEcho
     data: WireData
     time_created: str
 
@@ -209,7 +214,7 @@ def wire_energy_cost(
     meter_record_id: str,
     energy_flow_direction: EnergyFlowDirection,
     tariff_direction: TariffDirection,
-    request: dict[str, Any],
+    request: RequestEcho,
     start_time: str,
     end_time: str,
     energy: Decimal,
@@ -270,21 +275,22 @@ class PricedCost:
 
     def encode(self) -> bytes:
         """msgspec in C; the echoed request by simplejson (the reference writer) when it is
-        not flat or msgspec refuses its text. Written once: the engine measures it
-        (`MAX_MESSAGE_BYTES`) and the adapter sends the same bytes."""
+        neither raw text nor flat, or msgspec refuses its text. Written once: the engine
+        measures it (`MAX_MESSAGE_BYTES`) and the adapter sends the same bytes."""
         written = self._written
         if written is not None:
             return written
         document = self.document
         request = document.request
-        if is_flat(request):
+        if type(request) is msgspec.Raw or is_flat(request):
             try:
                 written = fast_encode(document)
             except FAST_ENCODING_ERRORS:
                 written = None  # a text msgspec refuses: the reference writer, below
         if written is None:
-            echo = msgspec.Raw(encode_any(request).encode())
-            written = fast_encode(msgspec.structs.replace(document, request=echo))
+            if type(request) is not msgspec.Raw:
+                request = msgspec.Raw(encode_any(request).encode())
+            written = fast_encode(msgspec.structs.replace(document, request=request))
         self._written = written
         return written
 
