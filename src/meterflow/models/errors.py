@@ -8,8 +8,10 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from pydantic import Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from meterflow.models._base import Document
+from meterflow.models.records import NO_CONTROL_CHARACTERS, control_characters
 
 
 class ErrorCode(StrEnum):
@@ -116,13 +118,23 @@ def validation_summary(error: ValidationError, *, whole: str = "(document)", lim
     """A pydantic ValidationError as one readable line, `field.path: reason; …`, naming at most
     `limit` problems (`whole` stands for the document itself); the same words on every path
     (dead letters, HTTP answers, CLI messages)."""
-    problems = error.errors(include_url=False, include_input=False)
+    problems = error.errors(include_url=False)
     parts = [
-        f"{'.'.join(str(part) for part in item['loc']) or whole}: {item['msg']}"
+        f"{'.'.join(str(part) for part in item['loc']) or whole}: {_reason(item)}"
         for item in problems[:limit]
     ]
     more = len(problems) - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _reason(problem: ErrorDetails) -> str:
+    """pydantic's message, but a pattern's in words where the project has them."""
+    if (
+        problem["type"] == "string_pattern_mismatch"
+        and problem.get("ctx", {}).get("pattern") == NO_CONTROL_CHARACTERS
+    ):
+        return control_characters(problem["input"])
+    return problem["msg"]
 
 
 def problem_text(error: ValueError, *, whole: str = "(document)") -> str:

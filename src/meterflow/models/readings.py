@@ -10,17 +10,16 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from meterflow.models._base import AwareDatetime, Document, Money
 from meterflow.models.records import (
     BATCH_INDEX_MAX,
     MAX_INPUT_VALUE,
-    NO_CONTROL_CHARACTERS,
     Confidence,
     DeviceId,
     EnergyFlowDirection,
-    MeterRecord,
+    Reference,
 )
 
 
@@ -45,26 +44,13 @@ class MeterReading(Document):
     time: AwareDatetime
     value: Money = Field(ge=0, le=MAX_INPUT_VALUE, decimal_places=REGISTER_PLACES)
     units: RegisterUnit
-    session_reference_id: str | None = Field(
-        default=None, max_length=256, json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}
-    )
-    record_reference_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
-    )
+    session_reference_id: Reference | None = None  # a meter record's rules: they become its
+    record_reference_id: Reference | None = Field(default=None, min_length=1)
     confidence: Confidence | None = None
     # Set by the API on each accepted reading of `PUT /meters/cumulative/epoch` (design §9):
     # its dead letters and the interval it closes carry them, so the batch's status finds both.
     batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")
     batch_index: int | None = Field(default=None, ge=0, le=BATCH_INDEX_MAX, strict=True)
-
-    @field_validator("session_reference_id", "record_reference_id")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        """The same rule as a meter record's references (they become its references)."""
-        return MeterRecord._printable(value)
 
     @property
     def object_id(self) -> str:

@@ -12,7 +12,6 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
@@ -65,6 +64,19 @@ character (C0, DEL, C1) is refused, as more than 256 characters are, and an empt
 a device one record."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def control_characters(text: str) -> str:
+    """Why `text` breaks `NO_CONTROL_CHARACTERS`, in words: `validation_summary` says this in
+    place of pydantic's pattern message."""
+    found = _CONTROL.search(text)
+    where = f" (U+{ord(found.group()):04X} at {found.start()})" if found is not None else ""
+    return f"must not contain control characters{where}"
+
+
+Reference = Annotated[str, Field(max_length=256, pattern=NO_CONTROL_CHARACTERS)]
+"""A client's name for a record or a session (`record_reference_id` is also at least one
+character long)."""
 
 MAX_INPUT_VALUE = Decimal("1e15")
 """Any `energy`/`value` (or register) beyond this magnitude is absurd: the engine refuses it
@@ -133,15 +145,8 @@ class MeterRecord(Document):
     value: Money | None = None
     start_time: AwareDatetime
     end_time: AwareDatetime
-    session_reference_id: str | None = Field(
-        default=None, max_length=256, json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}
-    )
-    record_reference_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
-    )
+    session_reference_id: Reference | None = None
+    record_reference_id: Reference | None = Field(default=None, min_length=1)
     tariff_direction: TariffDirection | None = None
     confidence: Confidence = Decimal(1)
     non_persistent: bool = Field(default=False, strict=True)  # never `"yes"` read as true
@@ -149,16 +154,6 @@ class MeterRecord(Document):
     # failure found after acceptance (a dead letter) can be shown in that batch's status.
     batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")
     batch_index: int | None = Field(default=None, ge=0, le=BATCH_INDEX_MAX, strict=True)
-
-    @field_validator("session_reference_id", "record_reference_id")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        """`NO_CONTROL_CHARACTERS`, said in words (the schema carries the pattern)."""
-        found = _CONTROL.search(value) if value is not None else None
-        if found is not None:
-            code = f"U+{ord(found.group()):04X}"
-            raise ValueError(f"must not contain control characters ({code} at {found.start()})")
-        return value
 
     @model_validator(mode="before")
     @classmethod
