@@ -130,10 +130,13 @@ start() {
   # shellcheck disable=SC2046
   nohup java $(java_opts) -cp "$cp" kafka.Kafka "$state/server.properties" \
     >"$state/logs/stdout.log" 2>&1 </dev/null &
-  echo $! >"$pidfile"
+  local pid=$!
+  echo "$pid" >"$pidfile"
   local deadline=$((SECONDS + timeout_s))
   until port_open "$port"; do
-    if ! is_running; then
+    # Liveness by pid alone, as prometheus.sh: until the child has exec'd, its cmdline is this
+    # script's, and `is_running` (which checks it) reported a starting broker as exited.
+    if ! kill -0 "$pid" 2>/dev/null; then
       log "broker exited during start; last log lines:"; tail -20 "$state/logs/stdout.log" >&2; exit 1
     fi
     if ((SECONDS >= deadline)); then

@@ -46,10 +46,13 @@ _start() {  # _start <name> <ready-url> <meterflow args…>
   [[ -x "$MF_VENV/bin/meterflow" ]] || { echo "$name: $MF_VENV/bin/meterflow missing (make venv)" >&2; return 1; }
   # setsid: its own session, so a Ctrl-C in the terminal that ran `make up` does not reach it.
   (cd "$MF_REPO" && exec setsid "$MF_VENV/bin/meterflow" "$@" >>"$logfile" 2>&1 </dev/null) &
-  echo $! >"$pidfile"
+  local pid=$!
+  echo "$pid" >"$pidfile"
   local waited=0 limit="${MF_START_TIMEOUT_S:-120}"
   until _ready "$url"; do
-    if ! _running "$name"; then
+    # Liveness by pid alone, as prometheus.sh: until the subshell has exec'd, its cmdline is
+    # this script's, and `_running` (which checks it) reported a starting service as exited.
+    if ! kill -0 "$pid" 2>/dev/null; then
       echo "$name: exited during start; last log lines ($logfile):" >&2
       tail -n 20 "$logfile" >&2
       rm -f "$pidfile"
