@@ -1151,3 +1151,39 @@ async def test_report_request_errors(stack: Stack, client: Client) -> None:
     assert_error(status, doc, 404, "not_found")
     status, doc, _ = await client.call("POST", f"/costs/session/{uid('S')}", key=key)
     assert_error(status, doc, 404, "not_found")
+
+
+async def test_a_profile_stored_under_older_rules_is_named_not_a_500(
+    stack: Stack, client: Client
+) -> None:
+    """A mirrored profile that breaks a rule added after it was stored (here: a standing charge
+    with 55 significant digits, refused since 50 became the limit) made every listing of its
+    account a 500. It is a 409 `stale_profile` naming the location, and a PUT settles it."""
+    _, key = await new_account(stack)
+    location = uid("loc")
+    await put_location(client, key, location)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await conn.execute(
+            """
+            UPDATE locations SET profile = jsonb_set(profile, '{tariffs,IMPORT,0,standing_charge}',
+                '0.0000005000000000000000000000000000000000000000000000000001'::jsonb)
+            WHERE location_id = $1
+            """,
+            location,
+        )
+    finally:
+        await conn.close()
+    for method, path, body in (
+        ("GET", "/locations", None),
+        ("GET", f"/locations/{location}", None),
+        ("POST", f"/costs/interval/{location}", REPORT_RANGE),
+    ):
+        status, doc, _ = await client.call(method, path, key=key, json=body)
+        assert_error(status, doc, 409, "stale_profile")
+        assert location in doc["message"]
+        assert "50 significant digits" in doc["message"]
+    await put_location(client, key, location)
+    status, doc, _ = await client.call("GET", "/locations", key=key)
+    assert status == 200, doc
+    assert [item["id"] for item in doc["data"]] == [location]

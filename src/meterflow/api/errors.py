@@ -28,6 +28,7 @@ _TYPES = {
     403: "authentication_error",
     404: "invalid_request",
     405: "invalid_request",
+    409: "invalid_request",
     413: "invalid_request",
     422: "invalid_request",
     429: "rate_limit",

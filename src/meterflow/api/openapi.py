@@ -147,7 +147,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "intervalCostReport",
         "Stored costs of a location or device, per record or per local DAY/MONTH",
         CostReport,
-        (*_AUTHED, 404, 413, 422),
+        (*_AUTHED, 404, 409, 413, 422),
         body=ReportBody,
         params=(
             Param("object_id", "path", _TEXT, "location_id or device_id", True),
@@ -177,7 +177,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "listLocations",
         "The caller's locations, newest id first, with cursor pagination",
         LocationList,
-        (*_AUTHED, 422),
+        (*_AUTHED, 409, 422),
         params=(
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
             Param("starting_after", "query", _TEXT, "the last id of the page before"),
@@ -201,7 +201,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "getLocation",
         "One location profile",
         Location,
-        (*_AUTHED, 404),
+        (*_AUTHED, 404, 409),
         params=(Param("location_id", "path", _LOCATION_ID, required=True),),
         tags=("locations",),
     ),
@@ -280,6 +280,10 @@ ERROR_DESCRIPTIONS = {
     401: "No credentials (also on /login), an unknown or revoked API key, or a bad token",
     403: "Bad credentials or a field the API key decides",
     404: "Not found (or another account's object)",
+    409: (
+        "A stored location profile breaks a rule added since it was stored "
+        "(`stale_profile`, naming it): PUT it again or DELETE it"
+    ),
     413: "Request body too large",
     422: (
         "Fits the schema but cannot be processed (unknown location or device, no tariff in force, "

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from pydantic import ValidationError
 
 from meterflow import ids
 from meterflow.api.credentials import (
@@ -22,8 +23,9 @@ from meterflow.api.credentials import (
     hash_api_key,
     new_api_key,
 )
+from meterflow.api.errors import ApiError
 from meterflow.contract.columns import DEVICES_LOCK_NAMESPACE, LOCATION_COLUMNS, location_row
-from meterflow.models import LocationProfile
+from meterflow.models import LocationProfile, validation_summary
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 _LOCATION_LIST = ", ".join(LOCATION_COLUMNS)
@@ -145,7 +147,24 @@ async def mark_location_deleted(conn: Connection, principal: Principal, location
 
 
 def _stored(row: asyncpg.Record) -> StoredLocation:
-    return StoredLocation(LocationProfile.model_validate(row["profile"]), row["updated_at"])
+    return StoredLocation(_profile(row["profile"]), row["updated_at"])
+
+
+def _profile(stored: dict[str, Any]) -> LocationProfile:
+    """A mirrored profile, read with this release's rules. One stored before a rule it breaks
+    was added (more digits than a number may have, a longer device id) is answered 409, naming
+    it, instead of failing every listing of the account with a 500: the topic's readers
+    refuse it alike, and a PUT (or a DELETE) of that location settles it."""
+    try:
+        return LocationProfile.model_validate(stored)
+    except ValidationError as exc:
+        reason = validation_summary(exc, whole="profile", limit=2)
+        raise ApiError(
+            409,
+            "stale_profile",
+            f"location {stored.get('location_id')!r} was stored under older rules and breaks "
+            f"one now ({reason}): PUT it again or DELETE it",
+        ) from None
 
 
 async def get_location(
@@ -215,7 +234,7 @@ async def report_subject(
         object_id,
     )
     if row is not None and row["profile"] is not None:
-        profile = LocationProfile.model_validate(row["profile"])
+        profile = _profile(row["profile"])
         return ReportSubject(row["timezone"], row["currency_code"], profile)
     if row is None:
         row = await pool.fetchrow(
