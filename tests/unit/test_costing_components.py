@@ -347,11 +347,30 @@ def test_the_sink_stores_a_record_echoed_as_received_by_either_path() -> None:
         outcome = decode_cost(b"loc_test", dumps(result), source, NOW)
         assert isinstance(outcome, Persist)
         assert isinstance(outcome.rows, path)
-        if isinstance(outcome.rows, CostRows):
-            stored = dict(zip(COST_COLUMNS, outcome.rows.cost, strict=True))["request"]
-        else:
-            stored = outcome.rows.cost.split("\t")[COST_COLUMNS.index("request")]
-        assert loads(stored) == loads(text)
+        assert loads(_stored_request(outcome.rows)) == loads(text)
+
+
+def _stored_request(rows: CostRows | TextRows) -> str:
+    """The `request` column's text, from either path's rows."""
+    if isinstance(rows, CostRows):
+        request: str = dict(zip(COST_COLUMNS, rows.cost, strict=True))["request"]
+        return request
+    return rows.cost.split("\t")[COST_COLUMNS.index("request")]
+
+
+def test_the_sink_stores_only_validated_numbers_of_an_echoed_record() -> None:
+    """A member given twice keeps its first value in the echoed text, which nothing validated:
+    `1e-20000` there was sent to jsonb by the text path, and PostgreSQL refused the priced
+    result (a probe's finding). The model path stores the request as decoded, the last value."""
+    location = _one(fixed("0.20"))
+    body = record("2024-06-03T14:30:00Z", "2024-06-03T15:30:00Z", 2)
+    for first in (b"1e-20000", b"0." + b"0" * 17_000 + b"1", b"1e200000", b"[1e-20000]"):
+        text = dumps(body).replace(b'"energy":2', b'"energy":' + first + b',"energy":2')
+        assert first in text
+        result = cost_payload(text, profiles=lambda _: location, market_prices=no_market, now=NOW)
+        outcome = decode_cost(b"loc_test", dumps(result), Source("energy-costs", 0, 1), NOW)
+        assert isinstance(outcome, Persist)
+        assert _stored_request(outcome.rows) == dumps(body).decode()  # the last `energy`
 
 
 _RATES = st.decimals(min_value=-10, max_value=10, places=6, allow_nan=False)

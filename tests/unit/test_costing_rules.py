@@ -27,6 +27,7 @@ from costing_support import (
 
 from meterflow import ids
 from meterflow.costing import cost_payload, price_payload
+from meterflow.costing.payload import MAX_ECHOED_TEXT
 from meterflow.models import (
     MAX_MESSAGE_BYTES,
     DeadLetter,
@@ -889,6 +890,21 @@ def test_the_request_is_echoed_as_received() -> None:
         cost = EnergyCost.model_validate(loads(written))
         assert cost.request == json.loads(text, parse_float=Decimal)  # the last `energy`
         assert cost.data.cost.value == D("0.625000")
+
+
+def test_a_padded_record_is_echoed_as_decoded_and_priced() -> None:
+    """Whitespace between members counts against the result's size when the text is echoed:
+    a valid record padded to a megabyte was dead-lettered as too large (a probe's finding).
+    Beyond `MAX_ECHOED_TEXT` the record is echoed as decoded, written again."""
+    body = record("2024-06-01T10:00:00Z", "2024-06-01T11:00:00Z", 2.5, record_reference_id="R1")
+    compact = dumps(json.loads(json.dumps(body), parse_float=Decimal))
+    for padding in (MAX_ECHOED_TEXT, 999_000):
+        payload = json.dumps(body).encode().replace(b'"energy": ', b'"energy":' + b" " * padding)
+        result = cost_payload(payload, profiles=lambda _: FLAT, market_prices=no_market, now=NOW)
+        assert not isinstance(result, DeadLetter), result
+        written = dumps(result)
+        assert b'"request":' + compact + b',"data":' in written
+        assert len(written) < 2_000
 
 
 def test_record_without_id_gets_one_from_its_source() -> None:

@@ -40,6 +40,12 @@ from meterflow.models import (
 
 log = logging.getLogger("meterflow.costing")
 
+MAX_ECHOED_TEXT = 4096
+"""A record's text is echoed as received (not written again) up to this many bytes. A record
+takes a few hundred; a longer text is padded (whitespace between members), and its padding
+would count against the result's `MAX_MESSAGE_BYTES`: a valid record padded to 1 MB was
+dead-lettered as too large. Beyond it the record is echoed as decoded, written again."""
+
 
 def parse_record(payload: bytes) -> tuple[MeterRecord, dict[str, Any]]:
     """Decode and validate one record: (the model, the request dict as received).
@@ -152,7 +158,7 @@ def cost_payload(
     try:
         request, text = _decode(payload)
         record = validate_record(request)
-        echo = request if text is None else text  # the record as received, not written again
+        echo = request if text is None or len(payload) > MAX_ECHOED_TEXT else text
         return _price_valid(record, echo, profiles, market_prices, now, source, max_record_hours)
     except PricingError as error:
         log.debug("record not priced: %s", error, extra={"source": source_ref(source)})

@@ -66,22 +66,33 @@ def _refuse(text: str) -> Any:
     raise _UnsureError  # NaN/Infinity: the model path decides
 
 
+# At most 18 integer digits, 30 decimals and a two-digit exponent: the magnitude stays far inside
+# the sink's 10^±1000 (larger numbers are the model path's to refuse) and NUMERIC's limits.
+_NUMBER = re.compile(
+    r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,30})?(?:[eE][+-]?[0-9]{1,2})?"
+).fullmatch
+
+
 def _integer(text: str) -> _Number:
     if len(text) > 640:  # the model path's int() refuses > 4300 digits: let it decide
         raise _UnsureError
     return _Number(text)
 
 
-_DECODER = json.JSONDecoder(parse_float=_Number, parse_int=_integer, parse_constant=_refuse)
+def _fraction(text: str) -> _Number:
+    """Every number of the document, not only those written to columns: `request` goes to
+    jsonb as received, and a record that gives a member twice keeps the first value there,
+    which nothing validated (`"energy":1e-20000,"energy":1.5` was priced, then refused by
+    PostgreSQL). The model path writes the request as decoded: the last value alone."""
+    if _NUMBER(text) is None:
+        raise _UnsureError
+    return _Number(text)
+
+
+_DECODER = json.JSONDecoder(parse_float=_fraction, parse_int=_integer, parse_constant=_refuse)
 _decode = _DECODER.decode
 # (text, index) -> (value, end): where the `request` value ends. Set by JSONDecoder.__init__.
 _scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
-
-# At most 18 integer digits, 30 decimals and a two-digit exponent: the magnitude stays far inside
-# the sink's 10^±1000 (larger numbers are the model path's to refuse) and NUMERIC's limits.
-_NUMBER = re.compile(
-    r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,30})?(?:[eE][+-]?[0-9]{1,2})?"
-).fullmatch
 # The RFC 3339 subset on which pydantic and `datetime.fromisoformat` agree (ASCII digits, an
 # upper-case T, at most microseconds), narrowed to what PostgreSQL reads the same way: years
 # 1000-2999 (no overflow when shifted to UTC) and offsets up to 15:59 (PostgreSQL refuses more).
