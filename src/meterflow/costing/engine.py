@@ -197,7 +197,6 @@ def cost_record(
 ) -> PricedCost:
     """Price one record (all of design §3); raise PricingError with the contract's code.
 
-
     The result is built in its written form (`PricedCost`): building pydantic objects for it,
     one per breakdown item, cost more than the pricing."""
     fields = record.__dict__  # read as `models.Document` says
