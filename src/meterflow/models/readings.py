@@ -44,7 +44,8 @@ class MeterReading(Document):
     time: AwareDatetime
     value: Money = Field(ge=0, le=MAX_INPUT_VALUE, decimal_places=REGISTER_PLACES)
     units: RegisterUnit
-    session_reference_id: Reference | None = None  # a meter record's rules: they become its
+    # a meter record's rules: they become the references of the interval this reading closes
+    session_reference_id: Reference | None = None
     record_reference_id: Reference | None = Field(default=None, min_length=1)
     confidence: Confidence | None = None
     # Set by the API on each accepted reading of `PUT /meters/cumulative/epoch` (design §9):
