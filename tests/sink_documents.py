@@ -113,9 +113,26 @@ def exact(value: object) -> object:
     return (type(value).__name__, str(value))
 
 
+def _as_recorded(value: Any) -> Any:
+    """A request's JSON value with each fraction as a priced record's are: below 1e15
+    (`MAX_INPUT_VALUE`) with a handful of decimals. The text path defers on a number beyond
+    18 integer digits or 30 decimals, which no record it prices holds (text_rows `_NUMBER`)."""
+    if isinstance(value, Decimal) and not (
+        abs(value) < 10**15 and value.as_tuple().exponent >= -30
+    ):
+        return Decimal("1.5")
+    if isinstance(value, dict):
+        return {key: _as_recorded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_recorded(item) for item in value]
+    return value
+
+
 def plain(document: dict[str, Any]) -> dict[str, Any]:
-    """The document as the pipeline writes it: canonical timestamps, in-range Decimals."""
+    """The document as the pipeline writes it: canonical timestamps, in-range Decimals, the
+    request's numbers as a priced record's."""
     plain = copy.deepcopy(document)
+    plain["request"] = _as_recorded(plain["request"])
     plain["non_persistent"] = False
     stamp = "2026-03-29T00:30:00.250000+01:00"
     plain["time_created"] = plain["data"]["start_time"] = plain["data"]["end_time"] = stamp
