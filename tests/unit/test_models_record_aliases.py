@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from meterflow.costing import tariff_direction_of
 from meterflow.models import EnergyFlowDirection, MeterRecord, TariffDirection
+from meterflow.models.records import OLDER_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMES = {"start_time": "2025-06-01T10:00:00Z", "end_time": "2025-06-01T10:30:00Z"}
@@ -40,6 +41,10 @@ def test_older_names_mean_the_new_ones(
     written = record.model_dump(mode="json")
     assert "direction" not in written
     assert "tariff_rate" not in written
+    assert record == MeterRecord.model_validate(written)  # held under the new names alone
+    assert written["energy_flow_direction"] == flow
+    given = {*BASE, *(OLDER_NAMES[name] for name in older)}
+    assert record.model_dump(exclude_unset=True).keys() == given
 
 
 @pytest.mark.parametrize(
@@ -85,6 +90,9 @@ CASES: list[dict[str, Any]] = [
     BASE | {"direction": "EXPORT", "energy_flow_direction": "OUTBOUND"},
     BASE | {"tariff_rate": "EXPORT", "tariff_direction": "EXPORT"},
     BASE | {"direction": "OUTBOUND"},
+    BASE | {"direction": None},  # an older name is a value or absent, never null
+    BASE | {"tariff_rate": None},
+    BASE | {"tariff_rate": "IMPORT", "tariff_direction": None},
     BASE | {"confidence": "0.5"},
     BASE | {"confidence": ".25"},
     BASE | {"confidence": "1.0"},

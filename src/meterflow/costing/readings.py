@@ -360,6 +360,8 @@ def interval_meter_record(reading: MeterReading, interval: Interval) -> MeterRec
             "non_persistent": False,
             "batch_id": reading.batch_id,
             "batch_index": reading.batch_index,
+            "direction": None,
+            "tariff_rate": None,
         },
     )
 

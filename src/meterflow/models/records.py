@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -85,8 +85,9 @@ before arithmetic, and a reading's model refuses it."""
 BATCH_INDEX_MAX = 2**31 - 1
 """A record's 0-based position in its batch; stored as PostgreSQL `int`."""
 
-_OLDER_FLOW = {"IMPORT": "INBOUND", "EXPORT": "OUTBOUND"}
+_OLDER_FLOW = {"IMPORT": EnergyFlowDirection.INBOUND, "EXPORT": EnergyFlowDirection.OUTBOUND}
 """The older `direction` said IMPORT/EXPORT where `energy_flow_direction` says INBOUND/OUTBOUND."""
+OlderFlow = Literal["IMPORT", "EXPORT"]
 
 
 def _record_schema(schema: dict[str, Any]) -> None:
@@ -155,34 +156,39 @@ class MeterRecord(Document):
     batch_id: str | None = Field(default=None, max_length=64, pattern=r"^bat_[0-9a-f]+$")
     batch_index: int | None = Field(default=None, ge=0, le=BATCH_INDEX_MAX, strict=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shape(cls, data: Any) -> Any:
-        """The older names → the new ones (a record giving both names is an error: a silent
-        pick would price it by whichever name happened to win), and one energy form.
+    # The older release's names (`OLDER_NAMES`): read, never held. `_shape` moves a value given
+    # under one to its new name and leaves these None; a model dump never writes them. Typed
+    # without None, so that a null is refused, as the published schema refuses it.
+    direction: OlderFlow = Field(default=None, exclude=True, repr=False)  # type: ignore[arg-type]
+    tariff_rate: TariffDirection = Field(default=None, exclude=True, repr=False)  # type: ignore[assignment]
 
-        One validator for both, on the input: each Python call costs about 0.4 µs of a
-        record's ~3 µs validation. A null field counts as absent, as its default is None."""
-        if not isinstance(data, dict):
-            return data
-        if "direction" in data or "tariff_rate" in data:
-            data = dict(data)
-            for old, new in OLDER_NAMES.items():
-                if old not in data:
-                    continue
-                if new in data:
-                    raise ValueError(f"`{old}` is the older name of `{new}`: give one, not both")
-                value = data.pop(old)
-                if old == "direction":
-                    if not isinstance(value, str) or value not in _OLDER_FLOW:
-                        raise ValueError("`direction` must be IMPORT or EXPORT")
-                    value = _OLDER_FLOW[value]
-                data[new] = value
-        get = data.get
-        has_energy = get("energy") is not None
-        units, value = get("units"), get("value")
-        if has_energy and (units is not None or value is not None):
-            raise ValueError("give either `energy` (kWh) or `units` with `value`, not both")
-        if not has_energy and (units is None or value is None):
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        """One energy form, and the older names moved to the new ones (a record giving both
+        names is an error: a silent pick would price it by whichever name happened to win).
+
+        A check of the validated record (`mode="after"`), not of its input: pydantic runs a
+        `mode="before"` validator of a 16-field model at 0.45 µs a record, this at 0.15. A
+        null field counts as absent, as its default is None."""
+        fields = self.__dict__  # read as `models.Document` says
+        if fields["direction"] is not None or fields["tariff_rate"] is not None:
+            self._take_older_names(fields)
+        if fields["energy"] is not None:
+            if fields["units"] is not None or fields["value"] is not None:
+                raise ValueError("give either `energy` (kWh) or `units` with `value`, not both")
+        elif fields["units"] is None or fields["value"] is None:
             raise ValueError("`energy` (kWh), or both `units` and `value`, are required")
-        return data
+        return self
+
+    def _take_older_names(self, fields: dict[str, Any]) -> None:
+        given = self.__pydantic_fields_set__
+        for old, new in OLDER_NAMES.items():
+            value = fields[old]
+            if value is None:
+                continue
+            if new in given:
+                raise ValueError(f"`{old}` is the older name of `{new}`: give one, not both")
+            fields[new] = _OLDER_FLOW[value] if old == "direction" else value
+            fields[old] = None
+            given = (given - {old}) | {new}
+        object.__setattr__(self, "__pydantic_fields_set__", given)
