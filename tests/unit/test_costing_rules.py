@@ -674,6 +674,25 @@ def test_max_record_hours_is_inclusive_and_configurable() -> None:
     assert failed(body, FLAT, max_record_hours=2) == "invalid_time_range"
 
 
+def test_a_remembered_range_meets_each_callers_limit_and_a_refused_one_stays_refused() -> None:
+    """The engine remembers a priced range per pair of instants (`engine.interval_of`): the
+    same instants priced again under a smaller `max_record_hours` are refused with the same
+    reason as a first sight, and a range once refused is refused again, not remembered."""
+    body = record("2024-06-01T00:00:00Z", "2024-06-01T03:00:00Z")
+    assert isinstance(price(body, FLAT), EnergyCost)
+    assert isinstance(price(body, FLAT), EnergyCost)  # remembered
+    for _ in range(2):
+        letter = price(body, FLAT, max_record_hours=2)
+        assert isinstance(letter, DeadLetter)
+        assert (letter.error.code, letter.error.message) == (
+            "invalid_time_range",
+            "the record spans more than 2 hours (MF_MAX_RECORD_HOURS)",
+        )
+    backwards = record("2024-06-01T03:00:00Z", "2024-06-01T00:00:00Z")
+    for _ in range(2):
+        assert failed(backwards, FLAT) == "invalid_time_range"
+
+
 SPAN = b', "start_time": "2024-06-01T10:00:00Z", "end_time": "2024-06-01T11:00:00Z"'
 
 
