@@ -726,7 +726,7 @@ async def test_instant_cost_errors_use_the_dead_letter_codes(stack: Stack, clien
             "POST", "/costs/instant", key=key, json=record(location, direction=older)
         )
         assert_error(status, doc, 422, "invalid_record")
-        assert "IMPORT or EXPORT" in doc["message"]
+        assert doc["message"] == "direction: Input should be 'IMPORT' or 'EXPORT'"
         status, doc, _ = await client.call(
             "PUT", "/meters/interval", key=key, json=[record(location, direction=older)]
         )
