@@ -14,9 +14,10 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from meterflow.contract.topics import TOPICS
+from meterflow.contract.topics import TOPICS, TopicSpec
 from meterflow.logs import error_text, event
 from meterflow.settings import Settings
 
@@ -56,7 +57,8 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the missing contract topics; return the names created (existing ones are kept).
+    """Create the missing contract topics; return the names created (existing ones are kept,
+    their size limits raised to the contract's: `raise_size_limits`).
 
     `meter-records` and `locations` get the same partition count, `settings.topic_partitions`,
     which is what co-partitions them by `location_id` key.
@@ -66,14 +68,81 @@ async def ensure_topics(settings: Settings) -> list[str]:
             name=settings.topic(spec.name),
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication,
-            topic_configs={"cleanup.policy": "compact" if spec.compacted else "delete"},
+            topic_configs=spec.configs(),
         )
         for spec in TOPICS
     ]
     created = await create_missing_topics(settings, wanted)
     if created:
         event(log, "topics_created", topics=created, partitions=settings.topic_partitions)
+    older = [spec for spec in TOPICS if settings.topic(spec.name) not in created]
+    raised = await raise_size_limits(settings, older)
+    if raised:
+        event(log, "topic_limits_raised", topics=raised)
     return created
+
+
+_OWN_CONFIG = 1
+"""DescribeConfigs v1+ `config_source`: a value set on the topic itself (DYNAMIC_TOPIC_CONFIG)."""
+
+
+async def raise_size_limits(settings: Settings, specs: Iterable[TopicSpec]) -> list[str]:
+    """Give each existing topic of `specs` its `max.message.bytes` where it has less; return
+    the names changed. A topic created before its limit was raised (an older release) would
+    otherwise keep refusing what the contract sends it (`contract.topics.MAX_DEAD_LETTER_BYTES`).
+
+    AlterConfigs replaces a topic's own configs as a whole, so the ones it has are sent along."""
+    limits = {
+        settings.topic(spec.name): str(spec.max_message_bytes)
+        for spec in specs
+        if spec.max_message_bytes is not None
+    }
+    if not limits:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    await admin.start()
+    try:
+        changes = []
+        for name, own in (await _own_configs(admin, list(limits))).items():
+            if int(own.get("max.message.bytes", 0)) < int(limits[name]):
+                configs = own | {"max.message.bytes": limits[name]}
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs))
+        if not changes:
+            return []
+        for response in await admin.alter_configs(changes):
+            for code, message, _, name in response.resources:
+                if code:
+                    raise RuntimeError(f"cannot raise the size limit of topic {name}: {message}")
+        return [change.name for change in changes]
+    finally:
+        await admin.close()
+
+
+async def _own_configs(
+    admin: AIOKafkaAdminClient, names: list[str], wait_s: float = 10.0
+) -> dict[str, dict[str, str]]:
+    """The configs set on each topic itself, by name. A topic another process has just created
+    is unknown to the broker answering for a moment: asked again until `wait_s` has passed."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    while True:
+        found: dict[str, dict[str, str]] = {}
+        unknown = ""
+        for response in await admin.describe_configs(resources):
+            if response.API_VERSION < 1:  # v0 says `is_default`, not where a value comes from
+                raise RuntimeError("the broker answers DescribeConfigs v0 only: Kafka ≥ 1.1 needed")
+            for code, message, _, name, entries, *_ in response.resources:
+                if code == UnknownTopicOrPartitionError.errno:
+                    unknown = name
+                elif code:
+                    raise RuntimeError(f"cannot read the configs of topic {name}: {message}")
+                else:
+                    found[name] = {e[0]: e[1] for e in entries if e[3] == _OWN_CONFIG}
+        if not unknown:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topic {unknown} stayed unknown for {wait_s:g} s")
+        await asyncio.sleep(0.1)
 
 
 async def create_missing_topics(settings: Settings, wanted: Iterable[NewTopic]) -> list[str]:

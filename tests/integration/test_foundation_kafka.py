@@ -8,9 +8,16 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from meterflow.contract.topics import TOPICS
-from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
+from meterflow.contract.topics import (
+    DEAD_LETTERS,
+    MAX_DEAD_LETTER_BYTES,
+    MAX_RECORD_BYTES,
+    METER_RECORDS,
+    TOPICS,
+)
+from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics, raise_size_limits
 from meterflow.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -112,3 +119,52 @@ async def test_topics_with_a_prefix_are_deleted_and_no_others(
 async def test_an_empty_prefix_is_refused(kafka_bootstrap: str) -> None:
     with pytest.raises(ValueError, match="every topic"):
         await delete_topics_with_prefix(Settings(kafka_bootstrap=kafka_bootstrap), "")
+
+
+async def _own_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
+    """The configs set on `topic` itself (DescribeConfigs v1+: `config_source` 1)."""
+    [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    [(_, _, _, _, entries, *_)] = response.resources
+    return {entry[0]: entry[1] for entry in entries if entry[3] == 1}
+
+
+async def test_dead_letters_take_a_letter_larger_than_its_record_on_new_and_older_topics(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """`dead-letters` is created with room for a letter six times its record
+    (`MAX_DEAD_LETTER_BYTES`), and one created before that (an older release, with a config of
+    its operator's) gets the room at the next start and keeps its own config."""
+    fresh = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix)
+    older = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{topic_prefix}o")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        letters = older.topic(DEAD_LETTERS)
+        await admin.create_topics(
+            [NewTopic(letters, 1, 1, topic_configs={"retention.ms": "3600000"})]
+        )
+        await ensure_topics(fresh)
+        await ensure_topics(older)
+        limit = str(MAX_DEAD_LETTER_BYTES)
+        assert (await _own_configs(admin, fresh.topic(DEAD_LETTERS)))["max.message.bytes"] == limit
+        wanted = {"retention.ms": "3600000", "max.message.bytes": limit}
+        for _ in range(50):  # a config change reaches the broker that answers a moment later
+            if await _own_configs(admin, letters) == wanted:
+                break
+            await asyncio.sleep(0.1)
+        assert await _own_configs(admin, letters) == wanted
+        assert "max.message.bytes" not in await _own_configs(admin, fresh.topic(METER_RECORDS))
+        assert await raise_size_limits(older, TOPICS) == []  # once is enough
+
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, max_request_size=MAX_DEAD_LETTER_BYTES
+        )
+        await producer.start()
+        try:
+            letter = b"x" * (6 * MAX_RECORD_BYTES)
+            await producer.send_and_wait(letters, letter)
+        finally:
+            await producer.stop()
+    finally:
+        await admin.close()
+        await delete_topics_with_prefix(fresh, topic_prefix)

@@ -33,7 +33,15 @@ from meterflow.ids import (
     meter_record_id_for_reference,
 )
 from meterflow.kafka_admin import delete_topics_with_prefix, ensure_topics
-from meterflow.models import LocationProfile, MeterRecord, SourceRef, dumps, loads
+from meterflow.models import (
+    DeadLetter,
+    LocationProfile,
+    MeterRecord,
+    SourceRef,
+    dumps,
+    loads,
+    original_payload,
+)
 from meterflow.settings import Settings
 from meterflow.stream.producing import demo_profile, synthetic_records
 
@@ -380,6 +388,33 @@ async def test_failures_are_dead_lettered_with_their_code_and_the_agent_keeps_go
         keys = [k for k, d in shared.dead_letters if d is letter]
         assert keys == [key.encode()]
     assert "record_dead_lettered" in shared.workers[0].log()
+
+
+async def test_a_record_the_broker_takes_is_dead_lettered_however_much_its_letter_grows(
+    shared: Pipeline,
+) -> None:
+    """A letter writes its record as JSON text, so it is larger than the record: a line feed
+    takes 2 bytes, a control character 6. A record near the broker's 1 MiB whose letter
+    outgrew the producer's limit stopped the worker, and stopped it again after every restart
+    on the same record. Each letter here is several MB; the record after them is priced."""
+    await shared.put_profile(fixed_profile("loc_big", "0.10"))
+    padded = dumps(record("loc_nobody"))[:-1] + b"\n" * 1_000_000 + b"}"
+    controls = b"\x01" * 1_000_000
+    sent = [
+        (payload, await shared.send(METER_RECORDS, payload, key))
+        for payload, key in ((padded, "loc_nobody"), (controls, "loc_big"))
+    ]
+    after_id = await shared.send_record(record("loc_big", energy="1"), "loc_big")
+    await shared.wait_cost(after_id)
+    await eventually(
+        lambda: all(shared.letter_at(*position) is not None for _, position in sent),
+        "the letters of the large records",
+        *shared.workers,
+    )
+    letters = [DeadLetter.model_validate(shared.letter_at(*position)) for _, position in sent]
+    assert [original_payload(letter) for letter in letters] == [padded, controls]
+    assert [letter.error.code for letter in letters] == ["unknown_location", "invalid_record"]
+    assert shared.workers[0].proc.poll() is None
 
 
 async def test_a_referenced_record_sent_twice_gets_the_same_ids(shared: Pipeline) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from meterflow.contract.topics import MAX_DEAD_LETTER_BYTES
 from meterflow.models import DeadLetter, dumps
 from meterflow.sink.writer import PostgresWriter
 
@@ -54,12 +55,15 @@ def sink_clients(config: SinkConfig) -> SinkClients:
             client_id=f"{config.group_id}-sink",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=MAX_DEAD_LETTER_BYTES,  # it reads dead-letters too
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
         ),
         producer=AIOKafkaProducer(
-            bootstrap_servers=config.bootstrap, acks="all", enable_idempotence=True
+            bootstrap_servers=config.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=MAX_DEAD_LETTER_BYTES,
         ),
         writer=PostgresWriter(config.database_url, timeout_s=config.statement_timeout_s),
     )

@@ -21,6 +21,7 @@ from meterflow.contract.topics import (
     ENERGY_COSTS,
     LOCATIONS,
     MARKET_PRICES,
+    MAX_DEAD_LETTER_BYTES,
     METER_READINGS,
     METER_RECORDS,
 )
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> faust.App:
         # (`ProducerTopic.send_many`).
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=262144,
+        producer_max_request_size=MAX_DEAD_LETTER_BYTES,  # a letter outgrows its record
         producer_partitioner=cached_murmur2_partitioner,
         broker_max_poll_records=settings.max_poll_records,
         stream_buffer_maxsize=stream_buffer_size(

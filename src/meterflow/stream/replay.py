@@ -31,7 +31,12 @@ from typing import NamedTuple
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from meterflow.contract.topics import DEAD_LETTERS, METER_READINGS, METER_RECORDS
+from meterflow.contract.topics import (
+    DEAD_LETTERS,
+    MAX_DEAD_LETTER_BYTES,
+    METER_READINGS,
+    METER_RECORDS,
+)
 from meterflow.kafka_admin import bootstrap_servers
 from meterflow.logs import event
 from meterflow.models import DeadLetter, SourceRef, loads
@@ -75,6 +80,7 @@ async def replay_dead_letters(
         group_id=group_id or replay_group_id(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_DEAD_LETTER_BYTES,
     )
     try:
         await consumer.start()
