@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench_profiles import run as profiles_at_scale
 from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
@@ -52,7 +51,7 @@ from meterflow.settings import Settings
 from meterflow.stream.producing import demo_location_id, synthetic_records
 from peer_venv import peer_python
 from scale_out import measure_scale_out
-from support import MF, ROOT, CpuSampler, preload, stop_process, worker_env
+from support import MF, ROOT, CpuSampler, create_output_topic, preload, stop_process, worker_env
 
 BARE_OUT = "bare-costs"
 PEER_OUT = "quix-costs"
@@ -224,17 +223,6 @@ def start_worker(
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
-async def create_topic(settings: Settings, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, settings.topic_partitions, settings.topic_replication)]
-        )
-    finally:
-        await admin.close()
-
-
 # --- the run ---
 
 
@@ -296,8 +284,8 @@ async def measure(
     workdir.mkdir(parents=True, exist_ok=True)
     locations = [demo_location_id(i) for i in range(locations_n)]
     profiles, sent = await preload(settings, locations, synthetic_records(locations, records))
-    await create_topic(settings, settings.topic(BARE_OUT))
-    await create_topic(settings, settings.topic(PEER_OUT))
+    await create_output_topic(settings, settings.topic(BARE_OUT))
+    await create_output_topic(settings, settings.topic(PEER_OUT))
     print(f"topics {prefix}* with {settings.topic_partitions} partitions; work dir {workdir}")
     print(f"published {profiles.sent} profiles (5-period TOU)")
     print(f"preloaded {sent.sent} meter records ({sent.rate:,.0f}/s)")

@@ -20,8 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from meterflow.contract.topics import LOCATIONS, METER_RECORDS
-from meterflow.kafka_admin import ensure_topics
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
+from meterflow.kafka_admin import bootstrap_servers, ensure_topics
 from meterflow.settings import Settings
 from meterflow.stream.producing import (
     SendSummary,
@@ -43,16 +45,40 @@ def bench_space(kind: str, partitions: int = 6) -> tuple[Settings, Path]:
     return Settings(topic_prefix=prefix, app_id="bench", topic_partitions=partitions), workdir
 
 
+async def create_output_topic(settings: Settings, name: str) -> None:
+    """A topic a contender writes to, whose records the broker stamps when it appends them
+    (`LogAppendTime`). A bench reads each contender's rate from its outputs' timestamps, and a
+    result carries its record's own (`stream.agents.received_ms`), which the preload set: read
+    so, the worker's "rate" was the preload's pace."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    settings.topic_partitions,
+                    settings.topic_replication,
+                    topic_configs={"message.timestamp.type": "LogAppendTime"},
+                )
+            ]
+        )
+    finally:
+        await admin.close()
+
+
 async def preload(
     settings: Settings,
     locations: list[str],
     documents: Iterable[dict[str, Any]],
     topic: str = METER_RECORDS,
 ) -> tuple[SendSummary, SendSummary]:
-    """Create the contract topics, publish a profile per location, then `documents` on `topic`.
+    """Create the contract topics (`energy-costs` as an output topic), publish a profile per
+    location, then `documents` on `topic`.
 
     Answers what each send achieved (profiles, documents).
     """
+    await create_output_topic(settings, settings.topic(ENERGY_COSTS))
     await ensure_topics(settings)
     async with kafka_producer(settings) as producer:
         profiles = await send_all(

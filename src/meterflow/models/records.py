@@ -181,6 +181,8 @@ class MeterRecord(Document):
         return self
 
     def _take_older_names(self, fields: dict[str, Any]) -> None:
+        """Each older name's value under its new name, in the fields and in the set of fields
+        given (written as `costing._trusted` writes a frozen model, whose slots it guards)."""
         given = self.__pydantic_fields_set__
         for old, new in OLDER_NAMES.items():
             value = fields[old]
