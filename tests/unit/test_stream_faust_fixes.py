@@ -670,6 +670,28 @@ async def test_a_failed_metadata_update_waits_the_retry_backoff_before_it_answer
 # The guard on what the patches borrow.
 
 
+async def test_a_fetch_waits_briefly_while_an_input_partition_is_paused(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prompt_resume: while a partition is paused under pressure (its queue full), a fetch of
+    the other partitions waits 10 ms at most, so the paused one is fetched soon after its
+    resume; otherwise, and after the resume, faust's own wait."""
+    consumer = app.consumer
+    waits: list[float] = []
+
+    async def getmany(active_partitions: Any, timeout: float) -> dict[Any, Any]:  # noqa: ASYNC109
+        waits.append(timeout)
+        return {}
+
+    monkeypatch.setattr(consumer._thread, "getmany", getmany)
+    await consumer._getmany({IN0, OTHER0}, 1.0)
+    consumer.on_buffer_full(IN0)
+    await consumer._getmany({OTHER0}, 1.0)
+    consumer.on_buffer_drop(IN0)
+    await consumer._getmany({IN0, OTHER0}, 1.0)
+    assert waits == [1.0, 0.01, 1.0]
+
+
 def test_the_guard_passes_on_the_pinned_versions_installed_or_not(app: faust.App) -> None:
     faust_fixes.BORROWED.check()  # `app` has installed the patches: originals are still read
     names = {patch.name for patch in faust_fixes.BORROWED.patches}
@@ -682,6 +704,7 @@ def test_the_guard_passes_on_the_pinned_versions_installed_or_not(app: faust.App
         "inline_delivery",
         "worker_consumer_options",
         "metadata_backoff",
+        "prompt_resume",
     } <= names
 
 
