@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from meterflow.contract.topics import ENERGY_COSTS, LOCATIONS, METER_RECORDS
-from meterflow.kafka_admin import bootstrap_servers, ensure_topics
+from meterflow.kafka_admin import create_missing_topics, ensure_topics
 from meterflow.settings import Settings
 from meterflow.stream.producing import (
     SendSummary,
@@ -50,21 +50,11 @@ async def create_output_topic(settings: Settings, name: str) -> None:
     (`LogAppendTime`). A bench reads each contender's rate from its outputs' timestamps, and a
     result carries its record's own (`stream.agents.received_ms`), which the preload set: read
     so, the worker's "rate" was the preload's pace."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    settings.topic_partitions,
-                    settings.topic_replication,
-                    topic_configs={"message.timestamp.type": "LogAppendTime"},
-                )
-            ]
-        )
-    finally:
-        await admin.close()
+    layout = {"message.timestamp.type": "LogAppendTime"}
+    topic = NewTopic(
+        name, settings.topic_partitions, settings.topic_replication, topic_configs=layout
+    )
+    await create_missing_topics(settings, [topic])
 
 
 async def preload(
